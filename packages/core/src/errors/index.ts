@@ -1,0 +1,2 @@
+export * from './error-catalog.js';
+export * from './shifter-error.js';

@@ -1,0 +1,8 @@
+/**
+ * `@shifter/core`: turn registry images into squashfs files plus `.meta` files, and run the image gateway's
+ * services. Everything the gateway, `shifterimg` and site scripts use is exported from here.
+ *
+ * @packageDocumentation
+ */
+export * from './errors/index.js';
+export * from './config/index.js';
