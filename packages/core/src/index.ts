@@ -6,3 +6,6 @@
  */
 export * from './errors/index.js';
 export * from './config/index.js';
+export * from './udiroot-conf/index.js';
+export * from './meta/index.js';
+export * from './convert/index.js';
