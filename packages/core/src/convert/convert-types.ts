@@ -1,0 +1,87 @@
+import type { Readable } from 'node:stream';
+import type { ShifterConfig } from '../config/index.js';
+import type { ImageMetadata } from '../meta/image-metadata.js';
+
+/**
+ * One layer blob as the converter sees it: its descriptor plus a way to read its (compressed) bytes.
+ *
+ * Contract: `open()` may be called more than once (each call returns a fresh stream from the start); the caller of
+ * `open()` owns the returned stream and destroys it when done or on failure. The converter does NOT verify the
+ * digest — the blob cache already did while storing it — but it checks the compression by magic bytes.
+ */
+export interface LayerSource {
+  /** `sha256:<hex>` of the compressed blob; used in error details and progress. */
+  digest: string;
+  /** Layer media type from the manifest (OCI or Docker). */
+  mediaType: string;
+  /** Compressed size in bytes, from the manifest. */
+  size: number;
+  /** Open the compressed bytes; the caller closes the stream. */
+  open(): Promise<Readable>;
+}
+
+/** The `conversion` section of {@link ShifterConfig}. */
+export type ConversionConfig = ShifterConfig['conversion'];
+
+/** Progress events reported by {@link convertImage}. */
+export type ConvertProgress =
+  | { phase: 'layer'; index: number; count: number; digest: string; entries: number; bytes: number }
+  | { phase: 'squashfs'; tool: 'mksquashfs' | 'tar2sqfs' }
+  | { phase: 'meta' }
+  | { phase: 'done'; id: string };
+
+/** Options of {@link convertImage}. */
+export interface ConvertImageOptions {
+  /** Image id (lower-case hex of the platform manifest digest, given by the caller); names the output files. */
+  id: string;
+  /** Scratch directory; a private sub-directory is created in it and removed on success and on failure. */
+  expandDir: string;
+  /** The `conversion` config section; defaults from the config schema when omitted or partial. */
+  conversion?: Partial<ConversionConfig>;
+  /** Cap on the total unpacked bytes of all layers (`SHIFTER_LAYER_LIMIT`). */
+  maxUnpackedBytes?: number;
+  /** Cap on the total number of tar entries of all layers (`SHIFTER_LAYER_LIMIT`). */
+  maxEntries?: number;
+  /** Uids allowed to use a private image; written as `USERACL` to the `.meta` file when non-empty. */
+  userACL?: number[];
+  /** Gids allowed to use a private image; written as `GROUPACL` to the `.meta` file when non-empty. */
+  groupACL?: number[];
+  /** Keep device nodes (char/block) instead of dropping them (default false; needs root). */
+  keepDevices?: boolean;
+  /** Called as the conversion advances; must not throw. */
+  onProgress?: (event: ConvertProgress) => void;
+  /** Aborts the conversion (`SHIFTER_CONVERSION_FAILED` with the abort reason as cause). */
+  signal?: AbortSignal;
+}
+
+/** What one conversion did, for logs and job records. */
+export interface ConvertSummary {
+  /** Number of layers applied. */
+  layers: number;
+  /** Tar entries read across all layers (whiteouts included). */
+  entries: number;
+  /** Bytes of regular-file content written to the scratch tree. */
+  unpackedBytes: number;
+  /** Entries dropped by policy (device nodes, xattrs), as `{ layer, entry, reason }`. */
+  dropped: { layer: string; entry: string; reason: string }[];
+  /** Size of the squashfs file in bytes. */
+  squashfsBytes: number;
+  /** The builder that made the squashfs file. */
+  tool: 'mksquashfs' | 'tar2sqfs';
+  /** Milliseconds spent unpacking and building. */
+  timings: { flattenMs: number; squashfsMs: number; totalMs: number };
+}
+
+/** Result of {@link convertImage}. */
+export interface ConvertImageResult {
+  /** The image id, as given. */
+  id: string;
+  /** `<outDir>/<id>.squashfs`. */
+  squashfsPath: string;
+  /** `<outDir>/<id>.meta`. */
+  metaPath: string;
+  /** Env, entrypoint, cmd, workdir, labels and user from the image config. */
+  metadata: ImageMetadata;
+  /** What was done. */
+  summary: ConvertSummary;
+}

@@ -1,0 +1,2 @@
+export * from './convert-types.js';
+export * from './convert-image.js';
