@@ -1,1 +1,4 @@
 export * from './config-schema.js';
+export * from './env.js';
+export * from './imagemanager-json.js';
+export * from './load-config.js';
