@@ -9,3 +9,5 @@ export * from './config/index.js';
 export * from './udiroot-conf/index.js';
 export * from './meta/index.js';
 export * from './convert/index.js';
+export * from './reference/index.js';
+export * from './digest/index.js';
