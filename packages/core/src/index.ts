@@ -11,3 +11,7 @@ export * from './meta/index.js';
 export * from './convert/index.js';
 export * from './reference/index.js';
 export * from './digest/index.js';
+export * from './metadata/index.js';
+export * from './jobs/index.js';
+export * from './transfer/index.js';
+export * from './auth/index.js';

@@ -73,6 +73,7 @@ export const ERROR_CATALOG = {
   SHIFTER_JOB_CONFLICT: e(409, ExitCode.TEMPFAIL, true, 'A conflicting operation on this image is in progress'),
   SHIFTER_JOB_LEASE_EXPIRED: e(500, ExitCode.TEMPFAIL, true, 'The worker running this job stopped before finishing it'),
   SHIFTER_JOB_ATTEMPTS_EXHAUSTED: e(500, ExitCode.TEMPFAIL, false, 'The job failed on every allowed attempt'),
+  SHIFTER_JOB_NOT_FOUND: e(404, ExitCode.NOINPUT, false, 'No such job'),
   SHIFTER_IMPORT_NOT_ALLOWED: e(403, ExitCode.NOPERM, false, 'The caller may not import images'),
   SHIFTER_IMPORT_INVALID: e(422, ExitCode.DATAERR, false, 'The file to import is not a valid, safe image'),
   SHIFTER_EXAMINATION_FAILED: e(422, ExitCode.DATAERR, false, 'The site examiner rejected the image'),

@@ -1,0 +1,2 @@
+export * from './job-record.js';
+export * from './job-queue.js';

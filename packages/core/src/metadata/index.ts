@@ -1,0 +1,2 @@
+export * from './image-record.js';
+export * from './metadata-store.js';
