@@ -15,3 +15,4 @@ export * from './metadata/index.js';
 export * from './jobs/index.js';
 export * from './transfer/index.js';
 export * from './auth/index.js';
+export * from './api/routes-contract.js';
