@@ -19,10 +19,10 @@ export interface ImageMetadata {
   user: string | null;
 }
 
-function stringList(value: unknown, field: string): string[] | null {
+function stringList(value: unknown, field: string, allowString = false): string[] | null {
   if (value === undefined || value === null) return null;
   // NOTE: Docker accepts a bare string for Entrypoint/Cmd in some old configs; it means a one-item list.
-  if (typeof value === 'string') return [value];
+  if (allowString && typeof value === 'string') return [value];
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
     throw new ManifestError('SHIFTER_MANIFEST_INVALID', `image config field ${field} is not a list of strings`, {
       details: { field },
@@ -76,8 +76,8 @@ export function imageMetadataFromConfig(config: unknown): ImageMetadata {
   }
   return {
     env: stringList(c.Env, 'Env') ?? [],
-    entrypoint: stringList(c.Entrypoint, 'Entrypoint'),
-    cmd: stringList(c.Cmd, 'Cmd'),
+    entrypoint: stringList(c.Entrypoint, 'Entrypoint', true),
+    cmd: stringList(c.Cmd, 'Cmd', true),
     workdir: optionalString(c.WorkingDir, 'WorkingDir'),
     labels,
     user: optionalString(c.User, 'User'),

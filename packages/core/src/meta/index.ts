@@ -1,1 +1,2 @@
 export * from './image-metadata.js';
+export * from './meta-format.js';
