@@ -16,3 +16,4 @@ export * from './jobs/index.js';
 export * from './transfer/index.js';
 export * from './auth/index.js';
 export * from './api/routes-contract.js';
+export * from './manifest/index.js';
