@@ -111,6 +111,7 @@ export const ERROR_CATALOG = {
   SHIFTER_TRANSFER_FAILED: e(502, ExitCode.IOERR, true, 'Copying the image to the system failed'),
   SHIFTER_STORE_UNAVAILABLE: e(503, ExitCode.UNAVAILABLE, true, 'The metadata store or queue is unavailable'),
   SHIFTER_IO_FAILED: e(500, ExitCode.IOERR, true, 'A local file operation failed'),
+  SHIFTER_BLOB_NOT_FOUND: e(404, ExitCode.NOINPUT, false, 'The blob is not in the local blob cache'),
 
   // gateway client
   SHIFTER_GATEWAY_UNAVAILABLE: e(503, ExitCode.UNAVAILABLE, true, 'No image gateway could be reached'),
