@@ -17,3 +17,4 @@ export * from './transfer/index.js';
 export * from './auth/index.js';
 export * from './api/routes-contract.js';
 export * from './manifest/index.js';
+export * from './api/gateway-client.js';
