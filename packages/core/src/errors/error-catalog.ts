@@ -54,6 +54,7 @@ export const ERROR_CATALOG = {
   SHIFTER_REQUEST_TOO_LARGE: e(413, ExitCode.USAGE, false, 'The request body is larger than allowed'),
   SHIFTER_REF_INVALID: e(400, ExitCode.DATAERR, false, 'The image reference is malformed'),
   SHIFTER_SYSTEM_UNKNOWN: e(404, ExitCode.NOINPUT, false, 'The named system is not configured on the gateway'),
+  SHIFTER_ROUTE_NOT_FOUND: e(404, ExitCode.USAGE, false, 'The gateway has no such endpoint'),
 
   // config
   SHIFTER_CONFIG_INVALID: e(500, ExitCode.CONFIG, false, 'The configuration is invalid'),
