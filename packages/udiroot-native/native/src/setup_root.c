@@ -1,0 +1,103 @@
+/* setup_root.c -- setupRoot: build the container root once per node per job in the global mount namespace (run as
+   root by the workload manager's prolog), so later `shifter` calls with the same image, user, volumes and modules
+   reuse it through var/shifterConfig.json.
+
+   Usage: setupRoot [-V] [-v VOLMAP] [-s SSHPUBKEY] -u USER -U UID -G GID [-N "host/n …"] [-m MODULES] TYPE ID
+   Only `id` images are accepted (the prolog resolves tags at submit time). -s is accepted and refused: the
+   per-user sshd is not part of this runtime.
+
+   Memory policy: short-lived; never freed. */
+
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "udi_config.h"
+#include "udi_image.h"
+#include "udi_misc.h"
+#include "udi_mount.h"
+#include "udi_privs.h"
+#include "udi_volume.h"
+
+int main(int argc, char **argv)
+{
+   struct udi_config cfg;
+   struct udi_user user;
+   struct udi_image_ref ref;
+   struct udi_meta meta;
+   struct udi_volmap vols = { 0 };
+   struct strv modules = { 0 };
+   char *volspec = NULL, *username = NULL, *nodes = NULL, *modspec = NULL, *meta_text, err[512], *sig;
+   long uid = -1, gid = -1;
+   int c;
+
+   udi_progname = "setupRoot";
+   openlog("setupRoot", LOG_PID, LOG_AUTHPRIV);
+   syslog(LOG_INFO, "uid=%u argc=%d", getuid(), argc);
+   if (getuid() != 0 || geteuid() != 0)
+      FATAL(UDI_EX_NOPERM, "must be run by root");
+   while ((c = getopt(argc, argv, "+Vv:s:u:U:G:N:m:")) != -1) {
+      switch (c) {
+      case 'V': udi_verbose = 1; break;
+      case 'v': volspec = optarg; break;
+      case 's': FATAL(UDI_EX_USAGE, "-s (per-user sshd) is not supported by this runtime");
+      case 'u': username = optarg; break;
+      case 'U': uid = strtol(optarg, NULL, 10); break;
+      case 'G': gid = strtol(optarg, NULL, 10); break;
+      case 'N': nodes = optarg; break;
+      case 'm': modspec = optarg; break;
+      default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] "
+                                   "[-m modules] id <id>");
+      }
+   }
+   if (argc - optind != 2 || !username || uid <= 0 || gid <= 0)
+      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] id <id>");
+   udi_config_load(&cfg, CONFIG_FILE, true);
+   udi_user_lookup(&user, &cfg, (uid_t)uid, (gid_t)gid);
+   if (strcmp(user.name, username))
+      FATAL(UDI_EX_NOUSER, "uid %ld is %s, not %s", uid, user.name, username);
+   if (udi_parse_image_ref(&ref, xasprintf("%s:%s", argv[optind], argv[optind + 1]), "id") || strcmp(ref.type, "id"))
+      FATAL(UDI_EX_DATAERR, "setupRoot needs an image id (type id)");
+   if (volspec) {
+      int rc = udi_volume_parse(&vols, volspec, false);
+      if (rc)
+         FATAL(UDI_EX_DATAERR, "invalid volume \"%s\": %s", volspec, udi_volume_strerror(rc));
+   }
+   strv_init(&modules);
+   {
+      struct strv want = { 0 };
+      strv_init(&want);
+      if (modspec)
+         strv_split(&want, modspec, ",");
+      else
+         for (size_t i = 0; i < cfg.defaultModules.n; i++)
+            strv_push(&want, cfg.defaultModules.v[i]);
+      if (!(want.n == 1 && !strcmp(want.v[0], "none")))
+         for (size_t i = 0; i < want.n; i++) {
+            struct udi_module *m = udi_config_module(&cfg, want.v[i]);
+            if (!m)
+               FATAL(UDI_EX_USAGE, "unknown module %s", want.v[i]);
+            if (m->enabled && !strv_contains(&modules, m->name))
+               strv_push(&modules, m->name);
+         }
+   }
+   meta_text = read_file_text(xasprintf("%s/%s.meta", cfg.imagePath, ref.tag), UDI_META_MAX_BYTES);
+   if (!meta_text)
+      FATAL(UDI_EX_NOINPUT, "image %s not found", ref.tag);
+   if (udi_meta_parse_text(&meta, meta_text, err, sizeof(err)))
+      FATAL(UDI_EX_DATAERR, "image %s: %s", ref.tag, err);
+   if (!udi_meta_allows(&meta, user.uid, user.gid, user.groups, user.n_groups))
+      FATAL(UDI_EX_NOPERM, "permission denied to image %s for %s", ref.tag, user.name);
+   sig = udi_root_signature(ref.tag, user.name, udi_volume_signature(&vols), &modules);
+   udi_become_root(); // PRIV: already root; normalise groups to {0}
+   udi_root_destroy(&cfg);
+   {
+      struct udi_root_request req = { &cfg, ref.tag, xasprintf("%s/%s.squashfs", cfg.imagePath, ref.tag), false,
+                                      &user, &vols, &modules, nodes, sig };
+      udi_root_build(&req);
+   }
+   VERBOSE("root ready at %s", cfg.udiMount);
+   return 0;
+}

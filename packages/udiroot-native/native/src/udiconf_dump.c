@@ -1,0 +1,30 @@
+/* udiconf_dump.c -- test/debug tool (never installed setuid): parse the udiRoot.conf given as argv[1] with the
+   runtime's own parser and print it as normalised JSON (udi_config_json), or the error and exit UDI_EX_CONFIG.
+   Used by the C/TypeScript parser parity test. No ownership check: it reads any file the caller can read.
+
+   Memory policy: short-lived; never freed. */
+
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+
+#include "udi_config.h"
+#include "udi_misc.h"
+
+int main(int argc, char **argv)
+{
+   struct udi_config cfg;
+   char err[600], *text;
+   udi_progname = "udiconf-dump";
+   if (argc != 2)
+      FATAL(UDI_EX_USAGE, "usage: udiconf-dump FILE");
+   text = read_file_text(argv[1], UDI_CONF_MAX_BYTES);
+   if (!text)
+      FATAL(UDI_EX_CONFIG, "%s: %s", argv[1], strerror(errno));
+   if (udi_config_parse_text(&cfg, text, err, sizeof(err)) || udi_config_validate(&cfg, err, sizeof(err))) {
+      printf("{\"error\":%s}\n", json_quote(err));
+      return UDI_EX_CONFIG;
+   }
+   printf("%s\n", udi_config_json(&cfg));
+   return 0;
+}
