@@ -18,3 +18,5 @@ export * from './auth/index.js';
 export * from './api/routes-contract.js';
 export * from './manifest/index.js';
 export * from './api/gateway-client.js';
+export * from './service/index.js';
+export * from './blob-store/index.js';

@@ -1,2 +1,3 @@
 export * from './services.js';
+export * from './contracts/blob-store-contract.js';
 export * from './make-layer.js';

@@ -1,0 +1,92 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describeBlobStoreContract } from '../testing/contracts/blob-store-contract.js';
+import { FsBlobStore } from './fs-blob-store.js';
+
+describeBlobStoreContract('FsBlobStore', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'shifter-blobs-'));
+  return {
+    store: new FsBlobStore(dir, { fsync: false }),
+    peer: new FsBlobStore(dir, { fsync: false }),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+describe('FsBlobStore', () => {
+  let dir: string;
+  const bytes = Buffer.from('fs blob store');
+  const hex = createHash('sha256').update(bytes).digest('hex');
+  const digest = `sha256:${hex}`;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shifter-blobs-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('lays blobs out as <algorithm>/<hex>, private to the owner, with no temp or lock files left', async () => {
+    const store = new FsBlobStore(dir);
+    await store.put(digest, bytes.length, Readable.from([bytes]));
+    expect(store.path(digest)).toBe(join(dir, 'sha256', hex));
+    expect((await stat(join(dir, 'sha256', hex))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'sha256'))).mode & 0o777).toBe(0o700);
+    expect(await readdir(join(dir, 'sha256'))).toEqual([hex]);
+  });
+
+  it('leaves no temp file after a failed write', async () => {
+    const store = new FsBlobStore(dir, { fsync: false });
+    await expect(store.put(digest, bytes.length, Readable.from([Buffer.from('nope')]))).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    expect(await readdir(join(dir, 'sha256'))).toEqual([]);
+  });
+
+  it('breaks a lock whose writer process is dead', async () => {
+    await mkdir(join(dir, 'sha256'), { recursive: true });
+    // PID 2^22+1 is above Linux's pid_max limit, so it cannot be alive.
+    await writeFile(join(dir, 'sha256', `${hex}.lock`), `${hostname()} ${2 ** 22 + 1}\n`);
+    const store = new FsBlobStore(dir, { fsync: false });
+    expect(await store.put(digest, bytes.length, Readable.from([bytes]))).toEqual({ stored: true });
+  });
+
+  it('breaks a lock that stopped being refreshed, even from another host', async () => {
+    await mkdir(join(dir, 'sha256'), { recursive: true });
+    const lock = join(dir, 'sha256', `${hex}.lock`);
+    await writeFile(lock, `other-host.example 1234\n`);
+    const old = new Date(Date.now() - 60_000);
+    await utimes(lock, old, old);
+    const store = new FsBlobStore(dir, { fsync: false, lockStaleMs: 10_000 });
+    expect(await store.put(digest, bytes.length, Readable.from([bytes]))).toEqual({ stored: true });
+  });
+
+  it('waits for a live lock holder and then reports the blob as already stored', async () => {
+    await mkdir(join(dir, 'sha256'), { recursive: true });
+    const lock = join(dir, 'sha256', `${hex}.lock`);
+    await writeFile(lock, `${hostname()} ${process.pid}\n`);
+    const writer = new FsBlobStore(dir, { fsync: false });
+    const waiter = new FsBlobStore(dir, { fsync: false });
+    let opened = 0;
+    const pending = waiter.put(digest, bytes.length, () => {
+      opened += 1;
+      return Readable.from([bytes]);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    // The "other process" finishes: publishes the blob, then drops its lock.
+    await rm(lock);
+    await writer.put(digest, bytes.length, Readable.from([bytes]));
+    expect(await pending).toEqual({ stored: false });
+    expect(opened).toBe(0);
+  });
+
+  it('stops waiting when aborted', async () => {
+    await mkdir(join(dir, 'sha256'), { recursive: true });
+    await writeFile(join(dir, 'sha256', `${hex}.lock`), `${hostname()} ${process.pid}\n`);
+    const store = new FsBlobStore(dir, { fsync: false });
+    const controller = new AbortController();
+    const pending = store.put(digest, bytes.length, () => Readable.from([bytes]), { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('cancelled by test')), 100);
+    await expect(pending).rejects.toThrow(/cancelled by test/);
+  });
+});
