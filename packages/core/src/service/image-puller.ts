@@ -1,0 +1,58 @@
+/**
+ * What the image service needs from the registry side: resolve a tag cheaply, then fetch and convert.
+ *
+ * @packageDocumentation
+ */
+import type { ImageReference } from '../reference/index.js';
+import type { ImageMetadata } from '../meta/index.js';
+import type { RegistryLogin } from '../auth/index.js';
+
+/** One pull as the puller sees it. */
+export interface PullTarget {
+  /** The parsed reference. */
+  readonly reference: ImageReference;
+  /** Target platform (`linux/amd64`). */
+  readonly platform: string;
+  /** Registry login from the caller's credential, if any. */
+  readonly login?: RegistryLogin | undefined;
+  /** Cancels the operation. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A resolved tag. */
+export interface ResolvedImage {
+  /** Digest of the platform manifest (`sha256:…`); the image id is its hex. */
+  readonly digest: string;
+  /** True when the registry demanded credentials (the image is then private). */
+  readonly private: boolean;
+}
+
+/** Progress of a fetch + convert. */
+export type PullProgress =
+  | { readonly phase: 'download'; readonly layer: string; readonly index: number; readonly count: number; readonly bytesDone: number; readonly bytesTotal: number }
+  | { readonly phase: 'convert'; readonly step: string; readonly layer?: string; readonly index?: number; readonly count?: number };
+
+/** Result of a fetch + convert. */
+export interface PulledImage {
+  /** Local path of the built `<id>.squashfs`. */
+  readonly squashfsPath: string;
+  /** Image metadata from the config. */
+  readonly metadata: ImageMetadata;
+}
+
+/** Registry side of a pull. Both methods must be safe to repeat (jobs are delivered at least once). */
+export interface ImagePuller {
+  /**
+   * Resolve the tag to its platform manifest digest with as few requests as possible.
+   * @throws registry errors with their catalogue codes (`SHIFTER_REGISTRY_*`, `SHIFTER_PLATFORM_NOT_FOUND`, …)
+   */
+  resolve(target: PullTarget): Promise<ResolvedImage>;
+  /**
+   * Download (through the blob cache) and convert the image with manifest `digest` into `outDir/<id>.squashfs`.
+   * @throws registry, layer and conversion errors with their catalogue codes
+   */
+  fetch(
+    target: PullTarget & { readonly digest: string; readonly outDir: string; readonly scratchDir: string },
+    onProgress: (progress: PullProgress) => void,
+  ): Promise<PulledImage>;
+}

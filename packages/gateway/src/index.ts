@@ -1,0 +1,8 @@
+/**
+ * `@shifter/gateway`: the Image Gateway REST service over `@shifter/core`.
+ *
+ * @packageDocumentation
+ */
+export { buildApp, type GatewayDeps, type GatewayImageService } from './app.js';
+export { errorBody, toReplyError } from './plugins/error-handler.js';
+export { registerMetrics, type GatewayMetrics } from './plugins/metrics.js';

@@ -1,0 +1,41 @@
+import type { FastifyInstance } from 'fastify';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one gateway instance (its own registry, so several apps in one process stay apart). */
+export interface GatewayMetrics {
+  /** The registry `/metrics` renders. */
+  readonly registry: Registry;
+}
+
+/**
+ * Count and time every request by route pattern (never by URL: tags would leak image names and explode cardinality).
+ * @param app - the fastify instance
+ * @param options - `defaultMetrics: false` skips process metrics (tests building many apps)
+ */
+export function registerMetrics(app: FastifyInstance, options: { defaultMetrics?: boolean } = {}): GatewayMetrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'shifter_gateway_' });
+  const requests = new Counter({
+    name: 'shifter_gateway_requests_total',
+    help: 'HTTP requests by route pattern, method and status code',
+    labelNames: ['route', 'method', 'status_code'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'shifter_gateway_request_duration_seconds',
+    help: 'HTTP request duration by route pattern and method',
+    labelNames: ['route', 'method'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5],
+    registers: [registry],
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    requests.inc({ route, method: request.method, status_code: String(reply.statusCode) });
+    duration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    void reply.type(registry.contentType);
+    return registry.metrics();
+  });
+  return { registry };
+}
