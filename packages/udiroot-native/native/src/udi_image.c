@@ -192,10 +192,12 @@ int udi_meta_parse_text(struct udi_meta *m, const char *text, char *err, size_t 
       if (nl)
          *nl = '\0';
       lineno++;
-      if (!*str_trim(line)) {
+      if (line[strspn(line, " \t\r")] == '\0') {
          line = nl ? nl + 1 : NULL;
          continue;
       }
+      if (nl && nl > line && nl[-1] == '\r')
+         nl[-1] = '\0';
       colon = strchr(line, ':');
       if (!colon) {
          snprintf(err, errlen, "line %d: expected KEY: value", lineno);
