@@ -1,0 +1,399 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFile, mkdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../config/index.js';
+import { RegistryError, ShifterError } from '../errors/index.js';
+import type { JobContext, JobHandler, JobQueue, JobRecord, NewJob, ProcessOptions } from '../jobs/index.js';
+import { parseMeta } from '../meta/meta-format.js';
+import { SqliteMetadataStore } from '../metadata/sqlite-metadata-store.js';
+import type { Transfer } from '../transfer/index.js';
+import type { Caller } from './caller.js';
+import type { ImagePuller, PullTarget } from './image-puller.js';
+import { FAILURE_HOLD_MS, ImageService, pickLogin } from './image-service.js';
+
+// Unit tests: a real SQLite store (in memory) with fakes for the queue, the registry side and the transfer.
+
+/** A queue that runs jobs one at a time on demand (`drain()`), through the store's claim/complete/fail. */
+class ManualQueue implements JobQueue {
+  handlers = new Map<string, { handler: JobHandler; options: ProcessOptions }>();
+  enqueued: JobRecord[] = [];
+  constructor(private readonly store: SqliteMetadataStore) {}
+  async enqueue(job: NewJob): Promise<JobRecord> {
+    const record = await this.store.createJob(job);
+    this.enqueued.push(record);
+    return record;
+  }
+  async process(system: string, handler: JobHandler, options: ProcessOptions = {}): Promise<void> {
+    this.handlers.set(system, { handler, options });
+  }
+  async close(): Promise<void> {}
+  async drain(): Promise<void> {
+    for (;;) {
+      const jobs = await this.store.listClaimableJobs();
+      if (jobs.length === 0) return;
+      for (const job of jobs) {
+        const entry = this.handlers.get(job.system);
+        if (!entry) return;
+        const claimed = await this.store.claimJob(job.id, { owner: 'w', leaseMs: 60_000 });
+        if (!claimed) continue;
+        const context: JobContext = { signal: new AbortController().signal, workerId: 'w', attempt: claimed.attempts, heartbeat: async () => {} };
+        try {
+          const result = await entry.handler(claimed, context);
+          await this.store.completeJob(job.id, 'w', (result ?? null) as never);
+        } catch (error) {
+          const shifterError = error as ShifterError;
+          const failed = await this.store.failJob(job.id, 'w', { code: shifterError.code, message: shifterError.message }, { retry: shifterError.retryable });
+          if (failed?.status === 'failed') await entry.options.onFailed?.(failed);
+        }
+      }
+    }
+  }
+}
+
+class DirTransfer implements Transfer {
+  constructor(readonly imageDir: string) {}
+  puts = 0;
+  metaPuts = 0;
+  async put(localImage: string, localMeta: string, id: string, options: { private?: boolean } = {}) {
+    this.puts++;
+    await copyFile(localImage, join(this.imageDir, `${id}.squashfs`));
+    await copyFile(localMeta, join(this.imageDir, `${id}.meta`));
+    await import('node:fs/promises').then((fs) => fs.chmod(join(this.imageDir, `${id}.squashfs`), options.private ? 0o600 : 0o644));
+  }
+  async putMeta(localMeta: string, id: string) {
+    this.metaPuts++;
+    await copyFile(localMeta, join(this.imageDir, `${id}.meta`));
+  }
+  async remove(id: string) {
+    const existed = existsSync(join(this.imageDir, `${id}.meta`));
+    await rm(join(this.imageDir, `${id}.meta`), { force: true });
+    await rm(join(this.imageDir, `${id}.squashfs`), { force: true });
+    return existed;
+  }
+  async exists(id: string) {
+    return existsSync(join(this.imageDir, `${id}.meta`)) && existsSync(join(this.imageDir, `${id}.squashfs`));
+  }
+  async cleanStale() {
+    return 0;
+  }
+}
+
+const digestOf = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
+
+class FakePuller implements ImagePuller {
+  digests = new Map<string, string>([['busybox:latest', digestOf(1)]]);
+  privateRepos = new Set<string>();
+  resolves = 0;
+  fetches = 0;
+  failWith: ShifterError | null = null;
+  logins: (PullTarget['login'] | undefined)[] = [];
+  async resolve(target: PullTarget) {
+    this.resolves++;
+    this.logins.push(target.login);
+    if (this.failWith) throw this.failWith;
+    const key = target.reference.familiar;
+    const digest = this.digests.get(key);
+    if (!digest) throw new RegistryError('SHIFTER_REGISTRY_MANIFEST_UNKNOWN', `no tag ${key}`);
+    const isPrivate = this.privateRepos.has(key);
+    if (isPrivate && !target.login) throw new RegistryError('SHIFTER_REGISTRY_AUTH_FAILED', 'credentials required');
+    return { digest, private: isPrivate };
+  }
+  async fetch(target: PullTarget & { digest: string; outDir: string }, onProgress: (p: never) => void) {
+    this.fetches++;
+    onProgress({ phase: 'download', layer: 'sha256:aa', index: 0, count: 1, bytesDone: 10, bytesTotal: 10 } as never);
+    const id = target.digest.slice(7);
+    const squashfsPath = join(target.outDir, `${id}.squashfs`);
+    writeFileSync(squashfsPath, `image ${id}`);
+    return {
+      squashfsPath,
+      metadata: { env: ['PATH=/bin'], entrypoint: null, cmd: ['/bin/sh'], workdir: '/root', labels: { alabel: 'avalue' }, user: null },
+    };
+  }
+}
+
+const alice: Caller = { uid: 1000, gid: 1000, user: 'alice', groups: [1000, 3000], authorizedLocations: null };
+const bob: Caller = { uid: 1001, gid: 1001, user: 'bob', groups: [1001], authorizedLocations: null };
+const root: Caller = { uid: 0, gid: 0, user: 'root', groups: [0], authorizedLocations: null };
+const withLogin = (caller: Caller): Caller => ({ ...caller, authorizedLocations: { default: 'user:pa:ss' } });
+
+let dir: string;
+let now: number;
+let store: SqliteMetadataStore;
+let queue: ManualQueue;
+let puller: FakePuller;
+let transfer: DirTransfer;
+let service: ImageService;
+
+function makeService(overrides: Record<string, unknown> = {}) {
+  const config = parseConfig({
+    systems: {
+      cluster: { transfer: { kind: 'local', imageDir: join(dir, 'images') }, admins: ['root'] },
+      other: { transfer: { kind: 'local', imageDir: join(dir, 'images2') } },
+    },
+    storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
+    jobs: { pullUpdateTimeout: 300, imageExpirationTimeout: '1:00:00:00' },
+    metrics: true,
+    importUsers: ['alice'],
+    ...overrides,
+  });
+  return new ImageService({ config, store, queue, transferFor: () => transfer, puller, now: () => now });
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'shifter-service-'));
+  await mkdir(join(dir, 'images'));
+  now = 1_800_000_000_000;
+  store = new SqliteMetadataStore({ path: ':memory:', now: () => now });
+  queue = new ManualQueue(store);
+  puller = new FakePuller();
+  transfer = new DirTransfer(join(dir, 'images'));
+  service = makeService();
+  await service.startWorkers(['cluster']);
+});
+
+afterEach(async () => {
+  await service.close();
+  await store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('ImageService.pull', () => {
+  it('runs INIT → PENDING → … → READY and writes the image and its .meta', async () => {
+    const first = await service.pull('cluster', 'docker', 'busybox', alice);
+    expect(first.status).toBe('PENDING');
+    expect(first.pulltag).toBe('busybox:latest');
+    await queue.drain();
+    const ready = await service.lookup('cluster', 'docker', 'busybox:latest', alice);
+    expect(ready).toMatchObject({ status: 'READY', imageId: '1'.padStart(64, '0'), tags: ['busybox:latest'], private: false, userAcl: [], groupAcl: [] });
+    expect(ready.labels).toEqual({ alabel: 'avalue' });
+    const meta = parseMeta(readFileSync(join(dir, 'images', `${ready.imageId}.meta`), 'utf8'));
+    expect(meta).toMatchObject({ format: 'squashfs', cmd: ['/bin/sh'], workdir: '/root', env: ['PATH=/bin'] });
+  });
+
+  it('deduplicates: many concurrent pulls make one record, one job, one resolve and one fetch', async () => {
+    const results = await Promise.all(Array.from({ length: 50 }, () => service.pull('cluster', 'docker', 'busybox:latest', alice)));
+    expect(new Set(results.map((r) => r.recordId)).size).toBe(1);
+    expect(queue.enqueued).toHaveLength(1);
+    expect(puller.resolves).toBe(0);
+    await queue.drain();
+    expect(puller.resolves).toBe(1);
+    expect(puller.fetches).toBe(1);
+  });
+
+  it('answers a fresh READY tag from the store without a job; re-pulls after pullUpdateTimeout with a metadata-only path', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    const again = await service.pull('cluster', 'docker', 'busybox', bob);
+    expect(again.status).toBe('READY');
+    expect(queue.enqueued).toHaveLength(1);
+
+    now += 301_000;
+    const refresh = await service.pull('cluster', 'docker', 'busybox', alice);
+    expect(refresh.status).toBe('PENDING');
+    await queue.drain();
+    expect(puller.fetches).toBe(1);
+    expect(transfer.puts).toBe(1);
+    const records = await store.list({ system: 'cluster' });
+    expect(records.map((r) => r.status)).toEqual(['READY']);
+    expect(records[0]?.lastPull).toBe(now);
+  });
+
+  it('moves the tag to a new image when the digest changed', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    puller.digests.set('busybox:latest', digestOf(2));
+    now += 301_000;
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    const current = await service.lookup('cluster', 'docker', 'busybox', alice);
+    expect(current.imageId).toBe('2'.padStart(64, '0'));
+    expect(puller.fetches).toBe(2);
+  });
+
+  it('gives one image id a list of tags', async () => {
+    puller.digests.set('busybox:v2', digestOf(1));
+    await service.pull('cluster', 'docker', 'busybox:latest', alice);
+    await queue.drain();
+    await service.pull('cluster', 'docker', 'busybox:v2', alice);
+    await queue.drain();
+    const image = await service.lookup('cluster', 'docker', 'busybox:v2', alice);
+    expect([...image.tags].sort()).toEqual(['busybox:latest', 'busybox:v2']);
+    expect((await service.list('cluster', alice)).length).toBe(1);
+    expect(puller.fetches).toBe(1);
+  });
+
+  it('refuses a malformed or traversal tag synchronously with SHIFTER_REF_INVALID', async () => {
+    for (const tag of ['../../etc/passwd', 'library/UPPER', 'a b', '', 'x:y:z:w']) {
+      await expect(service.pull('cluster', 'docker', tag, alice)).rejects.toMatchObject({ code: 'SHIFTER_REF_INVALID' });
+    }
+    await expect(service.pull('nope', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_SYSTEM_UNKNOWN' });
+    await expect(service.pull('cluster', 'ftp', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    expect(queue.enqueued).toHaveLength(0);
+  });
+
+  it('ends an unknown tag in FAILURE with the registry code, shown to pollers, then allows a retry later', async () => {
+    await service.pull('cluster', 'docker', 'nothere:1', alice);
+    await queue.drain();
+    const failed = await service.pull('cluster', 'docker', 'nothere:1', alice);
+    expect(failed.status).toBe('FAILURE');
+    expect(failed.error?.code).toBe('SHIFTER_REGISTRY_MANIFEST_UNKNOWN');
+    expect(queue.enqueued).toHaveLength(1);
+    now += FAILURE_HOLD_MS + 1;
+    expect((await service.pull('cluster', 'docker', 'nothere:1', alice)).status).toBe('PENDING');
+  });
+
+  it('keeps serving a READY tag when the registry is unreachable', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    now += 301_000;
+    puller.failWith = new RegistryError('SHIFTER_REGISTRY_UNAVAILABLE', 'connection refused');
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    const answer = await service.pull('cluster', 'docker', 'busybox', alice);
+    expect(answer.status).toBe('READY');
+    expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
+  });
+});
+
+describe('ImageService: private images', () => {
+  beforeEach(() => {
+    puller.privateRepos.add('busybox:latest');
+  });
+
+  it('fails without registry credentials and records the ACL (caller + allowed ids) with them', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    expect((await service.pull('cluster', 'docker', 'busybox', alice)).error?.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
+    now += FAILURE_HOLD_MS + 1;
+
+    await service.pull('cluster', 'docker', 'busybox', withLogin(alice), { allowedUids: [1002], allowedGids: [1003] });
+    await queue.drain();
+    expect(puller.logins.at(-1)).toEqual({ username: 'user', password: 'pa:ss' });
+    const image = await service.lookup('cluster', 'docker', 'busybox', alice);
+    expect(image).toMatchObject({ private: true, userAcl: [1000, 1002], groupAcl: [1000, 1003] });
+    const meta = parseMeta(readFileSync(join(dir, 'images', `${image.imageId}.meta`), 'utf8'));
+    expect(meta.userACL).toEqual([1000, 1002]);
+    expect((await stat(join(dir, 'images', `${image.imageId}.squashfs`))).mode & 0o777).toBe(0o600);
+  });
+
+  it('hides a private image from outsiders in lookup and list, and shows it to group members', async () => {
+    await service.pull('cluster', 'docker', 'busybox', withLogin(alice), { allowedGids: [3000] });
+    await queue.drain();
+    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    expect(await service.list('cluster', bob)).toEqual([]);
+    const member: Caller = { ...bob, groups: [1001, 3000] };
+    expect((await service.lookup('cluster', 'docker', 'busybox', member)).status).toBe('READY');
+  });
+
+  it('adds a second caller who proves registry access by a metadata-only transfer (ACL union)', async () => {
+    await service.pull('cluster', 'docker', 'busybox', withLogin(alice));
+    await queue.drain();
+    const bobPull = await service.pull('cluster', 'docker', 'busybox', withLogin(bob));
+    expect(bobPull.status).toBe('PENDING');
+    await queue.drain();
+    expect(puller.fetches).toBe(1);
+    expect(transfer.metaPuts).toBe(1);
+    const image = await service.lookup('cluster', 'docker', 'busybox', bob);
+    expect(image.userAcl).toEqual([1000, 1001]);
+    // Same ACL again (reordered): answered from the store.
+    expect((await service.pull('cluster', 'docker', 'busybox', withLogin(bob))).status).toBe('READY');
+  });
+
+  it('does not let an outsider without credentials gain access by pulling', async () => {
+    await service.pull('cluster', 'docker', 'busybox', withLogin(alice));
+    await queue.drain();
+    await service.pull('cluster', 'docker', 'busybox', bob);
+    await queue.drain();
+    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+  });
+});
+
+describe('ImageService: expiry, metrics, queue', () => {
+  it('sets the expiration on pull and lookup; autoexpire (admin) expires unused images and removes their files', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    const ready = await service.lookup('cluster', 'docker', 'busybox', alice);
+    expect(ready.expiration).toBe(now + 86_400_000);
+    await expect(service.autoexpire('cluster', alice)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_FORBIDDEN' });
+    expect(await service.autoexpire('cluster', root)).toEqual([]);
+    now += 86_400_001;
+    expect(await service.autoexpire('cluster', root)).toEqual([ready.imageId]);
+    await queue.drain();
+    expect((await store.get(ready.recordId))?.status).toBe('EXPIRED');
+    expect(existsSync(join(dir, 'images', `${ready.imageId}.meta`))).toBe(false);
+    expect(existsSync(join(dir, 'images', `${ready.imageId}.squashfs`))).toBe(false);
+    await expect(service.lookup('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+  });
+
+  it('lets only admins expire, and expires by tag', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    await expect(service.expire('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_FORBIDDEN' });
+    expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
+    expect(await service.expire('cluster', 'docker', 'busybox', root)).toBe(true);
+    await queue.drain();
+    await expect(service.lookup('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.expire('cluster', 'docker', 'nothere', root)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+  });
+
+  it('autoexpire removes old FAILURE records and fails stuck in-flight records whose job is gone', async () => {
+    const stuck = await store.insert({ system: 'cluster', itype: 'docker', pulltag: 'stuck:1', status: 'PULLING', lastPull: now - 3_000_000 });
+    const recent = await store.insert({ system: 'cluster', itype: 'docker', pulltag: 'recent:1', status: 'PENDING', lastPull: now - 1000 });
+    const oldFailure = await store.insert({ system: 'cluster', itype: 'docker', pulltag: 'f:1', status: 'FAILURE' });
+    now += 400_000;
+    await service.autoexpire('cluster', root);
+    expect((await store.get(stuck.recordId))?.status).toBe('FAILURE');
+    expect((await store.get(stuck.recordId))?.error?.code).toBe('SHIFTER_JOB_LEASE_EXPIRED');
+    expect(await store.get(oldFailure.recordId)).toBeNull();
+    expect((await store.get(recent.recordId))?.status).toBe('FAILURE');
+  });
+
+  it('records lookup metrics for admins, newest last', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    for (let i = 0; i < 12; i++) {
+      now += 1000;
+      await service.lookup('cluster', 'docker', 'busybox', alice);
+    }
+    await expect(service.metrics('cluster', alice, 10)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_FORBIDDEN' });
+    const rows = await service.metrics('cluster', root, 10);
+    expect(rows).toHaveLength(10);
+    expect(rows.at(-1)?.time).toBe(now);
+    expect(rows[0]).toMatchObject({ user: 'alice', uid: 1000, itype: 'docker', tag: 'busybox:latest' });
+  });
+
+  it('lists in-flight pulls in the queue', async () => {
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    expect(await service.queue('cluster')).toEqual([{ status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' }]);
+  });
+});
+
+describe('ImageService.importImage', () => {
+  it('refuses users not in importUsers and non-absolute paths', async () => {
+    await expect(service.importImage('cluster', 'custom', 'mine', bob, { filepath: '/x.sqfs' })).rejects.toMatchObject({ code: 'SHIFTER_IMPORT_NOT_ALLOWED' });
+    await expect(service.importImage('cluster', 'custom', 'mine', alice, { filepath: 'x.sqfs' })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(service.importImage('cluster', 'custom', '../x', alice, { filepath: '/x.sqfs' })).rejects.toMatchObject({ code: 'SHIFTER_REF_INVALID' });
+  });
+
+  it('ends a file that is not squashfs in FAILURE with SHIFTER_IMPORT_INVALID', async () => {
+    const file = join(dir, 'bogus.squashfs');
+    writeFileSync(file, 'not a squashfs image at all'.repeat(10));
+    const self: Caller = { ...alice, uid: process.getuid!(), gid: process.getgid!() };
+    await service.importImage('cluster', 'custom', 'mine', self, { filepath: file });
+    await queue.drain();
+    const records = await store.findByTag('cluster', 'custom', 'mine:latest');
+    expect(records[0]?.status).toBe('FAILURE');
+    expect(records[0]?.error?.code).toBe('SHIFTER_IMPORT_INVALID');
+  });
+});
+
+describe('pickLogin', () => {
+  it('prefers the location entry, falls back to default, splits at the first colon', () => {
+    expect(pickLogin({ default: 'a:b', urltest: 'c:d:e' }, 'urltest')).toEqual({ username: 'c', password: 'd:e' });
+    expect(pickLogin({ default: 'a:b' }, 'other')).toEqual({ username: 'a', password: 'b' });
+    expect(pickLogin({ default: 'nocolon' }, undefined)).toBeUndefined();
+    expect(pickLogin(null, undefined)).toBeUndefined();
+  });
+});
