@@ -1,13 +1,54 @@
-import { ConversionError } from '../errors/index.js';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ShifterError } from '../errors/index.js';
+import { buildSquashfs, resolveConversionConfig } from '../image-builder/squashfs-builder.js';
+import { createUnpackBudget } from '../layer/root-tree.js';
+import { flattenLayers } from '../layer/apply-layer.js';
+import { imageMetadataFromConfig } from '../meta/image-metadata.js';
+import { writeMetaFile } from '../meta/meta-format.js';
 import type { ConvertImageOptions, ConvertImageResult, LayerSource } from './convert-types.js';
+
+const ID_PATTERN = /^[0-9a-f]{12,128}$/;
+
+function toConversionError(error: unknown): ShifterError {
+  if (ShifterError.isInstance(error)) return error;
+  const errno = error as NodeJS.ErrnoException;
+  if (typeof errno?.syscall === 'string') {
+    return new ShifterError('SHIFTER_IO_FAILED', `conversion I/O failed: ${errno.message}`, {
+      cause: error,
+      details: { errno: errno.code, path: errno.path },
+    });
+  }
+  return new ShifterError('SHIFTER_INTERNAL', error instanceof Error ? error.message : String(error), { cause: error });
+}
 
 /**
  * Turn an image's layers and config into `<outDir>/<id>.squashfs` and `<outDir>/<id>.meta`.
  *
- * @param layers - the platform manifest's layers, lowest first
+ * Steps: read the metadata from the config (fails fast on a malformed config), flatten the layers into a private
+ * scratch directory under `expandDir` (docs/security-layers.md), run the optional `examine` hook, build the squashfs
+ * under a temporary name in `outDir` and rename it, then write the `.meta` the same way. The `.meta` is written
+ * last, so a present `.meta` means a complete pair. The scratch directory is removed on success and on failure;
+ * if the `.meta` cannot be written, a squashfs this call created is removed again.
+ *
+ * Idempotent: converting the same layers with the same options again gives byte-identical files.
+ * Streams every layer: the Node process's memory does not grow with the image size.
+ *
+ * @param layers - the platform manifest's layers, lowest first; each is opened once and destroyed after use
  * @param imageConfig - the parsed image config JSON
- * @param outDir - directory receiving the two files
- * @param options - id, scratch directory, conversion settings, limits, ACLs
+ * @param outDir - existing directory that receives the two files
+ * @param options - id, scratch directory, conversion settings, limits, ACLs, hooks
+ * @returns paths, metadata and a summary
+ * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` (bad id or ACL), `SHIFTER_MANIFEST_INVALID` (config),
+ *   the `SHIFTER_LAYER_*` codes of {@link flattenLayers}, `SHIFTER_TOOL_NOT_FOUND` / `SHIFTER_CONVERSION_FAILED`
+ *   (squashfs tool), `SHIFTER_CONFIG_INVALID` (compression level), `SHIFTER_IO_FAILED` (local files), whatever
+ *   `examine` throws, and `SHIFTER_CONVERSION_FAILED` when aborted
+ *
+ * @example
+ * ```ts
+ * const result = await convertImage(layers, config, '/images', { id, expandDir: '/var/tmp/shifter/expand' });
+ * console.log(result.squashfsPath, result.metadata.cmd);
+ * ```
  */
 export async function convertImage(
   layers: LayerSource[],
@@ -15,9 +56,87 @@ export async function convertImage(
   outDir: string,
   options: ConvertImageOptions,
 ): Promise<ConvertImageResult> {
-  void layers;
-  void imageConfig;
-  void outDir;
-  void options;
-  throw new ConversionError('SHIFTER_CONVERSION_FAILED', 'convertImage is being implemented');
+  const started = performance.now();
+  if (!ID_PATTERN.test(options.id)) {
+    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `image id ${JSON.stringify(options.id)} is not lower-case hex`, {
+      details: { id: options.id },
+    });
+  }
+  const metadata = imageMetadataFromConfig(imageConfig);
+  const conversion = resolveConversionConfig(options.conversion);
+  const progress = (event: Parameters<NonNullable<ConvertImageOptions['onProgress']>>[0]) => {
+    try {
+      options.onProgress?.(event);
+    } catch {
+      // progress callbacks must not break a conversion
+    }
+  };
+  const squashfsPath = join(outDir, `${options.id}.squashfs`);
+  const metaPath = join(outDir, `${options.id}.meta`);
+  let scratch: string | undefined;
+  let createdSquashfs = false;
+  try {
+    options.signal?.throwIfAborted();
+    mkdirSync(options.expandDir, { recursive: true });
+    scratch = mkdtempSync(join(options.expandDir, `${options.id.slice(0, 16)}-`));
+    const rootDir = join(scratch, 'rootfs');
+    mkdirSync(rootDir, { mode: 0o700 });
+
+    const budget = createUnpackBudget({ maxUnpackedBytes: options.maxUnpackedBytes, maxEntries: options.maxEntries });
+    const flattenStarted = performance.now();
+    const flattened = await flattenLayers(rootDir, layers, {
+      budget,
+      keepDevices: options.keepDevices,
+      signal: options.signal,
+      onLayer: (summary, index, count) =>
+        progress({ phase: 'layer', index, count, digest: summary.layer, entries: summary.entries, bytes: summary.bytes }),
+    });
+    const flattenMs = performance.now() - flattenStarted;
+
+    if (options.examine) {
+      progress({ phase: 'examine' });
+      await options.examine(rootDir);
+    }
+
+    options.signal?.throwIfAborted();
+    progress({ phase: 'squashfs', tool: conversion.tool });
+    const existedBefore = existsSync(squashfsPath);
+    const built = await buildSquashfs(rootDir, squashfsPath, { conversion, signal: options.signal, mkfsTime: options.mkfsTime });
+    createdSquashfs = !existedBefore;
+
+    progress({ phase: 'meta' });
+    writeMetaFile(metaPath, {
+      format: 'squashfs',
+      entrypoint: metadata.entrypoint,
+      cmd: metadata.cmd,
+      workdir: metadata.workdir,
+      env: metadata.env,
+      userACL: options.userACL,
+      groupACL: options.groupACL,
+    });
+    progress({ phase: 'done', id: options.id });
+    return {
+      id: options.id,
+      squashfsPath,
+      metaPath,
+      metadata,
+      summary: {
+        layers: flattened.layers.length,
+        entries: flattened.entries,
+        unpackedBytes: flattened.unpackedBytes,
+        dropped: flattened.dropped,
+        squashfsBytes: built.bytes,
+        tool: built.tool,
+        timings: { flattenMs, squashfsMs: built.durationMs, totalMs: performance.now() - started },
+      },
+    };
+  } catch (error) {
+    if (createdSquashfs) rmSync(squashfsPath, { force: true });
+    if (options.signal?.aborted && !ShifterError.isInstance(error)) {
+      throw new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: options.signal.reason });
+    }
+    throw toConversionError(error);
+  } finally {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  }
 }

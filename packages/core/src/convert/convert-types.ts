@@ -26,6 +26,7 @@ export type ConversionConfig = ShifterConfig['conversion'];
 /** Progress events reported by {@link convertImage}. */
 export type ConvertProgress =
   | { phase: 'layer'; index: number; count: number; digest: string; entries: number; bytes: number }
+  | { phase: 'examine' }
   | { phase: 'squashfs'; tool: 'mksquashfs' | 'tar2sqfs' }
   | { phase: 'meta' }
   | { phase: 'done'; id: string };
@@ -48,6 +49,13 @@ export interface ConvertImageOptions {
   groupACL?: number[];
   /** Keep device nodes (char/block) instead of dropping them (default false; needs root). */
   keepDevices?: boolean;
+  /**
+   * Called with the flattened tree before the squashfs is built (upstream's `examiner` hook); throw a ShifterError
+   * (e.g. `SHIFTER_EXAMINATION_FAILED`) to refuse the image. The tree must not be modified.
+   */
+  examine?: (rootDir: string) => Promise<void>;
+  /** Filesystem creation time of the squashfs superblock in seconds (default 0, for reproducible files). */
+  mkfsTime?: number;
   /** Called as the conversion advances; must not throw. */
   onProgress?: (event: ConvertProgress) => void;
   /** Aborts the conversion (`SHIFTER_CONVERSION_FAILED` with the abort reason as cause). */

@@ -292,6 +292,14 @@ export class RootTree {
       tar.destroy();
       extract.destroy();
       if (ShifterError.isInstance(error)) throw error;
+      const errno = error as NodeJS.ErrnoException;
+      if (typeof errno.syscall === 'string') {
+        // A local file operation failed (disk full, permissions on the scratch directory): not the layer's fault.
+        throw new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, {
+          cause: error,
+          details: { layer, entry: current, errno: errno.code },
+        });
+      }
       throw new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, {
         cause: error,
         details: { layer, entry: current },

@@ -1,0 +1,3 @@
+export * from './run-tool.js';
+export * from './squashfs-builder.js';
+export * from './tree-tar.js';

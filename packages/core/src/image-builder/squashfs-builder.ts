@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { ShifterConfigSchema } from '../config/index.js';
+import { ConfigError } from '../errors/index.js';
+import type { ConversionConfig } from '../convert/convert-types.js';
+import { runTool } from './run-tool.js';
+import { packTree } from './tree-tar.js';
+
+/** Options of {@link buildSquashfs}. */
+export interface BuildSquashfsOptions {
+  /** The `conversion` config section (tool, compression, level, processors, memory, extraArgs, keepXattrs). */
+  conversion?: Partial<ConversionConfig>;
+  /**
+   * Filesystem creation time written into the superblock, in seconds (default 0). Fixed so that the same tree
+   * always gives the same bytes; pass SOURCE_DATE_EPOCH here if a site wants one.
+   */
+  mkfsTime?: number;
+  /** Kills the tool when aborted. */
+  signal?: AbortSignal;
+}
+
+/** What {@link buildSquashfs} produced. */
+export interface BuildSquashfsResult {
+  /** The output file. */
+  path: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** The tool that built it. */
+  tool: 'mksquashfs' | 'tar2sqfs';
+  /** Wall time in milliseconds. */
+  durationMs: number;
+}
+
+/** Fill a partial conversion section with the config schema's defaults. */
+export function resolveConversionConfig(conversion: Partial<ConversionConfig> = {}): ConversionConfig {
+  const defaults = ShifterConfigSchema.parse({}).conversion;
+  return { ...defaults, ...Object.fromEntries(Object.entries(conversion).filter(([, v]) => v !== undefined)) };
+}
+
+const LEVELS: Record<string, { min: number; max: number; default?: number } | undefined> = {
+  zstd: { min: 1, max: 22, default: 3 },
+  gzip: { min: 1, max: 9 },
+  lzo: { min: 1, max: 9 },
+  xz: undefined,
+  lz4: undefined,
+};
+
+function compressionLevel(conversion: ConversionConfig): number | undefined {
+  const range = LEVELS[conversion.compression];
+  const level = conversion.compressionLevel ?? range?.default;
+  if (level === undefined) return undefined;
+  if (!range || level < range.min || level > range.max) {
+    throw new ConfigError('SHIFTER_CONFIG_INVALID', `compression level ${level} is not valid for ${conversion.compression}`, {
+      details: { compression: conversion.compression, compressionLevel: level },
+    });
+  }
+  return level;
+}
+
+/**
+ * The mksquashfs arguments for a tree (without the tool name). Exposed for docs and tests.
+ *
+ * `-all-root` (every file owned by root, as upstream), `-no-xattrs` unless keepXattrs, `-noappend`, a fixed
+ * `-mkfs-time` (mksquashfs ≥ 4.4 is otherwise reproducible: sorted directories, deterministic fragment order),
+ * `-processors` and `-mem` bounds, quiet output; extraArgs last so a site can override.
+ */
+export function mksquashfsArgs(rootDir: string, outFile: string, conversion: ConversionConfig, mkfsTime = 0): string[] {
+  const level = compressionLevel(conversion);
+  return [
+    rootDir,
+    outFile,
+    '-noappend',
+    '-all-root',
+    ...(conversion.keepXattrs ? [] : ['-no-xattrs']),
+    '-comp',
+    conversion.compression,
+    ...(level === undefined ? [] : ['-Xcompression-level', String(level)]),
+    '-processors',
+    String(conversion.processors ?? availableParallelism()),
+    '-mem',
+    conversion.memory,
+    '-mkfs-time',
+    String(mkfsTime),
+    '-quiet',
+    '-no-progress',
+    ...conversion.extraArgs,
+  ];
+}
+
+/** The tar2sqfs arguments (tar on stdin). */
+export function tar2sqfsArgs(outFile: string, conversion: ConversionConfig): string[] {
+  const level = compressionLevel(conversion);
+  return [
+    '--quiet',
+    '--force',
+    '--no-skip',
+    ...(conversion.keepXattrs ? [] : ['--no-xattr']),
+    '--compressor',
+    conversion.compression,
+    ...(level === undefined ? [] : ['--comp-extra', `level=${level}`]),
+    '--num-jobs',
+    String(conversion.processors ?? availableParallelism()),
+    '--defaults',
+    'uid=0,gid=0,mode=0755,mtime=0',
+    ...conversion.extraArgs,
+    outFile,
+  ];
+}
+
+/**
+ * Build a squashfs file from a flattened tree with mksquashfs (default) or tar2sqfs (fed one merged tar of the
+ * tree). The file is built under a temporary name next to `outFile` and renamed into place, so `outFile` is either
+ * absent, the previous file, or complete; the temporary file is removed on failure.
+ *
+ * Reproducible: the same tree (names, contents, modes, mtimes) gives byte-identical output.
+ *
+ * @param rootDir - the flattened tree (read only)
+ * @param outFile - destination; replaced atomically when it exists
+ * @param options - conversion settings, mkfs time, abort signal
+ * @returns path, size, tool and time
+ * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND`, `SHIFTER_CONVERSION_FAILED` (stderr in details)
+ * @throws {@link ConfigError} `SHIFTER_CONFIG_INVALID` for a compression level the compressor does not take
+ */
+export async function buildSquashfs(rootDir: string, outFile: string, options: BuildSquashfsOptions = {}): Promise<BuildSquashfsResult> {
+  const conversion = resolveConversionConfig(options.conversion);
+  const temp = join(dirname(outFile), `.${basename(outFile)}.${randomBytes(6).toString('hex')}.partial`);
+  const started = performance.now();
+  try {
+    if (conversion.tool === 'tar2sqfs') {
+      const tar = packTree(rootDir);
+      try {
+        await runTool(conversion.tar2sqfsPath, tar2sqfsArgs(temp, conversion), {
+          stdin: tar as unknown as Readable,
+          signal: options.signal,
+        });
+      } finally {
+        tar.destroy();
+      }
+    } else {
+      await runTool(conversion.mksquashfsPath, mksquashfsArgs(rootDir, temp, conversion, options.mkfsTime ?? 0), { signal: options.signal });
+    }
+    renameSync(temp, outFile);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    throw error;
+  }
+  return { path: outFile, bytes: statSync(outFile).size, tool: conversion.tool, durationMs: performance.now() - started };
+}
