@@ -20,3 +20,5 @@ export * from './manifest/index.js';
 export * from './api/gateway-client.js';
 export * from './service/index.js';
 export * from './blob-store/index.js';
+export * from './layer/index.js';
+export * from './image-builder/index.js';
