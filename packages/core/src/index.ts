@@ -22,3 +22,4 @@ export * from './service/index.js';
 export * from './blob-store/index.js';
 export * from './layer/index.js';
 export * from './image-builder/index.js';
+export * from './create-shifter.js';

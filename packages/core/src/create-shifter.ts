@@ -1,0 +1,217 @@
+/**
+ * The composition root: a validated config becomes a wired store, queue, transfers, puller, authenticator and
+ * image service. Both frontends (the gateway's `serve` and `worker`) call {@link createShifter}; nothing else wires
+ * components together.
+ *
+ * @packageDocumentation
+ */
+import type { MungeVerifier } from './auth/index.js';
+import type { ShifterConfig, SystemConfig } from './config/index.js';
+import { ConfigError, ShifterError } from './errors/index.js';
+import type { JobQueue } from './jobs/index.js';
+import type { MetadataStore } from './metadata/index.js';
+import { createAuthenticator, type Authenticator } from './service/authenticator.js';
+import { createGroupResolver, type GroupResolver } from './service/group-resolver.js';
+import type { ImagePuller } from './service/image-puller.js';
+import { ImageService, type ServiceLogger } from './service/image-service.js';
+import type { Transfer } from './transfer/index.js';
+
+/**
+ * Factories for each component; anything omitted gets the default for the config (SQLite or MongoDB store,
+ * in-process or Redis queue, local or ssh transfer, the registry puller, libmunge verifier, NSS groups).
+ * Embedders and tests replace single parts.
+ */
+export interface ShifterComponents {
+  /** Opens the metadata store. */
+  openStore?: (config: ShifterConfig) => Promise<MetadataStore>;
+  /** Creates the job queue over the store. */
+  createQueue?: (config: ShifterConfig, store: MetadataStore) => Promise<JobQueue>;
+  /** Creates the transfer of one system. */
+  createTransfer?: (system: string, systemConfig: SystemConfig, config: ShifterConfig) => Transfer;
+  /** Creates the registry side of pulls. */
+  createPuller?: (config: ShifterConfig) => Promise<ImagePuller>;
+  /** Creates a munge verifier for a socket. */
+  createVerifier?: (socketPath: string) => MungeVerifier | Promise<MungeVerifier>;
+  /** NSS resolver. */
+  groups?: GroupResolver;
+  /** Log sink for the service. */
+  logger?: ServiceLogger;
+}
+
+/** Everything {@link createShifter} wires. */
+export interface Shifter {
+  /** The configuration it was built from. */
+  readonly config: ShifterConfig;
+  /** The metadata store (closed by {@link Shifter.close}). */
+  readonly store: MetadataStore;
+  /** The job queue (closed by {@link Shifter.close}). */
+  readonly queue: JobQueue;
+  /** The image service. */
+  readonly service: ImageService;
+  /** Request authentication for the gateway. */
+  readonly authenticator: Authenticator;
+  /** Transfer of a system (created once per system). */
+  transferFor(system: string): Transfer;
+  /**
+   * Close the queue (waiting up to `timeoutMs` for running jobs), then the service and the store. Idempotent.
+   */
+  close(options?: { timeoutMs?: number }): Promise<void>;
+}
+
+type Loaded = Record<string, unknown>;
+
+// NOTE: modules are loaded lazily so that the optional peers (mongodb, ioredis/bullmq) and the native munge binding
+// load only in deployments that use them.
+async function loadExport<T>(specifier: string, name: string, what: string): Promise<T> {
+  let module: Loaded;
+  try {
+    module = (await import(specifier)) as Loaded;
+  } catch (error) {
+    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} cannot be loaded (${specifier}): ${(error as Error).message}`, { cause: error });
+  }
+  const value = module[name];
+  if (value === undefined) throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} is not available: ${specifier} has no ${name}`);
+  return value as T;
+}
+
+type Constructor<T> = new (options: Record<string, unknown>) => T;
+
+/** Default store for the config: SQLite (embedded) or MongoDB. */
+export async function openDefaultStore(config: ShifterConfig): Promise<MetadataStore> {
+  if (config.metadata.kind === 'sqlite') {
+    const SqliteMetadataStore = await loadExport<Constructor<MetadataStore>>('./metadata/sqlite-metadata-store.js', 'SqliteMetadataStore', 'the SQLite store');
+    return new SqliteMetadataStore({ path: config.metadata.path });
+  }
+  const MongoMetadataStore = await loadExport<{ connect?: (o: Record<string, unknown>) => Promise<MetadataStore> } & Constructor<MetadataStore>>(
+    './adapters/mongo/index.js',
+    'MongoMetadataStore',
+    'the MongoDB store',
+  );
+  const options = { url: config.metadata.url, database: config.metadata.database };
+  if (typeof MongoMetadataStore.connect === 'function') return MongoMetadataStore.connect(options);
+  const store = new MongoMetadataStore(options) as MetadataStore & { connect?: () => Promise<void> };
+  if (typeof store.connect === 'function') await store.connect();
+  return store;
+}
+
+/** Default queue for the config: in-process, or Redis + BullMQ (one queue per system). */
+export async function createDefaultQueue(config: ShifterConfig, store: MetadataStore): Promise<JobQueue> {
+  if (config.queue.kind === 'in-process') {
+    const InProcessJobQueue = await loadExport<Constructor<JobQueue>>('./jobs/in-process-job-queue.js', 'InProcessJobQueue', 'the in-process queue');
+    return new InProcessJobQueue({ store });
+  }
+  const RedisJobQueue = await loadExport<Constructor<JobQueue>>('./adapters/redis/index.js', 'RedisJobQueue', 'the Redis queue');
+  return new RedisJobQueue({ store, url: config.queue.url, prefix: config.queue.prefix });
+}
+
+/** Default transfer of a system: local copy or ssh/scp. */
+export async function transferFactory(): Promise<(system: string, systemConfig: SystemConfig) => Transfer> {
+  const LocalTransfer = await loadExport<Constructor<Transfer>>('./transfer/local-transfer.js', 'LocalTransfer', 'the local transfer');
+  const SshTransfer = await loadExport<Constructor<Transfer>>('./transfer/ssh-transfer.js', 'SshTransfer', 'the ssh transfer');
+  return (_system, systemConfig) => {
+    const transfer = systemConfig.transfer;
+    if (transfer.kind === 'local') return new LocalTransfer({ imageDir: transfer.imageDir });
+    return new SshTransfer({ ...transfer });
+  };
+}
+
+/**
+ * Wire everything the config describes.
+ *
+ * @param config - validated config (from `loadConfig`)
+ * @param components - replacements for single components
+ * @returns the wired components; the caller closes them with {@link Shifter.close}
+ * @throws {@link ConfigError} `SHIFTER_CONFIG_INVALID` when a configured backend cannot be loaded;
+ *   `SHIFTER_STORE_UNAVAILABLE` when the store or queue cannot be reached
+ * @example
+ * ```ts
+ * const shifter = await createShifter(await loadConfig({ file, env: processEnvironment() }));
+ * await shifter.service.startWorkers();
+ * ```
+ */
+export async function createShifter(config: ShifterConfig, components: ShifterComponents = {}): Promise<Shifter> {
+  const store = await (components.openStore ?? openDefaultStore)(config);
+  let queue: JobQueue;
+  try {
+    queue = await (components.createQueue ?? createDefaultQueue)(config, store);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const makeTransfer: (system: string, systemConfig: SystemConfig, config: ShifterConfig) => Transfer =
+    components.createTransfer ?? (await transferFactory());
+  const transfers = new Map<string, Transfer>();
+  const transferFor = (system: string): Transfer => {
+    let transfer = transfers.get(system);
+    if (!transfer) {
+      const systemConfig = Object.hasOwn(config.systems, system) ? config.systems[system] : undefined;
+      if (!systemConfig) throw new ShifterError('SHIFTER_SYSTEM_UNKNOWN', `system ${system} is not configured`);
+      transfer = makeTransfer(system, systemConfig, config);
+      transfers.set(system, transfer);
+    }
+    return transfer;
+  };
+
+  let puller: ImagePuller | null = null;
+  let pullerLoading: Promise<ImagePuller> | null = null;
+  const createPuller =
+    components.createPuller ??
+    (async (c: ShifterConfig) => {
+      const create = await loadExport<(c: ShifterConfig) => ImagePuller | Promise<ImagePuller>>('./service/pull-image.js', 'createImagePuller', 'the registry puller');
+      return create(c);
+    });
+  // The puller is needed on workers only; a serve-only process never loads the registry stack.
+  const lazyPuller: ImagePuller = {
+    resolve: async (target) => (await getPuller()).resolve(target),
+    fetch: async (target, onProgress) => (await getPuller()).fetch(target, onProgress),
+  };
+  const getPuller = async (): Promise<ImagePuller> => {
+    if (puller) return puller;
+    pullerLoading ??= Promise.resolve(createPuller(config)).then((p) => (puller = p));
+    return pullerLoading;
+  };
+
+  const verifierFactory =
+    components.createVerifier ??
+    (async (socketPath: string) => {
+      const create = await loadExport<(o: { socketPath: string }) => MungeVerifier>('./auth/munge.js', 'createMungeVerifier', 'the munge verifier');
+      return create({ socketPath });
+    });
+  const verifiers = new Map<string, Promise<MungeVerifier>>();
+  const verifierFor = (socketPath: string): MungeVerifier => ({
+    socketPath,
+    verify: async (credential) => {
+      let verifier = verifiers.get(socketPath);
+      if (!verifier) {
+        verifier = Promise.resolve(verifierFactory(socketPath));
+        verifiers.set(socketPath, verifier);
+      }
+      return (await verifier).verify(credential);
+    },
+  });
+
+  const service = new ImageService({ config, store, queue, transferFor, puller: lazyPuller, ...(components.logger ? { logger: components.logger } : {}) });
+  const authenticator = createAuthenticator({
+    config,
+    verifierFor,
+    groups: components.groups ?? createGroupResolver({ ttlSeconds: config.auth.groupCacheSeconds }),
+  });
+
+  let closing: Promise<void> | null = null;
+  return {
+    config,
+    store,
+    queue,
+    service,
+    authenticator,
+    transferFor,
+    close(options = {}) {
+      closing ??= (async () => {
+        await queue.close(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs });
+        await service.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}
