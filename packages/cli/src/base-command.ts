@@ -1,0 +1,114 @@
+import { Command } from '@oclif/core/command';
+import { CLIError, ExitError } from '@oclif/core/errors';
+import * as Flags from '@oclif/core/flags';
+import { lookupErrorCode, ShifterError, toShifterError } from '@shifter/core';
+import { type CliConfig, resolveConfigPath } from './cli-config.js';
+import type { CliEnvironment } from './env.js';
+import { type GatewayApi, services } from './services.js';
+
+/** Error body printed under `--json`: the same envelope the gateway answers with. */
+export interface ErrorEnvelope {
+  status: number;
+  error: string;
+  code: string;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+/**
+ * Base of every `shifterimg` command: the shared flags (`--config`, `--json`, `--verbose`), configuration loading,
+ * and error rendering. An error prints as `CODE: message` on stderr (or the gateway's error envelope on stdout
+ * under `--json`) and the process exits with the catalogue's sysexits code.
+ */
+export abstract class BaseCommand extends Command {
+  static override enableJsonFlag = true;
+
+  static override baseFlags = {
+    config: Flags.string({
+      summary: 'udiRoot.conf to read (default: $SHIFTER_CONFIG, then /etc/shifter/udiRoot.conf).',
+      helpValue: 'FILE',
+      helpGroup: 'GLOBAL',
+    }),
+    verbose: Flags.boolean({
+      char: 'v',
+      summary: 'Print the gateway answers and error causes on stderr.',
+      helpGroup: 'GLOBAL',
+      default: false,
+    }),
+  };
+
+  #verbose = false;
+
+  /** The documented environment, read once per command. */
+  protected environment(): CliEnvironment {
+    return services().environment();
+  }
+
+  /** Load the client settings from the configured `udiRoot.conf`. */
+  protected async settings(flags: { config?: string | undefined; verbose?: boolean }): Promise<CliConfig> {
+    this.#verbose = flags.verbose === true;
+    return services().loadConfig(resolveConfigPath(flags.config, this.environment()));
+  }
+
+  /** A gateway client for `settings`. */
+  protected client(settings: CliConfig): GatewayApi {
+    return services().createClient(settings, this.environment());
+  }
+
+  /** Print `value` as JSON on stderr when `--verbose` is set. */
+  protected debugJson(label: string, value: unknown): void {
+    if (this.#verbose) process.stderr.write(`${label}: ${JSON.stringify(value)}\n`);
+  }
+
+  /** Only `--json` on the command line turns JSON on (oclif's CONTENT_TYPE variable is deliberately ignored). */
+  override jsonEnabled(): boolean {
+    if (!(this.constructor as typeof BaseCommand).enableJsonFlag) return false;
+    const end = this.argv.indexOf('--');
+    const json = this.argv.indexOf('--json');
+    return json !== -1 && (end === -1 || json < end);
+  }
+
+  override logJson(json: unknown): void {
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  }
+
+  override async catch(error: Error & { exitCode?: number }): Promise<never> {
+    if (error instanceof ExitError) throw error;
+    const failure = toCliError(error);
+    if (this.jsonEnabled()) {
+      this.logJson(errorEnvelope(failure));
+    } else {
+      process.stderr.write(`${failure.code}: ${failure.message}\n`);
+      if (this.#verbose && failure.cause !== undefined) process.stderr.write(`cause: ${String((failure.cause as Error)?.stack ?? failure.cause)}\n`);
+    }
+    return this.exit(failure.exitCode);
+  }
+}
+
+/**
+ * Turn anything a command throws into a ShifterError: parse errors of oclif become `SHIFTER_USAGE_INVALID_ARGUMENT`
+ * (exit 64), anything unknown `SHIFTER_INTERNAL`.
+ * @param error - what was thrown
+ */
+export function toCliError(error: unknown): ShifterError {
+  if (ShifterError.isInstance(error)) return error;
+  if (error instanceof CLIError && 'parse' in error) {
+    const message = error.message.split('\n')[0] ?? error.message;
+    return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${message} (see --help)`, { cause: error });
+  }
+  return toShifterError(error);
+}
+
+/**
+ * The gateway's error envelope for an error (`status`, `error` and `message` as upstream, plus `code` and `details`).
+ * @param error - the error to describe
+ */
+export function errorEnvelope(error: ShifterError): ErrorEnvelope {
+  return {
+    status: lookupErrorCode(error.code).httpStatus,
+    error: error.code,
+    code: error.code,
+    message: error.message,
+    details: error.details,
+  };
+}

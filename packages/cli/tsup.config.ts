@@ -1,0 +1,26 @@
+import { defineConfig } from 'tsup';
+
+// One self-contained file: `shifterimg lookup` is run by job scripts and the runtime on every job start, and Node
+// spends most of a cold start resolving and compiling modules, so everything (oclif, the core client) is bundled and
+// tree-shaken from sources.
+export default defineConfig({
+  entry: { index: 'src/index.ts' },
+  format: ['esm'],
+  platform: 'node',
+  target: 'node20',
+  dts: false,
+  sourcemap: true,
+  clean: true,
+  splitting: false,
+  minify: true,
+  noExternal: [/.*/],
+  // Never needed at run time: oclif only loads typescript for development builds; the store drivers are not used
+  // by the client and must not be dragged in by accident.
+  esbuildOptions(options) {
+    options.conditions = ['@shifter/source'];
+    // Set here because tsup's noExternal wins over its own external list.
+    options.external = ['typescript', 'better-sqlite3', 'mongodb', 'ioredis', 'bullmq'];
+  },
+  // Bundled CommonJS dependencies call require() for Node built-ins.
+  banner: { js: "import { createRequire as __shifterCreateRequire } from 'node:module'; const require = __shifterCreateRequire(import.meta.url);" },
+});
