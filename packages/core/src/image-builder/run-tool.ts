@@ -12,7 +12,7 @@ export interface RunToolOptions {
   env?: NodeJS.ProcessEnv;
   /** Kills the tool (SIGKILL) when aborted. */
   signal?: AbortSignal;
-  /** How much of stderr to keep for the error details (default 16 KiB, the tail is kept). */
+  /** How much of stderr to keep for the error details (default 16 KiB: the first and the last 8 KiB). */
   stderrLimit?: number;
 }
 
@@ -20,10 +20,15 @@ export interface RunToolOptions {
 export interface RunToolResult {
   /** Always 0 (other codes throw). */
   exitCode: number;
-  /** The kept tail of stderr. */
+  /** The kept head and tail of stderr. */
   stderr: string;
   /** Wall time in milliseconds. */
   durationMs: number;
+}
+
+function summarize(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  return lines.length <= 2 ? lines.join(' | ') : `${lines[0]} | … | ${lines.at(-1)}`;
 }
 
 /**
@@ -33,7 +38,7 @@ export interface RunToolResult {
  * @param command - executable name or path
  * @param args - arguments, passed verbatim
  * @param options - stdin, cwd, env, abort signal
- * @returns exit code 0 and the stderr tail
+ * @returns exit code 0 and the kept stderr
  * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND` when the executable does not exist;
  *   `SHIFTER_CONVERSION_FAILED` when it exits non-zero, dies from a signal or is aborted
  *   (`details: { tool, args, exitCode, signal, stderr }`)
@@ -48,12 +53,24 @@ export function runTool(command: string, args: string[], options: RunToolOptions
       env: options.env ?? { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
       stdio: [options.stdin ? 'pipe' : 'ignore', 'ignore', 'pipe'],
     });
-    let stderr = '';
+    // Keep the head (where tools name the bad option) and the tail (where they say what finally failed).
+    let head = '';
+    let tail = '';
+    let dropped = false;
     let settled = false;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (text: string) => {
-      stderr = (stderr + text).slice(-limit);
+      if (head.length < limit / 2) {
+        const room = limit / 2 - head.length;
+        head += text.slice(0, room);
+        text = text.slice(room);
+      }
+      if (text.length === 0) return;
+      const joined = tail + text;
+      if (joined.length > limit / 2) dropped = true;
+      tail = joined.slice(-limit / 2);
     });
+    const stderrText = () => (dropped ? `${head}\n[…]\n${tail}` : head + tail);
     const onAbort = () => child.kill('SIGKILL');
     options.signal?.addEventListener('abort', onAbort, { once: true });
     if (options.stdin && child.stdin) {
@@ -77,13 +94,14 @@ export function runTool(command: string, args: string[], options: RunToolOptions
       settled = true;
       options.signal?.removeEventListener('abort', onAbort);
       const durationMs = performance.now() - started;
+      const stderr = stderrText();
       if (exitCode === 0) {
         resolve({ exitCode, stderr, durationMs });
         return;
       }
       const why = options.signal?.aborted ? 'was aborted' : signal ? `was killed by ${signal}` : `exited with ${exitCode}`;
       reject(
-        new ConversionError('SHIFTER_CONVERSION_FAILED', `${command} ${why}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`, {
+        new ConversionError('SHIFTER_CONVERSION_FAILED', `${command} ${why}: ${summarize(stderr)}`, {
           cause: options.signal?.aborted ? options.signal.reason : undefined,
           details: { tool: command, args, exitCode, signal, stderr: stderr.trim() },
         }),
