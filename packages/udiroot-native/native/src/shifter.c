@@ -259,7 +259,7 @@ int main(int argc, char **argv)
          FATAL(UDI_EX_DATAERR, "image %s: bad metadata: %s", image_id, err);
       if (!udi_meta_allows(&meta, user.uid, user.gid, user.groups, user.n_groups))
          FATAL(UDI_EX_NOPERM, "permission denied to image %s", image_id);
-      if (strcmp(meta.format, "squashfs"))
+      if (meta.format && *meta.format && strcmp(meta.format, "squashfs"))
          FATAL(UDI_EX_DATAERR, "image %s: unsupported format %s", image_id, meta.format);
       image_file = xasprintf("%s/%s.squashfs", cfg.imagePath, image_id);
    }
@@ -281,7 +281,8 @@ int main(int argc, char **argv)
    env_set(&env, xasprintf("SHIFTER_IMAGEREQUEST=%s", o.image_request));
    env_set(&env, xasprintf("SHIFTER_IMAGE=%s", image_id));
    for (size_t i = 0; i < meta.env.n; i++)
-      env_set(&env, meta.env.v[i]);
+      if (env_set(&env, meta.env.v[i]))
+         WARN("image ENV entry \"%s\" is not NAME=value; ignored", meta.env.v[i]);
    for (size_t i = 0; i < o.env_files.n; i++)
       read_env_file(&env, o.env_files.v[i], &user);
    for (size_t i = 0; i < o.env.n; i++)

@@ -17,17 +17,15 @@
 
 /** Functions **/
 
+/* Booleans are integers, non-zero meaning true (upstream reads them with strtol); anything else is refused rather
+   than silently read as 0. */
 static int parse_bool(const char *key, const char *v, bool *out, char *err, size_t errlen)
 {
-   if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0) {
-      *out = true;
-      return 0;
-   }
-   if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0) {
-      *out = false;
-      return 0;
-   }
-   ERR("%s: expected 0 or 1, got \"%s\"", key, v);
+   const char *d = (*v == '+' || *v == '-') ? v + 1 : v;
+   if (!*d || strspn(d, "0123456789") != strlen(d))
+      ERR("%s: expected 0 or 1, got \"%s\"", key, v);
+   *out = strspn(d, "0") != strlen(d);
+   return 0;
 }
 
 static int parse_int(const char *key, const char *v, int *out, char *err, size_t errlen)
@@ -89,27 +87,19 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
 {
    static const char *subkeys[] = { "userhook", "roothook", "siteEnvPrepend", "siteEnvAppend", "siteEnvUnset",
                                     "siteEnv", "siteFs", "copyPath", "conflict", "enabled", NULL };
-   const char *rest = key + strlen("module_");
+   const char *rest = key + strlen("module_"), *us = strchr(rest, '_');
    const char *sub = NULL;
-   size_t namelen = 0;
+   size_t namelen;
    struct udi_module *m;
-   /* The module name may contain '_' in principle, so match the longest known subkey at the end. */
-   for (int i = 0; subkeys[i]; i++) {
-      size_t sl = strlen(subkeys[i]), rl = strlen(rest);
-      if (rl > sl + 1 && strcmp(rest + rl - sl, subkeys[i]) == 0 && rest[rl - sl - 1] == '_') {
+   /* module_<name>_<subkey>: the name cannot contain '_' (upstream splits the key on '_'). */
+   if (!us || us == rest || strchr(us + 1, '_'))
+      ERR("expected module_<name>_<subkey> with no '_' in the name: \"%s\"", key);
+   namelen = (size_t)(us - rest);
+   for (int i = 0; subkeys[i]; i++)
+      if (!strcmp(us + 1, subkeys[i]))
          sub = subkeys[i];
-         namelen = rl - sl - 1;
-         break;
-      }
-   }
    if (!sub)
       ERR("unknown module key \"%s\"", key);
-   for (size_t i = 0; i < namelen; i++) {
-      char ch = rest[i];
-      if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-            ch == '-'))
-         ERR("invalid module name in \"%s\"", key);
-   }
    {
       char *name = xstrndup(rest, namelen);
       m = udi_config_module(c, name);
@@ -128,15 +118,18 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
          free(name);
       }
    }
+   /* Module lists are replaced by a repeated key, except siteFs, which accumulates like the top-level one. */
+   if ((!strcmp(sub, "userhook") || !strcmp(sub, "roothook") || !strcmp(sub, "copyPath")) && !*v)
+      ERR("%s: value is empty", key);
    if (!strcmp(sub, "userhook")) set_str(&m->userhook, v);
    else if (!strcmp(sub, "roothook")) set_str(&m->roothook, v);
-   else if (!strcmp(sub, "siteEnv")) strv_split(&m->siteEnv, v, " \t");
-   else if (!strcmp(sub, "siteEnvPrepend")) strv_split(&m->siteEnvPrepend, v, " \t");
-   else if (!strcmp(sub, "siteEnvAppend")) strv_split(&m->siteEnvAppend, v, " \t");
-   else if (!strcmp(sub, "siteEnvUnset")) strv_split(&m->siteEnvUnset, v, " \t");
+   else if (!strcmp(sub, "siteEnv")) { strv_init(&m->siteEnv); strv_split(&m->siteEnv, v, " \t"); }
+   else if (!strcmp(sub, "siteEnvPrepend")) { strv_init(&m->siteEnvPrepend); strv_split(&m->siteEnvPrepend, v, " \t"); }
+   else if (!strcmp(sub, "siteEnvAppend")) { strv_init(&m->siteEnvAppend); strv_split(&m->siteEnvAppend, v, " \t"); }
+   else if (!strcmp(sub, "siteEnvUnset")) { strv_init(&m->siteEnvUnset); strv_split(&m->siteEnvUnset, v, " \t"); }
    else if (!strcmp(sub, "siteFs")) m->siteFs = m->siteFs ? xasprintf("%s;%s", m->siteFs, v) : xstrdup(v);
    else if (!strcmp(sub, "copyPath")) set_str(&m->copyPath, v);
-   else if (!strcmp(sub, "conflict")) strv_split(&m->conflict, v, " \t,");
+   else if (!strcmp(sub, "conflict")) { strv_init(&m->conflict); strv_split(&m->conflict, v, " \t"); }
    else if (!strcmp(sub, "enabled")) return parse_bool(key, v, &m->enabled, err, errlen);
    return 0;
 }
@@ -155,24 +148,38 @@ static int assign(struct udi_config *c, const char *key, const char *v, char *er
       { "system", &c->system }, { "defaultImageType", &c->defaultImageType }, { "batchType", &c->batchType },
       { NULL, NULL } };
    struct { const char *k; struct strv *sv; const char *delims; } lists[] = {
-      { "usersToImport", &c->usersToImport, " \t," }, { "siteEnv", &c->siteEnv, " \t" },
+      { "usersToImport", &c->usersToImport, " \t" }, { "siteEnv", &c->siteEnv, " \t" },
       { "siteEnvAppend", &c->siteEnvAppend, " \t" }, { "siteEnvPrepend", &c->siteEnvPrepend, " \t" },
       { "siteEnvUnset", &c->siteEnvUnset, " \t" }, { "imageGateway", &c->imageGateway, " \t" },
-      { "defaultModules", &c->defaultModules, " \t," },
-      { "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType, " \t," }, { NULL, NULL, NULL } };
+      { "defaultModules", &c->defaultModules, "," },
+      { "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType, " \t" }, { NULL, NULL, NULL } };
    struct { const char *k; bool *slot; } bools[] = {
       { "populateEtcDynamically", &c->populateEtcDynamically }, { "allowLibcPwdCalls", &c->allowLibcPwdCalls },
       { "mountUdiRootWritable", &c->mountUdiRootWritable }, { "allowLocalChroot", &c->allowLocalChroot },
       { NULL, NULL } };
 
+   if (!strcmp(key, "mountPropagationStyle") && strcmp(v, "private") && strcmp(v, "slave"))
+      ERR("mountPropagationStyle must be private or slave, got \"%s\"", v);
    for (int i = 0; strs[i].k; i++)
       if (!strcmp(key, strs[i].k)) {
+         if (!*v)
+            ERR("%s: value is empty", key);
          set_str(strs[i].slot, v);
          return 0;
       }
    for (int i = 0; lists[i].k; i++)
       if (!strcmp(key, lists[i].k)) {
+         size_t before = lists[i].sv->n;
          strv_split(lists[i].sv, v, lists[i].delims);
+         for (size_t j = before; j < lists[i].sv->n;) { /* comma lists: items trimmed, empty ones dropped */
+            char *t = str_trim(lists[i].sv->v[j]);
+            if (!*t) {
+               strv_remove(lists[i].sv, j);
+               continue;
+            }
+            lists[i].sv->v[j] = t;
+            j++;
+         }
          return 0;
       }
    for (int i = 0; bools[i].k; i++)
@@ -236,7 +243,7 @@ int udi_config_parse_text(struct udi_config *c, const char *text, char *err, siz
          *nl = '\0';
       lineno++;
       t = str_trim(line);
-      if (!acc && (*t == '#' || *t == '\0')) {
+      if ((!acc && *t == '\0') || *t == '#') {
          line = nl ? nl + 1 : NULL;
          continue;
       }
@@ -339,6 +346,29 @@ static void json_kv_str(char **out, const char *k, const char *v)
    *out = xasprintf("%s\"%s\":%s,", *out, k, v ? json_quote(v) : "null");
 }
 
+static void json_kv_list(char **out, const char *k, const struct strv *sv);
+
+/* siteFs as the list of its ';'-separated entries (trimmed, surrounding quotes removed), for the JSON form. */
+static void json_kv_sitefs(char **out, const char *k, const char *v)
+{
+   struct strv items = { 0 }, parts = { 0 };
+   strv_init(&items);
+   strv_init(&parts);
+   if (v)
+      strv_split(&parts, v, ";");
+   for (size_t i = 0; i < parts.n; i++) {
+      char *t = str_trim(parts.v[i]);
+      size_t n = strlen(t);
+      if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
+         t[n - 1] = '\0';
+         t++;
+      }
+      if (*t)
+         strv_push(&items, t);
+   }
+   json_kv_list(out, k, &items);
+}
+
 static void json_kv_list(char **out, const char *k, const struct strv *sv)
 {
    char *s = xasprintf("%s\"%s\":[", *out, k);
@@ -347,8 +377,9 @@ static void json_kv_list(char **out, const char *k, const struct strv *sv)
    *out = xasprintf("%s],", s);
 }
 
-/* The configuration as normalised JSON (keys in the order of udi_config_h, lists as arrays, absent strings as
-   null, a "modules" object keyed by name). Used by the C/TS parity test and `udiconf-dump`. */
+/* The configuration as normalised JSON (keys in the order of udi_config.h, lists as arrays, siteFs split on ';',
+   absent strings as null, the runtime's defaults applied to numbers and booleans, a "modules" object keyed by
+   name). Used by the C/TS parity test and `udiconf-dump`. */
 char *udi_config_json(const struct udi_config *c)
 {
    char *o = xstrdup("{");
@@ -371,7 +402,7 @@ char *udi_config_json(const struct udi_config *c)
    json_kv_str(&o, "rootfsType", c->rootfsType);
    o = xasprintf("%s\"mountUdiRootWritable\":%s,", o, c->mountUdiRootWritable ? "true" : "false");
    json_kv_str(&o, "mountPropagationStyle", c->mountPropagationStyle);
-   json_kv_str(&o, "siteFs", c->siteFs);
+   json_kv_sitefs(&o, "siteFs", c->siteFs);
    json_kv_list(&o, "siteEnv", &c->siteEnv);
    json_kv_list(&o, "siteEnvAppend", &c->siteEnvAppend);
    json_kv_list(&o, "siteEnvPrepend", &c->siteEnvPrepend);
@@ -399,7 +430,7 @@ char *udi_config_json(const struct udi_config *c)
       json_kv_list(&o, "siteEnvPrepend", &m->siteEnvPrepend);
       json_kv_list(&o, "siteEnvAppend", &m->siteEnvAppend);
       json_kv_list(&o, "siteEnvUnset", &m->siteEnvUnset);
-      json_kv_str(&o, "siteFs", m->siteFs);
+      json_kv_sitefs(&o, "siteFs", m->siteFs);
       json_kv_str(&o, "copyPath", m->copyPath);
       json_kv_list(&o, "conflict", &m->conflict);
       o = xasprintf("%s\"enabled\":%s}", o, m->enabled ? "true" : "false");

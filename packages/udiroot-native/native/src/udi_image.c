@@ -52,198 +52,191 @@ int udi_parse_image_ref(struct udi_image_ref *r, const char *desc, const char *d
    return 0;
 }
 
-/* Append the UTF-8 encoding of code point cp to *w. */
-static void put_utf8(char **w, unsigned long cp)
+/* Decode the percent-encoded form of docs/meta-format.md: "%XX" (either case) is a byte, everything else is
+   itself; the result must be UTF-8 without NUL bytes. Returns a new string or NULL. */
+char *udi_meta_percent_decode(const char *s)
 {
-   char *p = *w;
-   if (cp < 0x80) {
-      *p++ = (char)cp;
-   } else if (cp < 0x800) {
-      *p++ = (char)(0xC0 | (cp >> 6));
-      *p++ = (char)(0x80 | (cp & 0x3F));
-   } else if (cp < 0x10000) {
-      *p++ = (char)(0xE0 | (cp >> 12));
-      *p++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-      *p++ = (char)(0x80 | (cp & 0x3F));
-   } else {
-      *p++ = (char)(0xF0 | (cp >> 18));
-      *p++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-      *p++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-      *p++ = (char)(0x80 | (cp & 0x3F));
+   char *out = xmalloc(strlen(s) + 1), *w = out;
+   for (; *s; s++) {
+      if (*s == '%') {
+         int hi = -1, lo = -1;
+         char c1 = s[1], c2 = c1 ? s[2] : '\0';
+         hi = (c1 >= '0' && c1 <= '9') ? c1 - '0' : (c1 >= 'a' && c1 <= 'f') ? c1 - 'a' + 10
+            : (c1 >= 'A' && c1 <= 'F') ? c1 - 'A' + 10 : -1;
+         lo = (c2 >= '0' && c2 <= '9') ? c2 - '0' : (c2 >= 'a' && c2 <= 'f') ? c2 - 'a' + 10
+            : (c2 >= 'A' && c2 <= 'F') ? c2 - 'A' + 10 : -1;
+         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return NULL;
+         *w++ = (char)(hi * 16 + lo);
+         s += 2;
+      } else {
+         *w++ = *s;
+      }
    }
-   *w = p;
+   *w = '\0';
+   /* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
+   for (const unsigned char *p = (const unsigned char *)out; *p;) {
+      int n;
+      unsigned long cp;
+      if (*p < 0x80) { p++; continue; }
+      if ((*p & 0xE0) == 0xC0) { n = 1; cp = *p & 0x1F; }
+      else if ((*p & 0xF0) == 0xE0) { n = 2; cp = *p & 0x0F; }
+      else if ((*p & 0xF8) == 0xF0) { n = 3; cp = *p & 0x07; }
+      else return NULL;
+      for (int i = 1; i <= n; i++) {
+         if ((p[i] & 0xC0) != 0x80)
+            return NULL;
+         cp = (cp << 6) | (p[i] & 0x3F);
+      }
+      if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+          (cp >= 0xD800 && cp <= 0xDFFF))
+         return NULL;
+      p += n + 1;
+   }
+   return out;
 }
 
-static int hexval(char c)
+/* Items between pairs of single quotes (upstream's split rule: whatever is outside quotes, such as the `u`
+   prefixes, commas and blanks, is ignored). Returns 0, or -1 on an unterminated quote. */
+static int split_quoted(struct strv *out, const char *body, size_t len, bool decode)
 {
-   if (c >= '0' && c <= '9') return c - '0';
-   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-   return -1;
+   const char *start = NULL;
+   for (size_t i = 0; i < len; i++) {
+      if (body[i] != '\'')
+         continue;
+      if (!start) {
+         start = body + i + 1;
+      } else {
+         char *item = xstrndup(start, (size_t)(body + i - start));
+         if (decode && !(item = udi_meta_percent_decode(item)))
+            return -1;
+         strv_push_own(out, item);
+         start = NULL;
+      }
+   }
+   return start ? -1 : 0;
 }
 
-/* Parse a list value: `['a', "b c", 'it\'s']` (python-repr-like, escapes \\ \' \" \n \r \t \xHH \uHHHH
-   \UHHHHHHHH) or a bare string split on blanks. `[]` is an empty list. Returns 0 or -1 on malformed syntax. */
+/* Parse an ENTRY/CMD value (docs/meta-format.md): `%['…', …]` percent-encoded items; `[u'a', u'b']` or `['a']`
+   plain items; `[]` nothing (absent); anything else is one argument. Returns 0 (out->n == 0 means absent) or -1. */
 int udi_parse_list_value(struct strv *out, const char *value)
 {
-   const char *p = value;
+   size_t len = strlen(value);
    if (!out->v)
       strv_init(out);
-   while (*p == ' ' || *p == '\t')
-      p++;
-   if (*p != '[') {
-      strv_split(out, p, " \t");
+   if (str_starts(value, "%[")) {
+      if (value[len - 1] != ']')
+         return -1;
+      return split_quoted(out, value + 2, len - 3, true);
+   }
+   if (str_starts(value, "[u'") || str_starts(value, "['")) {
+      if (value[len - 1] != ']')
+         return -1;
+      return split_quoted(out, value + 1, len - 2, false);
+   }
+   if (!strcmp(value, "[]"))
       return 0;
-   }
-   p++;
-   for (;;) {
-      char q, *buf, *w;
-      while (*p == ' ' || *p == '\t')
-         p++;
-      if (*p == ']')
-         break;
-      if (*p != '\'' && *p != '"')
-         return -1;
-      q = *p++;
-      buf = xmalloc(strlen(p) * 4 + 1);
-      w = buf;
-      while (*p && *p != q) {
-         if (*p != '\\') {
-            *w++ = *p++;
-            continue;
-         }
-         p++;
-         switch (*p) {
-         case '\\': case '\'': case '"': *w++ = *p++; break;
-         case 'n': *w++ = '\n'; p++; break;
-         case 'r': *w++ = '\r'; p++; break;
-         case 't': *w++ = '\t'; p++; break;
-         case 'x': case 'u': case 'U': {
-            int digits = *p == 'x' ? 2 : *p == 'u' ? 4 : 8;
-            unsigned long cp = 0;
-            p++;
-            for (int i = 0; i < digits; i++) {
-               int h = hexval(p[i]);
-               if (h < 0)
-                  return -1;
-               cp = cp * 16 + (unsigned long)h;
-            }
-            if (cp == 0 || cp > 0x10FFFF)
-               return -1;
-            p += digits;
-            put_utf8(&w, cp);
-            break;
-         }
-         default:
-            return -1;
-         }
-      }
-      if (*p != q)
-         return -1;
-      p++;
-      *w = '\0';
-      strv_push_own(out, buf);
-      while (*p == ' ' || *p == '\t')
-         p++;
-      if (*p == ',') {
-         p++;
-         continue;
-      }
-      if (*p == ']')
-         break;
-      return -1;
-   }
-   p++;
-   while (*p == ' ' || *p == '\t')
-      p++;
-   return *p ? -1 : 0;
+   strv_push(out, value);
+   return 0;
 }
 
-/* Parse a comma/blank separated list of numeric ids, brackets optional ("[1000, 1001]", "1000,1001"). */
+/* A scalar (WORKDIR, ENV, USER): a leading '%' marks the percent-encoded form. NULL if malformed. */
+static char *parse_scalar(const char *value)
+{
+   return value[0] == '%' ? udi_meta_percent_decode(value + 1) : xstrdup(value);
+}
+
+/* "1000, 1001" → ids; empty → none. Returns 0 or -1 on a non-numeric id. */
 static int parse_acl(struct strv *out, const char *value)
 {
-   struct strv toks = { 0 };
-   strv_split(&toks, value, "[], \t");
-   for (size_t i = 0; i < toks.n; i++) {
-      char *end;
-      errno = 0;
-      unsigned long v = strtoul(toks.v[i], &end, 10);
-      if (errno || *end || end == toks.v[i] || v > 0xFFFFFFFEul)
+   struct strv parts = { 0 };
+   out->n = 0;
+   out->v[0] = NULL;
+   if (!*value)
+      return 0;
+   strv_init(&parts);
+   {
+      const char *p = value, *comma;
+      do {
+         comma = strchr(p, ',');
+         strv_push_own(&parts, xstrndup(p, comma ? (size_t)(comma - p) : strlen(p)));
+         p = comma ? comma + 1 : NULL;
+      } while (p);
+   }
+   for (size_t i = 0; i < parts.n; i++) {
+      char *t = str_trim(parts.v[i]);
+      if (!*t || strspn(t, "0123456789") != strlen(t) || strlen(t) > 10 || strtoull(t, NULL, 10) > 0xFFFFFFFEull)
          return -1;
-      strv_push(out, toks.v[i]);
+      strv_push(out, t);
    }
    return 0;
 }
 
-/* Parse .meta text into m (initialised here). Unknown keys are ignored (newer gateways may add some). Returns 0
-   or -1 with "line N: message" in err. */
+/* Parse .meta text into m (initialised here), following docs/meta-format.md and upstream's reader: lines starting
+   with '#' and lines without ':' are skipped, key and value are trimmed, a value ending in '\' continues on the
+   next line (joined with one space), unknown keys are ignored, the last FORMAT/ENTRY/CMD/WORKDIR wins and ENV lines
+   accumulate. Returns 0, or -1 with "line N: message" in err for a malformed list, escape or id. */
 int udi_meta_parse_text(struct udi_meta *m, const char *text, char *err, size_t errlen)
 {
-   char *copy = xstrdup(text), *line = copy;
-   int lineno = 0;
+   struct strv lines = { 0 };
    memset(m, 0, sizeof(*m));
    strv_init(&m->entry);
    strv_init(&m->cmd);
    strv_init(&m->env);
    strv_init(&m->useracl);
    strv_init(&m->groupacl);
-   while (line) {
-      char *nl = strchr(line, '\n'), *colon, *key, *val;
-      if (nl)
-         *nl = '\0';
-      lineno++;
-      if (line[strspn(line, " \t\r")] == '\0') {
-         line = nl ? nl + 1 : NULL;
+   strv_init(&lines);
+   for (const char *p = text; p;) {
+      const char *nl = strchr(p, '\n');
+      strv_push_own(&lines, xstrndup(p, nl ? (size_t)(nl - p) : strlen(p)));
+      p = nl ? nl + 1 : NULL;
+   }
+   for (size_t i = 0; i < lines.n; i++) {
+      char *line = lines.v[i], *colon, *key, *val;
+      size_t lineno = i + 1;
+      if (line[0] == '#' || !(colon = strchr(line, ':')))
          continue;
-      }
-      if (nl && nl > line && nl[-1] == '\r')
-         nl[-1] = '\0';
-      colon = strchr(line, ':');
-      if (!colon) {
-         snprintf(err, errlen, "line %d: expected KEY: value", lineno);
-         return -1;
-      }
       *colon = '\0';
       key = str_trim(line);
-      val = colon + 1;
-      if (*val == ' ')
-         val++; /* exactly one separator blank; the value itself may start with blanks (ENV values) */
+      val = str_trim(colon + 1);
+      while (*val && val[strlen(val) - 1] == '\\' && i + 1 < lines.n) {
+         val[strlen(val) - 1] = '\0';
+         val = xasprintf("%s %s", str_trim(val), str_trim(lines.v[++i]));
+         val = str_trim(val);
+      }
       if (!strcmp(key, "FORMAT")) {
-         m->format = xstrdup(str_trim(val));
+         m->format = xstrdup(val);
       } else if (!strcmp(key, "ENTRY") || !strcmp(key, "CMD")) {
          struct strv *sv = key[0] == 'E' ? &m->entry : &m->cmd;
          sv->n = 0;
          sv->v[0] = NULL;
-         if (udi_parse_list_value(sv, str_trim(val))) {
-            snprintf(err, errlen, "line %d: malformed %s list", lineno, key);
+         if (udi_parse_list_value(sv, val)) {
+            snprintf(err, errlen, "line %zu: malformed %s list", lineno, key);
             return -1;
          }
          if (key[0] == 'E')
             m->has_entry = sv->n > 0;
          else
             m->has_cmd = sv->n > 0;
-      } else if (!strcmp(key, "WORKDIR")) {
-         val = str_trim(val);
-         m->workdir = *val ? xstrdup(val) : NULL;
-      } else if (!strcmp(key, "ENV")) {
-         char *eq = strchr(val, '=');
-         if (!eq || eq == val) {
-            snprintf(err, errlen, "line %d: ENV needs NAME=value", lineno);
+      } else if (!strcmp(key, "WORKDIR") || !strcmp(key, "ENV") || !strcmp(key, "USER")) {
+         char *v = *val ? parse_scalar(val) : NULL;
+         if (*val && !v) {
+            snprintf(err, errlen, "line %zu: malformed percent escape in %s", lineno, key);
             return -1;
          }
-         strv_push(&m->env, val);
+         if (key[0] == 'W')
+            m->workdir = v;
+         else if (key[0] == 'E')
+            strv_push(&m->env, v ? v : "");
+         else
+            m->user = v;
       } else if (!strcmp(key, "USERACL") || !strcmp(key, "GROUPACL")) {
          if (parse_acl(key[0] == 'U' ? &m->useracl : &m->groupacl, val)) {
-            snprintf(err, errlen, "line %d: malformed %s", lineno, key);
+            snprintf(err, errlen, "line %zu: malformed %s", lineno, key);
             return -1;
          }
-      } else if (!strcmp(key, "USER")) {
-         m->user = xstrdup(str_trim(val));
       }
-      line = nl ? nl + 1 : NULL;
    }
-   if (!m->format)
-      m->format = xstrdup("squashfs");
    return 0;
 }
 

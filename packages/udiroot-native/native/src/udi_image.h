@@ -1,8 +1,9 @@
 /* udi_image.h -- image descriptors (`type:tag`) and the image's `.meta` file.
 
    A `.meta` file is `KEY: value` lines written by the gateway next to `<id>.squashfs`: FORMAT, ENTRY, CMD,
-   WORKDIR, ENV (repeated), USERACL, GROUPACL, USER. List values use a python-repr-like syntax
-   `['a', 'b']`; a bare value is split on blanks. ACLs are comma/blank separated ids, brackets optional.
+   WORKDIR, ENV (repeated), USERACL, GROUPACL, USER. The syntax, including the percent-encoded form for values
+   upstream's syntax cannot hold, is specified in docs/meta-format.md; packages/core/src/meta/meta-vectors.json
+   holds the vectors this reader is tested against.
 
    Memory policy: short-lived; never freed. */
 
@@ -28,7 +29,7 @@ struct udi_image_ref {
 
 /* The contents of `<id>.meta`. */
 struct udi_meta {
-   char *format;          /* squashfs (default), or VFS for local: roots */
+   char *format;          /* FORMAT value, NULL when absent (treated as squashfs) */
    struct strv entry;     /* ENTRY as argv; n == 0 when absent */
    bool has_entry;        /* ENTRY line present */
    struct strv cmd;       /* CMD as argv */
@@ -44,6 +45,7 @@ struct udi_meta {
 
 int udi_parse_image_ref(struct udi_image_ref *r, const char *desc, const char *default_type);
 int udi_parse_list_value(struct strv *out, const char *value);
+char *udi_meta_percent_decode(const char *s);
 int udi_meta_parse_text(struct udi_meta *m, const char *text, char *err, size_t errlen);
 bool udi_meta_allows(const struct udi_meta *m, uid_t uid, gid_t gid, const gid_t *groups, int n_groups);
 

@@ -1,6 +1,7 @@
-/* udiconf_dump.c -- test/debug tool (never installed setuid): parse the udiRoot.conf given as argv[1] with the
+/* udiconf_dump.c -- test/debug tool (never installed setuid): parse the udiRoot.conf given as the last argument with the
    runtime's own parser and print it as normalised JSON (udi_config_json), or the error and exit UDI_EX_CONFIG.
-   Used by the C/TypeScript parser parity test. No ownership check: it reads any file the caller can read.
+   With --validate, also apply the runtime's checks (required keys, value domains). Used by the
+   C/TypeScript parser parity test. No ownership check: it reads any file the caller can read.
 
    Memory policy: short-lived; never freed. */
 
@@ -16,12 +17,13 @@ int main(int argc, char **argv)
    struct udi_config cfg;
    char err[600], *text;
    udi_progname = "udiconf-dump";
-   if (argc != 2)
-      FATAL(UDI_EX_USAGE, "usage: udiconf-dump FILE");
-   text = read_file_text(argv[1], UDI_CONF_MAX_BYTES);
+   bool validate = argc == 3 && !strcmp(argv[1], "--validate");
+   if (argc != 2 && !validate)
+      FATAL(UDI_EX_USAGE, "usage: udiconf-dump [--validate] FILE");
+   text = read_file_text(argv[argc - 1], UDI_CONF_MAX_BYTES);
    if (!text)
-      FATAL(UDI_EX_CONFIG, "%s: %s", argv[1], strerror(errno));
-   if (udi_config_parse_text(&cfg, text, err, sizeof(err)) || udi_config_validate(&cfg, err, sizeof(err))) {
+      FATAL(UDI_EX_CONFIG, "%s: %s", argv[argc - 1], strerror(errno));
+   if (udi_config_parse_text(&cfg, text, err, sizeof(err)) || (validate && udi_config_validate(&cfg, err, sizeof(err)))) {
       printf("{\"error\":%s}\n", json_quote(err));
       return UDI_EX_CONFIG;
    }

@@ -342,9 +342,9 @@ TEST(meta_parse)
 {
    struct udi_meta m;
    char err[256];
-   CHECK(udi_meta_parse_text(&m, "FORMAT: squashfs\nENTRY: ['echo', 'howdy']\nCMD: [\"guys\"]\nWORKDIR: /work\n"
-                                 "ENV: PATH=/usr/bin:/bin\nENV: SPACED=  a b \nUSERACL: [1000, 1001]\n"
-                                 "GROUPACL: 2000,2001\nUSER: nobody\nLABELS: ignored\n",
+   CHECK(udi_meta_parse_text(&m, "FORMAT: squashfs\nENTRY: [u'echo', u'howdy']\nCMD: ['guys']\nWORKDIR: /work\n"
+                                 "ENV: PATH=/usr/bin:/bin\nENV: %SPACED=%20%20a%20b%20\nUSERACL: 1000, 1001\n"
+                                 "GROUPACL: 2000,2001\nUSER: nobody\nLABELS: ignored\nno colon line\n# c: x\n",
                              err, sizeof(err)) == 0);
    STREQ(m.format, "squashfs");
    STREQ(joined(&m.entry), "echo howdy");
@@ -361,32 +361,40 @@ TEST(meta_parse)
    CHECK(udi_meta_parse_text(&m, "FORMAT: squashfs\n", err, sizeof(err)) == 0);
    CHECK(udi_meta_allows(&m, 999, 1, NULL, 0)); /* no ACL: public */
    CHECK(!m.has_entry && !m.workdir);
+   CHECK(udi_meta_parse_text(&m, "ENV: A=one \\\n two\nWORKDIR: /x\r\n", err, sizeof(err)) == 0);
+   STREQ(m.env.v[0], "A=one two");
+   STREQ(m.workdir, "/x");
 }
 
 TEST(meta_list_syntax)
 {
    struct strv s = { 0 };
-   CHECK(udi_parse_list_value(&s, "['it\\'s', \"a \\\"b\\\"\", 'tab\\there', '\\xe9\\u00e9']") == 0);
-   CHECK(s.n == 4);
+   CHECK(udi_parse_list_value(&s, "%['it%27s', '%C3%BC', 'a%0ab']") == 0);
+   CHECK(s.n == 3);
    STREQ(s.v[0], "it's");
-   STREQ(s.v[1], "a \"b\"");
-   STREQ(s.v[2], "tab\there");
-   STREQ(s.v[3], "\xc3\xa9\xc3\xa9");
+   STREQ(s.v[1], "\xc3\xbc");
+   STREQ(s.v[2], "a\nb");
+   s.n = 0;
+   CHECK(udi_parse_list_value(&s, "[u'echo hello, world [x]', u'']") == 0 && s.n == 2);
+   STREQ(s.v[0], "echo hello, world [x]");
+   STREQ(s.v[1], "");
    s.n = 0;
    CHECK(udi_parse_list_value(&s, "[]") == 0 && s.n == 0);
-   CHECK(udi_parse_list_value(&s, "/bin/sh -c") == 0 && s.n == 2);
+   CHECK(udi_parse_list_value(&s, "/bin/sh -c date") == 0 && s.n == 1); /* one argument, as upstream */
    s.n = 0;
-   CHECK(udi_parse_list_value(&s, "['unterminated") != 0);
-   CHECK(udi_parse_list_value(&s, "['a' 'b']") != 0);
-   CHECK(udi_parse_list_value(&s, "['a'] trailing") != 0);
-   CHECK(udi_parse_list_value(&s, "['\\q']") != 0);
+   CHECK(udi_parse_list_value(&s, "[u'a', u'b]") != 0);
+   CHECK(udi_parse_list_value(&s, "%['a'") != 0);
+   CHECK(udi_parse_list_value(&s, "%['%zz']") != 0);
+   CHECK(udi_meta_percent_decode("%FF") == NULL);     /* not UTF-8 */
+   CHECK(udi_meta_percent_decode("%00") == NULL);     /* NUL cannot be passed to exec */
+   CHECK(udi_meta_percent_decode("%ED%A0%80") == NULL); /* surrogate */
+   STREQ(udi_meta_percent_decode("%25d%0A"), "%d\n");
    {
       struct udi_meta m;
       char err[128];
-      CHECK(udi_meta_parse_text(&m, "ENTRY: ['broken\n", err, sizeof(err)) != 0);
-      CHECK(udi_meta_parse_text(&m, "no colon here\n", err, sizeof(err)) != 0);
-      CHECK(udi_meta_parse_text(&m, "USERACL: [abc]\n", err, sizeof(err)) != 0);
-      CHECK(udi_meta_parse_text(&m, "ENV: =x\n", err, sizeof(err)) != 0);
+      CHECK(udi_meta_parse_text(&m, "CMD: [u'a', u'b]\n", err, sizeof(err)) != 0);
+      CHECK(udi_meta_parse_text(&m, "ENV: %A=%zz\n", err, sizeof(err)) != 0);
+      CHECK(udi_meta_parse_text(&m, "USERACL: 1000,bob\n", err, sizeof(err)) != 0);
    }
 }
 

@@ -1,0 +1,115 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ShifterError } from '@shifter/core';
+import { buildShifterArgs, runShifter } from './index.js';
+
+describe('buildShifterArgs', () => {
+  it('maps every option to one shifter flag, command last after --', () => {
+    expect(
+      buildShifterArgs({
+        image: 'docker:ubuntu:22.04',
+        command: ['echo', '--not-an-option'],
+        volumes: [{ from: '/scratch/a', to: '/data', readOnly: true }, '/b:/c', { from: '/x', to: '/cache', perNodeCacheBytes: 1024 }],
+        entrypoint: true,
+        workdir: '/work',
+        env: { A: '1', B: 'two words' },
+        envFiles: ['/home/u/env'],
+        clearEnv: true,
+        modules: ['mpich', 'gpu'],
+        verbose: true,
+      }),
+    ).toEqual([
+      '--image=docker:ubuntu:22.04',
+      '--volume=/scratch/a:/data:ro',
+      '--volume=/b:/c',
+      '--volume=/x:/cache:perNodeCache=size=1024',
+      '--entrypoint',
+      '--workdir=/work',
+      '--env-file=/home/u/env',
+      '--env=A=1',
+      '--env=B=two words',
+      '--clearenv',
+      '--module=mpich,gpu',
+      '--verbose',
+      '--',
+      'echo',
+      '--not-an-option',
+    ]);
+  });
+
+  it('supports --entrypoint=X, --workdir without value, --module=none, and no command', () => {
+    expect(buildShifterArgs({ image: 'id:abc', entrypoint: 'python3', workdir: true, modules: 'none' })).toEqual([
+      '--image=id:abc',
+      '--entrypoint=python3',
+      '--workdir',
+      '--module=none',
+    ]);
+  });
+
+  it.each([
+    [{ image: '' }, 'image'],
+    [{ image: 'id:a b' }, 'image'],
+    [{ image: 'id:a', env: { '': 'x' } }, 'env'],
+    [{ image: 'id:a', env: { 'A=B': 'x' } }, 'env'],
+    [{ image: 'id:a', env: { A: '' } }, 'env'],
+    [{ image: 'id:a', volumes: [{ from: 'relative', to: '/x' }] }, 'volumes'],
+    [{ image: 'id:a', volumes: [{ from: '/a b', to: '/x' }] }, 'volumes'],
+    [{ image: 'id:a', volumes: ['/a:/b;/c:/d'] }, 'volumes'],
+    [{ image: 'id:a', volumes: [{ from: '/a', to: '/b', perNodeCacheBytes: -1 }] }, 'volumes'],
+    [{ image: 'id:a', modules: [] }, 'modules'],
+    [{ image: 'id:a', modules: ['a,b'] }, 'modules'],
+    [{ image: 'id:a', workdir: 'rel' }, 'workdir'],
+    [{ image: 'id:a', entrypoint: '' }, 'entrypoint'],
+  ])('refuses %j with SHIFTER_USAGE_INVALID_ARGUMENT', (options, field) => {
+    let caught: unknown;
+    try {
+      buildShifterArgs(options);
+    } catch (error) {
+      caught = error;
+    }
+    expect(ShifterError.isInstance(caught)).toBe(true);
+    expect((caught as ShifterError).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
+    expect((caught as ShifterError).details.field).toBe(field);
+  });
+});
+
+describe('runShifter', () => {
+  // A stand-in for the setuid binary (unit test: the real one is exercised by the integration tests).
+  const dir = mkdtempSync(join(tmpdir(), 'udiroot-unit-'));
+  const fake = join(dir, 'shifter');
+  writeFileSync(fake, '#!/bin/sh\nfor a in "$@"; do echo "$a"; done\necho "cwd=$(pwd)" >&2\nexit 7\n');
+  chmodSync(fake, 0o755);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('spawns the program with the built argv and reports status and output', async () => {
+    const result = await runShifter({ shifterPath: fake, image: 'id:abc', command: ['true'], cwd: dir });
+    expect(result.exitCode).toBe(7);
+    expect(result.signal).toBeNull();
+    expect(result.stdout.trim().split('\n')).toEqual(['--image=id:abc', '--', 'true']);
+    expect(result.stderr).toContain(`cwd=${dir}`);
+    expect(result.args).toEqual(['--image=id:abc', '--', 'true']);
+  });
+
+  it('rejects with SHIFTER_TOOL_NOT_FOUND when the program does not exist', async () => {
+    await expect(runShifter({ shifterPath: join(dir, 'missing'), image: 'id:abc' })).rejects.toMatchObject({
+      code: 'SHIFTER_TOOL_NOT_FOUND',
+    });
+  });
+
+  it('rejects invalid options before spawning', async () => {
+    await expect(runShifter({ shifterPath: fake, image: '' })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+  });
+
+  it('kills the process when the abort signal fires', async () => {
+    const slow = join(dir, 'slow');
+    writeFileSync(slow, '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(slow, 0o755);
+    const controller = new AbortController();
+    const pending = runShifter({ shifterPath: slow, image: 'id:abc', signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    const result = await pending;
+    expect(result.signal).toBe('SIGTERM');
+  });
+});
