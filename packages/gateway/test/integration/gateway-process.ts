@@ -1,0 +1,151 @@
+/**
+ * Helpers of the gateway's black-box tests: start `shifter-gateway serve` (or `worker`) as a child process on a
+ * temp config, make real munge credentials, call the API over HTTP.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+export const GATEWAY_BIN = fileURLToPath(new URL('../../bin/shifter-gateway.js', import.meta.url));
+
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** A temp directory for one test run. */
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * A fresh munge credential. As root with `user` given, it is encoded as that user (runuser), so its uid is theirs.
+ * @param options - payload (e.g. authorized_locations JSON), ttl seconds, user
+ */
+export async function mungeCredential(options: { user?: string; payload?: string; ttl?: number; socket?: string } = {}): Promise<string> {
+  const args = ['--socket', options.socket ?? process.env.SHIFTER_TEST_MUNGE_SOCKET ?? '/run/munge/munge.socket.2'];
+  if (options.ttl !== undefined) args.push('--ttl', String(options.ttl));
+  if (options.payload !== undefined) args.push('--string', options.payload);
+  else args.push('--no-input');
+  const [command, commandArgs] = options.user ? ['runuser', ['-u', options.user, '--', 'munge', ...args]] : ['munge', args];
+  const { stdout } = await execFileAsync(command as string, commandArgs as string[]);
+  return stdout.trim();
+}
+
+/** A gateway child process. */
+export interface GatewayProcess {
+  readonly url: string;
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait (crash). */
+  kill(): Promise<void>;
+}
+
+/**
+ * Write `config` to a file and start `shifter-gateway <command>` on it; resolves when /api/status answers (serve)
+ * or when the worker logs that it started.
+ */
+export async function startGatewayProcess(
+  config: Record<string, unknown>,
+  options: { command?: 'serve' | 'worker'; args?: string[]; dir: string; name?: string; env?: Record<string, string>; wrap?: string[] },
+): Promise<GatewayProcess> {
+  const file = join(options.dir, `${options.name ?? 'gateway'}.json`);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  const command = options.command ?? 'serve';
+  const argv = [GATEWAY_BIN, command, '--config', file, ...(options.args ?? [])];
+  const [exe, ...rest] = options.wrap ? [...options.wrap, process.execPath, ...argv] : [process.execPath, ...argv];
+  const child = spawn(exe!, rest, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1', SHIFTER_LOG_LEVEL: 'info', ...options.env },
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const gateway = config.gateway as { host: string; port: number } | undefined;
+  const url = `http://${gateway?.host ?? '127.0.0.1'}:${gateway?.port ?? 8000}`;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${output}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`gateway did not start in time:\n${output}`);
+    }
+    if (command === 'worker') {
+      if (output.includes('worker started')) break;
+    } else {
+      try {
+        const response = await fetch(`${url}/api/status`);
+        if (response.ok) break;
+      } catch {
+        // not listening yet
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    url,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** A JSON HTTP answer. */
+export interface Answer {
+  readonly status: number;
+  readonly body: any;
+}
+
+/** Call the gateway. */
+export async function call(url: string, method: string, path: string, options: { credential?: string; body?: unknown; rawBody?: string; contentType?: string } = {}): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (options.credential !== undefined) headers.authentication = options.credential;
+  let body: string | undefined;
+  if (options.rawBody !== undefined) body = options.rawBody;
+  else if (options.body !== undefined) body = JSON.stringify(options.body);
+  if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
+  const response = await fetch(`${url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: response.status, body: parsed };
+}
+
+/** Re-POST a pull (as upstream clients poll) until it leaves the working states. */
+export async function pullUntilDone(url: string, system: string, tag: string, credential: () => Promise<string>, timeoutMs = 240_000, body?: unknown): Promise<Answer> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const answer = await call(url, 'POST', `/api/pull/${system}/docker/${encodeURIComponent(tag)}/`, { credential: await credential(), ...(body ? { body } : {}) });
+    if (answer.status !== 200) return answer;
+    if (!['INIT', 'PENDING', 'PULLING', 'EXAMINATION', 'CONVERSION', 'TRANSFER', 'HASHING'].includes(answer.body.status)) return answer;
+    if (Date.now() > deadline) throw new Error(`pull of ${tag} still ${answer.body.status} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
