@@ -23,3 +23,4 @@ export * from './blob-store/index.js';
 export * from './layer/index.js';
 export * from './image-builder/index.js';
 export * from './create-shifter.js';
+export * from './registry/index.js';
