@@ -1,2 +1,3 @@
 export * from './image-record.js';
 export * from './metadata-store.js';
+export * from './sqlite-metadata-store.js';

@@ -1,0 +1,646 @@
+/**
+ * The embedded, persistent metadata store on SQLite (better-sqlite3): the gateway's default when no MongoDB is
+ * configured. One file, WAL mode, a schema version table; several processes on one host may share the file (workers
+ * started as child processes), since every write runs in an `IMMEDIATE` transaction with a busy timeout.
+ *
+ * @packageDocumentation
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { ShifterError, StoreError } from '../errors/index.js';
+import type { JobError, JobRecord, JsonValue, NewJob } from '../jobs/job-record.js';
+import { fillImageRecord, type ImageRecord, type ImageRecordPatch, type LookupMetric, type NewImageRecord } from './image-record.js';
+import type {
+  ClaimOptions,
+  CreateOrGetResult,
+  FailJobOptions,
+  ImageRecordFilter,
+  JobFilter,
+  MetadataStore,
+  MetadataStoreOptions,
+  UpdateExpectations,
+} from './metadata-store.js';
+import {
+  applyPatch,
+  attemptsExhausted,
+  checkExpectations,
+  inFlightConflict,
+  inFlightKey,
+  isClaimable,
+  newJobRecord,
+  newStoreId,
+  recordNotFound,
+  statusList,
+  storeUnavailable,
+  validateNewImageRecord,
+  validatePatch,
+} from './store-helpers.js';
+
+/** Options of {@link SqliteMetadataStore}. */
+export interface SqliteMetadataStoreOptions extends MetadataStoreOptions {
+  /** Database file; its directory is created. `:memory:` gives a private, non-persistent store (tests). */
+  readonly path: string;
+  /** How long a write waits for another process's lock, ms (default 5000). */
+  readonly busyTimeoutMs?: number;
+}
+
+/** Schema version this code writes. Older files are migrated on open; newer ones are refused. */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+// Migration n brings the schema from version n to n + 1. Records keep their full JSON in `doc`; the other columns
+// exist for indexes and queries and are rewritten together with `doc` in one statement.
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE images (
+    record_id TEXT PRIMARY KEY,
+    system TEXT NOT NULL,
+    itype TEXT NOT NULL,
+    pulltag TEXT,
+    status TEXT NOT NULL,
+    inflight_key TEXT UNIQUE,
+    image_id TEXT,
+    expiration INTEGER,
+    last_pull INTEGER,
+    revision INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+  );
+  CREATE INDEX images_system_status ON images (system, status);
+  CREATE INDEX images_system_image_id ON images (system, image_id);
+  CREATE INDEX images_expiration ON images (expiration) WHERE expiration IS NOT NULL;
+  CREATE TABLE image_tags (
+    record_id TEXT NOT NULL REFERENCES images (record_id) ON DELETE CASCADE,
+    system TEXT NOT NULL,
+    itype TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (record_id, tag)
+  );
+  CREATE INDEX image_tags_lookup ON image_tags (system, itype, tag);
+  CREATE TABLE lookup_metrics (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    system TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    doc TEXT NOT NULL
+  );
+  CREATE INDEX lookup_metrics_system_time ON lookup_metrics (system, time);
+  CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    system TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    not_before INTEGER NOT NULL,
+    lease_expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+  );
+  CREATE INDEX jobs_claim ON jobs (system, status, created_at);
+  `,
+];
+
+interface ImageRow {
+  doc: string;
+}
+
+/**
+ * {@link MetadataStore} on an SQLite file.
+ *
+ * @example
+ * ```ts
+ * const store = new SqliteMetadataStore({ path: '/var/lib/shifter/gateway.sqlite' });
+ * const { record, created } = await store.createOrGetInFlight({ system: 'demo', itype: 'docker', pulltag: 'alpine:3', status: 'INIT' });
+ * ```
+ */
+export class SqliteMetadataStore implements MetadataStore {
+  readonly #db: Database.Database;
+  readonly #now: () => number;
+  #closed = false;
+
+  /**
+   * Open (creating or migrating) the database.
+   * @throws {@link StoreError} `SHIFTER_STORE_UNAVAILABLE` when the file cannot be opened, or has a newer schema
+   *   version than this code knows (not retryable then).
+   */
+  constructor(options: SqliteMetadataStoreOptions) {
+    this.#now = options.now ?? Date.now;
+    try {
+      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+      this.#db = new Database(options.path);
+      this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      if (options.path !== ':memory:') this.#db.pragma('journal_mode = WAL');
+      // NOTE: NORMAL is durable across process crashes in WAL mode; only a power loss may drop the last commits.
+      this.#db.pragma('synchronous = NORMAL');
+      this.#db.pragma('foreign_keys = ON');
+      this.#migrate();
+    } catch (error) {
+      throw storeUnavailable(error, `opening ${options.path}`);
+    }
+  }
+
+  #migrate(): void {
+    this.#db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const migrate = this.#db.transaction(() => {
+      const row = this.#db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+      let version = row?.version ?? 0;
+      if (version > SQLITE_SCHEMA_VERSION) {
+        throw new StoreError(
+          'SHIFTER_STORE_UNAVAILABLE',
+          `database schema version ${version} is newer than this Shifter supports (${SQLITE_SCHEMA_VERSION})`,
+          { retryable: false },
+        );
+      }
+      while (version < SQLITE_SCHEMA_VERSION) this.#db.exec(MIGRATIONS[version++]!);
+      if (row) this.#db.prepare('UPDATE schema_version SET version = ?').run(version);
+      else this.#db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version);
+    });
+    migrate.immediate();
+  }
+
+  /** Run `body` in an IMMEDIATE transaction, mapping driver errors to catalogue errors. */
+  #write<T>(what: string, body: () => T): T {
+    this.#assertOpen();
+    try {
+      return this.#db.transaction(body).immediate();
+    } catch (error) {
+      throw storeUnavailable(error, what);
+    }
+  }
+
+  #read<T>(what: string, body: () => T): T {
+    this.#assertOpen();
+    try {
+      return body();
+    } catch (error) {
+      throw storeUnavailable(error, what);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new StoreError('SHIFTER_STORE_UNAVAILABLE', 'the metadata store is closed', { retryable: false });
+  }
+
+  // ----- image records --------------------------------------------------------------------------------------------
+
+  #getRecord(recordId: string): ImageRecord | null {
+    const row = this.#db.prepare('SELECT doc FROM images WHERE record_id = ?').get(recordId) as ImageRow | undefined;
+    return row ? (JSON.parse(row.doc) as ImageRecord) : null;
+  }
+
+  #insertRecord(record: ImageRecord): void {
+    try {
+      this.#db
+        .prepare(
+          `INSERT INTO images (record_id, system, itype, pulltag, status, inflight_key, image_id, expiration, last_pull,
+             revision, created_at, updated_at, doc)
+           VALUES (@recordId, @system, @itype, @pulltag, @status, @inflightKey, @imageId, @expiration, @lastPull,
+             @revision, @createdAt, @updatedAt, @doc)`,
+        )
+        .run(this.#columns(record));
+    } catch (error) {
+      if (isUniqueViolation(error)) throw inFlightConflict(record);
+      throw error;
+    }
+    this.#writeTags(record);
+  }
+
+  #replaceRecord(record: ImageRecord): void {
+    try {
+      this.#db
+        .prepare(
+          `UPDATE images SET pulltag = @pulltag, status = @status, inflight_key = @inflightKey, image_id = @imageId,
+             expiration = @expiration, last_pull = @lastPull, revision = @revision, updated_at = @updatedAt, doc = @doc
+           WHERE record_id = @recordId`,
+        )
+        .run(this.#columns(record));
+    } catch (error) {
+      if (isUniqueViolation(error)) throw inFlightConflict(record);
+      throw error;
+    }
+  }
+
+  #writeTags(record: ImageRecord): void {
+    this.#db.prepare('DELETE FROM image_tags WHERE record_id = ?').run(record.recordId);
+    const insert = this.#db.prepare('INSERT OR IGNORE INTO image_tags (record_id, system, itype, tag) VALUES (?, ?, ?, ?)');
+    for (const tag of record.tags) insert.run(record.recordId, record.system, record.itype, tag);
+  }
+
+  #columns(record: ImageRecord): Record<string, unknown> {
+    return {
+      recordId: record.recordId,
+      system: record.system,
+      itype: record.itype,
+      pulltag: record.pulltag,
+      status: record.status,
+      inflightKey: inFlightKey(record),
+      imageId: record.imageId,
+      expiration: record.expiration,
+      lastPull: record.lastPull,
+      revision: record.revision,
+      createdAt: record.createdAt,
+      updatedAt: record.updatedAt,
+      doc: JSON.stringify(record),
+    };
+  }
+
+  async insert(input: NewImageRecord): Promise<ImageRecord> {
+    validateNewImageRecord(input);
+    return this.#write('insert', () => {
+      const record = fillImageRecord(input, { recordId: newStoreId(), createdAt: this.#now() });
+      this.#insertRecord(record);
+      return record;
+    });
+  }
+
+  async createOrGetInFlight(input: NewImageRecord & { readonly pulltag: string }): Promise<CreateOrGetResult> {
+    validateNewImageRecord(input);
+    const candidate = fillImageRecord(input, { recordId: newStoreId(), createdAt: this.#now() });
+    const key = inFlightKey(candidate);
+    if (key === null) {
+      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'createOrGetInFlight needs an in-flight status and a pulltag');
+    }
+    return this.#write('createOrGetInFlight', () => {
+      const row = this.#db.prepare('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
+      if (row) return { record: JSON.parse(row.doc) as ImageRecord, created: false };
+      this.#insertRecord(candidate);
+      return { record: candidate, created: true };
+    });
+  }
+
+  async get(recordId: string): Promise<ImageRecord | null> {
+    return this.#read('get', () => this.#getRecord(recordId));
+  }
+
+  async update(recordId: string, patch: ImageRecordPatch, expectations?: UpdateExpectations): Promise<ImageRecord> {
+    validatePatch(patch);
+    return this.#write('update', () => {
+      const current = this.#getRecord(recordId);
+      if (!current) throw recordNotFound(recordId);
+      checkExpectations(current, expectations);
+      const next = applyPatch(current, patch, this.#now());
+      this.#replaceRecord(next);
+      return next;
+    });
+  }
+
+  async findInFlight(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
+    const key = JSON.stringify([system, itype, pulltag]);
+    return this.#read('findInFlight', () => {
+      const row = this.#db.prepare('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
+      return row ? (JSON.parse(row.doc) as ImageRecord) : null;
+    });
+  }
+
+  async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
+    return this.#read('findReadyByTag', () => {
+      const row = this.#db
+        .prepare(
+          `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
+           WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'
+           ORDER BY i.updated_at DESC, i.revision DESC LIMIT 1`,
+        )
+        .get(system, itype, tag) as ImageRow | undefined;
+      return row ? (JSON.parse(row.doc) as ImageRecord) : null;
+    });
+  }
+
+  async findReadyByImageId(system: string, imageId: string): Promise<ImageRecord | null> {
+    return this.#read('findReadyByImageId', () => {
+      const row = this.#db
+        .prepare(
+          `SELECT doc FROM images WHERE system = ? AND image_id = ? AND status = 'READY'
+           ORDER BY updated_at DESC LIMIT 1`,
+        )
+        .get(system, imageId) as ImageRow | undefined;
+      return row ? (JSON.parse(row.doc) as ImageRecord) : null;
+    });
+  }
+
+  async findByTag(system: string, itype: string, tag: string): Promise<ImageRecord[]> {
+    return this.#read('findByTag', () => {
+      const rows = this.#db
+        .prepare(
+          `SELECT doc FROM images WHERE system = @system AND itype = @itype AND (pulltag = @tag OR record_id IN
+             (SELECT record_id FROM image_tags WHERE system = @system AND itype = @itype AND tag = @tag))
+           ORDER BY created_at DESC, rowid DESC`,
+        )
+        .all({ system, itype, tag }) as ImageRow[];
+      return rows.map((row) => JSON.parse(row.doc) as ImageRecord);
+    });
+  }
+
+  async moveTag(recordId: string, tag: string): Promise<ImageRecord> {
+    // SQLite has transactions, so both halves of the move happen at once here; the documented order (add, then
+    // remove) matters for stores without them.
+    return this.#write('moveTag', () => {
+      const target = this.#getRecord(recordId);
+      if (!target) throw recordNotFound(recordId);
+      const now = this.#now();
+      const others = this.#db
+        .prepare(
+          `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
+           WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND t.record_id <> ?`,
+        )
+        .all(target.system, target.itype, tag, recordId) as ImageRow[];
+      for (const row of others) {
+        const other = JSON.parse(row.doc) as ImageRecord;
+        const next = { ...other, tags: other.tags.filter((t) => t !== tag), revision: other.revision + 1, updatedAt: now };
+        this.#replaceRecord(next);
+        this.#writeTags(next);
+      }
+      if (target.tags.includes(tag)) return target;
+      const next = { ...target, tags: [...target.tags, tag], revision: target.revision + 1, updatedAt: now };
+      this.#replaceRecord(next);
+      this.#writeTags(next);
+      return next;
+    });
+  }
+
+  async removeTag(recordId: string, tag: string): Promise<ImageRecord> {
+    return this.#write('removeTag', () => {
+      const target = this.#getRecord(recordId);
+      if (!target) throw recordNotFound(recordId);
+      if (!target.tags.includes(tag)) return target;
+      const next = { ...target, tags: target.tags.filter((t) => t !== tag), revision: target.revision + 1, updatedAt: this.#now() };
+      this.#replaceRecord(next);
+      this.#writeTags(next);
+      return next;
+    });
+  }
+
+  async list(filter: ImageRecordFilter = {}): Promise<ImageRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.system !== undefined) {
+      where.push('system = @system');
+      params.system = filter.system;
+    }
+    if (filter.itype !== undefined) {
+      where.push('itype = @itype');
+      params.itype = filter.itype;
+    }
+    const statuses = statusList(filter.status);
+    if (statuses !== undefined) {
+      if (statuses.length === 0) return [];
+      where.push(`status IN (${statuses.map((_, i) => `@status${i}`).join(', ')})`);
+      statuses.forEach((status, i) => (params[`status${i}`] = status));
+    }
+    if (filter.expiresBefore !== undefined) {
+      where.push('expiration IS NOT NULL AND expiration < @expiresBefore');
+      params.expiresBefore = filter.expiresBefore;
+    }
+    if (filter.lastPullBefore !== undefined) {
+      where.push('(last_pull IS NULL OR last_pull < @lastPullBefore)');
+      params.lastPullBefore = filter.lastPullBefore;
+    }
+    const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
+    const sql = `SELECT doc FROM images${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
+    return this.#read('list', () => (this.#db.prepare(sql).all(params) as ImageRow[]).map((row) => JSON.parse(row.doc) as ImageRecord));
+  }
+
+  async delete(recordId: string, expectations?: Pick<UpdateExpectations, 'expectStatus'>): Promise<boolean> {
+    return this.#write('delete', () => {
+      const current = this.#getRecord(recordId);
+      if (!current) return false;
+      const statuses = statusList(expectations?.expectStatus);
+      if (statuses !== undefined && !statuses.includes(current.status)) return false;
+      this.#db.prepare('DELETE FROM images WHERE record_id = ?').run(recordId);
+      return true;
+    });
+  }
+
+  // ----- lookup metrics -------------------------------------------------------------------------------------------
+
+  async insertLookupMetrics(rows: readonly LookupMetric[]): Promise<void> {
+    if (rows.length === 0) return;
+    this.#write('insertLookupMetrics', () => {
+      const insert = this.#db.prepare('INSERT INTO lookup_metrics (system, time, doc) VALUES (?, ?, ?)');
+      for (const row of rows) insert.run(row.system, row.time, JSON.stringify(row));
+    });
+  }
+
+  async listLookupMetrics(system: string, limit: number): Promise<LookupMetric[]> {
+    const n = Math.max(0, Math.floor(limit));
+    return this.#read('listLookupMetrics', () => {
+      const rows = this.#db
+        .prepare('SELECT doc FROM lookup_metrics WHERE system = ? ORDER BY time DESC, seq DESC LIMIT ?')
+        .all(system, n) as { doc: string }[];
+      return rows.map((row) => JSON.parse(row.doc) as LookupMetric).reverse();
+    });
+  }
+
+  // ----- jobs -----------------------------------------------------------------------------------------------------
+
+  #getJob(id: string): JobRecord | null {
+    const row = this.#db.prepare('SELECT doc FROM jobs WHERE id = ?').get(id) as { doc: string } | undefined;
+    return row ? (JSON.parse(row.doc) as JobRecord) : null;
+  }
+
+  #saveJob(job: JobRecord, insert = false): void {
+    const columns = {
+      id: job.id,
+      system: job.system,
+      kind: job.kind,
+      status: job.status,
+      notBefore: job.notBefore,
+      leaseExpiresAt: job.leaseExpiresAt,
+      createdAt: job.createdAt,
+      updatedAt: job.updatedAt,
+      doc: JSON.stringify(job),
+    };
+    if (insert) {
+      this.#db
+        .prepare(
+          `INSERT INTO jobs (id, system, kind, status, not_before, lease_expires_at, created_at, updated_at, doc)
+           VALUES (@id, @system, @kind, @status, @notBefore, @leaseExpiresAt, @createdAt, @updatedAt, @doc)`,
+        )
+        .run(columns);
+    } else {
+      this.#db
+        .prepare(
+          `UPDATE jobs SET status = @status, not_before = @notBefore, lease_expires_at = @leaseExpiresAt,
+             updated_at = @updatedAt, doc = @doc WHERE id = @id`,
+        )
+        .run(columns);
+    }
+  }
+
+  async createJob(input: NewJob): Promise<JobRecord> {
+    const job = newJobRecord(input, newStoreId(), this.#now());
+    this.#write('createJob', () => this.#saveJob(job, true));
+    return job;
+  }
+
+  async getJob(id: string): Promise<JobRecord | null> {
+    return this.#read('getJob', () => this.#getJob(id));
+  }
+
+  /** Claim inside a transaction; returns the claimed job, null, or the job it marked failed (exhausted). */
+  #claim(job: JobRecord, options: ClaimOptions): { claimed: JobRecord | null; exhausted: JobRecord | null } {
+    const now = this.#now();
+    if (!isClaimable(job, now)) return { claimed: null, exhausted: null };
+    if (job.attempts >= job.maxAttempts) {
+      const failed: JobRecord = {
+        ...job,
+        status: 'failed',
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED', message: attemptsExhausted(job).message },
+        updatedAt: now,
+      };
+      this.#saveJob(failed);
+      return { claimed: null, exhausted: failed };
+    }
+    const claimed: JobRecord = {
+      ...job,
+      status: 'running',
+      attempts: job.attempts + 1,
+      leaseOwner: options.owner,
+      leaseExpiresAt: now + options.leaseMs,
+      heartbeatAt: now,
+      updatedAt: now,
+    };
+    this.#saveJob(claimed);
+    return { claimed, exhausted: null };
+  }
+
+  async claimJob(id: string, options: ClaimOptions): Promise<JobRecord | null> {
+    const { claimed, exhausted } = this.#write('claimJob', () => {
+      const job = this.#getJob(id);
+      return job ? this.#claim(job, options) : { claimed: null, exhausted: null };
+    });
+    if (exhausted) throw attemptsExhausted(exhausted);
+    return claimed;
+  }
+
+  async claimNextJob(
+    system: string,
+    options: ClaimOptions & { readonly onExhausted?: (job: JobRecord) => void },
+  ): Promise<JobRecord | null> {
+    const exhaustedJobs: JobRecord[] = [];
+    const claimed = this.#write('claimNextJob', () => {
+      const now = this.#now();
+      const rows = this.#db
+        .prepare(
+          `SELECT doc FROM jobs WHERE system = ? AND ((status = 'queued' AND not_before <= ?)
+             OR (status = 'running' AND lease_expires_at < ?)) ORDER BY created_at, rowid`,
+        )
+        .all(system, now, now) as { doc: string }[];
+      for (const row of rows) {
+        const result = this.#claim(JSON.parse(row.doc) as JobRecord, options);
+        if (result.exhausted) exhaustedJobs.push(result.exhausted);
+        if (result.claimed) return result.claimed;
+      }
+      return null;
+    });
+    for (const job of exhaustedJobs) options.onExhausted?.(job);
+    return claimed;
+  }
+
+  async heartbeatJob(id: string, options: ClaimOptions & { readonly progress?: JsonValue }): Promise<JobRecord | null> {
+    return this.#write('heartbeatJob', () => {
+      const job = this.#getJob(id);
+      if (!job || job.status !== 'running' || job.leaseOwner !== options.owner) return null;
+      const now = this.#now();
+      const next: JobRecord = {
+        ...job,
+        leaseExpiresAt: now + options.leaseMs,
+        heartbeatAt: now,
+        progress: options.progress === undefined ? job.progress : options.progress,
+        updatedAt: now,
+      };
+      this.#saveJob(next);
+      return next;
+    });
+  }
+
+  async completeJob(id: string, owner: string, result?: JsonValue): Promise<JobRecord | null> {
+    return this.#write('completeJob', () => {
+      const job = this.#getJob(id);
+      if (!job || job.status !== 'running' || job.leaseOwner !== owner) return null;
+      const next: JobRecord = {
+        ...job,
+        status: 'done',
+        result: result ?? null,
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        updatedAt: this.#now(),
+      };
+      this.#saveJob(next);
+      return next;
+    });
+  }
+
+  async failJob(id: string, owner: string, error: JobError, options: FailJobOptions): Promise<JobRecord | null> {
+    return this.#write('failJob', () => {
+      const job = this.#getJob(id);
+      if (!job || job.status !== 'running' || job.leaseOwner !== owner) return null;
+      const retry = options.retry && job.attempts < job.maxAttempts;
+      const next: JobRecord = {
+        ...job,
+        status: retry ? 'queued' : 'failed',
+        notBefore: retry ? (options.notBefore ?? 0) : job.notBefore,
+        lastError: { code: error.code, message: error.message },
+        leaseOwner: null,
+        leaseExpiresAt: null,
+        updatedAt: this.#now(),
+      };
+      this.#saveJob(next);
+      return next;
+    });
+  }
+
+  async listJobs(filter: JobFilter = {}): Promise<JobRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.system !== undefined) {
+      where.push('system = @system');
+      params.system = filter.system;
+    }
+    if (filter.kind !== undefined) {
+      where.push('kind = @kind');
+      params.kind = filter.kind;
+    }
+    const statuses = statusList(filter.status);
+    if (statuses !== undefined) {
+      if (statuses.length === 0) return [];
+      where.push(`status IN (${statuses.map((_, i) => `@status${i}`).join(', ')})`);
+      statuses.forEach((status, i) => (params[`status${i}`] = status));
+    }
+    const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
+    const sql = `SELECT doc FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
+    return this.#read('listJobs', () => (this.#db.prepare(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as JobRecord));
+  }
+
+  async listClaimableJobs(system?: string): Promise<JobRecord[]> {
+    const now = this.#now();
+    return this.#read('listClaimableJobs', () => {
+      const rows = this.#db
+        .prepare(
+          `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system) AND ((status = 'queued' AND not_before <= @now)
+             OR (status = 'running' AND lease_expires_at < @now)) ORDER BY created_at, rowid`,
+        )
+        .all({ system: system ?? null, now }) as { doc: string }[];
+      return rows.map((row) => JSON.parse(row.doc) as JobRecord);
+    });
+  }
+
+  async pruneJobs(before: number): Promise<number> {
+    return this.#write('pruneJobs', () => {
+      const info = this.#db.prepare(`DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before);
+      return info.changes;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}

@@ -1,0 +1,159 @@
+/**
+ * Pieces every metadata store shares, so the backends agree on ids, errors, claim rules and record merging.
+ * Internal to core (not exported from the barrel); the Mongo adapter imports it by path.
+ *
+ * @packageDocumentation
+ */
+import { randomBytes } from 'node:crypto';
+import { NotFoundError, ShifterError, StoreError } from '../errors/index.js';
+import { DEFAULT_MAX_ATTEMPTS, JOB_KINDS, type JobRecord, type NewJob } from '../jobs/job-record.js';
+import {
+  IMAGE_STATUSES,
+  type ImageRecord,
+  type ImageRecordPatch,
+  type ImageStatus,
+  isInFlightStatus,
+  type NewImageRecord,
+} from './image-record.js';
+import type { UpdateExpectations } from './metadata-store.js';
+
+/** A new opaque id: 24 hex characters (96 random bits, the size of a MongoDB ObjectId). */
+export function newStoreId(): string {
+  return randomBytes(12).toString('hex');
+}
+
+/**
+ * The in-flight key of a record: a string unique to (system, itype, pulltag) while the record is in flight, null
+ * otherwise. Stores put a unique index on it.
+ */
+export function inFlightKey(record: Pick<ImageRecord, 'system' | 'itype' | 'pulltag' | 'status'>): string | null {
+  if (!isInFlightStatus(record.status) || record.pulltag === null) return null;
+  return JSON.stringify([record.system, record.itype, record.pulltag]);
+}
+
+/** Normalise a status-or-statuses filter to a list (undefined stays undefined). */
+export function statusList<T extends string>(value: T | readonly T[] | undefined): readonly T[] | undefined {
+  if (value === undefined) return undefined;
+  return typeof value === 'string' ? [value as T] : (value as readonly T[]);
+}
+
+/** Check a new record's fields before it is stored. @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT`. */
+export function validateNewImageRecord(input: NewImageRecord): void {
+  if (typeof input.system !== 'string' || input.system === '') invalid('system must be a non-empty string');
+  if (typeof input.itype !== 'string' || input.itype === '') invalid('itype must be a non-empty string');
+  if (!(IMAGE_STATUSES as readonly string[]).includes(input.status)) invalid(`unknown status ${String(input.status)}`);
+  if (input.tags !== undefined && !Array.isArray(input.tags)) invalid('tags must be an array');
+}
+
+/** Check a patch before it is applied. @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT`. */
+export function validatePatch(patch: ImageRecordPatch): void {
+  const forbidden = ['recordId', 'revision', 'createdAt', 'updatedAt', 'system', 'itype', 'tags'];
+  for (const key of Object.keys(patch)) {
+    if (forbidden.includes(key)) invalid(`field ${key} cannot be changed by update()`);
+  }
+  if (patch.status !== undefined && !(IMAGE_STATUSES as readonly string[]).includes(patch.status)) {
+    invalid(`unknown status ${String(patch.status)}`);
+  }
+}
+
+/** Apply a patch to a record (pure): bumps revision, sets updatedAt, copies arrays. */
+export function applyPatch(record: ImageRecord, patch: ImageRecordPatch, now: number): ImageRecord {
+  const defined = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined));
+  return { ...record, ...defined, revision: record.revision + 1, updatedAt: now } as ImageRecord;
+}
+
+/**
+ * Check compare-and-set expectations against the current record.
+ * @throws StoreError `SHIFTER_JOB_CONFLICT` with details `{ recordId, status, revision }`.
+ */
+export function checkExpectations(record: ImageRecord, expectations: UpdateExpectations | undefined): void {
+  if (!expectations) return;
+  const statuses = statusList(expectations.expectStatus);
+  const statusOk = statuses === undefined || statuses.includes(record.status);
+  const revisionOk = expectations.expectRevision === undefined || expectations.expectRevision === record.revision;
+  if (!statusOk || !revisionOk) {
+    throw new StoreError(
+      'SHIFTER_JOB_CONFLICT',
+      `record ${record.recordId} is ${record.status} (revision ${record.revision}), expected ` +
+        `${statuses ? statuses.join('|') : 'any status'}${expectations.expectRevision === undefined ? '' : ` revision ${expectations.expectRevision}`}`,
+      { details: { recordId: record.recordId, status: record.status, revision: record.revision } },
+    );
+  }
+}
+
+/** The error for a missing image record. */
+export function recordNotFound(recordId: string): NotFoundError {
+  return new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `no image record ${recordId}`, { details: { recordId } });
+}
+
+/** The error for a missing job. */
+export function jobNotFound(id: string): NotFoundError {
+  return new NotFoundError('SHIFTER_JOB_NOT_FOUND', `no job ${id}`, { details: { jobId: id } });
+}
+
+/** The error for a taken in-flight key. */
+export function inFlightConflict(record: Pick<ImageRecord, 'system' | 'itype' | 'pulltag'>): StoreError {
+  return new StoreError(
+    'SHIFTER_JOB_CONFLICT',
+    `another request for ${record.system}/${record.itype}/${record.pulltag ?? ''} is in progress`,
+    { details: { system: record.system, itype: record.itype, pulltag: record.pulltag } },
+  );
+}
+
+/** The error a claim raises (after marking the job failed) when the job is out of attempts. */
+export function attemptsExhausted(job: Pick<JobRecord, 'id' | 'attempts' | 'maxAttempts'>): StoreError {
+  return new StoreError(
+    'SHIFTER_JOB_ATTEMPTS_EXHAUSTED',
+    `job ${job.id} used all ${job.maxAttempts} attempts`,
+    { details: { jobId: job.id, attempts: job.attempts, maxAttempts: job.maxAttempts } },
+  );
+}
+
+/** Wrap a backend failure as `SHIFTER_STORE_UNAVAILABLE`; ShifterErrors pass through. */
+export function storeUnavailable(error: unknown, what: string): ShifterError {
+  if (ShifterError.isInstance(error)) return error;
+  return new StoreError('SHIFTER_STORE_UNAVAILABLE', `metadata store: ${what} failed: ${(error as Error)?.message ?? String(error)}`, {
+    cause: error,
+  });
+}
+
+/** Build a fresh job record from a request. @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT`. */
+export function newJobRecord(input: NewJob, id: string, now: number): JobRecord {
+  if (!(JOB_KINDS as readonly string[]).includes(input.kind)) invalid(`unknown job kind ${String(input.kind)}`);
+  if (typeof input.system !== 'string' || input.system === '') invalid('job system must be a non-empty string');
+  const maxAttempts = input.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) invalid('maxAttempts must be an integer ≥ 1');
+  return {
+    id,
+    kind: input.kind,
+    system: input.system,
+    payload: input.payload ?? null,
+    status: 'queued',
+    attempts: 0,
+    maxAttempts,
+    leaseOwner: null,
+    leaseExpiresAt: null,
+    heartbeatAt: null,
+    notBefore: 0,
+    lastError: null,
+    progress: null,
+    result: null,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** Whether a job may be claimed at `now`: queued and due, or running with an expired lease. */
+export function isClaimable(job: JobRecord, now: number): boolean {
+  if (job.status === 'queued') return job.notBefore <= now;
+  return job.status === 'running' && job.leaseExpiresAt !== null && job.leaseExpiresAt < now;
+}
+
+/** Validate image statuses given as a filter. */
+export function isImageStatus(value: string): value is ImageStatus {
+  return (IMAGE_STATUSES as readonly string[]).includes(value);
+}
+
+function invalid(message: string): never {
+  throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', message);
+}
