@@ -60,7 +60,7 @@ describe('RegistryClient (MockAgent)', () => {
 
   /** Serve the image anonymously at test/app:latest. */
   function serveImage(image: ReturnType<typeof makeImage>, options: { auth?: (headers: Headers) => boolean; contentType?: string } = {}) {
-    const guard = (path: string, status: number, data: Buffer | string, headers: Headers = {}) => (request: { headers: unknown }) => {
+    const guard = (path: string, status: number, data: Buffer | string, headers: Headers = {}) => (request: { headers?: unknown }) => {
       const h = lowerHeaders(request.headers);
       seen.push({ path, headers: h });
       if (options.auth && !options.auth(h)) {
@@ -172,7 +172,7 @@ describe('RegistryClient (MockAgent)', () => {
       agent
         .get('https://auth.example.org')
         .intercept({ path: (p: string) => p.startsWith('/token'), method: 'GET' })
-        .reply((request: { headers: unknown; path: string }) => {
+        .reply((request: { headers?: unknown; path: string }) => {
           const h = lowerHeaders(request.headers);
           tokenRequests.push(h);
           tokenQueries.push(request.path);
@@ -245,7 +245,7 @@ describe('RegistryClient (MockAgent)', () => {
     const expected = `Basic ${Buffer.from('bob:pw').toString('base64')}`;
     pool
       .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
-      .reply((request: { headers: unknown }) => {
+      .reply((request: { headers?: unknown }) => {
         const h = lowerHeaders(request.headers);
         seen.push({ path: 'manifest', headers: h });
         return h.authorization === expected
@@ -288,7 +288,7 @@ describe('RegistryClient (MockAgent)', () => {
     serveTokensSimple();
     pool
       .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
-      .reply((request: { headers: unknown }) =>
+      .reply((request: { headers?: unknown }) =>
         lowerHeaders(request.headers).authorization
           ? { statusCode: 200, data: image.manifest, responseOptions: { headers: { 'content-type': MediaType.OCI_MANIFEST } } }
           : { statusCode: 401, data: '', responseOptions: { headers: { 'www-authenticate': 'Bearer realm="https://auth.example.org/token",service="reg"' } } },
@@ -299,7 +299,7 @@ describe('RegistryClient (MockAgent)', () => {
       agent
         .get('https://cdn.example.net')
         .intercept({ path: `/blobs/${sha(blob).slice(7)}?sig=abc`, method: 'GET' })
-        .reply((request: { headers: unknown }) => {
+        .reply((request: { headers?: unknown }) => {
           seen.push({ path: 'cdn', headers: lowerHeaders(request.headers) });
           return { statusCode: 200, data: blob };
         });
