@@ -90,14 +90,14 @@ export interface ResolveImageOptions {
 }
 
 /** An image reference resolved to one platform's manifest and config. */
-export interface ResolvedImage {
+export interface ResolvedRegistryImage {
   /** The parsed reference. */
   reference: ImageReference;
   /** Digest of the platform manifest (hash of its bytes as received). */
   manifestDigest: Digest;
   /** Digest of the index or manifest list the tag pointed to, when it pointed to one. */
   indexDigest?: Digest;
-  /** Image id: hex of {@link ResolvedImage.manifestDigest}; stable across tags and registries for the same image. */
+  /** Image id: hex of {@link ResolvedRegistryImage.manifestDigest}; stable across tags and registries for the same image. */
   id: string;
   /** Media type of the platform manifest. */
   manifestMediaType: string;
@@ -312,7 +312,7 @@ export class RegistryClient {
    * @throws {@link ManifestError} `SHIFTER_MANIFEST_UNSUPPORTED`, `SHIFTER_MANIFEST_INVALID`, `SHIFTER_PLATFORM_NOT_FOUND`
    * @throws {@link IntegrityError} `SHIFTER_DIGEST_MISMATCH`, `SHIFTER_SIZE_LIMIT`
    */
-  async resolveImage(reference: ImageReference | string, options: ResolveImageOptions = {}): Promise<ResolvedImage> {
+  async resolveImage(reference: ImageReference | string, options: ResolveImageOptions = {}): Promise<ResolvedRegistryImage> {
     const ref = typeof reference === 'string' ? this.parseReference(reference) : reference;
     const endpoint = this.endpointFor(ref);
     const scope = `repository:${ref.repository}:pull`;
