@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Gateway benchmark: authenticated lookups per second and p99 from a second process (autocannon pinned to core 1,
+# gateway pinned to core 0), every request with its own fresh munge credential generated ahead of the run; on the
+# embedded store and (when the harness provides them) FerretDB + Redis; the same with upstream's way of checking
+# credentials (one `unmunge` process per request) as the peer; and the wall time of 50 concurrent pulls of one tag
+# (counting registry blob downloads and jobs). Needs root (munged) and `scripts/test-harness.sh start` for the pulls
+# and the distributed backend. Results: bench/out/gateway.json and a summary on stdout; last line "N passed, N failed".
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT=$ROOT/bench/out/gateway
+mkdir -p "$OUT"
+[[ -f $ROOT/.state/harness.env ]] && source "$ROOT/.state/harness.env"
+LOOKUPS=${BENCH_LOOKUPS:-60000}
+UNMUNGE_LOOKUPS=${BENCH_UNMUNGE_LOOKUPS:-2000}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+SOCKET=${SHIFTER_TEST_MUNGE_SOCKET:-/run/munge/munge.socket.2}
+TSX=(node --conditions=@shifter/source --import tsx)
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+gcc -O2 -o "$OUT/gen-credentials" "$ROOT/bench/gateway/gen-credentials.c" -lmunge
+
+port() { node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+
+write_config() { # name kind
+  local name=$1 kind=$2 dir=$OUT/$1 p
+  p=$(port)
+  rm -rf "$dir"; mkdir -p "$dir/images"
+  local metadata="{\"kind\":\"sqlite\",\"path\":\"$dir/gateway.db\"}" queue='{"kind":"in-process"}'
+  if [[ $kind == distributed ]]; then
+    metadata="{\"kind\":\"mongo\",\"url\":\"$SHIFTER_TEST_MONGO_URL\",\"database\":\"bench$$\"}"
+    queue="{\"kind\":\"redis\",\"url\":\"$SHIFTER_TEST_REDIS_URL\",\"prefix\":\"bench$$\"}"
+  fi
+  cat >"$dir/config.json" <<JSON
+{ "gateway": {"host":"127.0.0.1","port":$p}, "storage": {"cacheDir":"$dir/cache","expandDir":"$dir/expand"},
+  "systems": {"bench": {"transfer": {"kind":"local","imageDir":"$dir/images"}, "mungeSocketPath":"$SOCKET", "admins":["root"]}},
+  "registries": {}, "metadata": $metadata, "queue": $queue, "metrics": true, "logLevel": "warn",
+  "conversion": {"compression":"lz4"} }
+JSON
+  echo "$p"
+}
+
+start_gateway() { # dir verifier
+  local log=$1/serve-$2.log
+  taskset -c 0 "${TSX[@]}" "$ROOT/bench/gateway/serve-bench.ts" "$1/config.json" "$2" >"$log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 300); do grep -q '^READY' "$log" && return; sleep 0.1; done
+  echo "gateway did not start:"; cat "$log"; exit 1
+}
+stop_gateway() { local pid=${PIDS[-1]}; kill "$pid"; wait "$pid" 2>/dev/null || true; unset 'PIDS[-1]'; }
+
+lookup_run() { # name verifier count
+  local dir=$OUT/$1 url=http://127.0.0.1:$2
+  "$OUT/gen-credentials" 500 "$SOCKET" >"$dir/warm.creds"
+  taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "$url" "$dir/paths" "$dir/warm.creds" 5 "$CONNECTIONS" >/dev/null
+  local t0=$SECONDS
+  "$OUT/gen-credentials" "$4" "$SOCKET" >"$dir/$3.creds"
+  echo "generated $4 credentials in $((SECONDS - t0)) s" >&2
+  taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "$url" "$dir/paths" "$dir/$3.creds" 60 "$CONNECTIONS"
+}
+
+RESULTS=()
+passed=0 failed=0
+for backend in embedded distributed; do
+  if [[ $backend == distributed && ( -z ${SHIFTER_TEST_MONGO_URL:-} || -z ${SHIFTER_TEST_REDIS_URL:-} ) ]]; then
+    echo "distributed backend skipped: harness not running"; continue
+  fi
+  p=$(write_config "$backend" "$backend")
+  "${TSX[@]}" "$ROOT/bench/gateway/seed.ts" "$OUT/$backend/config.json" 1000 "$OUT/$backend/paths"
+  start_gateway "$OUT/$backend" libmunge
+  lib=$(lookup_run "$backend" "$p" libmunge "$LOOKUPS")
+  stop_gateway
+  start_gateway "$OUT/$backend" unmunge
+  unm=$(lookup_run "$backend" "$p" unmunge "$UNMUNGE_LOOKUPS")
+  stop_gateway
+  echo "$backend libmunge: $lib"
+  echo "$backend unmunge:  $unm"
+  RESULTS+=("{\"backend\":\"$backend\",\"libmunge\":$lib,\"unmunge\":$unm}")
+  if node -e "const r=$lib; process.exit(r.non2xx===0 && r.errors===0 ? 0 : 1)"; then passed=$((passed+1)); else failed=$((failed+1)); fi
+done
+
+if [[ -n ${SHIFTER_TEST_REGISTRY:-} ]]; then
+  p=$(write_config pulls embedded)
+  start_gateway "$OUT/pulls" libmunge
+  log=$ROOT/.state/logs/registry-plain.log
+  before=$(grep -c 'GET /v2/test/big/blobs/' "$log" || true)
+  pulls=$("${TSX[@]}" "$ROOT/bench/gateway/pulls.ts" "http://127.0.0.1:$p" bench "$SHIFTER_TEST_REGISTRY/test/big:latest" 50)
+  after=$(grep -c 'GET /v2/test/big/blobs/' "$log" || true)
+  stop_gateway
+  layers=$(ls "$SHIFTER_TEST_FIXTURES/big/blobs/sha256" | wc -l)
+  jobs=$(node -e "const D=require('$ROOT/node_modules/better-sqlite3');const d=new D('$OUT/pulls/gateway.db',{readonly:true});console.log(d.prepare(\"select count(*) c from jobs where kind='pull'\").get().c)")
+  echo "50 concurrent pulls: $pulls; registry blob GETs: $((after - before)) (blobs in the fixture layout: $layers); pull jobs: $jobs"
+  RESULTS+=("{\"pulls\":$pulls,\"blobGets\":$((after - before)),\"pullJobs\":$jobs}")
+  if [[ $jobs == 1 ]] && node -e "process.exit(($pulls).status==='READY'?0:1)"; then passed=$((passed+1)); else failed=$((failed+1)); fi
+fi
+printf '[%s]\n' "$(IFS=,; echo "${RESULTS[*]}")" >"$OUT/gateway.json"
+echo "$passed passed, $failed failed"
