@@ -82,7 +82,7 @@ export interface GatewayClientOptions {
   timeoutMs?: number;
   /** Credential factory; called once per attempt because munge credentials are single-use. Omit for no header. */
   authenticate?: GatewayAuthenticator;
-  /** undici dispatcher for every request (custom CA, proxy, `MockAgent` in tests). */
+  /** undici dispatcher for every request (custom CA, proxy, `MockAgent` in tests); requests then use fetch. */
   dispatcher?: Dispatcher;
   /** Source of randomness for the URL order (default `Math.random`); tests pass a fixed one. */
   random?: () => number;
@@ -158,8 +158,9 @@ const HOP_STATUSES = new Set([502, 503, 504]);
  * reset connection, a timeout, or a 502/503/504 without an envelope (a proxy in front of a dead gateway) moves on to
  * the next URL. Each attempt asks `authenticate` for a new credential, since munge credentials can be used once.
  *
- * Methods never retry the same URL and never cache. The client holds no sockets of its own beyond the dispatcher's
- * pool (the global one unless `dispatcher` is given), so there is nothing to close.
+ * Methods never retry the same URL and never cache. Requests go through `node:http`/`node:https` without keep-alive
+ * (the cheapest path for a short-lived command), or through undici's fetch when a `dispatcher` is given. The client
+ * keeps no sockets open between requests, so there is nothing to close.
  *
  * @example
  * ```ts
@@ -441,29 +442,23 @@ export class GatewayClient {
       headers['content-type'] = 'application/json';
       bodyText = JSON.stringify(spec.body ?? {});
     }
-    const init: RequestInit = {
-      method: spec.method,
-      headers,
-      body: bodyText,
-      signal: AbortSignal.timeout(this.#timeoutMs),
-    };
-    // Node's fetch takes an undici dispatcher; its bundled undici-types differ from the npm package's by version only.
-    if (this.#dispatcher) Object.assign(init, { dispatcher: this.#dispatcher });
-    let response: Response;
-    let text: string;
+    const url = `${base}${spec.path}`;
+    let response: { status: number; text: string };
     try {
-      response = await fetch(`${base}${spec.path}`, init);
-      text = await response.text();
+      response = this.#dispatcher
+        ? await fetchText(url, spec.method, headers, bodyText, this.#timeoutMs, this.#dispatcher)
+        : await nodeRequestText(url, spec.method, headers, bodyText, this.#timeoutMs);
     } catch (error) {
       throw new Unreachable(describeNetworkError(error, this.#timeoutMs));
     }
+    const text = response.text;
     let parsed: unknown;
     try {
       parsed = text === '' ? undefined : JSON.parse(text);
     } catch {
       parsed = undefined;
     }
-    if (response.ok) {
+    if (response.status >= 200 && response.status < 300) {
       if (parsed === undefined) throw protocolError(`gateway ${base} answered ${response.status} without a JSON body`);
       return parsed;
     }
@@ -550,6 +545,8 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
   if (error instanceof DOMException && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
     return `no answer within ${timeoutMs} ms`;
   }
+  const direct = (error as { code?: unknown } | undefined)?.code;
+  if (typeof direct === 'string') return direct;
   const cause = error instanceof Error ? (error.cause as { code?: string; message?: string } | undefined) : undefined;
   if (cause?.code) return cause.code;
   if (cause?.message) return cause.message;
@@ -565,5 +562,72 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
       resolve();
     }
     signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+interface RawResponse {
+  status: number;
+  text: string;
+}
+
+/** Request through undici (fetch) when the caller supplied a dispatcher: custom CA, proxy, MockAgent. */
+async function fetchText(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  timeoutMs: number,
+  dispatcher: Dispatcher,
+): Promise<RawResponse> {
+  const init: RequestInit = { method, headers, body, signal: AbortSignal.timeout(timeoutMs) };
+  // Node's fetch takes an undici dispatcher; its bundled undici-types differ from the npm package's by version only.
+  Object.assign(init, { dispatcher });
+  const response = await fetch(url, init);
+  return { status: response.status, text: await response.text() };
+}
+
+/** Largest answer read from a gateway; image lists of big sites are a few MiB. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Request through node:http(s). This is the default path because it is what keeps a cold `shifterimg lookup` short:
+ * fetch compiles undici's llhttp WebAssembly on first use, about 50 ms on a small machine.
+ */
+async function nodeRequestText(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<RawResponse> {
+  const target = new URL(url);
+  const transport = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise<RawResponse>((resolve, reject) => {
+    const outgoing: Record<string, string> = { ...headers };
+    if (body !== undefined) outgoing['content-length'] = String(Buffer.byteLength(body));
+    const request = transport.request(target, { method, headers: outgoing, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) {
+          request.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      response.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+      });
+      response.on('error', fail);
+    });
+    const timer = setTimeout(() => request.destroy(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+    function fail(error: Error): void {
+      clearTimeout(timer);
+      reject(error);
+    }
+    request.on('error', fail);
+    request.end(body);
   });
 }

@@ -1,0 +1,345 @@
+// shifterimg against a real gateway (embedded mode: SQLite + in-process queue, `shifter-gateway serve`), real
+// registries from the harness, real munged, run as two real Unix users through runuser.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { chmod, chown, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { schemaErrors } from '../unit/helpers.js';
+
+const available = haveServices('registry', 'registryToken', 'munge', 'user') && haveRoot();
+
+const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+const cliRoot = join(repoRoot, 'packages/cli');
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+interface Actor {
+  name: string;
+  uid: number;
+  home: string;
+}
+
+let work: string;
+let gateway: ChildProcess | undefined;
+let gatewayLog = '';
+let gatewayUrl: string;
+let configFile: string;
+let cliBin: string;
+let alice: Actor;
+let bob: Actor;
+const root: Actor = { name: 'root', uid: 0, home: '' };
+const system = 'testsys';
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+/** Run the built `shifterimg` as `actor` (root runs it directly), with only the documented variables set. */
+function shifterimg(actor: Actor, args: string[], options: { config?: string; stdin?: string } = {}): Promise<Result> {
+  const env = {
+    PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin',
+    HOME: actor.home || '/root',
+    SHIFTER_CONFIG: options.config ?? configFile,
+    SHIFTER_MUNGE_SOCKET: serviceValue('munge'),
+    // Set inside every job: must change nothing.
+    SHIFTER_IMAGE: 'docker:should-be-ignored',
+    SHIFTER_VOLUME: '/nonexistent:/x',
+  };
+  const command = [process.execPath, cliBin, ...args];
+  if (actor.uid === 0) return run(command[0]!, command.slice(1), env, options.stdin);
+  const assignments = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+  return run('runuser', ['-u', actor.name, '--', 'env', '-i', ...assignments, ...command], env, options.stdin);
+}
+
+function json(result: Result): unknown {
+  try {
+    return JSON.parse(result.stdout);
+  } catch {
+    throw new Error(`not JSON (exit ${result.code}): ${result.stdout}\n${result.stderr}`);
+  }
+}
+
+async function makeActor(name: string): Promise<Actor> {
+  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }).trim());
+  const home = join(work, `home-${name}`);
+  await mkdir(home, { mode: 0o755 });
+  await chown(home, uid, gid);
+  return { name, uid, home };
+}
+
+async function waitForGateway(url: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (gateway?.exitCode !== null && gateway?.exitCode !== undefined) throw new Error(`gateway exited ${gateway.exitCode}:\n${gatewayLog}`);
+    try {
+      const response = await fetch(`${url}/api/status`);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`gateway did not start:\n${gatewayLog}`);
+}
+
+describe.skipIf(!available)('shifterimg against a real gateway', () => {
+  const plainTag = () => `${serviceValue('registry')}/test/busybox:latest`;
+  const privateTag = () => `${serviceValue('registryToken')}/private/busybox:latest`;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'shifterimg-int-'));
+    await chmod(work, 0o755);
+
+    // The product as installed: the bundle, its package.json and bin/run.js, somewhere both test users can read.
+    execFileSync('npx', ['tsup'], { cwd: cliRoot, stdio: 'pipe' });
+    const install = join(work, 'cli');
+    await mkdir(join(install, 'bin'), { recursive: true });
+    await cp(join(cliRoot, 'dist'), join(install, 'dist'), { recursive: true });
+    await cp(join(cliRoot, 'bin/run.js'), join(install, 'bin/run.js'));
+    await cp(join(cliRoot, 'package.json'), join(install, 'package.json'));
+    execFileSync('chmod', ['-R', 'a+rX', install]);
+    cliBin = join(install, 'bin/run.js');
+
+    alice = await makeActor(serviceValue('user'));
+    bob = await makeActor(process.env.SHIFTER_TEST_USER2 ?? 'shiftertest2');
+
+    const port = await freePort();
+    gatewayUrl = `http://127.0.0.1:${port}`;
+    const imageDir = join(work, 'images');
+    await mkdir(imageDir, { mode: 0o755 });
+    const gatewayConfig = join(work, 'gateway.json');
+    await writeFile(
+      gatewayConfig,
+      JSON.stringify({
+        gateway: { host: '127.0.0.1', port },
+        storage: { cacheDir: join(work, 'cache'), expandDir: join(work, 'expand') },
+        systems: {
+          [system]: { transfer: { kind: 'local', imageDir }, mungeSocketPath: serviceValue('munge'), admins: ['root'] },
+        },
+        metadata: { kind: 'sqlite', path: join(work, 'gateway.db') },
+        queue: { kind: 'in-process', concurrency: 2 },
+        conversion: { compression: 'gzip' },
+        importUsers: 'all',
+        logLevel: 'warn',
+      }),
+    );
+    gateway = spawn(process.execPath, [join(repoRoot, 'packages/gateway/bin/shifter-gateway.js'), 'serve', '--config', gatewayConfig], {
+      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    gateway.stdout?.on('data', (chunk: Buffer) => (gatewayLog += chunk.toString()));
+    gateway.stderr?.on('data', (chunk: Buffer) => (gatewayLog += chunk.toString()));
+    await waitForGateway(gatewayUrl);
+
+    configFile = join(work, 'udiRoot.conf');
+    await writeFile(configFile, `# test site\nimageGateway=${gatewayUrl}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=60\n`);
+    await chmod(configFile, 0o644);
+  });
+
+  afterAll(async () => {
+    if (gateway && gateway.exitCode === null) {
+      gateway.kill('SIGTERM');
+      await new Promise((resolve) => gateway?.once('exit', resolve));
+    }
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('status: reports the gateway and its systems', async () => {
+    const text = await shifterimg(alice, ['status']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^up \(version \S+; systems: testsys\)\n$/);
+    const result = await shifterimg(alice, ['status', '--json']);
+    expect(schemaErrors('status', json(result))).toEqual([]);
+  });
+
+  it('pull: follows a public pull to READY with upstream progress lines, then lookup prints the id', async () => {
+    const pull = await shifterimg(alice, ['pull', plainTag()]);
+    expect(pull.code, `${pull.stderr}\n${gatewayLog}`).toBe(0);
+    const lines = pull.stdout.trim().split('\n');
+    for (const line of lines) expect(line).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+$`));
+    expect(lines.at(-1)).toMatch(/status: READY$/);
+
+    const lookup = await shifterimg(bob, ['lookup', plainTag()]);
+    expect(lookup.code, lookup.stderr).toBe(0);
+    expect(lookup.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+
+    const lookupJson = json(await shifterimg(bob, ['lookup', `docker:${plainTag()}`, '--json'])) as { id: string };
+    expect(schemaErrors('lookup', lookupJson)).toEqual([]);
+    expect(lookupJson.id).toBe(lookup.stdout.trim());
+
+    const pullJson = await shifterimg(alice, ['pull', plainTag(), '--json']);
+    expect(pullJson.code).toBe(0);
+    expect(schemaErrors('pull', json(pullJson))).toEqual([]);
+  });
+
+  it('images: lists the image in upstream\'s table and as JSON', async () => {
+    const table = await shifterimg(bob, ['images']);
+    expect(table.code, table.stderr).toBe(0);
+    const row = table.stdout.split('\n').find((line) => line.includes(plainTag()));
+    expect(row).toMatch(new RegExp(`^testsys    docker     READY    [0-9a-f]{10}   \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d ${plainTag().replace(/[.]/g, '\\.')}`));
+    const listed = json(await shifterimg(bob, ['images', '--json'])) as { images: Array<{ tag: string[] }> };
+    expect(schemaErrors('images', listed)).toEqual([]);
+    expect(listed.images.some((image) => image.tag.includes(plainTag()))).toBe(true);
+  });
+
+  it('lookup: a missing image exits 66 and says how to pull it; --json prints the envelope', async () => {
+    const missing = await shifterimg(alice, ['lookup', 'docker:nothing/here:1']);
+    expect(missing.code).toBe(66);
+    expect(missing.stderr).toBe(`SHIFTER_IMAGE_NOT_FOUND: image docker:nothing/here:1 not found on system testsys: pull it with "shifterimg pull docker:nothing/here:1"\n`);
+    const envelope = await shifterimg(alice, ['lookup', 'nothing/here:1', '--json']);
+    expect(envelope.code).toBe(66);
+    expect(schemaErrors('error', json(envelope))).toEqual([]);
+    expect(envelope.stderr).toBe('');
+  });
+
+  it('pull: a tag the registry does not have ends with the registry code and its exit code', async () => {
+    const result = await shifterimg(alice, ['pull', `${serviceValue('registry')}/test/busybox:no-such-tag`, '--json']);
+    expect(result.code).toBe(66);
+    const envelope = json(result) as { code: string };
+    expect(schemaErrors('error', envelope)).toEqual([]);
+    expect(envelope.code).toBe('SHIFTER_REGISTRY_MANIFEST_UNKNOWN');
+  });
+
+  it('login + pull: a private image is seen by the user who pulled it and the users they named, not by others', async () => {
+    // Without a login the token registry refuses the private repository.
+    const anonymous = await shifterimg(bob, ['pull', privateTag()]);
+    expect(anonymous.code, anonymous.stdout + anonymous.stderr).toBe(77);
+    expect(anonymous.stderr).toMatch(/^SHIFTER_REGISTRY_(AUTH_FAILED|DENIED): /m);
+
+    const login = await shifterimg(alice, ['login', '--username', process.env.SHIFTER_TEST_REGISTRY_USER ?? '', '--password-stdin', '--json'], {
+      stdin: `${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}\n`,
+    });
+    expect(login.code, login.stderr).toBe(0);
+    const saved = json(login) as { file: string };
+    expect(schemaErrors('login', saved)).toEqual([]);
+    expect(saved.file).toBe(join(alice.home, '.udiRoot', 'credentials.json'));
+    const mode = execFileSync('stat', ['-c', '%a %u', saved.file, join(alice.home, '.udiRoot')], { encoding: 'utf8' }).trim().split('\n');
+    expect(mode).toEqual([`600 ${alice.uid}`, `700 ${alice.uid}`]);
+
+    const pull = await shifterimg(alice, ['pull', privateTag()]);
+    expect(pull.code, `${pull.stdout}${pull.stderr}\n${gatewayLog}`).toBe(0);
+
+    const own = await shifterimg(alice, ['lookup', privateTag()]);
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    const other = await shifterimg(bob, ['lookup', privateTag()]);
+    expect(other.code).toBe(66);
+    expect(other.stderr).toMatch(/^SHIFTER_IMAGE_NOT_FOUND: /);
+    const bobImages = json(await shifterimg(bob, ['images', '--json'])) as { images: Array<{ tag: string[] }> };
+    expect(bobImages.images.some((image) => image.tag.includes(privateTag()))).toBe(false);
+    const aliceImages = json(await shifterimg(alice, ['images', '--json'])) as { images: Array<{ tag: string[]; userACL: number[] }> };
+    const privateImage = aliceImages.images.find((image) => image.tag.includes(privateTag()));
+    expect(privateImage?.userACL).toContain(alice.uid);
+
+    // Naming the other user (by name) on a new pull opens the image to them.
+    const share = await shifterimg(alice, ['pull', privateTag(), '--user', bob.name]);
+    expect(share.code, share.stderr).toBe(0);
+    const shared = await shifterimg(bob, ['lookup', privateTag()]);
+    expect(shared.code, shared.stderr).toBe(0);
+    expect(shared.stdout).toBe(own.stdout);
+  });
+
+  it('import: registers a squashfs file and it becomes READY', async () => {
+    const tree = join(work, 'import-tree');
+    await mkdir(join(tree, 'etc'), { recursive: true });
+    await writeFile(join(tree, 'etc', 'hello'), 'hello from an import\n');
+    const file = join(work, 'imported.squashfs');
+    execFileSync('mksquashfs', [tree, file, '-noappend', '-quiet', '-no-progress', '-all-root', '-no-xattrs']);
+    await chmod(file, 0o644);
+    const result = await shifterimg(alice, ['import', file, 'imported:1', '--json']);
+    expect(result.code, `${result.stdout}${result.stderr}`).toBe(0);
+    expect(schemaErrors('import', json(result))).toEqual([]);
+    const deadline = Date.now() + 60_000;
+    let lookup: Result;
+    do {
+      lookup = await shifterimg(alice, ['lookup', 'custom:imported:1']);
+      if (lookup.code === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } while (Date.now() < deadline);
+    expect(lookup.code, `${lookup.stderr}\n${gatewayLog}`).toBe(0);
+    expect(lookup.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+  });
+
+  it('queue: shows work in progress as text and valid JSON', async () => {
+    const submit = await shifterimg(alice, ['pull', `${serviceValue('registry')}/test/whiteout:latest`, '--no-wait']);
+    expect(submit.code, submit.stderr).toBe(0);
+    expect(submit.stdout).toMatch(/Pulling Image: docker:.*whiteout:latest, status: [A-Z]+\n$/);
+    const queue = await shifterimg(alice, ['queue', '--json']);
+    expect(queue.code, queue.stderr).toBe(0);
+    expect(schemaErrors('queue', json(queue))).toEqual([]);
+    const text = await shifterimg(alice, ['queue']);
+    expect(text.code).toBe(0);
+    for (const line of text.stdout.split('\n').filter(Boolean)) expect(line).toMatch(/^[A-Z]+ +\S+/);
+  });
+
+  it('failover: a dead gateway URL before a live one does not fail any request; all dead exits 69', async () => {
+    const dead = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
+    const failoverConfig = join(work, 'failover.conf');
+    await writeFile(failoverConfig, `imageGateway=${dead[0]} ${gatewayUrl} \\\n  ${dead[1]}\nsystem=${system}\ngatewayTimeout=10\n`);
+    await chmod(failoverConfig, 0o644);
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const result = await shifterimg(alice, ['lookup', plainTag()], { config: failoverConfig });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    }
+    const allDeadConfig = join(work, 'dead.conf');
+    await writeFile(allDeadConfig, `imageGateway=${dead.join(' ')}\nsystem=${system}\n`);
+    await chmod(allDeadConfig, 0o644);
+    const down = await shifterimg(alice, ['lookup', plainTag(), '--json'], { config: allDeadConfig });
+    expect(down.code).toBe(69);
+    const envelope = json(down) as { code: string; details: { attempts: unknown[] } };
+    expect(schemaErrors('error', envelope)).toEqual([]);
+    expect(envelope.code).toBe('SHIFTER_GATEWAY_UNAVAILABLE');
+    expect(envelope.details.attempts).toHaveLength(2);
+  });
+
+  it('expire and autoexpire: administrators only', async () => {
+    const denied = await shifterimg(alice, ['expire', plainTag()]);
+    expect(denied.code).toBe(77);
+    expect(denied.stderr).toMatch(/^SHIFTER_AUTH_FORBIDDEN: /);
+    const autoDenied = await shifterimg(bob, ['autoexpire']);
+    expect(autoDenied.code).toBe(77);
+
+    const auto = await shifterimg(root, ['autoexpire', '--json']);
+    expect(auto.code, auto.stderr).toBe(0);
+    expect(schemaErrors('autoexpire', json(auto))).toEqual([]);
+
+    const expire = await shifterimg(root, ['expire', plainTag()]);
+    expect(expire).toMatchObject({ code: 0, stdout: '' });
+    const expired = json(await shifterimg(root, ['expire', `docker:${privateTag()}`, '--json']));
+    expect(schemaErrors('expire', expired)).toEqual([]);
+    expect(expired).toMatchObject({ type: 'docker', tag: privateTag(), status: true });
+  });
+
+  it('a configuration problem exits 78 before any request', async () => {
+    const result = await shifterimg(alice, ['images'], { config: join(work, 'no-such.conf') });
+    expect(result.code).toBe(78);
+    expect(result.stderr).toMatch(/^SHIFTER_CONFIG_NOT_FOUND: /);
+  });
+});
