@@ -162,6 +162,31 @@ char *udi_json_top_string(const char *json, const char *key)
    return NULL;
 }
 
+/* Decode a chunked HTTP/1.1 body in place; returns 0 or -1 if malformed. */
+static int dechunk(char *body)
+{
+   char *r = body, *w = body;
+   for (;;) {
+      char *end;
+      unsigned long n = strtoul(r, &end, 16);
+      if (end == r)
+         return -1;
+      r = strstr(end, "\r\n");
+      if (!r)
+         return -1;
+      r += 2;
+      if (n == 0)
+         break;
+      if (strlen(r) < n + 2)
+         return -1;
+      memmove(w, r, n);
+      w += n;
+      r += n + 2;
+   }
+   *w = '\0';
+   return 0;
+}
+
 static long ms_left(const struct timespec *deadline)
 {
    struct timespec now;
@@ -169,8 +194,9 @@ static long ms_left(const struct timespec *deadline)
    return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
 }
 
-/* One attempt against url; returns the id or NULL (reason on stderr with --verbose). Runs as the user. */
-static char *try_gateway(const char *url, const char *request, int timeout_s)
+/* One attempt against url; returns the id or NULL (reason on stderr with --verbose; *not_found set on HTTP 404).
+   Runs as the user. */
+static char *try_gateway(const char *url, const char *request, int timeout_s, bool *not_found)
 {
    char *host, *port, *buf;
    struct addrinfo hints, *ai = NULL;
@@ -250,10 +276,20 @@ static char *try_gateway(const char *url, const char *request, int timeout_s)
       if (!body || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
          return NULL;
       if (status != 200) {
+         if (status == 404)
+            *not_found = true;
          VERBOSE("gateway %s: HTTP %d", url, status);
          return NULL;
       }
-      id = udi_json_top_string(body + 4, "id");
+      *body = '\0';
+      body += 4;
+      for (char *h = buf; *h; h++)
+         *h = (char)((*h >= 'A' && *h <= 'Z') ? *h + 32 : *h);
+      if (strstr(buf, "\r\ntransfer-encoding: chunked") && dechunk(body)) {
+         VERBOSE("gateway %s: malformed chunked body", url);
+         return NULL;
+      }
+      id = udi_json_top_string(body, "id");
       if (!id || !*id || strspn(id, "0123456789abcdefABCDEF") != strlen(id))
          return NULL;
       return id;
@@ -263,7 +299,8 @@ fail:
    return NULL;
 }
 
-/* Resolve type:tag to an image id, or exit UDI_EX_UNAVAILABLE (no gateway answered) / UDI_EX_NOINPUT. */
+/* Resolve type:tag to an image id, or exit UDI_EX_UNAVAILABLE (no gateway answered) / UDI_EX_NOINPUT (a gateway
+   answered 404 and none had the image). Preconditions: euid 0 (the child must be able to switch to the user). */
 char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, const char *type, const char *tag)
 {
    int pfd[2], status;
@@ -299,14 +336,15 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
          order.v[i - 1] = order.v[j];
          order.v[j] = t;
       }
+      bool not_found = false;
       for (size_t i = 0; i < order.n; i++) {
-         char *id = try_gateway(order.v[i], request, c->gatewayTimeout);
+         char *id = try_gateway(order.v[i], request, c->gatewayTimeout, &not_found);
          if (id) {
             (void)!write(pfd[1], id, strlen(id));
             _exit(0);
          }
       }
-      _exit(UDI_EX_UNAVAILABLE);
+      _exit(not_found ? UDI_EX_NOINPUT : UDI_EX_UNAVAILABLE);
    }
    close(pfd[1]);
    while ((n = read(pfd[0], idbuf + total, sizeof(idbuf) - 1 - (size_t)total)) > 0)
@@ -314,6 +352,8 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
    close(pfd[0]);
    T_ (waitpid(pid, &status, 0) == pid);
    idbuf[total] = '\0';
+   if (WIFEXITED(status) && WEXITSTATUS(status) == UDI_EX_NOINPUT)
+      FATAL(UDI_EX_NOINPUT, "image %s:%s not found on the image gateway", type, tag);
    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || total == 0)
       FATAL(UDI_EX_UNAVAILABLE, "failed to look up %s:%s on the image gateway(s)", type, tag);
    return xstrdup(idbuf);

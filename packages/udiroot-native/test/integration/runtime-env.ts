@@ -69,6 +69,7 @@ export function run(program: string, args: string[], options: { env?: NodeJS.Pro
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     child.once('error', reject);
+    child.stdin.on('error', () => undefined); // the program may exit before reading its (empty) input
     child.stdin.end(options.input ?? '');
     child.once('close', (status) => resolve({ status, stdout, stderr, ms: performance.now() - started }));
   });
