@@ -156,9 +156,9 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
   let pullerLoading: Promise<ImagePuller> | null = null;
   const createPuller =
     components.createPuller ??
-    (async (c: ShifterConfig) => {
-      const create = await loadExport<(c: ShifterConfig) => ImagePuller | Promise<ImagePuller>>('./service/pull-image.js', 'createImagePuller', 'the registry puller');
-      return create(c);
+    (async (c: ShifterConfig): Promise<ImagePuller> => {
+      const { createRegistryPuller } = await import('./service/registry-puller.js');
+      return createRegistryPuller(c);
     });
   // The puller is needed on workers only; a serve-only process never loads the registry stack.
   const lazyPuller: ImagePuller = {

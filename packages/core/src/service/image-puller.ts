@@ -52,7 +52,13 @@ export interface ImagePuller {
    * @throws registry, layer and conversion errors with their catalogue codes
    */
   fetch(
-    target: PullTarget & { readonly digest: string; readonly outDir: string; readonly scratchDir: string },
+    target: PullTarget & {
+      readonly digest: string;
+      readonly outDir: string;
+      readonly scratchDir: string;
+      /** Called with the flattened tree before the squashfs is built (the site examiner); throw to refuse. */
+      readonly examine?: (rootDir: string) => Promise<void>;
+    },
     onProgress: (progress: PullProgress) => void,
   ): Promise<PulledImage>;
 }

@@ -1,7 +1,7 @@
 /**
  * The image service: the one module that knows image states. The gateway's routes call it; workers run its jobs.
  *
- * Pull: `INIT → PENDING → PULLING → [CONVERSION → EXAMINATION] → TRANSFER → READY | FAILURE`; import:
+ * Pull: `INIT → PENDING → PULLING → [EXAMINATION] → CONVERSION → TRANSFER → READY | FAILURE`; import:
  * `PENDING → HASHING → TRANSFER → READY`; expiry `EXPIRING → EXPIRED`. Deduplication rests on the store's
  * {@link MetadataStore.createOrGetInFlight}: one in-flight record per (system, itype, tag), so concurrent requests
  * share one job, and a request that finds a job in flight never touches the registry.
@@ -148,6 +148,7 @@ export class ImageService {
   private metricsBuffer: LookupMetric[] = [];
   private metricsTimer: NodeJS.Timeout | undefined;
   private readonly progressWrittenAt = new Map<string, number>();
+  private readonly progressStatus = new Map<string, ImageStatus>();
 
   constructor(options: ImageServiceOptions) {
     this.config = options.config;
@@ -561,6 +562,7 @@ export class ImageService {
       )
       .catch(() => undefined);
     this.progressWrittenAt.delete(recordId);
+    this.progressStatus.delete(recordId);
   }
 
   /**
@@ -587,12 +589,15 @@ export class ImageService {
 
   private async setState(recordId: string, status: ImageStatus, progress: ImageProgress | null, extra: ImageRecordPatch = {}): Promise<ImageRecord> {
     this.progressWrittenAt.set(recordId, this.now());
+    this.progressStatus.set(recordId, status);
     return this.store.update(recordId, { status, progress, statusMessage: progress?.step ?? status, lastHeartbeat: this.now(), ...extra }, { expectStatus: [...IN_FLIGHT_STATUSES] });
   }
 
   private reportProgress(recordId: string, status: ImageStatus, progress: ImageProgress, context: JobContext): void {
     const last = this.progressWrittenAt.get(recordId) ?? 0;
-    if (this.now() - last < PROGRESS_INTERVAL_MS) return;
+    // A change of state is always written; progress within a state at most every PROGRESS_INTERVAL_MS.
+    if (this.progressStatus.get(recordId) === status && this.now() - last < PROGRESS_INTERVAL_MS) return;
+    this.progressStatus.set(recordId, status);
     this.progressWrittenAt.set(recordId, this.now());
     void this.store
       .update(recordId, { status, progress, statusMessage: progress.step, lastHeartbeat: this.now() }, { expectStatus: [...IN_FLIGHT_STATUSES] })
@@ -636,13 +641,24 @@ export class ImageService {
     const scratch = await mkdtemp(join(this.config.storage.expandDir, this.scratchPrefix(job.system)));
     try {
       await this.setState(record.recordId, 'PULLING', { step: 'Pulling layers' }, { imageId: id, manifestDigest: digest });
-      const pulled = await this.puller.fetch({ ...target, digest, outDir: scratch, scratchDir: scratch }, (progress) =>
-        this.onPullProgress(record.recordId, progress, context),
+      const examiner = this.config.examiner;
+      const pulled = await this.puller.fetch(
+        {
+          ...target,
+          digest,
+          outDir: scratch,
+          scratchDir: scratch,
+          ...(examiner
+            ? {
+                examine: async (rootDir: string) => {
+                  await this.setState(record.recordId, 'EXAMINATION', { step: 'Examining image' });
+                  await runExaminer(examiner, rootDir, id, context.signal);
+                },
+              }
+            : {}),
+        },
+        (progress) => this.onPullProgress(record.recordId, progress, context),
       );
-      if (this.config.examiner) {
-        await this.setState(record.recordId, 'EXAMINATION', { step: 'Examining image' });
-        await runExaminer(this.config.examiner, pulled.squashfsPath, id, scratch, context.signal);
-      }
       const acl = aclFor(existing);
       const metaPath = join(scratch, `${id}.meta`);
       writeMetaFile(metaPath, {
@@ -690,6 +706,7 @@ export class ImageService {
         await this.store.moveTag(record.recordId, payload.tag);
       }
       this.progressWrittenAt.delete(record.recordId);
+      this.progressStatus.delete(record.recordId);
       return { imageId: id, metadataOnly: false };
     } finally {
       await rm(scratch, { recursive: true, force: true });
@@ -711,7 +728,8 @@ export class ImageService {
       );
     } else {
       const layer = progress.index !== undefined && progress.count !== undefined ? ` ${progress.index + 1}/${progress.count}` : '';
-      this.reportProgress(recordId, 'CONVERSION', { step: `${progress.step}${layer}`, layer: progress.layer }, context);
+      const status: ImageStatus = progress.step.startsWith('Extracting') ? 'PULLING' : 'CONVERSION';
+      this.reportProgress(recordId, status, { step: `${progress.step}${layer}`, layer: progress.layer }, context);
     }
   }
 
@@ -760,6 +778,7 @@ export class ImageService {
     await this.store.moveTag(target.recordId, tag);
     await this.store.delete(pullRecord.recordId);
     this.progressWrittenAt.delete(pullRecord.recordId);
+    this.progressStatus.delete(pullRecord.recordId);
   }
 
   private async runImport(job: JobRecord, payload: ImportPayload, context: JobContext): Promise<JsonValue> {
@@ -843,23 +862,15 @@ export function pickLogin(locations: Readonly<Record<string, string>> | null, lo
   return { username: entry.slice(0, colon), password: entry.slice(colon + 1) };
 }
 
-async function runExaminer(examiner: string, squashfsPath: string, id: string, scratch: string, signal: AbortSignal): Promise<void> {
-  const root = join(scratch, 'examine-root');
+async function runExaminer(examiner: string, rootDir: string, id: string, signal: AbortSignal): Promise<void> {
   try {
-    await execFileAsync('unsquashfs', ['-no-progress', '-quiet', '-d', root, squashfsPath], { signal, maxBuffer: 16 * 1024 * 1024 });
-  } catch (error) {
-    throw new ShifterError('SHIFTER_EXAMINATION_FAILED', 'cannot unpack the image for the examiner', { cause: error });
-  }
-  try {
-    await execFileAsync(examiner, [root, id], { signal, maxBuffer: 4 * 1024 * 1024 });
+    await execFileAsync(examiner, [rootDir, id], { signal, maxBuffer: 4 * 1024 * 1024 });
   } catch (error) {
     const failure = error as { code?: unknown; stderr?: string; stdout?: string };
     throw new ShifterError('SHIFTER_EXAMINATION_FAILED', `the examiner rejected image ${id}`, {
       cause: error,
       details: { exitCode: failure.code, output: String(failure.stderr || failure.stdout || '').slice(0, 2000) },
     });
-  } finally {
-    await rm(root, { recursive: true, force: true });
   }
 }
 

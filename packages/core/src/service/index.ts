@@ -6,3 +6,4 @@ export * from './image-puller.js';
 export * from './image-response.js';
 export * from './squashfs-check.js';
 export * from './image-service.js';
+export * from './registry-puller.js';
