@@ -193,6 +193,37 @@ describe('shifterimg pull', () => {
     ]);
   });
 
+  it('redraws one line with the progress text on a terminal', async () => {
+    install({
+      pullAndWait: async (_type: string, _tag: string, _options: unknown, wait: { onUpdate: (image: GatewayImage) => void }) => {
+        wait.onUpdate(image({ status: 'PULLING', status_message: 'layer 1/2, 1.0/3.0 MB' }));
+        wait.onUpdate(image({ status: 'READY', status_message: 'Image ready' }));
+        return image();
+      },
+    });
+    const descriptor = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
+    Object.defineProperty(process.stdout, 'isTTY', { value: true, configurable: true });
+    try {
+      const run = await runCli(['pull', 'ubuntu']);
+      expect(run.exitCode).toBe(0);
+      const frames = run.stdout.split('\r\u001b[2K').filter(Boolean);
+      expect(frames).toHaveLength(2);
+      expect(frames[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:ubuntu, status: PULLING \(layer 1\/2, 1\.0\/3\.0 MB\)$/);
+      expect(frames[1]).toMatch(/status: READY \(Image ready\)\n$/);
+    } finally {
+      if (descriptor) Object.defineProperty(process.stdout, 'isTTY', descriptor);
+      else delete (process.stdout as { isTTY?: boolean }).isTTY;
+    }
+  });
+
+  it('prints the gateway answers on stderr with --verbose, and nothing extra without', async () => {
+    install({ pull: async () => image({ status: 'PENDING' }) });
+    const verbose = await runCli(['pull', 'ubuntu', '--no-wait', '-v']);
+    expect(verbose.stderr).toMatch(/^pull: \{"id":/);
+    const quiet = await runCli(['pull', 'ubuntu', '--no-wait']);
+    expect(quiet.stderr).toBe('');
+  });
+
   it('sends ACLs and the saved logins of this system', async () => {
     await new CredentialStore(home).save('vmcluster', 'default', 'alice', 's3:cret');
     await new CredentialStore(home).save('othersystem', 'default', 'bob', 'x');
