@@ -234,6 +234,32 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       expect(readFileSync('/etc/passwd', 'utf8')).toMatch(/^root:/m);
     });
 
+    it('creates a perNodeCache xfs volume owned by the user, within the site size limit, and frees it at exit', async () => {
+      const cacheDir = join(env.dir, 'pernode');
+      mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+      env.writeConf(`perNodeCachePath=${cacheDir}\nperNodeCacheSizeLimit=1G\n`);
+      try {
+        const r = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          '--volume=/tmp:/cache:perNodeCache=size=512M',
+          'sh',
+          '-c',
+          'stat -f -c %T /cache && echo data > /cache/f && cat /cache/f',
+        ]);
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe('xfs\ndata\n');
+        expect(spawnSync('ls', ['-A', cacheDir], { encoding: 'utf8' }).stdout).toBe(''); // backing file unlinked
+        const tooBig = await env.runAs(user, [`--image=id:${busybox}`, '--volume=/tmp:/cache:perNodeCache=size=2G', 'true']);
+        expect(tooBig.status).toBe(65);
+        const badFs = await env.runAs(user, [`--image=id:${busybox}`, '--volume=/tmp:/cache:perNodeCache=size=512M,fs=ext4', 'true']);
+        expect(badFs.status).toBe(65);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(env.loopDevices()).toEqual([]);
+      } finally {
+        env.writeConf();
+      }
+    });
+
     it('refuses a source the user cannot traverse', async () => {
       const secret = join(env.dir, 'root-only');
       mkdirSync(join(secret, 'inner'), { recursive: true, mode: 0o700 });
