@@ -24,3 +24,4 @@ export * from './layer/index.js';
 export * from './image-builder/index.js';
 export * from './create-shifter.js';
 export * from './registry/index.js';
+export * from './service/pull-image.js';
