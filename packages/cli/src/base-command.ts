@@ -93,7 +93,12 @@ export abstract class BaseCommand extends Command {
 export function toCliError(error: unknown): ShifterError {
   if (ShifterError.isInstance(error)) return error;
   if (error instanceof CLIError && 'parse' in error) {
-    const message = error.message.split('\n')[0] ?? error.message;
+    // oclif's parse messages are multi-line ("The following errors occurred:\n  --x …\nSee more help with --help").
+    const message = error.message
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !/^The following errors? occurred:?$/.test(line) && !/^See more help with/.test(line))
+      .join('; ');
     return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${message} (see --help)`, { cause: error });
   }
   return toShifterError(error);

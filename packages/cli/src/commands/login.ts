@@ -35,7 +35,7 @@ export class Login extends BaseCommand {
     username: Flags.string({ summary: 'User name (prompted for when absent).', helpValue: 'NAME' }),
     'password-stdin': Flags.boolean({
       summary: 'Read the password from the first line of standard input instead of the terminal.',
-      default: false,
+      // No default: oclif counts a defaulted flag as given and would then demand --username on every login.
       dependsOn: ['username'],
     }),
   };

@@ -265,6 +265,36 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(shared.stdout).toBe(own.stdout);
   });
 
+  it('login: prompts on the terminal, echoes the user name but not the password', async () => {
+    // script(1) gives the command a pseudo-terminal; the answers are typed into it with pauses, as a user would.
+    const command = [process.execPath, cliBin, 'login', 'ptyreg'].join(' ');
+    const env = { PATH: '/usr/bin:/bin', HOME: alice.home, SHIFTER_CONFIG: configFile, SHIFTER_MUNGE_SOCKET: serviceValue('munge') };
+    const assignments = Object.entries(env).map(([key, value]) => `${key}=${value}`);
+    const typed = spawn('runuser', ['-u', alice.name, '--', 'env', '-i', ...assignments, 'script', '-qec', command, '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let screen = '';
+    typed.stdout.setEncoding('utf8').on('data', (chunk: string) => (screen += chunk));
+    const waitFor = async (text: string): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!screen.includes(text)) {
+        if (Date.now() > deadline) throw new Error(`prompt "${text}" never appeared: ${screen}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    await waitFor('ptyreg username: ');
+    typed.stdin.write('pty-user\r');
+    await waitFor('ptyreg password: ');
+    typed.stdin.write('pty-secret-42\r');
+    const code = await new Promise<number | null>((resolve) => typed.on('close', resolve));
+    typed.stdin.end();
+    expect(code, screen).toBe(0);
+    expect(screen).toContain('pty-user');
+    expect(screen).not.toContain('pty-secret-42');
+    const store = JSON.parse(execFileSync('cat', [join(alice.home, '.udiRoot', 'credentials.json')], { encoding: 'utf8' }));
+    expect(store.systems[system].ptyreg).toBe('pty-user:pty-secret-42');
+  });
+
   it('import: registers a squashfs file and it becomes READY', async () => {
     const tree = join(work, 'import-tree');
     await mkdir(join(tree, 'etc'), { recursive: true });
