@@ -1,1 +1,6 @@
-export {};
+/**
+ * `@shifter/core/mongo`: the MongoDB metadata store. Needs the optional peer dependency `mongodb`.
+ *
+ * @packageDocumentation
+ */
+export * from './mongo-metadata-store.js';

@@ -68,7 +68,7 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       await teardown?.();
     });
 
-    const pull = (pulltag: string, extra: Partial<NewImageRecord> = {}): NewImageRecord & { pulltag: string } => ({
+    const pull = (pulltag: string, extra: Partial<Omit<NewImageRecord, 'pulltag'>> = {}): NewImageRecord & { pulltag: string } => ({
       system: 'sysa',
       itype: 'docker',
       pulltag,

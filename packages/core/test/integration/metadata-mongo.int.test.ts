@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { MongoMetadataStore } from '@shifter/core/mongo';
+import { describeMetadataStoreContract, haveServices, serviceValue } from '@shifter/core/testing';
+
+// One database per test (dropped after), so runs never see each other's data.
+const prefix = `shifter_test_${process.pid}_${randomBytes(3).toString('hex')}`;
+let counter = 0;
+
+describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB (FerretDB)', () => {
+  describeMetadataStoreContract('MongoMetadataStore', async ({ now }) => {
+    const database = `${prefix}_${counter++}`;
+    const store = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database, now });
+    const dropper = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
+    return {
+      store,
+      teardown: async () => {
+        await dropper.dropDatabase();
+        await dropper.close();
+      },
+    };
+  });
+
+  it('enforces the in-flight key across two connections (two gateway instances)', async () => {
+    const database = `${prefix}_shared`;
+    const a = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
+    const b = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
+    try {
+      const request = { system: 's', itype: 'docker', pulltag: 'alpine:3', status: 'INIT' as const };
+      const results = await Promise.all(Array.from({ length: 25 }, (_, i) => (i % 2 ? a : b).createOrGetInFlight(request)));
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      expect(new Set(results.map((r) => r.record.recordId)).size).toBe(1);
+      // FerretDB applies filtered updates non-atomically; the store's per-document lock must make claims exclusive.
+      const job = await a.createJob({ kind: 'pull', system: 's' });
+      const claims = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).claimJob(job.id, { owner: `w${i}`, leaseMs: 60_000 })),
+      );
+      expect(claims.filter((c) => c !== null)).toHaveLength(1);
+      const record = results[0]!.record;
+      const updates = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).update(record.recordId, { status: 'PENDING' }, { expectRevision: 1 })),
+      );
+      expect(updates.filter((u) => u.status === 'fulfilled')).toHaveLength(1);
+    } finally {
+      await a.dropDatabase();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('reports SHIFTER_STORE_UNAVAILABLE when the server cannot be reached', async () => {
+    await expect(
+      MongoMetadataStore.connect({ url: 'mongodb://127.0.0.1:1/', clientOptions: { serverSelectionTimeoutMS: 300 } }),
+    ).rejects.toMatchObject({ code: 'SHIFTER_STORE_UNAVAILABLE', retryable: true });
+  });
+});
+
