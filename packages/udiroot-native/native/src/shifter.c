@@ -199,6 +199,7 @@ int main(int argc, char **argv)
    strv_init(&o.env_files);
    strv_init(&o.args);
 
+   PHASE("start");
    openlog("shifter", LOG_PID, LOG_AUTHPRIV);
    {
       struct strv a = { 0 };
@@ -209,7 +210,9 @@ int main(int argc, char **argv)
    }
    if (geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "not running with root privileges: shifter must be installed setuid root");
+   PHASE("syslog");
    udi_config_load(&cfg, CONFIG_FILE, true);
+   PHASE("config");
 
    /* The host environment as the loader left it (it already removed LD_* and friends for a setuid program). */
    strv_init(&host_env);
@@ -233,6 +236,7 @@ int main(int argc, char **argv)
       FATAL(UDI_EX_USAGE, "no image given (--image=TYPE:TAG)");
 
    udi_user_lookup(&user, &cfg, uid, gid);
+   PHASE("user");
    if (udi_parse_image_ref(&ref, o.image_request, cfg.defaultImageType))
       FATAL(UDI_EX_DATAERR, "invalid image descriptor \"%s\"", o.image_request);
    if (o.volumes) {
@@ -264,6 +268,7 @@ int main(int argc, char **argv)
       image_file = xasprintf("%s/%s.squashfs", cfg.imagePath, image_id);
    }
 
+   PHASE("image");
    if (udi_calculate_args(&args, o.use_entry, o.entry, &o.args, &meta.entry, &meta.cmd, err, sizeof(err)))
       FATAL(UDI_EX_DATAERR, "%s", err);
    if (o.use_workdir && !o.workdir) {
@@ -302,15 +307,19 @@ int main(int argc, char **argv)
       VERBOSE("reusing the root at %s", cfg.udiMount);
    } else {
       struct udi_root_request req = { &cfg, image_id, image_file, local_root, &user, &vols, &modules, NULL, sig };
+      PHASE("env");
       Z_ (unshare(CLONE_NEWNS));
       Z_ (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL));
+      PHASE("unshare");
       udi_root_destroy(&cfg);
+      PHASE("destroy");
       udi_root_build(&req);
    }
    Zf (chdir(cfg.udiMount), "chdir %s", cfg.udiMount);
    Z_ (chroot("."));
    Z_ (chdir("/"));
 
+   PHASE("chroot");
    udi_drop_privileges(&user); // PRIV: uid/gid = user, no capabilities, bounding set empty, no_new_privs
 
    {
@@ -326,6 +335,7 @@ int main(int argc, char **argv)
       if (m->userhook)
          udi_run_hook(m->userhook, NULL, env.v, NULL);
    }
+   PHASE("drop+hooks");
    exec_in_path(args.v, env.v, env_get(&env, "PATH"));
    fprintf(stderr, "shifter: %s: %s\n", args.v[0], strerror(errno));
    return UDI_EX_EXEC_FAILED;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "udi_misc.h"
@@ -55,6 +56,18 @@ void udi_log_(int verbose, const char *fmt, ...)
    vfprintf(stderr, fmt, ap);
    va_end(ap);
    fputc('\n', stderr);
+}
+
+/* Print the milliseconds since the previous call (UDI_TIMING builds). */
+void udi_phase_(const char *name)
+{
+   static struct timespec last;
+   struct timespec now;
+   clock_gettime(CLOCK_MONOTONIC, &now);
+   if (last.tv_sec)
+      fprintf(stderr, "phase %-12s %7.3f ms\n", name,
+              (double)(now.tv_sec - last.tv_sec) * 1e3 + (double)(now.tv_nsec - last.tv_nsec) / 1e6);
+   last = now;
 }
 
 void *xmalloc(size_t n)

@@ -48,6 +48,13 @@
 #define WARN(...) udi_log_(0, __VA_ARGS__)
 #define VERBOSE(...) do { if (udi_verbose) udi_log_(1, __VA_ARGS__); } while (0)
 
+/* Phase timestamps on stderr in builds made with -DUDI_TIMING (benchmark diagnostics; off in normal builds). */
+#ifdef UDI_TIMING
+#define PHASE(name) udi_phase_(name)
+#else
+#define PHASE(name) do { } while (0)
+#endif
+
 /** Types **/
 
 /* A growable NULL-terminated array of strings (argv, envp, split results). */
@@ -69,6 +76,7 @@ void udi_fatal_(const char *file, int line, int errnum, int code, const char *fm
 void udi_refuse_(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 void udi_log_(int verbose, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+void udi_phase_(const char *name);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

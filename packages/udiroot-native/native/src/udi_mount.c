@@ -712,6 +712,7 @@ void udi_root_build(const struct udi_root_request *r)
    } else {
       mount_image_loop(r->image_file, c->loopMount, "squashfs", true);
    }
+   PHASE("loop");
    Zf (mount(c->rootfsType, um, c->rootfsType, MS_NOSUID | MS_NODEV, "mode=755"), "mount %s on %s",
        c->rootfsType, um);
    Z_ (mount(NULL, um, NULL, MS_PRIVATE | MS_REC, NULL));
@@ -745,7 +746,9 @@ void udi_root_build(const struct udi_root_request *r)
       Z_ (copy_file("/etc/hosts", "etc/hosts", &st));
    if (stat("/etc/resolv.conf", &st) == 0)
       Z_ (copy_file("/etc/resolv.conf", "etc/resolv.conf", &st));
+   PHASE("site");
    populate_etc(r);
+   PHASE("etc");
    if (c->optUdiImage)
       copy_tree(c->optUdiImage, "opt/udiImage", false);
    for (size_t i = 0; r->modules && i < r->modules->n; i++) {
@@ -781,18 +784,21 @@ void udi_root_build(const struct udi_root_request *r)
    if (stat("/var/tmp", &st) == 0)
       bind_paths("/var/tmp", "var/tmp", MOUNT_ATTR_NODEV, false);
 
+   PHASE("kernelfs");
    /* The image itself: top level, then /var and /opt, then /etc copied. */
    bind_image_into_root(r, "/", false);
    bind_image_into_root(r, "/var", false);
    bind_image_into_root(r, "/opt", false);
    bind_image_into_root(r, "/etc", true);
 
+   PHASE("image-bind");
    rootfd = open(um, O_PATH | O_DIRECTORY | O_CLOEXEC);
    T_ (rootfd >= 0);
    for (size_t i = 0; r->user_volumes && i < r->user_volumes->n; i++)
       mount_user_volume(r, rootfd, &r->user_volumes->v[i]);
    close(rootfd);
 
+   PHASE("volumes");
    write_text("var/shifterConfig.json", r->signature, 0644);
    if (!c->mountUdiRootWritable)
       Zf (mount(NULL, um, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, NULL), "remount %s read-only", um);

@@ -1,0 +1,136 @@
+/**
+ * Runtime start-up benchmark: `shifter --image=id:… /bin/true` as the unprivileged test user, against `ch-run` on the
+ * very same squashfs (SquashFUSE) and a bare `runuser … /bin/true` baseline, all measured in the same run with the
+ * variants interleaved (so drift hits all alike). Variants: the minimal udiRoot.conf, a site-like one (siteFs, siteEnv,
+ * a module with copyPath and env), the reuse path after setupRoot, and the tag lookup through a local gateway.
+ *
+ * Run as root: `bash bench/runtime/run.sh [runs]` (needs the harness fixtures and the test user; sets /dev/fuse to
+ * 0666 for ch-run as documented in docs/runtime.md and puts the old mode back at the end).
+ * Prints a table of medians and the ratios; writes the raw numbers to bench/out/runtime.json.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { RuntimeEnv } from '../../packages/udiroot-native/test/integration/runtime-env.js';
+
+const runs = Number(process.argv[2] ?? 100);
+const user = process.env.SHIFTER_TEST_USER ?? 'shiftertest';
+const fixtures = process.env.SHIFTER_TEST_FIXTURES;
+if (!fixtures) throw new Error('SHIFTER_TEST_FIXTURES is not set (source .state/harness.env)');
+if (process.getuid?.() !== 0) throw new Error('run as root');
+
+function once(program: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(program, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.once('error', reject);
+    child.once('close', (status) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (status !== 0) reject(new Error(`${program} ${args.join(' ')} exited ${status}: ${stderr}`));
+      else resolve(ms);
+    });
+  });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const env = new RuntimeEnv();
+const fuseMode = statSync('/dev/fuse').mode & 0o7777;
+try {
+  chmodSync('/dev/fuse', 0o666);
+  const id = await env.addFixture(fixtures, 'busybox', 'latest');
+  const sqfs = join(env.dir, 'same-image.sqfs');
+  copyFileSync(join(env.imagePath, `${id}.squashfs`), sqfs);
+  chmodSync(sqfs, 0o644);
+
+  // Site-like configuration: two site file systems, site environment edits and a default module.
+  const site = join(env.dir, 'site');
+  mkdirSync(join(site, 'global'), { recursive: true });
+  mkdirSync(join(site, 'project'), { recursive: true });
+  mkdirSync(join(site, 'mpich', 'lib'), { recursive: true });
+  writeFileSync(join(site, 'mpich', 'lib', 'libmpi.so.12'), 'not really a library\n');
+  const siteConf =
+    `siteFs=${site}/global:/global;${site}/project:/project:ro\n` +
+    'siteEnv=SHIFTER_RUNTIME=1\nsiteEnvAppend=PATH=/opt/udiImage/bin\nsiteEnvUnset=TMOUT\n' +
+    `module_mpich_copyPath=${site}/mpich\nmodule_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib\n` +
+    'defaultModules=mpich\n';
+
+  // Gateway double for the lookup variant (answers like /api/lookup; munge is checked by the integration tests).
+  const gateway = createServer((request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'READY', id }));
+  });
+  await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+  const gatewayLine = `imageGateway=http://127.0.0.1:${(gateway.address() as AddressInfo).port}\nsystem=bench\n`;
+
+  const asUser = (...command: string[]) => ['-u', user, '--', 'env', '-i', 'PATH=/usr/bin:/bin', `USER=${user}`, ...command];
+  const variants: Record<string, { setup?: () => void; args: string[] }> = {
+    'runuser /bin/true (baseline)': { args: asUser('/bin/true') },
+    'ch-run IMG.sqfs -- /bin/true': { args: asUser('ch-run', sqfs, '--', '/bin/true') },
+    'shifter minimal conf': { setup: () => env.writeConf(), args: asUser(env.shifter, `--image=id:${id}`, '/bin/true') },
+    'shifter site-like conf': { setup: () => env.writeConf(siteConf), args: asUser(env.shifter, `--image=id:${id}`, '/bin/true') },
+    'shifter lookup docker:tag (local gateway)': {
+      setup: () => env.writeConf(gatewayLine),
+      args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
+    },
+  };
+
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (const [name, variant] of Object.entries(variants)) {
+    variant.setup?.();
+    await once('runuser', variant.args); // warm-up (page cache, first loop device)
+    samples[name]!.length = 0;
+  }
+  // Interleave: one run of each variant per round.
+  for (let i = 0; i < runs; i++) {
+    for (const [name, variant] of Object.entries(variants)) {
+      variant.setup?.();
+      samples[name]!.push(await once('runuser', variant.args));
+    }
+  }
+
+  // Reuse path: setupRoot once (as the prolog would), then shifter reuses the global root; interleaved with the baseline.
+  env.writeConf();
+  const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' }).stdout.trim();
+  const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' }).stdout.trim();
+  const setupMs = await once(env.setupRoot, ['-u', user, '-U', uid, '-G', gid, 'id', id]);
+  const reuseName = 'shifter reuse after setupRoot';
+  const baseline2 = 'runuser /bin/true (baseline, reuse round)';
+  samples[reuseName] = [];
+  samples[baseline2] = [];
+  await once('runuser', asUser(env.shifter, `--image=id:${id}`, '/bin/true'));
+  for (let i = 0; i < runs; i++) {
+    samples[baseline2]!.push(await once('runuser', asUser('/bin/true')));
+    samples[reuseName]!.push(await once('runuser', asUser(env.shifter, `--image=id:${id}`, '/bin/true')));
+  }
+  const unsetupMs = await once(env.unsetupRoot, []);
+  await new Promise((resolve) => gateway.close(resolve));
+
+  const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+  const base = med['runuser /bin/true (baseline)']!;
+  const ch = med['ch-run IMG.sqfs -- /bin/true']!;
+  console.log(`runtime start-up, ${runs} runs per variant, median wall time of runuser + command (ms)`);
+  for (const [name, value] of Object.entries(med)) {
+    console.log(`  ${name.padEnd(46)} ${value.toFixed(2).padStart(8)}  ×baseline ${(value / base).toFixed(2)}  ×ch-run ${(value / ch).toFixed(2)}`);
+  }
+  const minimal = med['shifter minimal conf']!;
+  const lookup = med['shifter lookup docker:tag (local gateway)']!;
+  const reuse = med[reuseName]!;
+  console.log(`shifter minimal / ch-run = ${(minimal / ch).toFixed(2)} (target <= 1.2)`);
+  console.log(`shifter minimal - baseline = ${(minimal - base).toFixed(2)} ms`);
+  console.log(`lookup overhead (docker:tag - id:) = ${(lookup - minimal).toFixed(2)} ms (budget <= 15 ms)`);
+  console.log(`reuse - baseline = ${(reuse - med[baseline2]!).toFixed(2)} ms (target <= 2 ms)`);
+  console.log(`setupRoot ${setupMs.toFixed(1)} ms, unsetupRoot ${unsetupMs.toFixed(1)} ms`);
+  mkdirSync('bench/out', { recursive: true });
+  writeFileSync('bench/out/runtime.json', JSON.stringify({ runs, medians: med, samples, setupMs, unsetupMs }, null, 2));
+} finally {
+  chmodSync('/dev/fuse', fuseMode);
+  env.cleanup();
+}
