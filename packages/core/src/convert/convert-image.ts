@@ -80,7 +80,9 @@ export async function convertImage(
     mkdirSync(options.expandDir, { recursive: true });
     scratch = mkdtempSync(join(options.expandDir, `${options.id.slice(0, 16)}-`));
     const rootDir = join(scratch, 'rootfs');
+    const spoolDir = join(scratch, 'spool');
     mkdirSync(rootDir, { mode: 0o700 });
+    mkdirSync(spoolDir, { mode: 0o700 });
 
     const budget = createUnpackBudget({ maxUnpackedBytes: options.maxUnpackedBytes, maxEntries: options.maxEntries });
     const flattenStarted = performance.now();
@@ -88,6 +90,7 @@ export async function convertImage(
       budget,
       keepDevices: options.keepDevices,
       signal: options.signal,
+      spoolDir,
       onLayer: (summary, index, count) =>
         progress({ phase: 'layer', index, count, digest: summary.layer, entries: summary.entries, bytes: summary.bytes }),
     });

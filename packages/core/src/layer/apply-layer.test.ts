@@ -161,3 +161,42 @@ describe('applyLayer: compression', () => {
     expect(summary.entries).toBe(0);
   });
 });
+
+describe('flattenLayers with a spool directory (next layer decompressed ahead)', () => {
+  it('gives the same tree as without, and leaves the spool empty', async () => {
+    const specs: LayerSpecEntry[][] = [
+      [{ path: 'a/' }, { path: 'a/x', content: '1' }, { path: 'keep' }],
+      [{ path: 'a/.wh.x' }, { path: 'b', content: 'two' }],
+      [{ path: 'b', content: 'three' }, { path: 'h', type: 'link', linkname: 'keep' }],
+    ];
+    const spool = join(scratch, 'spool');
+    mkdirSync(spool);
+    const sources = await Promise.all(specs.map(async (spec, i) => source(`sha256:${i}`, await makeLayer(spec, { compression: i % 2 ? 'zstd' : 'gzip' }))));
+    const summary = await flattenLayers(root, sources, { spoolDir: spool });
+    expect(summary.layers.map((l) => l.layer)).toEqual(['sha256:0', 'sha256:1', 'sha256:2']);
+    expect(tree()).toEqual(['a/', 'b', 'h', 'keep']);
+    expect(readFileSync(join(root, 'b'), 'utf8')).toBe('three');
+    expect(readdirSync(spool)).toEqual([]);
+  });
+  it('reports a corrupt later layer with its own digest and cleans the spool', async () => {
+    const spool = join(scratch, 'spool');
+    mkdirSync(spool);
+    const good = await makeLayer([{ path: 'f', content: 'x'.repeat(100_000) }], { compression: 'gzip' });
+    const bad = good.subarray(0, good.length - 40);
+    await expect(flattenLayers(root, [source('sha256:good', good), source('sha256:bad', bad)], { spoolDir: spool })).rejects.toMatchObject({
+      code: 'SHIFTER_LAYER_CORRUPT',
+      details: { layer: 'sha256:bad' },
+    });
+    expect(readdirSync(spool)).toEqual([]);
+  });
+  it('stops reading ahead when the current layer fails', async () => {
+    const spool = join(scratch, 'spool');
+    mkdirSync(spool);
+    const hostile = await makeLayer([{ path: '../escape' }]);
+    const next = await makeLayer([{ path: 'big', content: 'y'.repeat(1_000_000) }], { compression: 'gzip' });
+    await expect(flattenLayers(root, [source('sha256:h', hostile), source('sha256:n', next)], { spoolDir: spool })).rejects.toMatchObject({
+      code: 'SHIFTER_LAYER_UNSAFE_PATH',
+    });
+    expect(readdirSync(spool)).toEqual([]);
+  });
+});

@@ -1,5 +1,9 @@
+import { createReadStream, createWriteStream, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { LayerSource } from '../convert/convert-types.js';
+import { LayerError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
 import { type DroppedEntry, type LayerSummary, RootTree, type RootTreeOptions, createUnpackBudget } from './root-tree.js';
 
@@ -57,6 +61,60 @@ export interface FlattenLayersOptions extends RootTreeOptions {
   zstdPath?: string;
   /** Called after each layer. */
   onLayer?: (summary: LayerSummary, index: number, count: number) => void;
+  /**
+   * A private directory OUTSIDE `rootDir` where the next layer is decompressed while the current one is applied
+   * (gunzip is single-threaded, so two layers decompress on two cores). Costs disk space for one uncompressed
+   * layer. Without it, layers are decompressed one after the other.
+   */
+  spoolDir?: string;
+}
+
+/** A layer being decompressed ahead of its turn into a spool file. */
+interface Prefetch {
+  /** Resolves with the spool file's path once the whole layer is decompressed and verified. */
+  done: Promise<string>;
+  cancel(): void;
+}
+
+function prefetchLayer(source: LayerSource, index: number, spoolDir: string, options: FlattenLayersOptions): Prefetch {
+  const path = join(spoolDir, `layer-${index}.tar`);
+  let cancelled = false;
+  let blob: Readable | undefined;
+  let opened: Awaited<ReturnType<typeof openLayerTar>> | undefined;
+  const done = (async () => {
+    blob = await source.open();
+    try {
+      if (cancelled) throw new Error('cancelled');
+      opened = await openLayerTar(blob, { layer: source.digest, mediaType: source.mediaType, zstdPath: options.zstdPath });
+      if (cancelled) throw new Error('cancelled');
+      try {
+        await pipeline(opened.tar, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+      } catch (error) {
+        // A decompressor failure explains the broken pipe better than the pipe does.
+        await opened.done;
+        throw new LayerError('SHIFTER_LAYER_CORRUPT', `cannot decompress layer: ${(error as Error).message}`, {
+          cause: error,
+          details: { layer: source.digest },
+        });
+      }
+      await opened.done;
+      return path;
+    } catch (error) {
+      rmSync(path, { force: true });
+      throw error;
+    } finally {
+      blob.destroy();
+    }
+  })();
+  done.catch(() => undefined);
+  return {
+    done,
+    cancel: () => {
+      cancelled = true;
+      opened?.destroy();
+      blob?.destroy();
+    },
+  };
 }
 
 /** What {@link flattenLayers} did. */
@@ -86,15 +144,32 @@ export async function flattenLayers(rootDir: string, layers: LayerSource[], opti
   const budget = options.budget ?? createUnpackBudget(options);
   const tree = new RootTree(rootDir, { ...options, budget });
   const summaries: LayerSummary[] = [];
-  for (const [index, source] of layers.entries()) {
-    if (options.signal?.aborted) break;
-    const blob = await source.open();
-    try {
-      const summary = await applyLayerTo(tree, blob, source.digest, { ...options, mediaType: source.mediaType });
-      summaries.push(summary);
-      options.onLayer?.(summary, index, layers.length);
-    } finally {
-      blob.destroy();
+  let next: Prefetch | undefined;
+  try {
+    for (const [index, source] of layers.entries()) {
+      if (options.signal?.aborted) break;
+      const spooled = next ? await next.done : undefined;
+      next = options.spoolDir && index + 1 < layers.length ? prefetchLayer(layers[index + 1] as LayerSource, index + 1, options.spoolDir, options) : undefined;
+      const blob = spooled ? createReadStream(spooled, { highWaterMark: 1024 * 1024 }) : await source.open();
+      try {
+        // A spooled layer is already a plain tar: never sniff it (a tar whose first name starts with gzip's magic
+        // bytes would be misread).
+        const summary = spooled
+          ? await tree.applyTar(blob, source.digest)
+          : await applyLayerTo(tree, blob, source.digest, { ...options, mediaType: source.mediaType });
+        summaries.push(summary);
+        options.onLayer?.(summary, index, layers.length);
+      } finally {
+        blob.destroy();
+        if (spooled) rmSync(spooled, { force: true });
+      }
+    }
+  } finally {
+    // Only set here when we stop early (failure or abort): stop the read-ahead and drop its spool file.
+    if (next) {
+      next.cancel();
+      const leftover = await next.done.catch(() => undefined);
+      if (leftover) rmSync(leftover, { force: true });
     }
   }
   options.signal?.throwIfAborted();
