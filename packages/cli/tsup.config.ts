@@ -4,7 +4,8 @@ import { defineConfig } from 'tsup';
 // spends most of a cold start resolving and compiling modules, so everything (oclif, the core client) is bundled and
 // tree-shaken from sources.
 export default defineConfig({
-  entry: { index: 'src/index.ts' },
+  // fast-lookup is a separate, oclif-free file: bin/run.js serves plain `lookup` calls from it.
+  entry: { index: 'src/index.ts', 'fast-lookup': 'src/fast-lookup.ts' },
   format: ['esm'],
   platform: 'node',
   target: 'node20',

@@ -1,19 +1,11 @@
 import { Command } from '@oclif/core/command';
 import { CLIError, ExitError } from '@oclif/core/errors';
 import * as Flags from '@oclif/core/flags';
-import { lookupErrorCode, ShifterError, toShifterError } from '@shifter/core';
+import { ShifterError, toShifterError } from '@shifter/core';
 import { type CliConfig, resolveConfigPath } from './cli-config.js';
+import { reportError } from './error-envelope.js';
 import type { CliEnvironment } from './env.js';
 import { type GatewayApi, services } from './services.js';
-
-/** Error body printed under `--json`: the same envelope the gateway answers with. */
-export interface ErrorEnvelope {
-  status: number;
-  error: string;
-  code: string;
-  message: string;
-  details: Record<string, unknown>;
-}
 
 /**
  * Base of every `shifterimg` command: the shared flags (`--config`, `--json`, `--verbose`), configuration loading,
@@ -74,14 +66,7 @@ export abstract class BaseCommand extends Command {
 
   override async catch(error: Error & { exitCode?: number }): Promise<never> {
     if (error instanceof ExitError) throw error;
-    const failure = toCliError(error);
-    if (this.jsonEnabled()) {
-      this.logJson(errorEnvelope(failure));
-    } else {
-      process.stderr.write(`${failure.code}: ${failure.message}\n`);
-      if (this.#verbose && failure.cause !== undefined) process.stderr.write(`cause: ${String((failure.cause as Error)?.stack ?? failure.cause)}\n`);
-    }
-    return this.exit(failure.exitCode);
+    return this.exit(reportError(toCliError(error), this.jsonEnabled(), this.#verbose));
   }
 }
 
@@ -102,18 +87,4 @@ export function toCliError(error: unknown): ShifterError {
     return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${message} (see --help)`, { cause: error });
   }
   return toShifterError(error);
-}
-
-/**
- * The gateway's error envelope for an error (`status`, `error` and `message` as upstream, plus `code` and `details`).
- * @param error - the error to describe
- */
-export function errorEnvelope(error: ShifterError): ErrorEnvelope {
-  return {
-    status: lookupErrorCode(error.code).httpStatus,
-    error: error.code,
-    code: error.code,
-    message: error.message,
-    details: error.details,
-  };
 }

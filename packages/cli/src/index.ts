@@ -1,5 +1,7 @@
 export { COMMANDS } from './commands.js';
-export { BaseCommand, errorEnvelope, toCliError, type ErrorEnvelope } from './base-command.js';
+export { BaseCommand, toCliError } from './base-command.js';
+export { errorEnvelope, type ErrorEnvelope } from './error-envelope.js';
+export { parseFastLookup, runFastLookup } from './fast-lookup.js';
 export { CLI_ENV, readCliEnvironment, type CliEnvironment } from './env.js';
 export { DEFAULT_UDIROOT_CONF, loadCliConfig, resolveConfigPath, type CliConfig } from './cli-config.js';
 export { CredentialStore } from './credential-store.js';

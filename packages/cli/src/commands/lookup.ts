@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args';
-import { type GatewayImage, NotFoundError, ShifterError } from '@shifter/core';
+import type { GatewayImage } from '@shifter/core';
 import { BaseCommand } from '../base-command.js';
-import { parseImageArgument } from '../image-argument.js';
+import { lookupImage } from '../lookup-image.js';
 
 /** `shifterimg lookup`: the id of a READY image, as the runtime asks for it. */
 export class Lookup extends BaseCommand {
@@ -20,19 +20,8 @@ export class Lookup extends BaseCommand {
   async run(): Promise<GatewayImage> {
     const { args, flags } = await this.parse(Lookup);
     const settings = await this.settings(flags);
-    const { type, tag } = parseImageArgument(args.image, settings.defaultImageType);
-    let image: GatewayImage;
-    try {
-      image = await this.client(settings).lookup(type, tag);
-    } catch (error) {
-      if (ShifterError.isInstance(error) && error.code === 'SHIFTER_IMAGE_NOT_FOUND') {
-        throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `image ${type}:${tag} not found on system ${settings.system}: pull it with "shifterimg pull ${type}:${tag}"`, {
-          cause: error,
-          details: { ...error.details, type, tag, system: settings.system },
-        });
-      }
-      throw error;
-    }
+    // NOTE: src/fast-lookup.ts runs the same lookupImage() without oclif; keep output and errors identical.
+    const image = await lookupImage(settings, this.client(settings), args.image);
     this.debugJson('lookup', image);
     if (!this.jsonEnabled()) process.stdout.write(`${image.id}\n`);
     return image;
