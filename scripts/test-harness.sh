@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The integration-test harness: starts on loopback everything the integration tests need and stops it by PID.
 #
+#   scripts/test-harness.sh install  only the installation part of start (Debian packages, FerretDB, test users)
 #   scripts/test-harness.sh start    install what is missing, build/reuse fixtures, start services, push fixtures,
 #                                    write .state/harness.env (idempotent: running services are kept)
 #   scripts/test-harness.sh stop     stop every service this harness started (by the PIDs in .state/pids/)
@@ -411,14 +412,18 @@ write_env() {
 # ---------------------------------------------------------------------------------------------------------------
 # Commands
 
-cmd_start() {
+cmd_install() {
   [[ $(id -u) == 0 ]] || harness_die "run as root (apt, users, munged, fixture ownership)"
-  [[ $TOKEN_TTL =~ ^[1-9][0-9]*$ ]] || harness_die "SHIFTER_TEST_TOKEN_TTL must be a positive integer"
-  local started=$SECONDS reg
   install_packages
   install_ferretdb
   ensure_user "$TEST_USER" "$TEST_UID"
   ensure_user "$TEST_USER2" "$TEST_UID2"
+}
+
+cmd_start() {
+  [[ $TOKEN_TTL =~ ^[1-9][0-9]*$ ]] || harness_die "SHIFTER_TEST_TOKEN_TTL must be a positive integer"
+  local started=$SECONDS reg
+  cmd_install
   ensure_secrets
   ensure_fixtures "${SMALL_FIXTURES[@]}"
 
@@ -504,7 +509,7 @@ cmd_env() {
 main() {
   local cmd=${1:-}
   case $cmd in
-    start | stop)
+    install | start | stop)
       mkdir -p "$PIDS" "$LOGS"
       # One start/stop at a time: several engineers (and test-all.sh) may call start concurrently.
       exec 9>"$STATE/harness.lock"
@@ -514,7 +519,7 @@ main() {
     status) cmd_status ;;
     env) cmd_env ;;
     *)
-      echo "usage: $0 start|stop|status|env" >&2
+      echo "usage: $0 install|start|stop|status|env" >&2
       exit 64
       ;;
   esac
