@@ -2,3 +2,4 @@ export * from './services.js';
 export * from './contracts/blob-store-contract.js';
 export * from './make-layer.js';
 export * from './contracts/metadata-store-contract.js';
+export * from './contracts/job-queue-contract.js';
