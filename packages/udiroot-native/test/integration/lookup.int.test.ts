@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { RuntimeEnv } from './runtime-env.js';
 
-const enabled = haveRoot() && haveServices('user', 'fixtures', 'munge');
+const enabled = haveRoot() && haveServices('user', 'registry', 'munge');
 
 interface Seen {
   path: string;
@@ -33,7 +33,7 @@ describe.skipIf(!enabled)('gateway lookup from the setuid runtime', () => {
   beforeAll(async () => {
     user = serviceValue('user');
     env = new RuntimeEnv();
-    busybox = await env.addFixture(serviceValue('fixtures'), 'busybox', 'latest');
+    busybox = await env.pullFromRegistry(serviceValue('registry'), 'busybox:latest');
     gateway = createServer((request, response) => {
       const credential = String(request.headers.authentication ?? '');
       const decoded = spawnSync('unmunge', [], { input: credential, encoding: 'utf8' });

@@ -1,14 +1,14 @@
 /**
  * A throw-away installation of the udiRoot runtime for integration tests: a 0755 `mktemp -d` directory (so the
  * unprivileged test user can reach it) holding a copy of `shifter` built with this directory's udiRoot.conf baked in
- * (installed 4755 root), setupRoot/unsetupRoot, an image directory filled by @shifter/core's convertImage from the
- * harness fixtures' OCI layouts, and helpers to run commands as the test user.
+ * (installed 4755 root), setupRoot/unsetupRoot, an image directory filled by @shifter/core (pullImage from the test
+ * registry, or convertImage from the harness fixtures' OCI layouts), and helpers to run commands as the test user.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createReadStream, chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertImage, type LayerSource } from '@shifter/core';
+import { convertImage, pullImage, type LayerSource } from '@shifter/core';
 
 const nativeDir = fileURLToPath(new URL('../../native', import.meta.url));
 
@@ -120,6 +120,17 @@ export class RuntimeEnv {
     const id = await convertFixture(fixtures, name, tag, this.imagePath, join(this.dir, 'scratch'));
     chmodSync(join(this.imagePath, `${id}.squashfs`), 0o644);
     return id;
+  }
+
+  /** Pull `<registry>/test/<nameAndTag>` with @shifter/core's pullImage into the image directory; returns the id. */
+  async pullFromRegistry(registry: string, nameAndTag: string): Promise<string> {
+    const result = await pullImage(`${registry}/test/${nameAndTag}`, {
+      cacheDir: join(this.dir, 'blob-cache'),
+      outDir: this.imagePath,
+      expandDir: join(this.dir, 'scratch'),
+    });
+    chmodSync(result.squashfsPath, 0o644);
+    return result.id;
   }
 
   /** Another id for the same squashfs with a different .meta (hard link: the runtime opens images O_NOFOLLOW). */

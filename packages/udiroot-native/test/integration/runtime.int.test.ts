@@ -1,6 +1,6 @@
 /**
- * The setuid runtime end to end, as root in CI with the real unprivileged test user and images converted by
- * @shifter/core from the harness fixtures: upstream's five integration checks, the volume validation matrix, the
+ * The setuid runtime end to end, as root in CI with the real unprivileged test user and images pulled and converted
+ * by @shifter/core from the test registry: upstream's five integration checks, the volume validation matrix, the
  * entrypoint/cmd matrix, environment precedence, the escape suite, exit 127, modules and site mounts, leak checks
  * and setupRoot/unsetupRoot reuse.
  */
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { RuntimeEnv, run } from './runtime-env.js';
 
-const enabled = haveRoot() && haveServices('user', 'fixtures');
+const enabled = haveRoot() && haveServices('user', 'registry');
 
 function environOf(stdout: string): Record<string, string> {
   return Object.fromEntries(
@@ -37,7 +37,7 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     user2 = process.env.SHIFTER_TEST_USER2 ?? 'shiftertest2';
     env = new RuntimeEnv();
     env.writeConf();
-    busybox = await env.addFixture(serviceValue('fixtures'), 'busybox', 'latest');
+    busybox = await env.pullFromRegistry(serviceValue('registry'), 'busybox:latest');
     env.aliasImage(busybox, entryId, "FORMAT: squashfs\nENTRY: [u'echo', u'howdy']\nCMD: [u'guys']\nWORKDIR: /etc\n");
     // A private image: mode 0600 like the gateway writes them, ACL naming only the second test user.
     const uid2 = Number(execFileSync('id', ['-u', user2], { encoding: 'utf8' }).trim());
@@ -411,6 +411,57 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
 
     it('mounts the root read-only unless mountUdiRootWritable=1', async () => {
       expect((await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'grep " / " /proc/mounts'])).stdout).toMatch(/\bro\b/);
+    });
+  });
+
+  describe('fixture images pulled from the test registry', () => {
+    // Oracle: `umoci unpack` of the same fixture layout gives the expected tree and config.
+    function unpackFixture(name: string): { rootfs: string; config: { process: { args: string[]; env: string[]; cwd: string } } } {
+      const bundle = join(env.dir, `bundle-${name}`);
+      spawnSync('rm', ['-rf', bundle]);
+      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/${name}:latest`, bundle], { stdio: 'pipe' });
+      return { rootfs: join(bundle, 'rootfs'), config: JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) };
+    }
+
+    function listTree(root: string, paths: string[]): string[] {
+      const out = spawnSync('find', paths, { cwd: root, encoding: 'utf8' }).stdout;
+      return out.split('\n').filter(Boolean).sort();
+    }
+
+    it('runs the whiteout image: the container sees exactly the tree umoci unpacks', async () => {
+      const id = await env.pullFromRegistry(serviceValue('registry'), 'whiteout:latest');
+      const oracle = unpackFixture('whiteout');
+      const paths = ['opq', 'data', 'deep'].filter((p) => spawnSync('test', ['-e', join(oracle.rootfs, p)]).status === 0);
+      expect(paths.length).toBeGreaterThan(0);
+      const r = await env.runAs(user, [`--image=id:${id}`, 'find', ...paths], { cwd: '/' });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual(listTree(oracle.rootfs, paths));
+      expect(r.stdout).not.toContain('.wh.');
+    });
+
+    it('runs the weird image: entrypoint/cmd with quotes, a newline in ENV, WORKDIR, odd names like umoci', async () => {
+      const id = await env.pullFromRegistry(serviceValue('registry'), 'weird:latest');
+      const oracle = unpackFixture('weird');
+      const expected = spawnSync(oracle.config.process.args[0]!, oracle.config.process.args.slice(1), { encoding: 'utf8' }).stdout;
+      const entry = await env.runAs(user, [`--image=id:${id}`, '--entrypoint']);
+      expect(entry.stderr).toBe('');
+      expect(entry.stdout).toBe(expected);
+      const environ = await env.runAs(user, [`--image=id:${id}`, '--clearenv', 'cat', '/proc/self/environ']);
+      const got = environOf(environ.stdout);
+      // umoci adds TERM=xterm for its runtime bundle; it is not part of the image config.
+      for (const assignment of oracle.config.process.env.filter((a) => !a.startsWith('TERM='))) {
+        const name = assignment.slice(0, assignment.indexOf('='));
+        expect(got[name], name).toBe(assignment.slice(assignment.indexOf('=') + 1));
+      }
+      expect((await env.runAs(user, [`--image=id:${id}`, '--workdir', 'pwd'])).stdout).toBe(`${oracle.config.process.cwd}\n`);
+      const tree = await env.runAs(user, [`--image=id:${id}`, 'find', 'weird'], { cwd: '/' });
+      expect(tree.stdout.split('\n').filter(Boolean).sort()).toEqual(listTree(oracle.rootfs, ['weird']));
+    });
+
+    it('runs the multi-arch image (amd64 manifest picked by the puller)', async () => {
+      const id = await env.pullFromRegistry(serviceValue('registry'), 'multiarch:latest');
+      const r = await env.runAs(user, [`--image=id:${id}`, 'uname', '-m']);
+      expect(r.stdout).toBe('x86_64\n');
     });
   });
 
