@@ -97,8 +97,8 @@ export async function openDefaultStore(config: ShifterConfig): Promise<MetadataS
 /** Default queue for the config: in-process, or Redis + BullMQ (one queue per system). */
 export async function createDefaultQueue(config: ShifterConfig, store: MetadataStore): Promise<JobQueue> {
   if (config.queue.kind === 'in-process') {
-    const InProcessJobQueue = await loadExport<Constructor<JobQueue>>('./jobs/in-process-job-queue.js', 'InProcessJobQueue', 'the in-process queue');
-    return new InProcessJobQueue({ store });
+    const InProcessJobQueue = await loadExport<new (store: MetadataStore) => JobQueue>('./jobs/in-process-job-queue.js', 'InProcessJobQueue', 'the in-process queue');
+    return new InProcessJobQueue(store);
   }
   const RedisJobQueue = await loadExport<Constructor<JobQueue>>('./adapters/redis/index.js', 'RedisJobQueue', 'the Redis queue');
   return new RedisJobQueue({ store, url: config.queue.url, prefix: config.queue.prefix });

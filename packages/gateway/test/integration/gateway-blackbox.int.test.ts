@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { haveRoot, haveServices, makeLayer, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, pullUntilDone, startGatewayProcess, tempDir, type GatewayProcess } from './gateway-process.js';
+import { call, freePort, mungeCredential, pullUntilDone, pushImage, startGatewayProcess, tempDir, type GatewayProcess } from './gateway-process.js';
 
 const ready = haveServices('registry', 'munge', 'user') && haveRoot();
 const distributed = ready && haveServices('mongo', 'redis');
@@ -120,6 +120,16 @@ for (const backend of backends) {
       expect(answer.body.status).toBe('FAILURE');
       expect(answer.body.code).toMatch(/^SHIFTER_REGISTRY_(MANIFEST|NAME)_UNKNOWN$/);
       expect(answer.body.status_message).toContain(answer.body.code);
+    });
+
+    it('a hostile image (a layer entry escaping the root) ends in FAILURE with the layer code, nothing delivered', async () => {
+      const hostile = `test/hostile-${backend.distributed ? 'd' : 'e'}${process.pid}`;
+      await pushImage(registry, hostile, 'latest', await makeLayer([{ path: 'etc/' }, { path: '../../../tmp/escaped', content: 'x' }]));
+      const before = readdirSync(imageDir).length;
+      const answer = await pullUntilDone(gateway.url, SYSTEM, `${registry}/${hostile}:latest`, asUser, 60_000);
+      expect(answer.body.status).toBe('FAILURE');
+      expect(answer.body.code).toBe('SHIFTER_LAYER_UNSAFE_PATH');
+      expect(readdirSync(imageDir).length).toBe(before);
     });
 
     it('hostile input: malformed and traversal tags 400, bad ACL 400, oversized body 413, unknown route 404', async () => {

@@ -149,3 +149,35 @@ export async function pullUntilDone(url: string, system: string, tag: string, cr
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
+
+/** Push a one-layer OCI image (layer bytes as given) to a plain-HTTP registry with the distribution API. */
+export async function pushImage(registry: string, repository: string, tag: string, layer: Buffer): Promise<void> {
+  const { createHash } = await import('node:crypto');
+  const sha = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const upload = async (bytes: Buffer) => {
+    const digest = sha(bytes);
+    const start = await fetch(`http://${registry}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
+    const location = new URL(start.headers.get('location')!, `http://${registry}`);
+    location.searchParams.set('digest', digest);
+    const put = await fetch(location, { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+    if (put.status !== 201) throw new Error(`blob upload answered ${put.status}`);
+    return { digest, size: bytes.length };
+  };
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [sha(layer)] } }),
+  );
+  const configDescriptor = await upload(config);
+  const layerDescriptor = await upload(layer);
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...configDescriptor },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layerDescriptor }],
+  });
+  const put = await fetch(`http://${registry}/v2/${repository}/manifests/${tag}`, {
+    method: 'PUT',
+    body: manifest,
+    headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+  });
+  if (put.status !== 201) throw new Error(`manifest upload answered ${put.status}: ${await put.text()}`);
+}
