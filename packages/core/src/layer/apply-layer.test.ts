@@ -67,6 +67,20 @@ describe('flattenLayers: whiteouts', () => {
     await flatten([{ path: 'd/' }, { path: 'd/lower' }], [{ path: 'd/upper' }, { path: '.wh.d' }]);
     expect(tree()).toEqual(['d/', 'd/upper']);
   });
+  it('a whiteout after a same-layer hardlink to the lower file removes the lower name only', async () => {
+    await flatten([{ path: 'old', content: 'data' }], [{ path: 'new', type: 'link', linkname: 'old' }, { path: '.wh.old' }]);
+    expect(tree()).toEqual(['new']);
+    expect(readFileSync(join(root, 'new'), 'utf8')).toBe('data');
+  });
+  it('a whiteout after a same-layer symlink and FIFO keeps them', async () => {
+    await flatten([{ path: 's', content: 'lower' }, { path: 'p', content: 'lower' }], [
+      { path: 's', type: 'symlink', linkname: 'target' },
+      { path: 'p', type: 'fifo' },
+      { path: '.wh.s' },
+      { path: '.wh.p' },
+    ]);
+    expect(tree()).toEqual(['p', 's -> target']);
+  });
   it('a whiteout of something that does not exist is harmless', async () => {
     await flatten([{ path: 'a' }], [{ path: 'nothere/.wh.x' }, { path: '.wh.y' }]);
     expect(tree()).toEqual(['a']);

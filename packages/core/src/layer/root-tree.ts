@@ -4,6 +4,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fstatSync,
   futimesSync,
   linkSync,
   lstatSync,
@@ -229,7 +230,7 @@ export class RootTree {
    * Whiteouts (image-spec layer.md): `dir/.wh.name` removes `name` from LOWER layers and `dir/.wh..wh..opq` removes
    * every lower child of `dir`; neither marker is extracted. The spec says whiteouts only affect lower layers, and
    * tars may list a whiteout before or after an entry it names (Docker emits whiteouts last; other builders first).
-   * So we remember every path this layer added (`added`, plus `addedAncestors` for their parents) and a whiteout
+   * So we remember everything this layer added (plus `addedAncestors`, the directories leading to it) and a whiteout
    * never removes them — whichever order the tar has, the result is "apply all whiteouts first, then the entries".
    * umoci does the same with its upperPaths set.
    *
@@ -240,10 +241,15 @@ export class RootTree {
    */
   async applyTar(tar: Readable, layer: string): Promise<LayerSummary> {
     const summary: LayerSummary = { layer, entries: 0, bytes: 0, whiteouts: 0, dropped: [], xattrsDropped: 0 };
-    const added = new Set<string>();
+    // Memory: a layer can have millions of files, so fresh non-directories are remembered by inode number (a new
+    // file has a new inode; no lower path can share it), not by path. Directories and hardlinks (which share a lower
+    // file's inode) are remembered by path; there are far fewer of them.
+    const addedInodes = new Set<number>();
+    const addedPaths = new Set<string>();
     const addedAncestors = new Set<string>();
-    const markAdded = (rel: string) => {
-      added.add(rel);
+    const markAdded = (rel: string, how: { ino: number } | 'path') => {
+      if (how === 'path') addedPaths.add(rel);
+      else addedInodes.add(how.ino);
       let slash = rel.lastIndexOf('/');
       while (slash > 0) {
         const parent = rel.slice(0, slash);
@@ -255,12 +261,13 @@ export class RootTree {
     };
     // Remove `rel` except what this layer added (and the directories leading to it).
     const prune = (rel: string) => {
-      if (!added.has(rel) && !addedAncestors.has(rel)) {
-        this.remove(rel);
-        return;
-      }
       const stat = lstatOrNull(this.abs(rel));
-      if (stat?.isDirectory()) for (const child of readdirSync(this.abs(rel))) prune(rel === '' ? child : `${rel}/${child}`);
+      if (stat === null) return;
+      if (stat.isDirectory()) {
+        if (addedPaths.has(rel) || addedAncestors.has(rel)) {
+          for (const child of readdirSync(this.abs(rel))) prune(rel === '' ? child : `${rel}/${child}`);
+        } else this.remove(rel);
+      } else if (!addedInodes.has(stat.ino) && !addedPaths.has(rel)) this.remove(rel);
     };
 
     // Names are decoded as UTF-8 (tar-stream's default); PAX path/linkpath/size and GNU long names are applied by it.
@@ -317,7 +324,7 @@ export class RootTree {
     stream: EntryStream,
     layer: string,
     summary: LayerSummary,
-    tracking: { markAdded: (rel: string) => void; prune: (rel: string) => void },
+    tracking: { markAdded: (rel: string, how: { ino: number } | 'path') => void; prune: (rel: string) => void },
   ): Promise<void> {
     const entry = header.name;
     const { components } = splitEntryName(entry, { layer, entry, kind: 'entry' });
@@ -395,7 +402,7 @@ export class RootTree {
       if (existing && !existing.isDirectory()) this.remove(rel);
       if (!existing || !existing.isDirectory()) mkdirSync(path, { mode: 0o755 });
       this.directories.set(rel, { mode, mtime });
-      tracking.markAdded(rel);
+      tracking.markAdded(rel, 'path');
       return;
     }
 
@@ -426,7 +433,7 @@ export class RootTree {
       // NOTE: link(2) does not follow a symlink as its source: a hardlink to a symlink becomes a second name of the
       // symlink itself (as with umoci and GNU tar), never of whatever it points at on the host.
       linkSync(this.abs(targetRel), path);
-      tracking.markAdded(rel);
+      tracking.markAdded(rel, 'path');
       return;
     }
 
@@ -443,6 +450,7 @@ export class RootTree {
         // After the data: some kernels clear setuid/setgid on write.
         fchmodSync(fd, mode);
         futimesSync(fd, mtime, mtime);
+        tracking.markAdded(rel, { ino: fstatSync(fd).ino });
       } finally {
         closeSync(fd);
       }
@@ -476,7 +484,7 @@ export class RootTree {
         details: { layer, entry, type },
       });
     }
-    tracking.markAdded(rel);
+    if (type !== 'file' && type !== 'contiguous-file') tracking.markAdded(rel, { ino: lstatSync(path).ino });
   }
 
   /**
