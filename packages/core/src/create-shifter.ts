@@ -100,8 +100,12 @@ export async function createDefaultQueue(config: ShifterConfig, store: MetadataS
     const InProcessJobQueue = await loadExport<new (store: MetadataStore) => JobQueue>('./jobs/in-process-job-queue.js', 'InProcessJobQueue', 'the in-process queue');
     return new InProcessJobQueue(store);
   }
-  const RedisJobQueue = await loadExport<Constructor<JobQueue>>('./adapters/redis/index.js', 'RedisJobQueue', 'the Redis queue');
-  return new RedisJobQueue({ store, url: config.queue.url, prefix: config.queue.prefix });
+  const RedisJobQueue = await loadExport<new (store: MetadataStore, options: { url: string; prefix: string }) => JobQueue>(
+    './adapters/redis/index.js',
+    'RedisJobQueue',
+    'the Redis queue',
+  );
+  return new RedisJobQueue(store, { url: config.queue.url, prefix: config.queue.prefix });
 }
 
 /** Default transfer of a system: local copy or ssh/scp. */
