@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FsBlobStore, MediaType, RegistryClient, ShifterError, type RegistryClientOptions, type RegistryCredentials } from '@shifter/core';
@@ -300,6 +300,37 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
         await proxy.close();
       }
     }, 60_000);
+  });
+
+  it('reaches a registry through an explicitly configured proxy (CONNECT tunnel)', async () => {
+    // The proxy resolves the made-up host itself, as a site proxy would resolve names the compute nodes cannot.
+    const tunnels: string[] = [];
+    const proxy = createServer();
+    proxy.on('connect', (request: IncomingMessage, client, head: Buffer) => {
+      tunnels.push(request.url ?? '');
+      const [host, port] = serviceValue('registry').split(':');
+      const upstream = connect(Number(port), host!, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const viaProxy = makeClient({ registries: { site: { url: 'http://registry.shifter.test:5000', insecure: true } }, proxy: { httpProxy: proxyUrl } });
+      const image = await pullAll(viaProxy, 'site/test/busybox:latest', 'busybox', 'latest');
+      expect(image.reference.registry).toBe('registry.shifter.test:5000');
+      expect(tunnels.length).toBeGreaterThan(0);
+      expect(new Set(tunnels)).toEqual(new Set(['registry.shifter.test:5000']));
+      const bypass = makeClient({ registries: { site: { url: 'http://registry.shifter.test:5000', insecure: true } }, proxy: { httpProxy: proxyUrl, noProxy: '.shifter.test' } });
+      await expect(bypass.resolveImage('site/test/busybox:latest')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_UNAVAILABLE' });
+    } finally {
+      proxy.close();
+    }
   });
 
   describe('faults between client and registry', () => {
