@@ -142,15 +142,29 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
     await store.close();
     throw error;
   }
-  const makeTransfer: (system: string, systemConfig: SystemConfig, config: ShifterConfig) => Transfer =
-    components.createTransfer ?? (await transferFactory());
+  // Transfers load on first use: a serve-only process of the distributed deployment never delivers images.
+  let defaultFactory: Promise<(system: string, systemConfig: SystemConfig) => Transfer> | null = null;
+  const makeTransfer = (system: string, systemConfig: SystemConfig): Transfer => {
+    if (components.createTransfer) return components.createTransfer(system, systemConfig, config);
+    const real = async (): Promise<Transfer> => (await (defaultFactory ??= transferFactory()))(system, systemConfig);
+    let loaded: Promise<Transfer> | null = null;
+    const get = () => (loaded ??= real());
+    return {
+      imageDir: systemConfig.transfer.imageDir,
+      put: async (...args) => (await get()).put(...args),
+      putMeta: async (...args) => (await get()).putMeta(...args),
+      remove: async (...args) => (await get()).remove(...args),
+      exists: async (...args) => (await get()).exists(...args),
+      cleanStale: async () => (await get()).cleanStale(),
+    };
+  };
   const transfers = new Map<string, Transfer>();
   const transferFor = (system: string): Transfer => {
     let transfer = transfers.get(system);
     if (!transfer) {
       const systemConfig = Object.hasOwn(config.systems, system) ? config.systems[system] : undefined;
       if (!systemConfig) throw new ShifterError('SHIFTER_SYSTEM_UNKNOWN', `system ${system} is not configured`);
-      transfer = makeTransfer(system, systemConfig, config);
+      transfer = makeTransfer(system, systemConfig);
       transfers.set(system, transfer);
     }
     return transfer;
