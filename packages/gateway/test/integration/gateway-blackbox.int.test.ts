@@ -94,6 +94,21 @@ for (const backend of backends) {
       expect(bogus.body).toMatchObject({ status: 404, code: 'SHIFTER_IMAGE_NOT_FOUND' });
     });
 
+    it('50 concurrent pulls of one tag share one record and one job', async () => {
+      const whiteout = `${registry}/test/whiteout:latest`;
+      const credentials = await Promise.all(Array.from({ length: 50 }, () => asUser()));
+      const answers = await Promise.all(
+        credentials.map((credential) => call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(whiteout)}/`, { credential })),
+      );
+      expect(answers.every((answer) => answer.status === 200)).toBe(true);
+      // One record: every answer carries the same creation time of the pull.
+      expect(new Set(answers.map((answer) => answer.body.last_pull)).size).toBe(1);
+      const done = await pullUntilDone(gateway.url, SYSTEM, whiteout, asUser);
+      expect(done.body.status).toBe('READY');
+      const queue = await call(gateway.url, 'GET', `/api/queue/${SYSTEM}/`, { credential: await asUser() });
+      expect(queue.body.list.filter((entry: { image: string }) => entry.image === whiteout)).toEqual([]);
+    });
+
     it('re-POSTs of a READY tag are answered from the store quickly', async () => {
       const started = Date.now();
       const answer = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() });
