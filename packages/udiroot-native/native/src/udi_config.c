@@ -95,6 +95,11 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
    if (!us || us == rest || strchr(us + 1, '_'))
       ERR("expected module_<name>_<subkey> with no '_' in the name: \"%s\"", key);
    namelen = (size_t)(us - rest);
+   /* The name becomes a path component (opt/udiImage/modules/<name>): letters, digits and '-' only. */
+   for (size_t i = 0; i < namelen; i++)
+      if (!((rest[i] >= 'a' && rest[i] <= 'z') || (rest[i] >= 'A' && rest[i] <= 'Z') ||
+            (rest[i] >= '0' && rest[i] <= '9') || rest[i] == '-'))
+         ERR("invalid module name in \"%s\" (letters, digits and '-' only)", key);
    for (int i = 0; subkeys[i]; i++)
       if (!strcmp(us + 1, subkeys[i]))
          sub = subkeys[i];

@@ -323,6 +323,8 @@ TEST(config_modules)
    CHECK(!udi_config_module(&c, "openmpi")->enabled);
    STREQ(udi_config_module(&c, "cvmfs")->siteFs, "/cvmfs_nfs:/cvmfs");
    CHECK(parse_conf(&c, MINIMAL "module_x_bogus=1\n", err) != 0);
+   CHECK(parse_conf(&c, MINIMAL "module_.._copyPath=/x\n", err) != 0);
+   CHECK(parse_conf(&c, MINIMAL "module_a/b_copyPath=/x\n", err) != 0);
    CHECK(parse_conf(&c, MINIMAL "defaultModules=nothere\n", err) != 0);
    CHECK(parse_conf(&c, MINIMAL "module_a_conflict=nothere\n", err) != 0);
 }
