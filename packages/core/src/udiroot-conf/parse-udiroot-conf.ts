@@ -401,6 +401,8 @@ function assignModuleKey(conf: UdiRootConf, key: string, value: string, source: 
   const name = parts[1];
   const subkey = parts[2];
   if (parts.length !== 3 || !name || !subkey) fail(source, line, key, 'expected module_<name>_<subkey> with no "_" in name');
+  // SECURITY: the name becomes a path component (/opt/udiImage/modules/<name>); the runtime accepts the same set.
+  if (!/^[A-Za-z0-9-]+$/.test(name)) fail(source, line, key, `module name "${name}" may hold only letters, digits and "-"`);
   const kind = Object.hasOwn(MODULE_KEYS, subkey) ? MODULE_KEYS[subkey] : undefined;
   if (kind === undefined) fail(source, line, key, `unknown module subkey "${subkey}" (one of ${Object.keys(MODULE_KEYS).join(', ')})`);
   const module = (conf.modules[name] ??= emptyModule());
