@@ -108,15 +108,15 @@ export async function createDefaultQueue(config: ShifterConfig, store: MetadataS
   return new RedisJobQueue(store, { url: config.queue.url, prefix: config.queue.prefix });
 }
 
-/** Default transfer of a system: local copy or ssh/scp. */
-export async function transferFactory(): Promise<(system: string, systemConfig: SystemConfig) => Transfer> {
-  const LocalTransfer = await loadExport<Constructor<Transfer>>('./transfer/local-transfer.js', 'LocalTransfer', 'the local transfer');
+/** Default transfer of a system: local copy or ssh/scp (each loaded when a system first needs it). */
+export async function createDefaultTransfer(systemConfig: SystemConfig): Promise<Transfer> {
+  const transfer = systemConfig.transfer;
+  if (transfer.kind === 'local') {
+    const LocalTransfer = await loadExport<Constructor<Transfer>>('./transfer/local-transfer.js', 'LocalTransfer', 'the local transfer');
+    return new LocalTransfer({ imageDir: transfer.imageDir });
+  }
   const SshTransfer = await loadExport<Constructor<Transfer>>('./transfer/ssh-transfer.js', 'SshTransfer', 'the ssh transfer');
-  return (_system, systemConfig) => {
-    const transfer = systemConfig.transfer;
-    if (transfer.kind === 'local') return new LocalTransfer({ imageDir: transfer.imageDir });
-    return new SshTransfer({ ...transfer });
-  };
+  return new SshTransfer({ ...transfer });
 }
 
 /**
@@ -143,10 +143,9 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
     throw error;
   }
   // Transfers load on first use: a serve-only process of the distributed deployment never delivers images.
-  let defaultFactory: Promise<(system: string, systemConfig: SystemConfig) => Transfer> | null = null;
   const makeTransfer = (system: string, systemConfig: SystemConfig): Transfer => {
     if (components.createTransfer) return components.createTransfer(system, systemConfig, config);
-    const real = async (): Promise<Transfer> => (await (defaultFactory ??= transferFactory()))(system, systemConfig);
+    const real = (): Promise<Transfer> => createDefaultTransfer(systemConfig);
     let loaded: Promise<Transfer> | null = null;
     const get = () => (loaded ??= real());
     return {
