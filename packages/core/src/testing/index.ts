@@ -3,3 +3,4 @@ export * from './contracts/blob-store-contract.js';
 export * from './make-layer.js';
 export * from './contracts/metadata-store-contract.js';
 export * from './contracts/job-queue-contract.js';
+export * from './contracts/transfer-contract.js';

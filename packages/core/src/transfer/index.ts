@@ -1,1 +1,2 @@
 export * from './transfer.js';
+export * from './local-transfer.js';

@@ -8,7 +8,7 @@
  * - The image is renamed into place **first**, the `.meta` **last**: a `.meta` means "ready".
  * - {@link Transfer.remove} deletes the `.meta` **first**, then the image.
  * - Public images are mode 0644; private images 0600 (only root, i.e. the runtime after its ACL check, opens them).
- *   The `.meta` is always 0644 (it holds the ACL the runtime checks).
+ *   The `.meta` gets the same mode as its image: a private image's environment and ACL are not for everyone.
  * - Temp files left by a crash match {@link TRANSFER_TEMP_PATTERN}; {@link Transfer.cleanStale} removes them.
  *
  * @packageDocumentation
