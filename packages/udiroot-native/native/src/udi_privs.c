@@ -46,6 +46,42 @@ static bool lookup_in_file(struct udi_user *u, const char *path, uid_t uid)
    return false;
 }
 
+/* The primary gid plus every group of a group-format file that lists name as a member (the site's etcPath/group
+   when allowLibcPwdCalls=0, like upstream). Returns the count; refuses beyond UDI_MAX_GROUPS. */
+static int groups_from_file(gid_t *gl, const char *path, const char *name, gid_t gid)
+{
+   char *text = read_file_text(path, 64 * 1024 * 1024), *line, *save = NULL;
+   int n = 0;
+   gl[n++] = gid;
+   if (!text)
+      return n;
+   for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+      char *f[4], *p = line;
+      struct strv members = { 0 };
+      int nf = 0;
+      for (; nf < 3 && p; nf++) {
+         f[nf] = p;
+         p = strchr(p, ':');
+         if (p)
+            *p++ = '\0';
+      }
+      if (nf < 3 || !p)
+         continue;
+      f[3] = p;
+      strv_init(&members);
+      strv_split(&members, f[3], ",");
+      if (strv_contains(&members, name)) {
+         gid_t g = (gid_t)strtoul(f[2], NULL, 10);
+         if (g == gid)
+            continue;
+         if (n >= UDI_MAX_GROUPS)
+            FATAL(UDI_EX_NOPERM, "user %s is in more than %d groups", name, UDI_MAX_GROUPS);
+         gl[n++] = g;
+      }
+   }
+   return n;
+}
+
 /* Resolve the caller. Preconditions: config loaded. Refuses (UDI_EX_NOUSER) when uid or gid is 0, the user is
    unknown, or its name is "root"; refuses (UDI_EX_NOPERM) beyond UDI_MAX_GROUPS groups. */
 void udi_user_lookup(struct udi_user *u, const struct udi_config *c, uid_t uid, gid_t gid)
@@ -70,8 +106,12 @@ void udi_user_lookup(struct udi_user *u, const struct udi_config *c, uid_t uid, 
    }
    if (!u->name || !*u->name || !strcmp(u->name, "root"))
       FATAL(UDI_EX_NOUSER, "failed to look up user %u, or attempted to run as root", uid);
-   if (getgrouplist(u->name, gid, gl, &ng) < 0)
-      FATAL(UDI_EX_NOPERM, "user %s is in more than %d groups", u->name, UDI_MAX_GROUPS);
+   if (c->allowLibcPwdCalls || c->populateEtcDynamically || !c->etcPath) {
+      if (getgrouplist(u->name, gid, gl, &ng) < 0)
+         FATAL(UDI_EX_NOPERM, "user %s is in more than %d groups", u->name, UDI_MAX_GROUPS);
+   } else {
+      ng = groups_from_file(gl, xasprintf("%s/group", c->etcPath), u->name, gid);
+   }
    for (int i = 0; i < ng; i++)
       if (gl[i] == 0)
          gl[i] = gid; /* never hand gid 0 to the container, even if the group database says so */

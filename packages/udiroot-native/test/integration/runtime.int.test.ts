@@ -409,6 +409,29 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       }
     });
 
+    it('copies etcPath files, filters /etc/group and takes the groups from etcPath when allowLibcPwdCalls=0', async () => {
+      const etc = join(env.dir, 'site-etc');
+      mkdirSync(etc, { recursive: true });
+      const pw = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).trim();
+      const gid = execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim();
+      writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/bin/sh\n${pw}\n`);
+      writeFileSync(join(etc, 'group'), `root:x:0:\n${user}:x:${gid}:\nwheel:x:4242:${user},${user2}\nothers:x:4343:${user2}\n`);
+      writeFileSync(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\n');
+      writeFileSync(join(etc, 'site-motd'), 'hello from the site\n');
+      env.writeConf(`etcPath=${etc}\npopulateEtcDynamically=0\nallowLibcPwdCalls=0\n`);
+      try {
+        const r = await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'cat /etc/group /etc/site-motd; grep ^Groups: /proc/self/status']);
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toContain(`wheel:x:4242:${user}\n`);
+        expect(r.stdout).toContain('others:x:4343:\n');
+        expect(r.stdout).not.toContain(user2);
+        expect(r.stdout).toContain('hello from the site');
+        expect(r.stdout).toMatch(/^Groups:.*\b4242\b/m);
+      } finally {
+        env.writeConf();
+      }
+    });
+
     it('mounts the root read-only unless mountUdiRootWritable=1', async () => {
       expect((await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'grep " / " /proc/mounts'])).stdout).toMatch(/\bro\b/);
     });
