@@ -7,6 +7,8 @@
 #   scripts/test-harness.sh stop     stop every service this harness started (by the PIDs in .state/pids/)
 #   scripts/test-harness.sh status   one line per service; exit 0 when all are up, 3 otherwise
 #   scripts/test-harness.sh env      print .state/harness.env (`eval "$(scripts/test-harness.sh env)"`)
+#   scripts/test-harness.sh run CMD  run CMD with .state/harness.env exported (e.g. `… run npx vitest run --project
+#                                    integration packages/core/test/integration`)
 #
 # Must run as root (apt, users, munged, fixture ownership). docs/testing.md describes every service and fixture.
 # Knobs: SHIFTER_TEST_TOKEN_TTL (token lifetime, default 5 s), SHIFTER_FIXTURE_CACHE (default
@@ -518,8 +520,18 @@ main() {
       ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    run)
+      shift
+      (($# > 0)) || harness_die "usage: $0 run CMD [ARGS...]"
+      [[ -f $ENV_FILE ]] || harness_die "no $ENV_FILE: run scripts/test-harness.sh start"
+      set -a
+      # shellcheck source=/dev/null
+      source "$ENV_FILE"
+      set +a
+      exec "$@"
+      ;;
     *)
-      echo "usage: $0 install|start|stop|status|env" >&2
+      echo "usage: $0 install|start|stop|status|env|run CMD..." >&2
       exit 64
       ;;
   esac
