@@ -1,0 +1,122 @@
+/**
+ * The whole product on one node: the real gateway (`shifter-gateway serve`, SQLite store, local transfer into the
+ * runtime's imagePath) pulls from the test registries, and the setuid runtime, run as the unprivileged test user,
+ * resolves the tag through that gateway (munge-authenticated lookup from its unprivileged child) and runs the image.
+ * A private image pulled by one user is refused to the other, by the gateway (lookup) and by the runtime (id:).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GatewayClient } from '@shifter/core';
+import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { RuntimeEnv } from './runtime-env.js';
+
+const execFileAsync = promisify(execFile);
+const enabled = haveRoot() && haveServices('user', 'registry', 'registryToken', 'munge');
+const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
+const system = 'testsys';
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A munge credential encoded as `user` (so the gateway sees that uid), optionally carrying a payload. */
+async function credentialOf(user: string, payload?: string): Promise<string> {
+  const args = ['-u', user, '--', 'munge', '--socket', serviceValue('munge'), ...(payload ? ['--string', payload] : ['--no-input'])];
+  return (await execFileAsync('runuser', args)).stdout.trim();
+}
+
+describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => {
+  let env: RuntimeEnv;
+  let gateway: ChildProcess | undefined;
+  let log = '';
+  let url: string;
+  let user: string;
+  let user2: string;
+
+  const client = (as: string) =>
+    new GatewayClient({ urls: [url], system, timeoutMs: 120_000, authenticate: (payload) => credentialOf(as, payload || undefined) });
+
+  beforeAll(async () => {
+    user = serviceValue('user');
+    user2 = process.env.SHIFTER_TEST_USER2 ?? 'shiftertest2';
+    env = new RuntimeEnv();
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    const state = join(env.dir, 'gateway');
+    mkdirSync(state, { recursive: true, mode: 0o700 });
+    const config = join(state, 'gateway.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        gateway: { host: '127.0.0.1', port },
+        storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
+        systems: { [system]: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: serviceValue('munge'), admins: ['root'] } },
+        metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
+        queue: { kind: 'in-process', concurrency: 2 },
+        logLevel: 'warn',
+      }),
+    );
+    gateway = spawn(process.execPath, [gatewayBin, 'serve', '--config', config], {
+      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    gateway.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    gateway.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (gateway.exitCode !== null) throw new Error(`gateway exited ${gateway.exitCode}:\n${log}`);
+      try {
+        if ((await fetch(`${url}/api/status`)).ok) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`gateway did not start:\n${log}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    env.writeConf(`imageGateway=${url}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=30\n`);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (gateway && gateway.exitCode === null) {
+      gateway.kill('SIGTERM');
+      await new Promise((resolve) => gateway?.once('exit', resolve));
+    }
+    env?.cleanup();
+  });
+
+  it('pulls a public image through the gateway and runs it by tag as the user', async () => {
+    const tag = `${serviceValue('registry')}/test/busybox:latest`;
+    const image = await client(user).pullAndWait('docker', tag);
+    expect(image.status, log).toBe('READY');
+    const r = await env.runAs(user, [`--image=docker:${tag}`, 'sh', '-c', 'echo $SHIFTER_IMAGE; cat /etc/os-release | head -1']);
+    expect(r.stderr, log).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(image.id);
+    // The other user sees the same public image.
+    expect((await env.runAs(user2, [`--image=${tag}`, 'echo', 'ok'])).stdout).toBe('ok\n');
+  });
+
+  it('a private image pulled by one user is refused to the other by the gateway and by the runtime', async () => {
+    const tag = `${serviceValue('registryToken')}/private/busybox:latest`;
+    const credentials = { default: `${process.env.SHIFTER_TEST_REGISTRY_USER}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD}` };
+    const image = await client(user).pullAndWait('docker', tag, { credentials });
+    expect(image.status, log).toBe('READY');
+    const own = await env.runAs(user, [`--image=docker:${tag}`, 'echo', 'mine']);
+    expect(own.stderr, log).toBe('');
+    expect(own.stdout).toBe('mine\n');
+    const byTag = await env.runAs(user2, [`--image=docker:${tag}`, 'echo', 'stolen']);
+    expect(byTag.status).toBe(66); // the gateway does not show it to them
+    const byId = await env.runAs(user2, [`--image=id:${image.id}`, 'echo', 'stolen']);
+    expect(byId.status).toBe(77); // the runtime enforces the .meta ACL itself
+    expect(byId.stdout).toBe('');
+  });
+});
