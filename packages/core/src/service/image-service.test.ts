@@ -397,3 +397,16 @@ describe('pickLogin', () => {
     expect(pickLogin(null, undefined)).toBeUndefined();
   });
 });
+
+describe('ImageService.importImage polling', () => {
+  it('answers re-posts with the fresh FAILURE instead of starting again', async () => {
+    const file = join(dir, 'bogus2.squashfs');
+    writeFileSync(file, 'x'.repeat(200));
+    const self: Caller = { ...alice, uid: process.getuid!(), gid: process.getgid!() };
+    await service.importImage('cluster', 'custom', 'again', self, { filepath: file });
+    await queue.drain();
+    const again = await service.importImage('cluster', 'custom', 'again', self, { filepath: file });
+    expect(again.status).toBe('FAILURE');
+    expect(queue.enqueued).toHaveLength(1);
+  });
+});

@@ -306,9 +306,7 @@ export class ImageService {
       if (fresh && aclCovered) return this.touch(ready, now);
     }
 
-    const failure = (await this.store.findByTag(system, itype, key)).find(
-      (record) => record.status === 'FAILURE' && record.pulltag === key && now - record.updatedAt < FAILURE_HOLD_MS,
-    );
+    const failure = await this.recentFailure(system, itype, key, now);
     if (failure) {
       const transient = failure.error !== null && lookupErrorCode(failure.error.code).retryable;
       return ready && readable && transient ? this.touch(ready, now) : failure;
@@ -329,6 +327,12 @@ export class ImageService {
     const payload: Record<string, JsonValue> = { recordId: record.recordId, tag: key };
     if (login) payload.login = { username: login.username, password: login.password };
     return this.dispatch(record, 'pull', system, payload);
+  }
+
+  private async recentFailure(system: string, itype: string, key: string, now: number): Promise<ImageRecord | undefined> {
+    return (await this.store.findByTag(system, itype, key)).find(
+      (record) => record.status === 'FAILURE' && record.pulltag === key && now - record.updatedAt < FAILURE_HOLD_MS,
+    );
   }
 
   private async dispatch(record: ImageRecord, kind: 'pull' | 'import', system: string, payload: Record<string, JsonValue>): Promise<ImageRecord> {
@@ -377,6 +381,12 @@ export class ImageService {
     const key = this.normalizeTag(itype, tag);
     const inFlight = await this.store.findInFlight(system, itype, key);
     if (inFlight) return inFlight;
+    // Clients poll an import by re-posting it, as for pulls: a fresh failure answers them instead of a new attempt.
+    const now = this.now();
+    const failure = await this.recentFailure(system, itype, key, now);
+    if (failure) return failure;
+    const ready = await this.store.findReadyByTag(system, itype, key);
+    if (ready && canRead(ready, caller) && ready.filepath === request.filepath && now - (ready.lastPull ?? 0) < this.pullUpdateMs) return ready;
     const requested = this.requestedAcl(caller, request);
     const isPrivate = (request.allowedUids?.length ?? 0) > 0 || (request.allowedGids?.length ?? 0) > 0;
     const { record, created } = await this.store.createOrGetInFlight({
