@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "udi_config.h"
@@ -38,6 +39,7 @@ int main(int argc, char **argv)
    syslog(LOG_INFO, "uid=%u argc=%d", getuid(), argc);
    if (getuid() != 0 || geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "must be run by root");
+   umask(022);
    while ((c = getopt(argc, argv, "+Vv:s:u:U:G:N:m:")) != -1) {
       switch (c) {
       case 'V': udi_verbose = 1; break;

@@ -190,6 +190,7 @@ int main(int argc, char **argv)
    struct strv host_env = { 0 }, env = { 0 }, args, modules;
    char *image_id, *image_file = NULL, *sig, *cwd, *meta_text, err[512], *imagetype, *imagetag;
    bool local_root = false;
+   mode_t user_umask;
    uid_t uid = getuid();
    gid_t gid = getgid();
 
@@ -210,6 +211,8 @@ int main(int argc, char **argv)
    }
    if (geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "not running with root privileges: shifter must be installed setuid root");
+   /* The caller's umask must not shape the directories and files root creates; the command gets it back. */
+   user_umask = umask(022);
    PHASE("syslog");
    udi_config_load(&cfg, CONFIG_FILE, true);
    PHASE("config");
@@ -321,6 +324,7 @@ int main(int argc, char **argv)
 
    PHASE("chroot");
    udi_drop_privileges(&user); // PRIV: uid/gid = user, no capabilities, bounding set empty, no_new_privs
+   umask(user_umask);
 
    {
       const char *wd = o.workdir ? o.workdir : cwd;

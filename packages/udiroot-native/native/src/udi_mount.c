@@ -491,8 +491,14 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
 {
    const char *lm = r->config->loopMount, *um = r->config->udiMount;
    char *src_dir = xasprintf("%s%s", lm, sub), *dst_dir = xasprintf("%s%s", um, sub);
-   DIR *d = opendir(src_dir);
+   DIR *d;
    struct dirent *e;
+   struct stat sd;
+   /* The image's own /var, /opt or /etc may be a symlink (to "/", say); following it would walk the host. Such an
+      entry is left out rather than resolved. */
+   if (lstat(src_dir, &sd) != 0 || !S_ISDIR(sd.st_mode))
+      return;
+   d = opendir(src_dir);
    if (!d)
       return;
    while ((e = readdir(d))) {

@@ -338,6 +338,33 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       expect(allowed.stdout).toBe('ok\n');
     });
 
+    it('does not follow image /etc, /var or /opt symlinks out to the host', async () => {
+      const rootfs = join(env.dir, 'evil-root');
+      spawnSync('rm', ['-rf', rootfs]);
+      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/busybox:latest`, join(env.dir, 'evil-bundle')], { stdio: 'pipe' });
+      execFileSync('mv', [join(env.dir, 'evil-bundle', 'rootfs'), rootfs]);
+      for (const dir of ['etc', 'var', 'opt']) {
+        spawnSync('rm', ['-rf', join(rootfs, dir)]);
+        symlinkSync('/', join(rootfs, dir));
+      }
+      const evilId = 'ee11ee11ee11ee11ee11ee11ee11ee11';
+      execFileSync('mksquashfs', [rootfs, join(env.imagePath, `${evilId}.squashfs`), '-noappend', '-quiet', '-no-progress', '-all-root']);
+      writeFileSync(join(env.imagePath, `${evilId}.meta`), 'FORMAT: squashfs\n');
+      const r = await env.runAs(user, [`--image=id:${evilId}`, 'sh', '-c', 'ls /var /opt; ls /etc | wc -l']);
+      expect(r.stderr).toBe('');
+      const listed = r.stdout.split(/\s+/);
+      for (const hostEntry of ['root', 'usr', 'boot', 'home', 'lib']) expect(listed).not.toContain(hostEntry);
+      expect(Number(r.stdout.trim().split('\n').pop())).toBeLessThan(15); // only the generated /etc
+    });
+
+    it("gives the command the caller's umask while root's own files ignore it", async () => {
+      const r = await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'umask; ls -ld /var/spool']);
+      expect(r.stdout.split('\n')[0]).toBe('0022');
+      const tight = await run('runuser', ['-u', user, '--', 'sh', '-c', `umask 077; exec ${env.shifter} --image=id:${busybox} sh -c 'umask; ls -ld /var/spool'`]);
+      expect(tight.stdout.split('\n')[0]).toBe('0077');
+      expect(tight.stdout).toMatch(/^drwxr-xr-x/m);
+    });
+
     it('refuses to run a container as root', async () => {
       const r = await run(env.shifter, [`--image=id:${busybox}`, 'true']);
       expect(r.status).toBe(67);
