@@ -117,11 +117,12 @@ static void bind_paths(const char *src, const char *dst, unsigned long long attr
    close(d);
 }
 
-/* Copy a regular file (content, mode without setuid/setgid bits, owner). */
-static int copy_file(const char *src, const char *dst, const struct stat *st)
+/* Copy a regular file (content, mode without setuid/setgid bits, owner). The source is opened without following a
+   final symlink unless follow (host files such as /etc/resolv.conf are often symlinks). */
+static int copy_file_ex(const char *src, const char *dst, const struct stat *st, bool follow)
 {
    char buf[65536];
-   int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), out;
+   int in = open(src, O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW)), out;
    ssize_t n;
    if (in < 0)
       return -1;
@@ -146,6 +147,11 @@ static int copy_file(const char *src, const char *dst, const struct stat *st)
       return -1;
    }
    return close(out);
+}
+
+static int copy_file(const char *src, const char *dst, const struct stat *st)
+{
+   return copy_file_ex(src, dst, st, false);
 }
 
 /* Recursively copy src into dst (dst created), skipping device nodes, fifos and sockets, and entries already in
@@ -748,10 +754,13 @@ void udi_root_build(const struct udi_root_request *r)
    }
    Z_ (chdir(um));
    Z_ (symlink("/proc/mounts", "etc/mtab"));
-   if (stat("/etc/hosts", &st) == 0)
-      Z_ (copy_file("/etc/hosts", "etc/hosts", &st));
-   if (stat("/etc/resolv.conf", &st) == 0)
-      Z_ (copy_file("/etc/resolv.conf", "etc/resolv.conf", &st));
+   if (stat("/etc/hosts", &st) == 0 && S_ISREG(st.st_mode))
+      Z_ (copy_file_ex("/etc/hosts", "etc/hosts", &st, true));
+   if (stat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode))
+      Z_ (copy_file_ex("/etc/resolv.conf", "etc/resolv.conf", &st, true));
+   for (const char *const *f = (const char *const[]){ "etc/hosts", "etc/resolv.conf", NULL }; *f; f++)
+      if (lstat(*f, &st) == 0)
+         Z_ (chmod(*f, 0644));
    PHASE("site");
    populate_etc(r);
    PHASE("etc");
