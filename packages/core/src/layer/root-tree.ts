@@ -105,12 +105,8 @@ export function createUnpackBudget(limits: { maxUnpackedBytes?: number; maxEntri
 const isErrno = (error: unknown, code: string) => (error as NodeJS.ErrnoException | undefined)?.code === code;
 
 function lstatOrNull(path: string) {
-  try {
-    return lstatSync(path);
-  } catch (error) {
-    if (isErrno(error, 'ENOENT')) return null;
-    throw error;
-  }
+  // throwIfNoEntry: most lookups are for paths that do not exist yet, and an ENOENT exception per file is costly.
+  return lstatSync(path, { throwIfNoEntry: false }) ?? null;
 }
 
 /**
