@@ -92,7 +92,11 @@ interface DirectoryMeta {
   mtime: number;
 }
 
-/** Make a budget from limits. */
+/**
+ * Make a fresh budget (counters at zero) to share between the layers of one image.
+ *
+ * @param limits - caps; 64 GiB and 5 000 000 entries when omitted
+ */
 export function createUnpackBudget(limits: { maxUnpackedBytes?: number; maxEntries?: number } = {}): UnpackBudget {
   return {
     maxUnpackedBytes: limits.maxUnpackedBytes ?? 64 * 1024 ** 3,
@@ -129,6 +133,10 @@ export class RootTree {
   private readonly budget: UnpackBudget;
   private readonly options: RootTreeOptions;
 
+  /**
+   * @param rootDir - existing directory private to this conversion (normally empty)
+   * @param options - policy and caps; a budget passed here is shared and updated in place
+   */
   constructor(rootDir: string, options: RootTreeOptions = {}) {
     this.rootDir = rootDir.replace(/\/+$/, '') || '/';
     this.options = options;

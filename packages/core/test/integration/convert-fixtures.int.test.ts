@@ -137,7 +137,8 @@ describe.skipIf(!haveServices('fixtures'))('convertImage on the harness fixtures
     expect(small).toEqual(['busybox', 'whiteout', 'multiarch', 'weird']);
   });
 
-  for (const fixture of ['busybox', 'whiteout', 'multiarch', 'weird']) {
+  // The big (~200 MB) and debian (~500 MB unpacked) fixtures are tested too when the harness built them.
+  for (const fixture of ['busybox', 'whiteout', 'multiarch', 'weird', 'big', 'debian']) {
     describe(fixture, () => {
       const layout = join(fixturesDir, fixture);
       for (const tag of existsSync(layout) ? tags(layout).filter((t) => !['amd64', 'arm64'].includes(t)) : []) {
