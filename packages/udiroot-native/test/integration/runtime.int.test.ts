@@ -436,6 +436,34 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       }
     });
 
+    it('runs the site pre/post mount hooks and module roothooks as root in the new root, and copies optUdiImage', async () => {
+      const hooks = join(env.dir, 'hooks');
+      mkdirSync(join(hooks, 'opt'), { recursive: true });
+      writeFileSync(join(hooks, 'opt', 'site-tool'), '#!/bin/sh\necho tool\n');
+      chmodSync(join(hooks, 'opt', 'site-tool'), 0o755);
+      // Each hook records who ran it and where; the container shows the records (cwd = udiMount).
+      writeFileSync(join(hooks, 'pre.sh'), 'echo "pre $(id -u) $PWD" > var/pre.txt\n');
+      writeFileSync(join(hooks, 'post.sh'), 'echo "post $(id -u)" > var/post.txt\n');
+      writeFileSync(join(hooks, 'root.sh'), 'echo "roothook $(id -u)" > var/roothook.txt\n');
+      env.writeConf(
+        `sitePreMountHook=${hooks}/pre.sh\nsitePostMountHook=${hooks}/post.sh\noptUdiImage=${hooks}/opt\n` +
+          `module_rh_roothook=${hooks}/root.sh\n`,
+      );
+      try {
+        const r = await env.runAs(user, [`--image=id:${busybox}`, '--module=rh', 'sh', '-c', 'cat /var/pre.txt /var/post.txt /var/roothook.txt; /opt/udiImage/site-tool']);
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe(`pre 0 ${env.udiMount}\npost 0\nroothook 0\ntool\n`);
+        const failing = join(hooks, 'fail.sh');
+        writeFileSync(failing, 'exit 3\n');
+        env.writeConf(`sitePreMountHook=${failing}\n`);
+        const refused = await env.runAs(user, [`--image=id:${busybox}`, 'true']);
+        expect(refused.status).toBe(1);
+        expect(refused.stderr).toContain('hook');
+      } finally {
+        env.writeConf();
+      }
+    });
+
     it('copies etcPath files, filters /etc/group and takes the groups from etcPath when allowLibcPwdCalls=0', async () => {
       const etc = join(env.dir, 'site-etc');
       mkdirSync(etc, { recursive: true });
