@@ -1,1 +1,2 @@
 export * from './munge.js';
+export * from './munge-verifier.js';
