@@ -4,15 +4,21 @@
  * variants interleaved (so drift hits all alike). Variants: the minimal udiRoot.conf, a site-like one (siteFs, siteEnv,
  * a module with copyPath and env), the reuse path after setupRoot, and the tag lookup through a local gateway.
  *
+ * With the harness's registry and munged available, a last variant resolves the tag through the real gateway
+ * (`shifter-gateway serve`, SQLite store) after pulling the image through it.
+ *
  * Run as root: `bash bench/runtime/run.sh [runs]` (needs the harness fixtures and the test user; sets /dev/fuse to
  * 0666 for ch-run as documented in docs/runtime.md and puts the old mode back at the end).
  * Prints a table of medians and the ratios; writes the raw numbers to bench/out/runtime.json.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { GatewayClient } from '../../packages/core/src/index.js';
 import { RuntimeEnv } from '../../packages/udiroot-native/test/integration/runtime-env.js';
 
 const runs = Number(process.argv[2] ?? 100);
@@ -70,6 +76,69 @@ try {
   await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
   const gatewayLine = `imageGateway=http://127.0.0.1:${(gateway.address() as AddressInfo).port}\nsystem=bench\n`;
 
+  // The real gateway (optional): pull through it, then look the tag up from shifter.
+  let realGateway: ChildProcess | undefined;
+  const gatewayOnly: number[] = [];
+  let realLine: string | undefined;
+  const registry = process.env.SHIFTER_TEST_REGISTRY;
+  const mungeSocket = process.env.SHIFTER_TEST_MUNGE_SOCKET;
+  const realTag = `${registry}/test/busybox:latest`;
+  if (registry && mungeSocket) {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const state = join(env.dir, 'gateway');
+    mkdirSync(state, { recursive: true, mode: 0o700 });
+    writeFileSync(
+      join(state, 'gateway.json'),
+      JSON.stringify({
+        gateway: { host: '127.0.0.1', port },
+        storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
+        systems: { bench: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: mungeSocket, admins: ['root'] } },
+        metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
+        queue: { kind: 'in-process', concurrency: 2 },
+        logLevel: 'warn',
+      }),
+    );
+    const bin = fileURLToPath(new URL('../../packages/gateway/bin/shifter-gateway.js', import.meta.url));
+    realGateway = spawn(process.execPath, [bin, 'serve', '--config', join(state, 'gateway.json')], {
+      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
+      stdio: 'ignore',
+    });
+    const url = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < 300; i++) {
+      try {
+        if ((await fetch(`${url}/api/status`)).ok) break;
+      } catch {
+        // starting
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const run = promisify(execFile);
+    const client = new GatewayClient({
+      urls: [url],
+      system: 'bench',
+      timeoutMs: 120_000,
+      authenticate: async (payload) =>
+        (await run('runuser', ['-u', user, '--', 'munge', '--socket', mungeSocket, ...(payload ? ['--string', payload] : ['--no-input'])])).stdout.trim(),
+    });
+    await client.pullAndWait('docker', realTag);
+    realLine = `imageGateway=${url}\nsystem=bench\n`;
+    // The gateway's own share: the same lookup over HTTP from here, credentials made beforehand (not timed).
+    const lookupUrl = `${url}/api/lookup/bench/docker/${encodeURIComponent(realTag)}/`;
+    for (let i = 0; i < Math.min(runs, 50); i++) {
+      const credential = (await run('runuser', ['-u', user, '--', 'munge', '--socket', mungeSocket, '--no-input'])).stdout.trim();
+      const started = process.hrtime.bigint();
+      const response = await fetch(lookupUrl, { headers: { authentication: credential } });
+      await response.text();
+      gatewayOnly.push(Number(process.hrtime.bigint() - started) / 1e6);
+    }
+  }
+
   const asUser = (...command: string[]) => ['-u', user, '--', 'env', '-i', 'PATH=/usr/bin:/bin', `USER=${user}`, ...command];
   const variants: Record<string, { setup?: () => void; args: string[] }> = {
     'runuser /bin/true (baseline)': { args: asUser('/bin/true') },
@@ -81,6 +150,13 @@ try {
       args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
     },
   };
+  if (realLine) {
+    const line = realLine;
+    variants['shifter lookup docker:tag (real gateway)'] = {
+      setup: () => env.writeConf(line),
+      args: asUser(env.shifter, `--image=docker:${realTag}`, '/bin/true'),
+    };
+  }
 
   const samples: Record<string, number[]> = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (const [name, variant] of Object.entries(variants)) {
@@ -112,6 +188,10 @@ try {
   }
   const unsetupMs = await once(env.unsetupRoot, []);
   await new Promise((resolve) => gateway.close(resolve));
+  if (realGateway) {
+    realGateway.kill('SIGTERM');
+    await new Promise((resolve) => realGateway?.once('exit', resolve));
+  }
 
   const med = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
   const base = med['runuser /bin/true (baseline)']!;
@@ -126,10 +206,15 @@ try {
   console.log(`shifter minimal / ch-run = ${(minimal / ch).toFixed(2)} (target <= 1.2)`);
   console.log(`shifter minimal - baseline = ${(minimal - base).toFixed(2)} ms`);
   console.log(`lookup overhead (docker:tag - id:) = ${(lookup - minimal).toFixed(2)} ms (budget <= 15 ms)`);
+  const real = med['shifter lookup docker:tag (real gateway)'];
+  if (real !== undefined) {
+    console.log(`lookup overhead, real gateway = ${(real - minimal).toFixed(2)} ms (budget <= 15 ms)`);
+    console.log(`  of which the gateway answering one lookup (HTTP from the bench, median) = ${median(gatewayOnly).toFixed(2)} ms`);
+  }
   console.log(`reuse - baseline = ${(reuse - med[baseline2]!).toFixed(2)} ms (target <= 2 ms)`);
   console.log(`setupRoot ${setupMs.toFixed(1)} ms, unsetupRoot ${unsetupMs.toFixed(1)} ms`);
   mkdirSync('bench/out', { recursive: true });
-  writeFileSync('bench/out/runtime.json', JSON.stringify({ runs, medians: med, samples, setupMs, unsetupMs }, null, 2));
+  writeFileSync('bench/out/runtime.json', JSON.stringify({ runs, medians: med, samples, gatewayOnly, setupMs, unsetupMs }, null, 2));
 } finally {
   chmodSync('/dev/fuse', fuseMode);
   env.cleanup();
