@@ -142,7 +142,7 @@ describe.skipIf(!haveServices('fixtures'))('convertImage on the harness fixtures
     describe(fixture, () => {
       const layout = join(fixturesDir, fixture);
       for (const tag of existsSync(layout) ? tags(layout).filter((t) => !['amd64', 'arm64'].includes(t)) : []) {
-        it(`${fixture}:${tag} flattens to umoci's tree, squashfs lists the same, builds reproducibly, .meta matches`, async () => {
+        it(`${fixture}:${tag} flattens to umoci's tree, squashfs lists the same, builds reproducibly, .meta matches`, { timeout: 1_200_000 }, async () => {
           const image = loadImage(layout, tag);
           const dir = join(work, `${fixture}-${tag}`);
           mkdirSync(dir);
