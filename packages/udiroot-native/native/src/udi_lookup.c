@@ -315,17 +315,10 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
    pid = fork();
    T_ (pid >= 0);
    if (pid == 0) {
-      char *cred = NULL, *request;
       struct strv order = { 0 };
+      bool not_found = false;
       close(pfd[0]);
       udi_drop_to_user_nocheck_caps(u); // PRIV: child is the user from here on, before munge or network I/O
-      if (munge_encode(&cred, NULL, NULL, 0) != EMUNGE_SUCCESS || !cred) {
-         fprintf(stderr, "%s: cannot get a munge credential (is munged running?)\n", udi_progname);
-         _exit(UDI_EX_UNAVAILABLE);
-      }
-      request = xasprintf("GET /api/lookup/%s/%s/%s/ HTTP/1.1\r\nHost: gateway\r\nauthentication: %s\r\n"
-                          "Accept: application/json\r\nConnection: close\r\nUser-Agent: shifter-udiroot\r\n\r\n",
-                          udi_url_escape(c->system), udi_url_escape(type), udi_url_escape(tag), cred);
       strv_init(&order);
       for (size_t i = 0; i < c->imageGateway.n; i++)
          strv_push(&order, c->imageGateway.v[i]);
@@ -336,9 +329,22 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
          order.v[i - 1] = order.v[j];
          order.v[j] = t;
       }
-      bool not_found = false;
       for (size_t i = 0; i < order.n; i++) {
-         char *id = try_gateway(order.v[i], request, c->gatewayTimeout, &not_found);
+         /* A munge credential can be used once: every attempt gets a fresh one, so a gateway that received it
+            before failing cannot make the next attempt look like a replay. */
+         char *cred = NULL, *request, *host, *port, *id;
+         if (munge_encode(&cred, NULL, NULL, 0) != EMUNGE_SUCCESS || !cred) {
+            fprintf(stderr, "%s: cannot get a munge credential (is munged running?)\n", udi_progname);
+            _exit(UDI_EX_UNAVAILABLE);
+         }
+         if (udi_parse_http_url(order.v[i], &host, &port))
+            continue;
+         request = xasprintf("GET /api/lookup/%s/%s/%s/ HTTP/1.1\r\nHost: %s:%s\r\nauthentication: %s\r\n"
+                             "Accept: application/json\r\nConnection: close\r\nUser-Agent: shifter-udiroot\r\n\r\n",
+                             udi_url_escape(c->system), udi_url_escape(type), udi_url_escape(tag),
+                             strchr(host, ':') ? xasprintf("[%s]", host) : host, port, cred);
+         free(cred);
+         id = try_gateway(order.v[i], request, c->gatewayTimeout, &not_found);
          if (id) {
             (void)!write(pfd[1], id, strlen(id));
             _exit(0);

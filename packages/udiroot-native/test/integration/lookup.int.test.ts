@@ -90,6 +90,27 @@ describe.skipIf(!enabled)('gateway lookup from the setuid runtime', () => {
     }
   });
 
+  it('sends a fresh munge credential to each gateway it tries (a consumed credential would be a replay)', async () => {
+    // This gateway decodes (and so consumes) the credential, then fails; the next one must not see a replay.
+    const failing = createServer((request, response) => {
+      spawnSync('unmunge', [], { input: String(request.headers.authentication ?? ''), encoding: 'utf8' });
+      response.writeHead(503).end();
+    });
+    await new Promise<void>((resolve) => failing.listen(0, '127.0.0.1', resolve));
+    const failingUrl = `http://127.0.0.1:${(failing.address() as AddressInfo).port}`;
+    try {
+      env.writeConf(`imageGateway=${failingUrl} ${gatewayUrl}\nsystem=testsys\n`);
+      for (let i = 0; i < 6; i++) {
+        seen.length = 0;
+        const r = await env.runAs(user, ['--image=docker:busybox:latest', 'echo', 'ok']);
+        expect(r.stdout).toBe('ok\n');
+        expect(seen.every((s) => s.mungeUid !== null)).toBe(true);
+      }
+    } finally {
+      await new Promise((resolve) => failing.close(resolve));
+    }
+  });
+
   it('reports a tag no gateway knows as not found (66) and no reachable gateway as unavailable (69)', async () => {
     env.writeConf(`imageGateway=${gatewayUrl}\nsystem=testsys\n`);
     expect((await env.runAs(user, ['--image=docker:nosuch:latest', 'true'])).status).toBe(66);
