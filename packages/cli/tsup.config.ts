@@ -1,4 +1,15 @@
 import { defineConfig } from 'tsup';
+import type { Plugin } from 'esbuild';
+
+// Core's composition root can import benchmark helpers from bench/ at run time; a client never runs that path, and
+// bundling it would drag the whole core (zod, undici, better-sqlite3) into the CLI. Such imports stay dynamic and
+// external.
+const leaveBenchOutside: Plugin = {
+  name: 'leave-bench-outside',
+  setup(build) {
+    build.onResolve({ filter: /\/bench\// }, (args) => ({ path: args.path, external: true }));
+  },
+};
 
 // One self-contained file: `shifterimg lookup` is run by job scripts and the runtime on every job start, and Node
 // spends most of a cold start resolving and compiling modules, so everything (oclif, the core client) is bundled and
@@ -17,6 +28,7 @@ export default defineConfig({
   noExternal: [/.*/],
   // Never needed at run time: oclif only loads typescript for development builds; the store drivers are not used
   // by the client and must not be dragged in by accident.
+  esbuildPlugins: [leaveBenchOutside],
   esbuildOptions(options) {
     options.conditions = ['@shifter/source'];
     // Set here because tsup's noExternal wins over its own external list.

@@ -19,7 +19,7 @@ export class Expire extends BaseCommand {
     'Asks the gateway to expire TYPE:TAG on this system; the image files are removed in the background. Only the administrators of the system may do this. Prints nothing on success, as upstream.';
   static override examples = ['<%= config.bin %> <%= command.id %> docker:ubuntu:22.04'];
   static override args = {
-    image: Args.string({ description: 'TYPE:TAG or TAG', required: true }),
+    image: Args.string({ ignoreStdin: true, description: 'TYPE:TAG or TAG', required: true }),
   };
 
   async run(): Promise<ExpireResult> {

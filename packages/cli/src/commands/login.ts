@@ -29,7 +29,9 @@ export class Login extends BaseCommand {
     'printf "%s\\n" "$TOKEN" | <%= config.bin %> <%= command.id %> --username ci-bot --password-stdin',
   ];
   static override args = {
-    location: Args.string({ description: 'Registry location name', default: 'default' }),
+    // SECURITY: ignoreStdin, or oclif would read a missing LOCATION from standard input, i.e. the password of
+    // --password-stdin, and print it back as the location name.
+    location: Args.string({ ignoreStdin: true, description: 'Registry location name', default: 'default' }),
   };
   static override flags = {
     username: Flags.string({ summary: 'User name (prompted for when absent).', helpValue: 'NAME' }),

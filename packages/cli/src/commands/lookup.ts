@@ -14,7 +14,7 @@ export class Lookup extends BaseCommand {
     '<%= config.bin %> <%= command.id %> ubuntu:22.04 --json',
   ];
   static override args = {
-    image: Args.string({ description: 'TYPE:TAG or TAG, e.g. docker:ubuntu:22.04', required: true }),
+    image: Args.string({ ignoreStdin: true, description: 'TYPE:TAG or TAG, e.g. docker:ubuntu:22.04', required: true }),
   };
 
   async run(): Promise<GatewayImage> {

@@ -21,7 +21,7 @@ export class Pull extends BaseCommand {
     '<%= config.bin %> <%= command.id %> registry.example.org/team/app:1.2 --user alice,1002 --group hpcteam',
   ];
   static override args = {
-    image: Args.string({ description: 'TYPE:TAG or TAG, e.g. docker:ubuntu:22.04', required: true }),
+    image: Args.string({ ignoreStdin: true, description: 'TYPE:TAG or TAG, e.g. docker:ubuntu:22.04', required: true }),
   };
   static override flags = {
     wait: Flags.boolean({

@@ -280,6 +280,14 @@ describe('shifterimg login', () => {
     expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ version: 1, systems: { vmcluster: { 'registry.example.org': 'alice:pa:ss word' } } });
   });
 
+  it('never takes the location from standard input (it holds the password)', async () => {
+    stdinText = 'secret-from-stdin\n';
+    const run = await runCli(['login', '--username', 'alice', '--password-stdin', '--json']);
+    expect(run.exitCode).toBe(0);
+    expect(JSON.parse(run.stdout).location).toBe('default');
+    expect(run.stdout + run.stderr).not.toContain('secret-from-stdin');
+  });
+
   it('needs --username with --password-stdin', async () => {
     const run = await runCli(['login', '--password-stdin']);
     expect(run.exitCode).toBe(64);
