@@ -65,6 +65,8 @@ static void usage(int code)
    exit(code);
 }
 
+/* Parse the command line into o (already holding the defaults taken from SHIFTER_* variables). Stops at the
+   first non-option; the rest is the command. Precondition: environment already cleared. */
 static void parse_options(struct options *o, int argc, char **argv)
 {
    static const struct option longs[] = {
@@ -179,6 +181,8 @@ static void exec_in_path(char **argv, char **envp, const char *path)
    errno = saved;
 }
 
+/* Entry point (see the file header for the order of steps). Preconditions: installed setuid root; returns only
+   through exec, or exits with a UDI_EX_* code. */
 int main(int argc, char **argv)
 {
    struct udi_config cfg;

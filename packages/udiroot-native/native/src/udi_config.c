@@ -28,6 +28,7 @@ static int parse_bool(const char *key, const char *v, bool *out, char *err, size
    return 0;
 }
 
+/* Non-negative decimal integer (at most 1000000). Returns 0 or -1 with err. */
 static int parse_int(const char *key, const char *v, int *out, char *err, size_t errlen)
 {
    char *end;
@@ -70,11 +71,13 @@ int udi_parse_bytes(const char *v, unsigned long long *out)
    return 0;
 }
 
+/* Replace a scalar value (the last assignment wins). */
 static void set_str(char **slot, const char *v)
 {
    *slot = xstrdup(v);
 }
 
+/* The module called name, or NULL. */
 struct udi_module *udi_config_module(const struct udi_config *c, const char *name)
 {
    for (size_t i = 0; i < c->n_modules; i++)
@@ -83,6 +86,8 @@ struct udi_module *udi_config_module(const struct udi_config *c, const char *nam
    return NULL;
 }
 
+/* Assign module_<name>_<subkey>; the module is created on first mention (enabled by default).
+   Returns 0 or -1 with err. */
 static int assign_module(struct udi_config *c, const char *key, const char *v, char *err, size_t errlen)
 {
    static const char *subkeys[] = { "userhook", "roothook", "siteEnvPrepend", "siteEnvAppend", "siteEnvUnset",
@@ -216,6 +221,7 @@ static int assign(struct udi_config *c, const char *key, const char *v, char *er
    ERR("unknown key \"%s\"", key);
 }
 
+/* Empty configuration with the runtime defaults (gatewayTimeout 10, everything else off or absent). */
 static void config_init(struct udi_config *c)
 {
    memset(c, 0, sizeof(*c));
@@ -346,11 +352,13 @@ void udi_config_load(struct udi_config *c, const char *path, bool check_owner)
       FATAL(UDI_EX_CONFIG, "%s: %s", path, err);
 }
 
+/* Append `"k":"v",` (or null) to the JSON being built. */
 static void json_kv_str(char **out, const char *k, const char *v)
 {
    *out = xasprintf("%s\"%s\":%s,", *out, k, v ? json_quote(v) : "null");
 }
 
+/* Append `"k":[…],` to the JSON being built. */
 static void json_kv_list(char **out, const char *k, const struct strv *sv);
 
 /* siteFs as the list of its ';'-separated entries (trimmed, surrounding quotes removed), for the JSON form. */

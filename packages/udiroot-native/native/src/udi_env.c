@@ -15,6 +15,7 @@ static size_t name_len(const char *assignment)
    return eq ? (size_t)(eq - assignment) : strlen(assignment);
 }
 
+/* Index of the variable whose name is the first nl bytes of name, or -1. */
 static long find(const struct strv *env, const char *name, size_t nl)
 {
    for (size_t i = 0; i < env->n; i++)
@@ -79,6 +80,7 @@ int env_prepend(struct strv *env, const char *assignment)
    return 0;
 }
 
+/* Remove every definition of name. */
 void env_unset(struct strv *env, const char *name)
 {
    long i;

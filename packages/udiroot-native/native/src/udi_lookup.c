@@ -63,8 +63,10 @@ int udi_parse_http_url(const char *url, char **host, char **port)
 }
 
 /* Skip one JSON value starting at p (after blanks); returns the position after it or NULL if malformed. */
+/* Skip one JSON value of any kind; NULL if malformed. */
 static const char *skip_value(const char *p);
 
+/* Skip JSON blanks. */
 static const char *skip_ws(const char *p)
 {
    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
@@ -72,6 +74,7 @@ static const char *skip_ws(const char *p)
    return p;
 }
 
+/* Skip one JSON string (p at its opening quote); NULL if unterminated. */
 static const char *skip_string(const char *p)
 {
    if (*p != '"')
@@ -187,6 +190,7 @@ static int dechunk(char *body)
    return 0;
 }
 
+/* Milliseconds until deadline (negative when past). */
 static long ms_left(const struct timespec *deadline)
 {
    struct timespec now;

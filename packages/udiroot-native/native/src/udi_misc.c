@@ -70,6 +70,7 @@ void udi_phase_(const char *name)
    last = now;
 }
 
+/* malloc that never returns NULL (exits UDI_EX_OSERR instead); same for the x* helpers below. */
 void *xmalloc(size_t n)
 {
    void *p = malloc(n ? n : 1);
@@ -127,6 +128,7 @@ char *str_trim(char *s)
    return s;
 }
 
+/* Whether s begins with prefix. */
 bool str_starts(const char *s, const char *prefix)
 {
    return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -147,6 +149,7 @@ char *str_filter(const char *s, const char *allowed_extra)
    return r;
 }
 
+/* Make sv an empty list (any previous items are dropped, not freed). */
 void strv_init(struct strv *sv)
 {
    sv->cap = 8;
@@ -173,6 +176,7 @@ void strv_push_own(struct strv *sv, char *s)
    sv->v[sv->n] = NULL;
 }
 
+/* Remove item i, keeping the order of the rest. */
 void strv_remove(struct strv *sv, size_t i)
 {
    if (i >= sv->n)
@@ -190,6 +194,7 @@ void strv_split(struct strv *sv, const char *s, const char *delims)
    free(copy);
 }
 
+/* The items joined with sep (new string). */
 char *strv_join(const struct strv *sv, const char *sep)
 {
    size_t len = 1, i;
@@ -206,6 +211,7 @@ char *strv_join(const struct strv *sv, const char *sep)
    return r;
 }
 
+/* Whether an item equals s. */
 bool strv_contains(const struct strv *sv, const char *s)
 {
    for (size_t i = 0; i < sv->n; i++)

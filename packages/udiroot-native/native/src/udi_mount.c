@@ -149,6 +149,7 @@ static int copy_file_ex(const char *src, const char *dst, const struct stat *st,
    return close(out);
 }
 
+/* copy_file_ex without following a final symlink (image content). */
 static int copy_file(const char *src, const char *dst, const struct stat *st)
 {
    return copy_file_ex(src, dst, st, false);
@@ -366,12 +367,14 @@ bool udi_root_reusable(const struct udi_config *c, const char *signature)
    return !strcmp(str_trim(text), signature);
 }
 
+/* Write a root-owned file atomically inside the new root; fatal on failure. */
 static void write_text(const char *path, const char *text, mode_t mode)
 {
    Zf (write_file_atomic(path, text, mode), "write %s", path);
    Z_ (chown(path, 0, 0));
 }
 
+/* One passwd(5) line for pw. */
 static char *passwd_line(const struct passwd *pw)
 {
    return xasprintf("%s:x:%u:%u:%s:%s:%s\n", pw->pw_name, pw->pw_uid, pw->pw_gid, pw->pw_gecos ? pw->pw_gecos : "",
@@ -544,6 +547,7 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
    closedir(d);
 }
 
+/* Whether a user volume may be mounted on a directory of device dev. */
 static bool dev_allowed(dev_t dev)
 {
    for (int i = 0; i < allowed.n; i++)

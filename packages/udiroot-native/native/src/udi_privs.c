@@ -139,6 +139,7 @@ void udi_fs_as_user(const struct udi_user *u)
    T_ ((gid_t)setfsgid((gid_t)-1) == u->gid);
 }
 
+/* Undo udi_fs_as_user: file-system credentials and groups back to root. */
 void udi_fs_as_root(void)
 {
    gid_t zero = 0;

@@ -46,6 +46,7 @@ static char *canon(const char *p)
    return r;
 }
 
+/* Whether p is dir or below it (component-wise). */
 static bool under(const char *p, const char *dir)
 {
    size_t n = strlen(dir);
@@ -82,6 +83,7 @@ int udi_volume_validate_site(const char *from, const char *to)
    return VOL_OK;
 }
 
+/* Parse the options of perNodeCache=…: size (required), bs, method=loop, fs/fstype. */
 static int parse_cache_flag(struct udi_volume *vol, const char *opts)
 {
    struct strv kv = { 0 };
@@ -113,6 +115,7 @@ static int parse_cache_flag(struct udi_volume *vol, const char *opts)
    return have_size ? VOL_OK : VOL_ERR_FLAG; /* no default size: the user must say how much */
 }
 
+/* Apply one flag to vol; user maps accept only ro and perNodeCache. Returns VOL_OK or VOL_ERR_*. */
 static int parse_flag(struct udi_volume *vol, const char *flag, bool site)
 {
    unsigned bit;
@@ -140,6 +143,7 @@ static int parse_flag(struct udi_volume *vol, const char *flag, bool site)
    return VOL_OK;
 }
 
+/* Drop characters outside [A-Za-z0-9_.+-/] and make the path absolute. */
 static char *normalise_path(const char *raw)
 {
    char *f = str_filter(raw, "_.+-/");
@@ -194,6 +198,7 @@ int udi_volume_parse(struct udi_volmap *map, const char *input, bool site)
    return VOL_OK;
 }
 
+/* One entry in signature form (flags in a fixed order). */
 static char *entry_signature(const struct udi_volume *v)
 {
    char *s = xasprintf("%s:%s", v->from, v->to);
@@ -207,6 +212,7 @@ static char *entry_signature(const struct udi_volume *v)
    return s;
 }
 
+/* qsort comparator for strings. */
 static int cmp_str(const void *a, const void *b)
 {
    return strcmp(*(char *const *)a, *(char *const *)b);

@@ -12,6 +12,7 @@
 #include "udi_config.h"
 #include "udi_misc.h"
 
+/* Entry point: parse, print JSON, exit 0 or UDI_EX_CONFIG. */
 int main(int argc, char **argv)
 {
    struct udi_config cfg;

@@ -12,6 +12,7 @@
 #include "udi_image.h"
 #include "udi_misc.h"
 
+/* Print `,"key":[…]` (or null), items as strings or as bare numbers. */
 static void print_list(const char *key, const struct strv *sv, bool null_if_empty, bool numbers)
 {
    printf(",\"%s\":", key);
@@ -25,6 +26,7 @@ static void print_list(const char *key, const struct strv *sv, bool null_if_empt
    printf("]");
 }
 
+/* Entry point: parse, print JSON, exit 0 or UDI_EX_DATAERR. */
 int main(int argc, char **argv)
 {
    struct udi_meta m;

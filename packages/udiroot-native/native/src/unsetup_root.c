@@ -11,6 +11,7 @@
 #include "udi_misc.h"
 #include "udi_mount.h"
 
+/* Entry point. Precondition: run by root (the epilog). Always tries every mount; exits 0 unless refused. */
 int main(int argc, char **argv)
 {
    struct udi_config cfg;
