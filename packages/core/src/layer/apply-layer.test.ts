@@ -1,4 +1,5 @@
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -155,6 +156,25 @@ describe('flattenLayers: replacement and links', () => {
     expect(readFileSync(join(root, long), 'utf8')).toBe('x');
     expect(readlinkSync(join(root, 's'))).toBe(`/${'t'.repeat(200)}`);
     expect(lstatSync(join(root, 'h')).nlink).toBe(2);
+  });
+});
+
+describe('applyLayer: GNU tar archives', () => {
+  it('reads GNU long names (L) and long link targets (K) written by GNU tar', async () => {
+    const src = join(scratch, 'src');
+    const longDir = 'd'.repeat(120);
+    const longName = `${longDir}/${'f'.repeat(110)}`;
+    mkdirSync(join(src, longDir), { recursive: true });
+    writeFileSync(join(src, longName), 'gnu');
+    linkSync(join(src, longName), join(src, 'hard'));
+    symlinkSync(`/${'t'.repeat(150)}`, join(src, 'sym'));
+    // Sorted so the long name comes first and `hard` becomes the hardlink entry with a long (K) target.
+    const blob = execFileSync('tar', ['--format=gnu', '--sort=name', '-C', src, '-cf', '-', longDir, 'hard', 'sym']);
+    expect(blob.includes(Buffer.from('././@LongLink'))).toBe(true);
+    await applyLayer(root, Readable.from([blob]), { layer: 'sha256:gnu' });
+    expect(readFileSync(join(root, longName), 'utf8')).toBe('gnu');
+    expect(lstatSync(join(root, 'hard')).ino).toBe(lstatSync(join(root, longName)).ino);
+    expect(readlinkSync(join(root, 'sym'))).toBe(`/${'t'.repeat(150)}`);
   });
 });
 

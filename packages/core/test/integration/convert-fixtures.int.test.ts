@@ -203,6 +203,41 @@ describe.skipIf(!haveServices('fixtures'))('convertImage on the harness fixtures
     for (const name of tree.keys()) expect(name).not.toMatch(/(^|\/)\.wh\./);
   });
 
+  it('weird: type changes, hardlinks into a lower layer, special modes and awkward metadata', async () => {
+    const image = loadImage(join(fixturesDir, 'weird'), 'latest');
+    const root = join(work, 'weird-check');
+    mkdirSync(root);
+    await flattenLayers(root, image.layers);
+    const w = (p: string) => join(root, 'weird', p);
+    expect(lstatSync(w('file-to-dir')).isDirectory()).toBe(true);
+    expect(readFileSync(w('file-to-dir/child.txt'), 'utf8')).toBe('now a directory\n');
+    expect(lstatSync(w('dir-to-file')).isFile()).toBe(true);
+    expect(readFileSync(w('dir-to-file'), 'utf8')).toBe('now a file\n');
+    expect(lstatSync(w('link-to-lower')).ino).toBe(lstatSync(w('file.txt')).ino);
+    expect(lstatSync(w('hard-a')).ino).toBe(lstatSync(w('hard-b')).ino);
+    // The symlink that became a directory was replaced, not followed: file.txt is untouched.
+    expect(lstatSync(w('link-to-file')).isDirectory()).toBe(true);
+    expect(readdirSync(w('link-to-file'))).toEqual(['now-a-dir.txt']);
+    expect(readFileSync(w('file.txt'), 'utf8')).toBe('plain file\n');
+    expect(lstatSync(w('setuid-file')).mode & 0o7777).toBe(0o4755);
+    expect(lstatSync(w('setgid-dir')).mode & 0o7777).toBe(0o2775);
+    expect(lstatSync(w('fifo')).isFIFO()).toBe(true);
+    expect(readlinkSync(w('dangling'))).toBe('/does/not/exist');
+    expect(readFileSync(w('日本/café/résumé-é.txt'), 'utf8')).toBe('non-ASCII\n');
+    const longDir = Array.from({ length: 6 }, (_, i) => `long-directory-name-${String(i + 1).padStart(2, '0')}/`).join('');
+    expect(readFileSync(w(`${longDir}file-at-the-end-of-a-long-path.txt`), 'utf8')).toBe('deep long path\n');
+    expect(readlinkSync(w('long-target-link'))).toBe(`/weird/${longDir}file-at-the-end-of-a-long-path.txt`);
+
+    // Quotes, spaces and a newline in the config: written in the encoded .meta form and read back exactly.
+    const out = join(work, 'weird-meta');
+    mkdirSync(out);
+    const result = await convertImage(image.layers, image.config, out, { id: image.id, expandDir: join(work, 'weird-expand') });
+    const text = readFileSync(result.metaPath, 'utf8');
+    const config = image.config.config as { Env: string[]; Entrypoint: string[]; Cmd: string[] };
+    expect(text).toMatch(/^ENV: %/m);
+    expect(parseMeta(text)).toMatchObject({ env: config.Env, entrypoint: config.Entrypoint, cmd: config.Cmd, workdir: '/weird' });
+  });
+
   it('a failing squashfs tool leaves no file in the output directory and no scratch', async () => {
     const image = loadImage(join(fixturesDir, 'busybox'), 'latest');
     const out = join(work, 'failing-out');
