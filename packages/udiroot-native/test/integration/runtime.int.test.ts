@@ -555,6 +555,19 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       const ps = spawnSync('pgrep', ['-f', env.shifter], { encoding: 'utf8' });
       expect(ps.stdout).toBe('');
     }, 300_000);
+
+    it('runs 16 containers at once (loop devices claimed concurrently) and leaves nothing', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', `sleep 0.2; echo ${i}`])),
+      );
+      results.forEach((r, i) => {
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toBe(`${i}\n`);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(env.mounts()).toEqual([]);
+      expect(env.loopDevices()).toEqual([]);
+    }, 120_000);
   });
 
   describe('setupRoot / unsetupRoot', () => {
