@@ -1,4 +1,4 @@
-import { ConfigError, GatewayClient } from '@shifter/core';
+import { ConfigError, GatewayClient, type GatewayAuthenticator } from '@shifter/core';
 import { type CliConfig, loadCliConfig } from './cli-config.js';
 import { CredentialStore } from './credential-store.js';
 import { type CliEnvironment, readCliEnvironment } from './env.js';
@@ -16,8 +16,8 @@ export interface CliServices {
   environment(): CliEnvironment;
   /** Read `udiRoot.conf`. */
   loadConfig(file: string): Promise<CliConfig>;
-  /** Build the gateway client for a configuration. */
-  createClient(config: CliConfig, environment: CliEnvironment): GatewayApi;
+  /** Build the gateway client for a configuration; `authenticate` replaces the default munge signer. */
+  createClient(config: CliConfig, environment: CliEnvironment, authenticate?: GatewayAuthenticator): GatewayApi;
   /** The login store of the user. */
   credentialStore(environment: CliEnvironment): CredentialStore;
   /** Standard input (for `login --password-stdin`). */
@@ -27,12 +27,12 @@ export interface CliServices {
 const defaultServices: CliServices = {
   environment: () => readCliEnvironment(),
   loadConfig: loadCliConfig,
-  createClient: (config, environment) =>
+  createClient: (config, environment, authenticate) =>
     new GatewayClient({
       urls: config.imageGateway,
       system: config.system,
       timeoutMs: config.timeoutMs,
-      authenticate: (payload) => mungeEncodeWithCli(payload, { socketPath: environment.mungeSocket }),
+      authenticate: authenticate ?? ((payload) => mungeEncodeWithCli(payload, { socketPath: environment.mungeSocket })),
     }),
   credentialStore: (environment) => {
     if (!environment.home) throw new ConfigError('SHIFTER_CONFIG_INVALID', 'HOME is not set: the login store lives in $HOME/.udiRoot');

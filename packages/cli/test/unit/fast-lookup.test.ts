@@ -101,6 +101,26 @@ describe('runFastLookup', () => {
     expect(configFiles).toEqual(['/flag.conf', '/from-env.conf']);
   });
 
+  it('uses a credential made ahead of time for the first request only', async () => {
+    let authenticate: ((payload: string) => Promise<string>) | undefined;
+    const restoreAgain = useServices({
+      createClient: (_settings, _environment, signer) => {
+        authenticate = signer;
+        return { lookup: async () => image() } as unknown as GatewayApi;
+      },
+    });
+    try {
+      let first: string | undefined;
+      await captureOutput(async () => {
+        await runFastLookup(['lookup', 'x'], { credential: Promise.resolve('MUNGE:early:') });
+        first = await authenticate!('');
+      });
+      expect(first).toBe('MUNGE:early:');
+    } finally {
+      restoreAgain();
+    }
+  });
+
   it('returns undefined without printing when the full CLI must run', async () => {
     expect(await fast(['lookup', '--help'])).toEqual({ stdout: '', stderr: '', exitCode: undefined });
   });
