@@ -72,6 +72,22 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
     expect(readdirSync(join(work, 'expand'))).toEqual([]);
   });
 
+  // The large fixtures exist once the harness finished its second phase (it sets SHIFTER_TEST_HARNESS_PARTIAL=1 before).
+  it.skipIf(process.env.SHIFTER_TEST_HARNESS_PARTIAL === '1').each([
+    ['big', ['/bin/busybox', '/data/random/blob-1.bin']],
+    ['debian', ['/usr/bin/python3', '/usr/bin/gcc', '/etc/debian_version']],
+  ] as const)('pulls the large fixture test/%s:latest', async (fixture, expectedPaths) => {
+    const result = await pullImage(`${serviceValue('registry')}/test/${fixture}:latest`, {
+      cacheDir: join(work, 'cache-large'),
+      outDir: join(work, `out-${fixture}`),
+      expandDir: join(work, 'expand'),
+    });
+    const paths = new Set(squashfsPaths(result.squashfsPath));
+    for (const path of expectedPaths) expect(paths.has(path), path).toBe(true);
+    expect(result.conversion.entries).toBeGreaterThan(1000);
+    rmSync(join(work, `out-${fixture}`), { recursive: true, force: true });
+  });
+
   it('uses the blob cache on a second pull and rebuilds byte-identical files', async () => {
     const ref = `${serviceValue('registry')}/test/whiteout:latest`;
     const first = await pullImage(ref, { cacheDir, outDir: join(work, 'again-1'), expandDir: join(work, 'expand') });
