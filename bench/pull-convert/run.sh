@@ -10,11 +10,13 @@
 #
 #   bench/pull-convert/run.sh [REPO:TAG ...]    default: test/big:latest test/debian:latest on $SHIFTER_TEST_REGISTRY
 #   ROUNDS=3 (default) SCRATCH=/var/tmp/shifter-bench-pull (default) DROP_CACHES=1 (default; needs root)
+#   CONTENDERS="mksquashfs peer tar2sqfs" (default; drop tar2sqfs for a quicker run)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SCRATCH=${SCRATCH:-/var/tmp/shifter-bench-pull}
 DROP_CACHES=${DROP_CACHES:-1}
+CONTENDERS=${CONTENDERS:-mksquashfs peer tar2sqfs}
 if [[ -z ${SHIFTER_TEST_REGISTRY:-} && -f $ROOT/.state/harness.env ]]; then source "$ROOT/.state/harness.env"; fi
 : "${SHIFTER_TEST_REGISTRY:?start the harness (scripts/test-harness.sh start) or set SHIFTER_TEST_REGISTRY}"
 images=("$@")
@@ -61,9 +63,13 @@ for image in "${images[@]}"; do
   results=$(mktemp)
   : >"$SCRATCH/ours.jsonl"
   for ((r = 1; r <= ROUNDS; r++)); do
-    run_ours mksquashfs
-    run_peer
-    run_ours tar2sqfs
+    for contender in $CONTENDERS; do
+      case $contender in
+        peer) run_peer ;;
+        mksquashfs | tar2sqfs) run_ours "$contender" ;;
+        *) echo "unknown contender $contender" >&2; exit 64 ;;
+      esac
+    done
   done
   echo "== $image on $SHIFTER_TEST_REGISTRY  ($ROUNDS rounds, cold cache, page cache dropped=$DROP_CACHES, $(nproc) cores)"
   python3 - "$results" <<'PY'
@@ -76,6 +82,7 @@ base = statistics.median(float(r[0]) for r in rows['peer'])
 print(f"{'contender':26} {'wall s (median)':>15} {'ratio':>6} {'node RSS MB':>12} {'child RSS MB':>13} {'squashfs bytes':>15}  all walls")
 for name, label in [('ours-mksquashfs', 'ours (mksquashfs)'), ('ours-tar2sqfs', 'ours (tar2sqfs)'), ('peer', 'skopeo+umoci+mksquashfs')]:
     r = rows[name]
+    if not r: continue
     wall = statistics.median(float(x[0]) for x in r)
     node = max((x[1] for x in r), key=lambda v: -1 if v == '-' else int(v))
     child = max(int(x[2]) for x in r)
