@@ -722,9 +722,22 @@ void udi_root_build(const struct udi_root_request *r)
    mkdir_p(um, 0755);
    mkdir_p(c->loopMount, 0755);
    if (r->local_root) {
+      /* A local: root is a path the user names: it is opened with the user's file-system credentials, so only a
+         directory the user can reach becomes the image (never, say, a root-only directory through a symlink). */
+      int src, dst, e;
       if (!c->allowLocalChroot)
          FATAL(UDI_EX_NOPERM, "local: images are not allowed on this system");
-      bind_paths(r->image_file, c->loopMount, MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY, true);
+      udi_fs_as_user(r->user);
+      src = open(r->image_file, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      e = errno;
+      udi_fs_as_root();
+      if (src < 0)
+         FATAL(UDI_EX_NOINPUT, "local image %s: %s", r->image_file, strerror(e));
+      dst = open(c->loopMount, O_PATH | O_DIRECTORY | O_CLOEXEC);
+      Tf (dst >= 0, "open %s", c->loopMount);
+      Zf (bind_fds(src, dst, MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY, true, MS_PRIVATE), "bind %s", r->image_file);
+      close(src);
+      close(dst);
    } else {
       mount_image_loop(r->image_file, c->loopMount, "squashfs", true);
    }

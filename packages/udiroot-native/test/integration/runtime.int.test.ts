@@ -357,6 +357,30 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       expect(Number(r.stdout.trim().split('\n').pop())).toBeLessThan(15); // only the generated /etc
     });
 
+    it('opens local: roots as the user: refused when not allowed or not reachable, usable otherwise', async () => {
+      const rootfs = join(env.dir, 'local-root');
+      spawnSync('rm', ['-rf', rootfs, join(env.dir, 'local-bundle')]);
+      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/busybox:latest`, join(env.dir, 'local-bundle')], { stdio: 'pipe' });
+      execFileSync('mv', [join(env.dir, 'local-bundle', 'rootfs'), rootfs]);
+      chmodSync(rootfs, 0o755);
+      expect((await env.runAs(user, [`--image=local:${rootfs}`, 'echo', 'x'])).status).toBe(77); // allowLocalChroot=0
+      env.writeConf('allowLocalChroot=1\n');
+      try {
+        const ok = await env.runAs(user, [`--image=local:${rootfs}`, 'cat', '/etc/os-release']);
+        expect(ok.stderr).toBe('');
+        expect(ok.stdout).toContain('busybox');
+        const hidden = join(env.dir, 'root-only-dir');
+        mkdirSync(join(hidden, 'inner'), { recursive: true });
+        chmodSync(hidden, 0o700);
+        const link = join(scratch, 'to-hidden');
+        spawnSync('rm', ['-f', link]);
+        symlinkSync(join(hidden, 'inner'), link);
+        expect((await env.runAs(user, [`--image=local:${link}`, 'true'])).status).toBe(66);
+      } finally {
+        env.writeConf();
+      }
+    });
+
     it("gives the command the caller's umask while root's own files ignore it", async () => {
       const r = await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'umask; ls -ld /var/spool']);
       expect(r.stdout.split('\n')[0]).toBe('0022');
