@@ -38,7 +38,13 @@ int main(int argc, char **argv)
 
    udi_progname = "setupRoot";
    openlog("setupRoot", LOG_PID, LOG_AUTHPRIV);
-   syslog(LOG_INFO, "uid=%u argc=%d", getuid(), argc);
+   {
+      struct strv a = { 0 };
+      strv_init(&a);
+      for (int i = 0; i < argc; i++)
+         strv_push(&a, argv[i]);
+      syslog(LOG_INFO, "uid=%u argv=%s", getuid(), strv_join(&a, " "));
+   }
    if (getuid() != 0 || geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "must be run by root");
    umask(022);
