@@ -18,7 +18,7 @@ int main(int argc, char **argv)
    int lazy;
    udi_progname = "unsetupRoot";
    openlog("unsetupRoot", LOG_PID, LOG_AUTHPRIV);
-   syslog(LOG_INFO, "uid=%u argv=%s%s", getuid(), argv[0], argc > 1 ? " -V" : "");
+   syslog(LOG_INFO, "uid=%u argv=%s %s", getuid(), argv[0], argc > 1 ? argv[1] : "");
    if (getuid() != 0 || geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "must be run by root");
    if (argc > 1 && argv[1][0] == '-' && argv[1][1] == 'V')
