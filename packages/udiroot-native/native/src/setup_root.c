@@ -22,6 +22,8 @@
 #include "udi_privs.h"
 #include "udi_volume.h"
 
+/** Functions **/
+
 /* Entry point. Preconditions: run by root (real and effective uid 0) from the prolog; exits non-zero on any
    refusal, leaving nothing mounted it did not finish (a failed build exits before shifterConfig.json is written). */
 int main(int argc, char **argv)

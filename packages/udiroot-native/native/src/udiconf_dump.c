@@ -12,6 +12,8 @@
 #include "udi_config.h"
 #include "udi_misc.h"
 
+/** Functions **/
+
 /* Entry point: parse, print JSON, exit 0 or UDI_EX_CONFIG. */
 int main(int argc, char **argv)
 {

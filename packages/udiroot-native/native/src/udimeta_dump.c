@@ -12,6 +12,8 @@
 #include "udi_image.h"
 #include "udi_misc.h"
 
+/** Functions **/
+
 /* Print `,"key":[…]` (or null), items as strings or as bare numbers. */
 static void print_list(const char *key, const struct strv *sv, bool null_if_empty, bool numbers)
 {

@@ -11,6 +11,8 @@
 #include "udi_misc.h"
 #include "udi_mount.h"
 
+/** Functions **/
+
 /* Entry point. Precondition: run by root (the epilog). Always tries every mount; exits 0 unless refused. */
 int main(int argc, char **argv)
 {
