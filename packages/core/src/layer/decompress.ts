@@ -50,6 +50,7 @@ async function peek(stream: Readable, count: number): Promise<{ head: Buffer; st
       stream.off('readable', onReadable);
       stream.off('end', onEnd);
       stream.off('error', onError);
+      stream.off('close', onClose);
     };
     const onReadable = () => {
       let chunk: Buffer | null;
@@ -71,7 +72,13 @@ async function peek(stream: Readable, count: number): Promise<{ head: Buffer; st
       cleanup();
       reject(error);
     };
+    // destroy() without an error emits only 'close': without this, a cancelled read-ahead would wait forever.
+    const onClose = () => {
+      cleanup();
+      reject(new Error('the layer stream was closed before it ended'));
+    };
     stream.on('readable', onReadable);
+    stream.on('close', onClose);
     stream.on('end', onEnd);
     stream.on('error', onError);
   });

@@ -100,7 +100,7 @@ describe('convertImage', () => {
 
   it('aborting stops the conversion and leaves nothing', async () => {
     const controller = new AbortController();
-    const many = Array.from({ length: 300 }, (_, i) => ({ path: `f${i}`, content: "x" }));
+    const many = Array.from({ length: 300 }, (_, i) => ({ path: `f${i}`, content: 'x' }));
     const running = convertImage(await sources(many, many), config, out, {
       id: ID,
       expandDir: expand,
