@@ -1,5 +1,16 @@
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 import type { Plugin } from 'esbuild';
+
+// core's libmunge addon is looked up relative to the module that loads it, which in the bundle is dist/*.js: one of
+// its candidates is ../native/build/Release/. Copy it there when it is built; without it the CLI runs `munge`.
+const ADDON = '../core/native/build/Release/shifter_munge.node';
+const ADDON_COPY = 'native/build/Release/shifter_munge.node';
+function copyMungeAddon(): void {
+  if (!existsSync(ADDON)) return;
+  mkdirSync('native/build/Release', { recursive: true });
+  copyFileSync(ADDON, ADDON_COPY);
+}
 
 // Core's composition root can import benchmark helpers from bench/ at run time; a client never runs that path, and
 // bundling it would drag the whole core (zod, undici, better-sqlite3) into the CLI. Such imports stay dynamic and
@@ -29,6 +40,7 @@ export default defineConfig({
   // Never needed at run time: oclif only loads typescript for development builds; the store drivers are not used
   // by the client and must not be dragged in by accident.
   esbuildPlugins: [leaveBenchOutside],
+  onSuccess: async () => copyMungeAddon(),
   esbuildOptions(options) {
     options.conditions = ['@shifter/source'];
     // Set here because tsup's noExternal wins over its own external list.

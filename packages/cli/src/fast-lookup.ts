@@ -2,7 +2,6 @@ import { toShifterError } from '@shifter/core';
 import { resolveConfigPath } from './cli-config.js';
 import { reportError } from './error-envelope.js';
 import { lookupImage } from './lookup-image.js';
-import { mungeEncodeWithCli } from './munge-encode.js';
 import { services } from './services.js';
 
 interface FastLookupArguments {
@@ -37,39 +36,27 @@ export function parseFastLookup(argv: readonly string[]): FastLookupArguments | 
   return image === undefined || config === '' ? undefined : { image, config, json, verbose };
 }
 
-/** Options of {@link runFastLookup}. */
-export interface FastLookupOptions {
-  /**
-   * A munge credential with an empty payload, already being made (bin/run.js starts `munge` before loading this
-   * bundle so the two overlap). Used for the first request only: credentials are single-use.
-   */
-  credential?: Promise<string>;
-}
-
 /**
  * The start-up fast path of `shifterimg lookup`, which the runtime and job scripts call on every job start: the same
  * arguments, output, errors and exit codes as the oclif command, without loading oclif (about half of the CLI's cold
  * start). bin/run.js tries it first.
  * @param argv - the arguments after the program name
- * @param options - a credential made ahead of time
  * @returns the exit code, or undefined when the arguments need the full CLI
  */
-export async function runFastLookup(argv: readonly string[], options: FastLookupOptions = {}): Promise<number | undefined> {
+export async function runFastLookup(argv: readonly string[]): Promise<number | undefined> {
   const parsed = parseFastLookup(argv);
   if (!parsed) return undefined;
   try {
     const environment = services().environment();
+    // The credential of the first request is made while udiRoot.conf is read: the munge socket comes from the
+    // environment, not the file. Credentials are single-use, so later attempts (failover) sign their own.
+    let early: Promise<string> | undefined = services().sign('', environment);
+    early.catch(() => undefined);
     const settings = await services().loadConfig(resolveConfigPath(parsed.config, environment));
-    let prefetched = options.credential;
     const client = services().createClient(settings, environment, (payload) => {
-      const sign = (): Promise<string> => mungeEncodeWithCli(payload, { socketPath: environment.mungeSocket });
-      const ready = payload === '' ? prefetched : undefined;
-      if (ready) {
-        prefetched = undefined;
-        // A failed early attempt is repeated here, so a broken munge is reported as SHIFTER_AUTH_UNAVAILABLE.
-        return ready.catch(sign);
-      }
-      return sign();
+      const ready = payload === '' ? early : undefined;
+      early = undefined;
+      return ready ?? services().sign(payload, environment);
     });
     const image = await lookupImage(settings, client, parsed.image);
     if (parsed.verbose) process.stderr.write(`lookup: ${JSON.stringify(image)}\n`);

@@ -2,7 +2,7 @@ import { ConfigError, GatewayClient, type GatewayAuthenticator } from '@shifter/
 import { type CliConfig, loadCliConfig } from './cli-config.js';
 import { CredentialStore } from './credential-store.js';
 import { type CliEnvironment, readCliEnvironment } from './env.js';
-import { mungeEncodeWithCli } from './munge-encode.js';
+import { signWithMunge } from './munge-sign.js';
 
 /** The gateway calls the commands make (a `GatewayClient`, or a stub in tests). */
 export type GatewayApi = Pick<
@@ -22,6 +22,8 @@ export interface CliServices {
   credentialStore(environment: CliEnvironment): CredentialStore;
   /** Standard input (for `login --password-stdin`). */
   stdin(): NodeJS.ReadableStream;
+  /** Make a munge credential carrying `payload`. */
+  sign(payload: string, environment: CliEnvironment): Promise<string>;
 }
 
 const defaultServices: CliServices = {
@@ -32,13 +34,14 @@ const defaultServices: CliServices = {
       urls: config.imageGateway,
       system: config.system,
       timeoutMs: config.timeoutMs,
-      authenticate: authenticate ?? ((payload) => mungeEncodeWithCli(payload, { socketPath: environment.mungeSocket })),
+      authenticate: authenticate ?? ((payload) => current.sign(payload, environment)),
     }),
   credentialStore: (environment) => {
     if (!environment.home) throw new ConfigError('SHIFTER_CONFIG_INVALID', 'HOME is not set: the login store lives in $HOME/.udiRoot');
     return new CredentialStore(environment.home);
   },
   stdin: () => process.stdin,
+  sign: (payload, environment) => signWithMunge(payload, environment.mungeSocket),
 };
 
 let current: CliServices = defaultServices;

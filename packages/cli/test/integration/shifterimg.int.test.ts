@@ -135,6 +135,8 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     await cp(join(cliRoot, 'dist'), join(install, 'dist'), { recursive: true });
     await cp(join(cliRoot, 'bin/run.js'), join(install, 'bin/run.js'));
     await cp(join(cliRoot, 'package.json'), join(install, 'package.json'));
+    // core's libmunge addon, copied next to the bundle by the build when it is built (else `munge` is run).
+    await cp(join(cliRoot, 'native'), join(install, 'native'), { recursive: true }).catch(() => undefined);
     execFileSync('chmod', ['-R', 'a+rX', install]);
     cliBin = join(install, 'bin/run.js');
 

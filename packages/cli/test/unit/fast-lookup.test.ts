@@ -20,6 +20,7 @@ beforeEach(() => {
       return settings;
     },
     createClient: () => ({ lookup: (type: string, tag: string) => lookup(type, tag) }) as GatewayApi,
+    sign: async () => 'MUNGE:stub:',
   });
 });
 afterEach(() => restore());
@@ -101,23 +102,33 @@ describe('runFastLookup', () => {
     expect(configFiles).toEqual(['/flag.conf', '/from-env.conf']);
   });
 
-  it('uses a credential made ahead of time for the first request only', async () => {
-    let authenticate: ((payload: string) => Promise<string>) | undefined;
-    const restoreAgain = useServices({
-      createClient: (_settings, _environment, signer) => {
-        authenticate = signer;
-        return { lookup: async () => image() } as unknown as GatewayApi;
+  it('signs the first credential while udiRoot.conf loads, and a fresh one for each later attempt', async () => {
+    const events: string[] = [];
+    let signed = 0;
+    const restoreSigner = useServices({
+      sign: async (payload) => {
+        events.push(`sign(${JSON.stringify(payload)})`);
+        return `MUNGE:${++signed}:`;
       },
+      loadConfig: async () => {
+        events.push('loadConfig');
+        return settings;
+      },
+      createClient: (_settings, _environment, authenticate) =>
+        ({
+          lookup: async () => {
+            // A failover: two attempts, two credentials.
+            events.push(`attempt ${await authenticate!('')}`);
+            events.push(`attempt ${await authenticate!('')}`);
+            return image();
+          },
+        }) as unknown as GatewayApi,
     });
     try {
-      let first: string | undefined;
-      await captureOutput(async () => {
-        await runFastLookup(['lookup', 'x'], { credential: Promise.resolve('MUNGE:early:') });
-        first = await authenticate!('');
-      });
-      expect(first).toBe('MUNGE:early:');
+      expect((await fast(['lookup', 'x'])).exitCode).toBe(0);
+      expect(events).toEqual(['sign("")', 'loadConfig', 'attempt MUNGE:1:', 'sign("")', 'attempt MUNGE:2:']);
     } finally {
-      restoreAgain();
+      restoreSigner();
     }
   });
 
