@@ -90,6 +90,7 @@ describe('RegistryClient (MockAgent)', () => {
     expect(resolved.manifestMediaType).toBe(MediaType.OCI_MANIFEST);
     expect(resolved.config.config?.Cmd).toEqual(['/bin/sh']);
     expect(resolved.usedCredentials).toBe(false);
+    expect(await registry.resolveDigest('reg.example.org/test/app')).toEqual({ reference: resolved.reference, manifestDigest: image.manifestDigest, id: resolved.id, usedCredentials: false });
     expect(seen[0]!.headers.accept).toContain(MediaType.OCI_INDEX);
     expect(seen[0]!.headers.accept).toContain(MediaType.DOCKER_MANIFEST_LIST);
     expect(seen[0]!.headers.authorization).toBeUndefined();
@@ -146,6 +147,8 @@ describe('RegistryClient (MockAgent)', () => {
     expect(resolvedArm.manifestDigest).toBe(arm.manifestDigest);
     expect(resolvedArm.indexDigest).toBe(sha(index));
     expect(resolvedArm.config.architecture).toBe('arm64');
+    const cheap = await registry.resolveDigest('reg.example.org/test/app:multi', { platform: { os: 'linux', architecture: 'arm64' } });
+    expect(cheap).toMatchObject({ manifestDigest: arm.manifestDigest, id: arm.manifestDigest.slice(7), indexDigest: sha(index), usedCredentials: false });
     const resolvedAmd = await registry.resolveImage('reg.example.org/test/app:multi');
     expect(resolvedAmd.id).toBe(amd.manifestDigest.slice(7));
     await expect(registry.resolveImage('reg.example.org/test/app:multi', { platform: { os: 'linux', architecture: 's390x' } })).rejects.toMatchObject({

@@ -299,6 +299,36 @@ export class RegistryClient {
   }
 
   /**
+   * Resolve a reference to its platform manifest digest with as few requests as possible (one manifest GET): the
+   * cheap "has the tag moved?" check of the gateway. For an index the digest comes from the chosen entry and the
+   * platform manifest itself is not fetched; {@link RegistryClient.resolveImage} verifies it later.
+   *
+   * @param reference - parsed reference or a string
+   * @param options - platform and abort signal
+   * @returns the platform manifest digest, the image id (its hex), the index digest if any, and whether
+   *   credentials were needed
+   * @throws as {@link RegistryClient.resolveImage}, minus the config checks
+   */
+  async resolveDigest(
+    reference: ImageReference | string,
+    options: ResolveImageOptions = {},
+  ): Promise<{ reference: ImageReference; manifestDigest: Digest; id: string; indexDigest?: Digest; usedCredentials: boolean }> {
+    const ref = typeof reference === 'string' ? this.parseReference(reference) : reference;
+    const endpoint = this.endpointFor(ref);
+    const scope = `repository:${ref.repository}:pull`;
+    const expected = ref.digest === undefined ? undefined : parseDigest(ref.digest);
+    const top = await this.#getManifest(endpoint, scope, ref, referenceTarget(ref), expected, options.signal);
+    let manifestDigest = top.digest;
+    let indexDigest: Digest | undefined;
+    if (isImageIndex(top.manifest)) {
+      indexDigest = top.digest;
+      manifestDigest = parseDigest(selectPlatform(top.manifest, options.platform ?? DEFAULT_PLATFORM).digest);
+    }
+    const usedCredentials = this.#auth.get(this.#authKey(endpoint, scope))?.withCredentials ?? false;
+    return { reference: ref, manifestDigest, id: digestHex(manifestDigest), ...(indexDigest ? { indexDigest } : {}), usedCredentials };
+  }
+
+  /**
    * Resolve a reference to one platform's manifest and image config.
    *
    * Verified: the manifest digest is computed over the bytes as received and must equal a digest in the reference

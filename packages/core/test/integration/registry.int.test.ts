@@ -251,6 +251,11 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
       const client = makeClient({ credentials });
       const image = await pullAll(client, tokenRef('private/busybox:latest'), 'busybox', 'latest');
       expect(image.usedCredentials).toBe(true);
+      const cheap = await makeClient({ credentials }).resolveDigest(tokenRef('private/busybox:latest'));
+      expect(cheap).toMatchObject({ manifestDigest: image.manifestDigest, id: image.id, usedCredentials: true });
+      const list = await makeClient().resolveDigest(tokenRef('test/multiarch:list'), { platform: { os: 'linux', architecture: 'arm64' } });
+      expect(list.indexDigest).toMatch(/^sha256:/);
+      expect((await makeClient().resolveImage(tokenRef('test/multiarch:list'), { platform: { os: 'linux', architecture: 'arm64' } })).id).toBe(list.id);
     });
 
     it('refuses private/busybox without credentials', async () => {
