@@ -13,6 +13,17 @@ import { RuntimeEnv, run } from './runtime-env.js';
 
 const enabled = haveRoot() && haveServices('user', 'registry');
 
+/** Kernel teardown of a namespace and its autoclear loop devices finishes shortly after the process is gone. */
+async function settled(check: () => string[], timeoutMs = 5000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let left = check();
+  while (left.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    left = check();
+  }
+  return left;
+}
+
 function environOf(stdout: string): Record<string, string> {
   return Object.fromEntries(
     stdout
@@ -253,8 +264,7 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
         expect(tooBig.status).toBe(65);
         const badFs = await env.runAs(user, [`--image=id:${busybox}`, '--volume=/tmp:/cache:perNodeCache=size=512M,fs=ext4', 'true']);
         expect(badFs.status).toBe(65);
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        expect(env.loopDevices()).toEqual([]);
+        expect(await settled(() => env.loopDevices())).toEqual([]);
       } finally {
         env.writeConf();
       }
@@ -400,10 +410,12 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     });
 
     it('keeps the host mount table unchanged while and after a container runs', async () => {
-      const before = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length;
-      const r = await env.runAs(user, [`--image=id:${busybox}`, 'cat', '/proc/self/mountinfo']);
-      expect(r.stdout.split('\n').length).toBeGreaterThan(before - 10);
-      expect(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').length).toBe(before);
+      const running = env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'sleep 1; grep -c . /proc/self/mountinfo']);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(env.mounts()).toEqual([]); // the container's mounts live only in its own namespace
+      const r = await running;
+      expect(Number(r.stdout.trim())).toBeGreaterThan(5); // …where they do exist
+      expect(env.mounts()).toEqual([]);
     });
   });
 
@@ -573,9 +585,8 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
         const r = await env.runAs(user, [`--image=id:${busybox}`, 'true']);
         expect(r.status).toBe(0);
       }
-      await new Promise((resolve) => setTimeout(resolve, 500)); // namespace teardown releases loops asynchronously
-      expect(env.mounts()).toEqual([]);
-      expect(env.loopDevices()).toEqual([]);
+      expect(await settled(() => env.mounts())).toEqual([]);
+      expect(await settled(() => env.loopDevices())).toEqual([]);
       const ps = spawnSync('pgrep', ['-f', env.shifter], { encoding: 'utf8' });
       expect(ps.stdout).toBe('');
     }, 300_000);
@@ -588,9 +599,8 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
         expect(r.stderr).toBe('');
         expect(r.stdout).toBe(`${i}\n`);
       });
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(env.mounts()).toEqual([]);
-      expect(env.loopDevices()).toEqual([]);
+      expect(await settled(() => env.mounts())).toEqual([]);
+      expect(await settled(() => env.loopDevices())).toEqual([]);
     }, 120_000);
   });
 
@@ -618,9 +628,8 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       expect(otherUser.stdout).toContain(`"user":"${user2}"`);
       const teardown = await run(env.unsetupRoot, []);
       expect(teardown.status).toBe(0);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(env.mounts()).toEqual([]);
-      expect(env.loopDevices()).toEqual([]);
+      expect(await settled(() => env.mounts())).toEqual([]);
+      expect(await settled(() => env.loopDevices())).toEqual([]);
     }, 60_000);
 
     it('refuses to run for a non-root caller', async () => {
