@@ -143,9 +143,12 @@ export class RuntimeEnv {
   }
 
   /** Run `shifter` (or another program) as the test user through runuser, with a controlled environment. */
-  runAs(user: string, args: string[], options: { env?: Record<string, string>; cwd?: string; program?: string } = {}): Promise<RunResult> {
+  runAs(user: string, args: string[], options: { env?: Record<string, string>; cwd?: string; program?: string; input?: string } = {}): Promise<RunResult> {
     const env = Object.entries({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...options.env }).map(([k, v]) => `${k}=${v}`);
-    return run('runuser', ['-u', user, '--', 'env', '-i', ...env, options.program ?? this.shifter, ...args], { cwd: options.cwd });
+    return run('runuser', ['-u', user, '--', 'env', '-i', ...env, options.program ?? this.shifter, ...args], {
+      cwd: options.cwd,
+      input: options.input,
+    });
   }
 
   /** Mount points (global namespace) at or below this installation. */

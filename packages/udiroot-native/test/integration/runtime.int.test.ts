@@ -125,8 +125,9 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     });
 
     it('without --entrypoint and without a command runs /bin/sh', async () => {
-      const r = await env.runAs(user, [`--image=id:${entryId}`], {});
-      expect(r.status).toBe(0); // sh reads the empty stdin and exits 0
+      const r = await env.runAs(user, [`--image=id:${entryId}`], { input: 'echo "from $0"; exit 5\n' });
+      expect(r.stdout).toBe('from /bin/sh\n');
+      expect(r.status).toBe(5);
     });
 
     it('--entrypoint on an image without ENTRY is refused', async () => {
