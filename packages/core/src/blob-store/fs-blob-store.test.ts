@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm, stat, utimes, writeFile, mkdir } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -65,7 +65,6 @@ describe('FsBlobStore', () => {
     await mkdir(join(dir, 'sha256'), { recursive: true });
     const lock = join(dir, 'sha256', `${hex}.lock`);
     await writeFile(lock, `${hostname()} ${process.pid}\n`);
-    const writer = new FsBlobStore(dir, { fsync: false });
     const waiter = new FsBlobStore(dir, { fsync: false });
     let opened = 0;
     const pending = waiter.put(digest, bytes.length, () => {
@@ -73,9 +72,10 @@ describe('FsBlobStore', () => {
       return Readable.from([bytes]);
     });
     await new Promise((resolve) => setTimeout(resolve, 150));
-    // The "other process" finishes: publishes the blob, then drops its lock.
+    // The "other process" finishes as FsBlobStore does: publishes the blob (rename), then drops its lock.
+    await writeFile(join(dir, 'sha256', `.${hex}.other.tmp`), bytes);
+    await rename(join(dir, 'sha256', `.${hex}.other.tmp`), join(dir, 'sha256', hex));
     await rm(lock);
-    await writer.put(digest, bytes.length, Readable.from([bytes]));
     expect(await pending).toEqual({ stored: false });
     expect(opened).toBe(0);
   });
