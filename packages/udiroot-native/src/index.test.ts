@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ShifterError } from '@shifter/core';
-import { buildShifterArgs, runShifter } from './index.js';
+import { buildSetupRootArgs, buildShifterArgs, runSetupRoot, runShifter, runUnsetupRoot } from './index.js';
 
 describe('buildShifterArgs', () => {
   it('maps every option to one shifter flag, command last after --', () => {
@@ -111,5 +111,53 @@ describe('runShifter', () => {
     setTimeout(() => controller.abort(), 50);
     const result = await pending;
     expect(result.signal).toBe('SIGTERM');
+  });
+});
+
+describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
+  it('builds the prolog command line in setupRoot\'s option order', () => {
+    expect(
+      buildSetupRootArgs({
+        imageId: 'ABCDEF01',
+        user: 'alice',
+        uid: 1000,
+        gid: 100,
+        volumes: [{ from: '/scratch', to: '/data', readOnly: true }, '/a:/b'],
+        modules: ['mpich'],
+        hosts: { node1: 2, node2: 1 },
+        verbose: true,
+      }),
+    ).toEqual(['-V', '-v', '/scratch:/data:ro;/a:/b', '-u', 'alice', '-U', '1000', '-G', '100', '-N', 'node1/2 node2/1', '-m', 'mpich', 'id', 'abcdef01']);
+    expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6 })).toEqual(['-u', 'bob', '-U', '5', '-G', '6', 'id', 'ab']);
+  });
+
+  it.each([
+    [{ imageId: 'not-hex', user: 'a', uid: 1, gid: 1 }, 'imageId'],
+    [{ imageId: 'ab', user: '', uid: 1, gid: 1 }, 'user'],
+    [{ imageId: 'ab', user: 'a', uid: 0, gid: 1 }, 'uid'],
+    [{ imageId: 'ab', user: 'a', uid: 1, gid: -1 }, 'gid'],
+    [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, hosts: { 'bad host': 1 } }, 'hosts'],
+    [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, hosts: { n: 0 } }, 'hosts'],
+  ])('refuses %j', (options, field) => {
+    expect(() => buildSetupRootArgs(options)).toThrow(expect.objectContaining({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT', details: { field } }));
+  });
+
+  it('spawns the programs with the built argv', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'udiroot-unit-setup-'));
+    try {
+      const fake = join(dir, 'fake');
+      writeFileSync(fake, '#!/bin/sh\necho "$@"\n');
+      chmodSync(fake, 0o755);
+      const setup = await runSetupRoot({ programPath: fake, imageId: 'ab', user: 'a', uid: 1, gid: 2 });
+      expect(setup.exitCode).toBe(0);
+      expect(setup.stdout).toBe('-u a -U 1 -G 2 id ab\n');
+      const teardown = await runUnsetupRoot({ programPath: fake, verbose: true });
+      expect(teardown.stdout).toBe('-V\n');
+      await expect(runSetupRoot({ programPath: fake, imageId: 'zz', user: 'a', uid: 1, gid: 2 })).rejects.toMatchObject({
+        code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -163,7 +163,18 @@ export function runShifter(options: RunShifterOptions): Promise<RunShifterResult
   } catch (error) {
     return Promise.reject(error);
   }
-  const program = options.shifterPath ?? 'shifter';
+  return spawnProgram(options.shifterPath ?? 'shifter', args, options);
+}
+
+/** Spawn options shared by the runners. */
+interface SpawnSettings {
+  cwd?: string;
+  spawnEnv?: NodeJS.ProcessEnv;
+  stdio?: 'pipe' | 'inherit';
+  signal?: AbortSignal;
+}
+
+function spawnProgram(program: string, args: string[], options: SpawnSettings): Promise<RunShifterResult> {
   const stdio: StdioOptions = options.stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'];
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, {
@@ -192,4 +203,86 @@ export function runShifter(options: RunShifterOptions): Promise<RunShifterResult
       if (!failed) resolve({ exitCode, signal, stdout, stderr, args });
     });
   });
+}
+
+/** What `setupRoot` (workload-manager prolog, run as root) should prepare. */
+export interface SetupRootOptions {
+  /** Image id (hex); the prolog resolves tags to ids at submit time. */
+  imageId: string;
+  /** The job's user name, uid and gid (must match the passwd entry). */
+  user: string;
+  uid: number;
+  gid: number;
+  /** User volumes, as for {@link ShifterOptions.volumes}. */
+  volumes?: Array<ShifterVolume | string>;
+  /** Modules (`-m a,b`), or `'none'`; omitted means the site's defaultModules. */
+  modules?: string[] | 'none';
+  /** Nodes and task counts for `/var/hostsfile`, e.g. `{ node1: 2, node2: 1 }`. */
+  hosts?: Record<string, number>;
+  /** `-V`. */
+  verbose?: boolean;
+}
+
+/**
+ * Build the argument vector for `setupRoot` (without the program name). Pure.
+ *
+ * @param options - image, user and request; must equal the later `shifter` calls' image, volumes and modules for
+ *   them to reuse the root
+ * @returns argv ending with `id <imageId>`
+ * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` for a non-hex id, a non-positive uid/gid, an empty user,
+ *   a bad host name or task count, or invalid volumes/modules
+ */
+export function buildSetupRootArgs(options: SetupRootOptions): string[] {
+  if (!/^[0-9a-f]+$/i.test(options.imageId)) throw invalid('imageId must be hexadecimal', 'imageId');
+  if (!options.user || /[\s:]/.test(options.user)) throw invalid('user must be a login name', 'user');
+  for (const [field, value] of [['uid', options.uid], ['gid', options.gid]] as const) {
+    if (!Number.isSafeInteger(value) || value <= 0) throw invalid(`${field} must be a positive integer (root is refused)`, field);
+  }
+  const args: string[] = [];
+  if (options.verbose) args.push('-V');
+  const volumes = (options.volumes ?? []).map(volumeArg);
+  if (volumes.length > 0) args.push('-v', volumes.join(';'));
+  args.push('-u', options.user, '-U', String(options.uid), '-G', String(options.gid));
+  const hosts = Object.entries(options.hosts ?? {});
+  if (hosts.length > 0) {
+    for (const [host, tasks] of hosts) {
+      if (!/^[A-Za-z0-9._-]+$/.test(host) || !Number.isSafeInteger(tasks) || tasks <= 0) throw invalid(`bad host entry ${host}/${tasks}`, 'hosts');
+    }
+    args.push('-N', hosts.map(([host, tasks]) => `${host}/${tasks}`).join(' '));
+  }
+  if (options.modules !== undefined) {
+    const list = options.modules === 'none' ? ['none'] : options.modules;
+    if (list.length === 0 || list.some((m) => m === '' || m.includes(','))) throw invalid('modules must be non-empty names', 'modules');
+    args.push('-m', list.join(','));
+  }
+  args.push('id', options.imageId.toLowerCase());
+  return args;
+}
+
+/**
+ * Run `setupRoot` (as root, from a prolog) and wait.
+ *
+ * @param options - what to prepare, plus `programPath` (default `setupRoot`) and spawn settings
+ * @returns exit status and output, as {@link runShifter}
+ * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` from {@link buildSetupRootArgs}; `SHIFTER_TOOL_NOT_FOUND`
+ */
+export function runSetupRoot(options: SetupRootOptions & SpawnSettings & { programPath?: string }): Promise<RunShifterResult> {
+  let args: string[];
+  try {
+    args = buildSetupRootArgs(options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return spawnProgram(options.programPath ?? 'setupRoot', args, options);
+}
+
+/**
+ * Run `unsetupRoot` (as root, from an epilog): unmount everything setupRoot built. Idempotent.
+ *
+ * @param options - `programPath` (default `unsetupRoot`), `verbose`, spawn settings
+ * @returns exit status and output
+ * @throws {@link ShifterError} `SHIFTER_TOOL_NOT_FOUND`
+ */
+export function runUnsetupRoot(options: SpawnSettings & { programPath?: string; verbose?: boolean } = {}): Promise<RunShifterResult> {
+  return spawnProgram(options.programPath ?? 'unsetupRoot', options.verbose ? ['-V'] : [], options);
 }

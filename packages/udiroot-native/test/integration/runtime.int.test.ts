@@ -9,6 +9,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, symlinkSyn
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { runSetupRoot, runUnsetupRoot } from '../../src/index.js';
 import { RuntimeEnv, run } from './runtime-env.js';
 
 const enabled = haveRoot() && haveServices('user', 'registry');
@@ -609,9 +610,10 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     it('builds a root in the global namespace, shifter reuses it, unsetupRoot removes everything', async () => {
       const uid = execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim();
       const gid = execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim();
-      const setup = await run(env.setupRoot, ['-u', user, '-U', uid, '-G', gid, '-N', 'node1/2 node2/1', 'id', busybox]);
+      // Through the TypeScript wrapper, as a prolog script would.
+      const setup = await runSetupRoot({ programPath: env.setupRoot, imageId: busybox, user, uid: Number(uid), gid: Number(gid), hosts: { node1: 2, node2: 1 } });
       expect(setup.stderr).toBe('');
-      expect(setup.status).toBe(0);
+      expect(setup.exitCode).toBe(0);
       expect(env.mounts().length).toBeGreaterThan(3);
       expect(readFileSync(join(env.udiMount, 'var', 'shifterConfig.json'), 'utf8')).toBe(
         `{"identifier":"${busybox}","user":"${user}","volMap":"","modules":""}`,
@@ -627,8 +629,8 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       // Another user never gets this user's root.
       const otherUser = await env.runAs(user2, [`--image=id:${busybox}`, '--verbose', 'cat', '/var/shifterConfig.json']);
       expect(otherUser.stdout).toContain(`"user":"${user2}"`);
-      const teardown = await run(env.unsetupRoot, []);
-      expect(teardown.status).toBe(0);
+      const teardown = await runUnsetupRoot({ programPath: env.unsetupRoot });
+      expect(teardown.exitCode).toBe(0);
       expect(await settled(() => env.mounts())).toEqual([]);
       expect(await settled(() => env.loopDevices())).toEqual([]);
     }, 60_000);
