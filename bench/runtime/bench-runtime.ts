@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { GatewayClient } from '../../packages/core/src/index.js';
+import { GatewayClient } from '@shifter/core';
 import { RuntimeEnv } from '../../packages/udiroot-native/test/integration/runtime-env.js';
 
 const runs = Number(process.argv[2] ?? 100);
