@@ -14,6 +14,12 @@
  *   deleted to release, with a wall-clock expiry (10 s) so a writer that crashed inside the critical section
  *   does not block others for longer. The write itself is still `replaceOne({_id, revision})`, so on a real
  *   mongod an expired lock cannot cause a lost update either.
+ * - **Fast lookups:** FerretDB 1.x filters and sorts in its own process (no index use for fields other than `_id`),
+ *   so a query by tag costs a scan of the collection (~35 ms for 300 records here) while a get by `_id` is cheap. The
+ *   `tags` collection holds a pointer `{_id: [system, itype, tag], recordId}` per tag, written **before** a tag is
+ *   added to a record (insert, moveTag). `findReadyByTag` follows the pointer and checks the record is READY and
+ *   carries the tag; a missing pointer means no record has the tag; a stale one (the record lost the tag or is not
+ *   READY) falls back to the scan, whose answer then repairs the pointer. The records stay the truth.
  * - Labels are stored as `[{key, value}]` and job payloads, results and progress as JSON strings, because MongoDB
  *   (before 5.0) and FerretDB refuse field names containing `.` or starting with `$` (OCI label keys contain dots).
  *
@@ -84,6 +90,11 @@ interface JobDocument extends Omit<JobRecord, 'id' | 'payload' | 'progress' | 'r
   result: string;
 }
 
+interface TagPointerDocument {
+  _id: string;
+  recordId: string;
+}
+
 interface LockDocument {
   _id: string;
   token: string;
@@ -118,6 +129,7 @@ export class MongoMetadataStore implements MetadataStore {
   readonly #metrics: Collection<MetricDocument>;
   readonly #jobs: Collection<JobDocument>;
   readonly #locks: Collection<LockDocument>;
+  readonly #tagPointers: Collection<TagPointerDocument>;
   readonly #now: () => number;
   #closed = false;
 
@@ -129,6 +141,7 @@ export class MongoMetadataStore implements MetadataStore {
     this.#metrics = db.collection<MetricDocument>(`${prefix}metrics`);
     this.#jobs = db.collection<JobDocument>(`${prefix}jobs`);
     this.#locks = db.collection<LockDocument>(`${prefix}locks`);
+    this.#tagPointers = db.collection<TagPointerDocument>(`${prefix}tags`);
     this.#now = now;
   }
 
@@ -260,10 +273,16 @@ export class MongoMetadataStore implements MetadataStore {
     throw new StoreError('SHIFTER_JOB_CONFLICT', `record ${recordId} kept changing; gave up after ${MAX_CAS_RETRIES} tries`);
   }
 
+  /** Point `tag` of (system, itype) at `recordId` (see the module documentation: written before the tag is added). */
+  async #pointTag(system: string, itype: string, tag: string, recordId: string): Promise<void> {
+    await this.#tagPointers.replaceOne({ _id: JSON.stringify([system, itype, tag]) }, { recordId }, { upsert: true });
+  }
+
   async insert(input: NewImageRecord): Promise<ImageRecord> {
     validateNewImageRecord(input);
     return this.#run('insert', async () => {
       const record = fillImageRecord(input, { recordId: new ObjectId().toHexString(), createdAt: this.#now() });
+      for (const tag of record.tags) await this.#pointTag(record.system, record.itype, tag, record.recordId);
       await this.#insertRecord(record);
       return record;
     });
@@ -278,16 +297,17 @@ export class MongoMetadataStore implements MetadataStore {
     }
     return this.#run('createOrGetInFlight', async () => {
       for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt++) {
-        const existing = this.#toRecord(await this.#images.findOne({ inflightKey: key }));
-        if (existing) return { record: existing, created: false };
+        // Insert first: the unique index answers at once, while finding by key is a scan on FerretDB.
         const record = fillImageRecord(input, { recordId: new ObjectId().toHexString(), createdAt: this.#now() });
         try {
           await this.#images.insertOne(this.#toDocument(record));
           return { record, created: true };
         } catch (error) {
-          // Someone else inserted first: loop and return theirs (unless it already left flight; then try again).
           if (!isDuplicateKey(error)) throw error;
         }
+        // Someone else's record is in flight: return it (unless it just left flight; then try again).
+        const existing = this.#toRecord(await this.#images.findOne({ inflightKey: key }));
+        if (existing) return { record: existing, created: false };
       }
       throw new StoreError('SHIFTER_JOB_CONFLICT', `could not settle the in-flight record for ${input.pulltag}`);
     });
@@ -314,12 +334,20 @@ export class MongoMetadataStore implements MetadataStore {
 
   async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
     return this.#run('findReadyByTag', async () => {
+      const pointer = await this.#tagPointers.findOne({ _id: JSON.stringify([system, itype, tag]) });
+      if (!pointer) return null; // every tag gets its pointer before any record carries it
+      const pointed = this.#toRecord(await this.#images.findOne({ _id: pointer.recordId }));
+      if (pointed && pointed.status === 'READY' && pointed.tags.includes(tag) && pointed.system === system && pointed.itype === itype) {
+        return pointed;
+      }
       const documents = await this.#images
         .find({ system, itype, status: 'READY', tags: tag })
         .sort({ updatedAt: -1, revision: -1 })
         .limit(1)
         .toArray();
-      return this.#toRecord(documents[0] ?? null);
+      const found = this.#toRecord(documents[0] ?? null);
+      if (found) await this.#pointTag(system, itype, tag, found.recordId).catch(() => undefined);
+      return found;
     });
   }
 
@@ -342,7 +370,10 @@ export class MongoMetadataStore implements MetadataStore {
 
   async moveTag(recordId: string, tag: string): Promise<ImageRecord> {
     return this.#run('moveTag', async () => {
-      // Add first, then remove from the others: a concurrent findReadyByTag sees old or new, never nothing.
+      // Pointer, then add, then remove from the others: a concurrent findReadyByTag sees old or new, never nothing.
+      const current = await this.#images.findOne({ _id: recordId }, { projection: { system: 1, itype: 1 } });
+      if (!current) throw recordNotFound(recordId);
+      await this.#pointTag(current.system, current.itype, tag, recordId);
       const target = await this.#casRecord(recordId, (current) =>
         current.tags.includes(tag)
           ? current
