@@ -191,7 +191,7 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
   const verifierFactory =
     components.createVerifier ??
     (async (socketPath: string) => {
-      const create = await loadExport<(o: { socketPath: string }) => MungeVerifier>('./auth/munge.js', 'createMungeVerifier', 'the munge verifier');
+      const create = await loadExport<(o: { socketPath: string }) => MungeVerifier>('./auth/munge-verifier.js', 'createMungeVerifier', 'the munge verifier');
       return create({ socketPath });
     });
   const verifiers = new Map<string, Promise<MungeVerifier>>();
