@@ -7,7 +7,8 @@
 # Blobs are read once before each run so every contender starts with a warm page cache.
 #
 #   bench/convert/run.sh [LAYOUT:TAG ...]     default: $SHIFTER_TEST_FIXTURES/{big,debian}:latest
-#   ROUNDS=3 (default) SCRATCH=/var/tmp/shifter-bench (default)
+#   ROUNDS=3 (default) SCRATCH=/var/tmp/shifter-bench (default) CONTENDERS="ours-mksquashfs umoci ours-tar2sqfs"
+# "peak RSS" is the largest process of a contender (GNU time); "node RSS" is the Node process's own peak.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROUNDS=${ROUNDS:-3}
@@ -19,13 +20,20 @@ if ((${#images[@]} == 0)); then
 fi
 for tool in umoci mksquashfs tar2sqfs /usr/bin/time; do command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 69; }; done
 mkdir -p "$SCRATCH"
-TSX=("$ROOT/node_modules/.bin/tsx" --conditions=@shifter/source)
+# Bundle the driver (and @shifter/core from source) once, so the measured Node process is the product's code on
+# plain node, without the tsx loader's own memory.
+mkdir -p "$ROOT/bench/out"
+"$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/convert/convert-once.ts" --bundle --platform=node --format=esm \
+  --target=node20 --conditions=@shifter/source --log-level=error --outfile="$ROOT/bench/out/convert-once.mjs" \
+  --external:better-sqlite3 --external:mongodb --external:ioredis --external:bullmq --external:undici \
+  --external:zod --external:tar-stream
+DRIVER=(node "$ROOT/bench/out/convert-once.mjs")
 
 # run NAME CMD... → appends "NAME wall_s peak_rss_MB [node_rss_MB]" to $results
 run_ours() { # tool
   local out=$SCRATCH/out-$1 exp=$SCRATCH/expand-$1 json
   rm -rf "$out" "$exp"; mkdir -p "$out" "$exp"
-  json=$(/usr/bin/time -f '%e %M' -o "$SCRATCH/time" "${TSX[@]}" "$ROOT/bench/convert/convert-once.ts" "$layout" "$tag" "$out" "$exp" "$1")
+  json=$(/usr/bin/time -f '%e %M' -o "$SCRATCH/time" "${DRIVER[@]}" "$layout" "$tag" "$out" "$exp" "$1")
   read -r wall rss <"$SCRATCH/time"
   node_rss=$(sed -E 's/.*"maxRssMB":([0-9]+).*/\1/' <<<"$json")
   bytes=$(sed -E 's/.*"squashfsBytes":([0-9]+).*/\1/' <<<"$json")
@@ -49,7 +57,7 @@ for image in "${images[@]}"; do
   [[ -d $layout ]] || { echo "no layout $layout" >&2; exit 66; }
   results=$(mktemp)
   for ((r = 1; r <= ROUNDS; r++)); do
-    for contender in ours-mksquashfs umoci ours-tar2sqfs; do
+    for contender in ${CONTENDERS:-ours-mksquashfs umoci ours-tar2sqfs}; do
       cat "$layout"/blobs/sha256/* >/dev/null
       case $contender in
         ours-mksquashfs) run_ours mksquashfs ;;
@@ -68,7 +76,8 @@ for line in open(sys.argv[1]):
 base = statistics.median(w for w, *_ in rows['umoci+mksquashfs'])
 print(f"{'contender':18} {'wall s (median)':>16} {'ratio':>6} {'peak RSS MB':>12} {'node RSS MB':>12} {'squashfs bytes':>15}  all walls")
 for name in ['ours-mksquashfs', 'ours-tar2sqfs', 'umoci+mksquashfs']:
-    r = rows[name]
+    r = rows.get(name)
+    if not r: continue
     wall = statistics.median(w for w, *_ in r)
     print(f"{name:18} {wall:16.2f} {wall / base:6.2f} {max(x[1] for x in r):12d} {max((x[2] for x in r), key=lambda v: -1 if v == '-' else int(v)):>12} {r[0][3]:15d}  {' '.join(f'{w:.2f}' for w, *_ in r)}")
 PY
