@@ -23,11 +23,13 @@ mkdir -p "$SCRATCH"
 # Bundle the driver (and @shifter/core from source) once, so the measured Node process is the product's code on
 # plain node, without the tsx loader's own memory.
 mkdir -p "$ROOT/bench/out"
-"$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/convert/convert-once.ts" --bundle --platform=node --format=esm \
-  --target=node20 --conditions=@shifter/source --log-level=error --outfile="$ROOT/bench/out/convert-once.mjs" \
+# (--splitting: the library imports one module lazily; without it esbuild's lazy wrappers break the bundle.)
+rm -rf "$ROOT/bench/out/convert"
+"$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/convert/convert-once.ts" --bundle --splitting --platform=node --format=esm \
+  --target=node20 --conditions=@shifter/source --log-level=error --outdir="$ROOT/bench/out/convert" \
   --external:better-sqlite3 --external:mongodb --external:ioredis --external:bullmq --external:undici \
   --external:zod --external:tar-stream
-DRIVER=(node "$ROOT/bench/out/convert-once.mjs")
+DRIVER=(node "$ROOT/bench/out/convert/convert-once.js")
 
 # run NAME CMD... → appends "NAME wall_s peak_rss_MB [node_rss_MB]" to $results
 run_ours() { # tool
