@@ -1,4 +1,9 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { MockAgent } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -258,6 +263,46 @@ describe('GatewayClient', () => {
     expect(JSON.parse(gw.seen[0]!.body)).toEqual({ filepath: '/scratch/img.squashfs', format: 'squashfs', allowed_uids: '7' });
     // The health check needs no credential, so none is made.
     expect(gw.seen[5]!.authentication).toBeUndefined();
+  });
+
+  it('talks to an https gateway whose CA Node trusts (NODE_EXTRA_CA_CERTS)', async () => {
+    // Node reads NODE_EXTRA_CA_CERTS only at start-up, so the client runs in a child process.
+    const dir = await mkdtemp(join(tmpdir(), 'gw-tls-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+        '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      const server = createHttpsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_request, response) => {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ status: 'up', version: 'tls', systems: ['s'] }));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      servers.push(server as unknown as Server);
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const script = `import { GatewayClient } from ${JSON.stringify(new URL('./gateway-client.ts', import.meta.url).href)};
+const client = new GatewayClient({ urls: [${JSON.stringify(url)}], system: 's' });
+console.log(JSON.stringify(await client.status()));`;
+      const run = (extraCa: boolean) =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, ['--conditions=@shifter/source', '--import', 'tsx', '--input-type=module', '-e', script], {
+            env: { ...process.env, ...(extraCa ? { NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } : { NODE_EXTRA_CA_CERTS: '' }) },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+          child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+          child.on('close', (code) => resolve({ code, stdout, stderr }));
+        });
+      const trusted = await run(true);
+      expect(trusted.code).toBe(0);
+      expect(JSON.parse(trusted.stdout)).toEqual({ status: 'up', version: 'tls', systems: ['s'] });
+      // Without the CA the certificate is refused, which counts as an unreachable gateway.
+      const untrusted = await run(false);
+      expect(untrusted.code).not.toBe(0);
+      expect(untrusted.stderr).toMatch(/SHIFTER_GATEWAY_UNAVAILABLE[\s\S]*(SELF_SIGNED|CERT)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('uses the given undici dispatcher', async () => {
