@@ -37,7 +37,7 @@ describe.skipIf(!ready)('gateway crash safety (embedded store)', () => {
       metadata: { kind: 'sqlite', path: join(dir, 'gateway.db') },
       queue: { kind: 'in-process', concurrency: 1 },
       jobs: { leaseMs, heartbeatMs: 1000, maxAttempts: 3 },
-      conversion: { compression: 'gzip' },
+      conversion: { compression: 'lz4' },
       logLevel: 'info',
     };
   });
@@ -90,7 +90,10 @@ describe.skipIf(!ready)('gateway crash safety (embedded store)', () => {
       console.info(`crash test: wanted ${state}, killed in ${seen}`);
 
       gateway = await startGatewayProcess(config, { dir, name: 'crash' });
-      const final = await pullUntilDone(gateway.url, 'cluster', tag, () => mungeCredential(), 240_000);
+      const restarted = gateway;
+      const final = await pullUntilDone(restarted.url, 'cluster', tag, () => mungeCredential(), 240_000).catch((error: Error) => {
+        throw new Error(`${error.message}\n--- gateway output ---\n${restarted.output().slice(-6000)}`);
+      });
       expect(['READY', 'FAILURE']).toContain(final.body.status);
       if (final.body.status === 'FAILURE') expect(final.body.code).toMatch(/^SHIFTER_/);
       for (const file of readdirSync(imageDir)) expect(file, `left in the image directory: ${file}`).toMatch(FINAL);

@@ -13,6 +13,10 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 
 export const GATEWAY_BIN = fileURLToPath(new URL('../../bin/shifter-gateway.js', import.meta.url));
+// The CLI runs straight from source in its own node process, so the PID the tests signal (and SIGKILL) is the
+// gateway itself, not a launcher.
+const GATEWAY_CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+const NODE_ARGS = ['--conditions=@shifter/source', '--import', import.meta.resolve('tsx')];
 
 /** A free TCP port on loopback. */
 export async function freePort(): Promise<number> {
@@ -67,11 +71,11 @@ export async function startGatewayProcess(
   const file = join(options.dir, `${options.name ?? 'gateway'}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   const command = options.command ?? 'serve';
-  const argv = [GATEWAY_BIN, command, '--config', file, ...(options.args ?? [])];
+  const argv = [...NODE_ARGS, GATEWAY_CLI, command, '--config', file, ...(options.args ?? [])];
   const [exe, ...rest] = options.wrap ? [...options.wrap, process.execPath, ...argv] : [process.execPath, ...argv];
   const child = spawn(exe!, rest, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1', SHIFTER_LOG_LEVEL: 'info', ...options.env },
+    env: { ...process.env, SHIFTER_LOG_LEVEL: 'info', ...options.env },
   });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
