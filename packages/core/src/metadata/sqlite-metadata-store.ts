@@ -116,6 +116,8 @@ interface ImageRow {
 export class SqliteMetadataStore implements MetadataStore {
   readonly #db: Database.Database;
   readonly #now: () => number;
+  // Prepared once per SQL text: preparing costs more than running the small queries of the hot paths.
+  readonly #statements = new Map<string, Database.Statement>();
   #closed = false;
 
   /**
@@ -139,10 +141,19 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
+  #stmt(sql: string): Database.Statement {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   #migrate(): void {
     this.#db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
     const migrate = this.#db.transaction(() => {
-      const row = this.#db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+      const row = this.#stmt('SELECT version FROM schema_version').get() as { version: number } | undefined;
       let version = row?.version ?? 0;
       if (version > SQLITE_SCHEMA_VERSION) {
         throw new StoreError(
@@ -152,8 +163,8 @@ export class SqliteMetadataStore implements MetadataStore {
         );
       }
       while (version < SQLITE_SCHEMA_VERSION) this.#db.exec(MIGRATIONS[version++]!);
-      if (row) this.#db.prepare('UPDATE schema_version SET version = ?').run(version);
-      else this.#db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version);
+      if (row) this.#stmt('UPDATE schema_version SET version = ?').run(version);
+      else this.#stmt('INSERT INTO schema_version (version) VALUES (?)').run(version);
     });
     migrate.immediate();
   }
@@ -184,14 +195,13 @@ export class SqliteMetadataStore implements MetadataStore {
   // ----- image records --------------------------------------------------------------------------------------------
 
   #getRecord(recordId: string): ImageRecord | null {
-    const row = this.#db.prepare('SELECT doc FROM images WHERE record_id = ?').get(recordId) as ImageRow | undefined;
+    const row = this.#stmt('SELECT doc FROM images WHERE record_id = ?').get(recordId) as ImageRow | undefined;
     return row ? (JSON.parse(row.doc) as ImageRecord) : null;
   }
 
   #insertRecord(record: ImageRecord): void {
     try {
-      this.#db
-        .prepare(
+      this.#stmt(
           `INSERT INTO images (record_id, system, itype, pulltag, status, inflight_key, image_id, expiration, last_pull,
              revision, created_at, updated_at, doc)
            VALUES (@recordId, @system, @itype, @pulltag, @status, @inflightKey, @imageId, @expiration, @lastPull,
@@ -207,8 +217,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   #replaceRecord(record: ImageRecord): void {
     try {
-      this.#db
-        .prepare(
+      this.#stmt(
           `UPDATE images SET pulltag = @pulltag, status = @status, inflight_key = @inflightKey, image_id = @imageId,
              expiration = @expiration, last_pull = @lastPull, revision = @revision, updated_at = @updatedAt, doc = @doc
            WHERE record_id = @recordId`,
@@ -221,8 +230,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #writeTags(record: ImageRecord): void {
-    this.#db.prepare('DELETE FROM image_tags WHERE record_id = ?').run(record.recordId);
-    const insert = this.#db.prepare('INSERT OR IGNORE INTO image_tags (record_id, system, itype, tag) VALUES (?, ?, ?, ?)');
+    this.#stmt('DELETE FROM image_tags WHERE record_id = ?').run(record.recordId);
+    const insert = this.#stmt('INSERT OR IGNORE INTO image_tags (record_id, system, itype, tag) VALUES (?, ?, ?, ?)');
     for (const tag of record.tags) insert.run(record.recordId, record.system, record.itype, tag);
   }
 
@@ -261,7 +270,7 @@ export class SqliteMetadataStore implements MetadataStore {
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'createOrGetInFlight needs an in-flight status and a pulltag');
     }
     return this.#write('createOrGetInFlight', () => {
-      const row = this.#db.prepare('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
+      const row = this.#stmt('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
       if (row) return { record: JSON.parse(row.doc) as ImageRecord, created: false };
       this.#insertRecord(candidate);
       return { record: candidate, created: true };
@@ -287,15 +296,14 @@ export class SqliteMetadataStore implements MetadataStore {
   async findInFlight(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
     const key = JSON.stringify([system, itype, pulltag]);
     return this.#read('findInFlight', () => {
-      const row = this.#db.prepare('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
+      const row = this.#stmt('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
       return row ? (JSON.parse(row.doc) as ImageRecord) : null;
     });
   }
 
   async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
     return this.#read('findReadyByTag', () => {
-      const row = this.#db
-        .prepare(
+      const row = this.#stmt(
           `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
            WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'
            ORDER BY i.updated_at DESC, i.revision DESC LIMIT 1`,
@@ -307,8 +315,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async findReadyByImageId(system: string, imageId: string): Promise<ImageRecord | null> {
     return this.#read('findReadyByImageId', () => {
-      const row = this.#db
-        .prepare(
+      const row = this.#stmt(
           `SELECT doc FROM images WHERE system = ? AND image_id = ? AND status = 'READY'
            ORDER BY updated_at DESC LIMIT 1`,
         )
@@ -319,8 +326,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async findByTag(system: string, itype: string, tag: string): Promise<ImageRecord[]> {
     return this.#read('findByTag', () => {
-      const rows = this.#db
-        .prepare(
+      const rows = this.#stmt(
           `SELECT doc FROM images WHERE system = @system AND itype = @itype AND (pulltag = @tag OR record_id IN
              (SELECT record_id FROM image_tags WHERE system = @system AND itype = @itype AND tag = @tag))
            ORDER BY created_at DESC, rowid DESC`,
@@ -337,8 +343,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const target = this.#getRecord(recordId);
       if (!target) throw recordNotFound(recordId);
       const now = this.#now();
-      const others = this.#db
-        .prepare(
+      const others = this.#stmt(
           `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
            WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND t.record_id <> ?`,
         )
@@ -396,7 +401,7 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
     const sql = `SELECT doc FROM images${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
-    return this.#read('list', () => (this.#db.prepare(sql).all(params) as ImageRow[]).map((row) => JSON.parse(row.doc) as ImageRecord));
+    return this.#read('list', () => (this.#stmt(sql).all(params) as ImageRow[]).map((row) => JSON.parse(row.doc) as ImageRecord));
   }
 
   async delete(recordId: string, expectations?: Pick<UpdateExpectations, 'expectStatus'>): Promise<boolean> {
@@ -405,7 +410,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!current) return false;
       const statuses = statusList(expectations?.expectStatus);
       if (statuses !== undefined && !statuses.includes(current.status)) return false;
-      this.#db.prepare('DELETE FROM images WHERE record_id = ?').run(recordId);
+      this.#stmt('DELETE FROM images WHERE record_id = ?').run(recordId);
       return true;
     });
   }
@@ -415,7 +420,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async insertLookupMetrics(rows: readonly LookupMetric[]): Promise<void> {
     if (rows.length === 0) return;
     this.#write('insertLookupMetrics', () => {
-      const insert = this.#db.prepare('INSERT INTO lookup_metrics (system, time, doc) VALUES (?, ?, ?)');
+      const insert = this.#stmt('INSERT INTO lookup_metrics (system, time, doc) VALUES (?, ?, ?)');
       for (const row of rows) insert.run(row.system, row.time, JSON.stringify(row));
     });
   }
@@ -423,8 +428,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async listLookupMetrics(system: string, limit: number): Promise<LookupMetric[]> {
     const n = Math.max(0, Math.floor(limit));
     return this.#read('listLookupMetrics', () => {
-      const rows = this.#db
-        .prepare('SELECT doc FROM lookup_metrics WHERE system = ? ORDER BY time DESC, seq DESC LIMIT ?')
+      const rows = this.#stmt('SELECT doc FROM lookup_metrics WHERE system = ? ORDER BY time DESC, seq DESC LIMIT ?')
         .all(system, n) as { doc: string }[];
       return rows.map((row) => JSON.parse(row.doc) as LookupMetric).reverse();
     });
@@ -433,7 +437,7 @@ export class SqliteMetadataStore implements MetadataStore {
   // ----- jobs -----------------------------------------------------------------------------------------------------
 
   #getJob(id: string): JobRecord | null {
-    const row = this.#db.prepare('SELECT doc FROM jobs WHERE id = ?').get(id) as { doc: string } | undefined;
+    const row = this.#stmt('SELECT doc FROM jobs WHERE id = ?').get(id) as { doc: string } | undefined;
     return row ? (JSON.parse(row.doc) as JobRecord) : null;
   }
 
@@ -450,15 +454,13 @@ export class SqliteMetadataStore implements MetadataStore {
       doc: JSON.stringify(job),
     };
     if (insert) {
-      this.#db
-        .prepare(
+      this.#stmt(
           `INSERT INTO jobs (id, system, kind, status, not_before, lease_expires_at, created_at, updated_at, doc)
            VALUES (@id, @system, @kind, @status, @notBefore, @leaseExpiresAt, @createdAt, @updatedAt, @doc)`,
         )
         .run(columns);
     } else {
-      this.#db
-        .prepare(
+      this.#stmt(
           `UPDATE jobs SET status = @status, not_before = @notBefore, lease_expires_at = @leaseExpiresAt,
              updated_at = @updatedAt, doc = @doc WHERE id = @id`,
         )
@@ -521,8 +523,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const exhaustedJobs: JobRecord[] = [];
     const claimed = this.#write('claimNextJob', () => {
       const now = this.#now();
-      const rows = this.#db
-        .prepare(
+      const rows = this.#stmt(
           `SELECT doc FROM jobs WHERE system = ? AND ((status = 'queued' AND not_before <= ?)
              OR (status = 'running' AND lease_expires_at < ?)) ORDER BY created_at, rowid`,
         )
@@ -610,14 +611,13 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
     const sql = `SELECT doc FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
-    return this.#read('listJobs', () => (this.#db.prepare(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as JobRecord));
+    return this.#read('listJobs', () => (this.#stmt(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as JobRecord));
   }
 
   async listClaimableJobs(system?: string): Promise<JobRecord[]> {
     const now = this.#now();
     return this.#read('listClaimableJobs', () => {
-      const rows = this.#db
-        .prepare(
+      const rows = this.#stmt(
           `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system) AND ((status = 'queued' AND not_before <= @now)
              OR (status = 'running' AND lease_expires_at < @now)) ORDER BY created_at, rowid`,
         )
@@ -628,7 +628,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async pruneJobs(before: number): Promise<number> {
     return this.#write('pruneJobs', () => {
-      const info = this.#db.prepare(`DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before);
+      const info = this.#stmt(`DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before);
       return info.changes;
     });
   }
