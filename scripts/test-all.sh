@@ -14,8 +14,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-# shellcheck source=lib/harness-common.sh
+cd "$ROOT" || exit 1
+# shellcheck source=scripts/lib/harness-common.sh
 source "$ROOT/scripts/lib/harness-common.sh"
 export CI=true
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH

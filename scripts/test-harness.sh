@@ -17,7 +17,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# shellcheck source=lib/harness-common.sh
+# shellcheck source=scripts/lib/harness-common.sh
 source "$ROOT/scripts/lib/harness-common.sh"
 
 STATE=$ROOT/.state
@@ -322,6 +322,18 @@ push_fixtures() {
   } >>"$log" 2>&1
 }
 
+# The cache hashes of a fixture set: what a registry's push marker records.
+fixture_set_hashes() {
+  local name names
+  if [[ $1 == small ]]; then names=("${SMALL_FIXTURES[@]}"); else names=("${LARGE_FIXTURES[@]}"); fi
+  for name in "${names[@]}"; do printf '%s=%s\n' "$name" "$(fixture_hash "$name")"; done
+}
+pushed_current() {
+  local marker=$STATE/registry/$1/pushed-$2
+  [[ -f $marker && $(<"$marker") == "$(fixture_set_hashes "$2")" ]]
+}
+mark_pushed() { fixture_set_hashes "$2" | atomic_write "$STATE/registry/$1/pushed-$2"; }
+
 # ---------------------------------------------------------------------------------------------------------------
 # FerretDB, Redis, munged
 
@@ -436,9 +448,10 @@ cmd_start() {
   done
   local pids=() failed=0
   for reg in plain basic token; do
-    # A registry that was running but whose push never completed (interrupted start) is pushed again.
-    if [[ " ${restarted[*]} " == *" $reg "* || ! -f $STATE/registry/$reg/pushed-small ]]; then
-      (push_fixtures "$reg" small && touch "$STATE/registry/$reg/pushed-small") &
+    # Pushed again when the registry restarted, when an earlier push never completed (interrupted start), or
+    # when a fixture was rebuilt since (its builder changed): the registry must serve what the layouts hold.
+    if [[ " ${restarted[*]} " == *" $reg "* ]] || ! pushed_current "$reg" small; then
+      (push_fixtures "$reg" small && mark_pushed "$reg" small) &
       pids+=($!)
     fi
   done
@@ -452,9 +465,9 @@ cmd_start() {
 
   if [[ ${SHIFTER_HARNESS_SKIP_LARGE:-0} != 1 ]]; then
     ensure_fixtures "${LARGE_FIXTURES[@]}"
-    if [[ ! -f $STATE/registry/plain/pushed-large ]]; then
+    if ! pushed_current plain large; then
       push_fixtures plain large || harness_die "pushing the large fixtures failed (log: $LOGS/push-plain.log)"
-      touch "$STATE/registry/plain/pushed-large"
+      mark_pushed plain large
     fi
     write_env
   fi
