@@ -7,6 +7,7 @@
 #   scripts/test-harness.sh stop     stop every service this harness started (by the PIDs in .state/pids/)
 #   scripts/test-harness.sh status   one line per service; exit 0 when all are up, 3 otherwise
 #   scripts/test-harness.sh env      print .state/harness.env (`eval "$(scripts/test-harness.sh env)"`)
+#   scripts/test-harness.sh prune    delete cached fixtures that this checkout's builders no longer produce
 #   scripts/test-harness.sh run CMD  run CMD with .state/harness.env exported (e.g. `… run npx vitest run --project
 #                                    integration packages/core/test/integration`)
 #
@@ -516,6 +517,19 @@ cmd_status() {
   return $ok
 }
 
+# Other checkouts may still use another hash, so this is an explicit command, never part of start.
+cmd_prune() {
+  local keep=() name dir
+  for name in "${SMALL_FIXTURES[@]}" "${LARGE_FIXTURES[@]}"; do keep+=("$(fixture_hash "$name")"); done
+  for dir in "$FIXTURE_CACHE"/*/; do
+    [[ -d $dir ]] || continue
+    if [[ " ${keep[*]} " != *" $(basename "$dir") "* ]]; then
+      harness_log "removing stale fixture cache $dir"
+      rm -rf --one-file-system "$dir"
+    fi
+  done
+}
+
 cmd_env() {
   [[ -f $ENV_FILE ]] || harness_die "no $ENV_FILE: run scripts/test-harness.sh start"
   grep '^export ' "$ENV_FILE"
@@ -524,7 +538,7 @@ cmd_env() {
 main() {
   local cmd=${1:-}
   case $cmd in
-    install | start | stop)
+    install | start | stop | prune)
       mkdir -p "$PIDS" "$LOGS"
       # One start/stop at a time: several engineers (and test-all.sh) may call start concurrently.
       exec 9>"$STATE/harness.lock"
@@ -544,7 +558,7 @@ main() {
       exec "$@"
       ;;
     *)
-      echo "usage: $0 install|start|stop|status|env|run CMD..." >&2
+      echo "usage: $0 install|start|stop|status|env|prune|run CMD..." >&2
       exit 64
       ;;
   esac
