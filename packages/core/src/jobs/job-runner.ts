@@ -13,10 +13,15 @@ import type { JobRecord, JsonValue } from './job-record.js';
 
 /** {@link ProcessOptions} with every default filled in. */
 export interface ResolvedProcessOptions {
+  /** Handlers running at once (≥ 1). */
   readonly concurrency: number;
+  /** Lease length, ms (≥ 50). */
   readonly leaseMs: number;
+  /** Back-off before retry number `attempt`, ms. */
   readonly retryDelayMs: (attempt: number) => number;
+  /** Called once per job that ends failed. */
   readonly onFailed: (job: JobRecord) => void | Promise<void>;
+  /** Called once per job that ends done. */
   readonly onCompleted: (job: JobRecord) => void | Promise<void>;
 }
 
@@ -59,6 +64,12 @@ export class JobRunner {
   /** Worker id that owns the leases of the jobs this runner runs. */
   readonly workerId: string;
 
+  /**
+   * @param store - where the job state lives (claims are made by the caller; the runner heartbeats and records outcomes)
+   * @param handler - the job handler
+   * @param options - from {@link resolveProcessOptions}
+   * @param workerId - the lease owner id the caller claimed jobs with
+   */
   constructor(store: MetadataStore, handler: JobHandler, options: ResolvedProcessOptions, workerId: string) {
     this.#store = store;
     this.#handler = handler;
