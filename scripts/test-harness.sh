@@ -542,7 +542,10 @@ main() {
       mkdir -p "$PIDS" "$LOGS"
       # One start/stop at a time: several engineers (and test-all.sh) may call start concurrently.
       exec 9>"$STATE/harness.lock"
-      flock 9
+      if ! flock -n 9; then
+        harness_log "waiting for another harness $cmd/start/stop to finish"
+        flock 9
+      fi
       "cmd_$cmd"
       ;;
     status) cmd_status ;;
