@@ -543,7 +543,7 @@ main() {
       # One start/stop at a time: several engineers (and test-all.sh) may call start concurrently.
       exec 9>"$STATE/harness.lock"
       if ! flock -n 9; then
-        harness_log "waiting for another harness $cmd/start/stop to finish"
+        harness_log "waiting for another harness start/stop to finish"
         flock 9
       fi
       "cmd_$cmd"
