@@ -29,7 +29,7 @@ import {
   type LookupMetric,
   type MetadataStore,
 } from '../metadata/index.js';
-import { parseReference, type ImageReference } from '../reference/index.js';
+import { parseReference, type ImageReference, type ParseReferenceOptions } from '../reference/index.js';
 import type { Transfer } from '../transfer/index.js';
 import { canRead, containsAll, unionIds, type Caller } from './caller.js';
 import { parseExpirationTimeout } from './expiration.js';
@@ -149,6 +149,8 @@ export class ImageService {
   private metricsTimer: NodeJS.Timeout | undefined;
   private readonly progressWrittenAt = new Map<string, number>();
   private readonly progressStatus = new Map<string, ImageStatus>();
+  private readonly parsedTags = new Map<string, { key: string; reference: ImageReference }>();
+  private readonly referenceOptions: ParseReferenceOptions;
 
   constructor(options: ImageServiceOptions) {
     this.config = options.config;
@@ -161,6 +163,10 @@ export class ImageService {
     this.pullUpdateMs = options.config.jobs.pullUpdateTimeout * 1000;
     this.expirationMs = parseExpirationTimeout(options.config.jobs.imageExpirationTimeout);
     this.readFileAs = options.readFileAs ?? defaultReadFileAs;
+    this.referenceOptions = {
+      locations: Object.fromEntries(Object.entries(options.config.registries).map(([name, registry]) => [name, { url: registry.url }])),
+      ...(options.config.defaultRegistry ? { defaultLocation: options.config.defaultRegistry } : {}),
+    };
   }
 
   // ----- helpers ------------------------------------------------------------------------------------------------
@@ -192,14 +198,17 @@ export class ImageService {
   }
 
   private parseDockerTag(tag: string): { key: string; reference: ImageReference } {
-    const reference = parseReference(tag, {
-      locations: Object.fromEntries(Object.entries(this.config.registries).map(([name, r]) => [name, { url: r.url }])),
-      ...(this.config.defaultRegistry ? { defaultLocation: this.config.defaultRegistry } : {}),
-    });
+    // Parsing is pure, so lookups under load reuse earlier results (bounded: the cache is dropped when full).
+    const cached = this.parsedTags.get(tag);
+    if (cached) return cached;
+    const reference = parseReference(tag, this.referenceOptions);
     // NOTE: records are keyed by the tag as the user wrote it plus ':latest' when it names no tag or digest, as
     // upstream does — but for lookups and pulls alike (upstream only added it on lookup).
     const key = reference.digest || tag.endsWith(`:${reference.tag}`) ? tag : `${tag}:${reference.tag ?? 'latest'}`;
-    return { key, reference };
+    if (this.parsedTags.size >= 10_000) this.parsedTags.clear();
+    const parsed = { key, reference };
+    this.parsedTags.set(tag, parsed);
+    return parsed;
   }
 
   /**
