@@ -116,7 +116,12 @@ export async function createDefaultTransfer(systemConfig: SystemConfig): Promise
     return new LocalTransfer({ imageDir: transfer.imageDir });
   }
   const SshTransfer = await loadExport<Constructor<Transfer>>('./transfer/ssh-transfer.js', 'SshTransfer', 'the ssh transfer');
-  return new SshTransfer({ ...transfer });
+  const { homedir, userInfo } = await import('node:os');
+  return new SshTransfer({
+    ...transfer,
+    username: transfer.username ?? userInfo().username,
+    knownHostsFile: transfer.knownHostsFile ?? `${homedir()}/.ssh/known_hosts`,
+  });
 }
 
 /**

@@ -26,6 +26,8 @@ const sshTransferSchema = z
     host: z.array(z.string().min(1)).min(1).describe('Hosts to reach the system by, tried in order'),
     username: z.string().min(1).optional().describe('ssh user name; defaults to the gateway\'s user'),
     key: z.string().optional().describe('ssh private key file'),
+    knownHostsFile: z.string().optional().describe('known_hosts file holding the hosts\' keys (always checked); default ~/.ssh/known_hosts of the gateway user'),
+    port: z.number().int().min(1).max(65535).optional().describe('ssh port (default 22)'),
     imageDir: z.string().min(1).describe('Absolute path of the image directory on the remote host'),
     sshOptions: z.array(z.string()).default([]).describe('Extra ssh arguments'),
     scpOptions: z.array(z.string()).default([]).describe('Extra scp arguments'),
