@@ -79,7 +79,7 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
     await waitForPort(HOST_ADDR, redisPort);
     await waitForPort(HOST_ADDR, mongoPort);
 
-    const sshOptions = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
+    const sshOptions = ['-o', 'LogLevel=ERROR'];
     config = {
       gateway: { host: '127.0.0.1', port: await freePort(), instances: 2 },
       storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
@@ -87,7 +87,16 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
       queue: { kind: 'redis', url: `redis://${HOST_ADDR}:${redisPort}`, prefix: 'dist' },
       systems: {
         remote: {
-          transfer: { kind: 'ssh', host: [NS_ADDR], username: 'root', key: join(dir, 'ns', 'id_ed25519'), imageDir, sshOptions, scpOptions: sshOptions },
+          transfer: {
+            kind: 'ssh',
+            host: [NS_ADDR],
+            username: 'root',
+            key: join(dir, 'ns', 'id_ed25519'),
+            knownHostsFile: join(dir, 'ns', 'known_hosts'),
+            imageDir,
+            sshOptions,
+            scpOptions: sshOptions,
+          },
           admins: ['root'],
         },
       },

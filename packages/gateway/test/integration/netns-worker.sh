@@ -2,7 +2,7 @@
 # Network namespace for the distributed gateway test: a veth link between the host (HOST_ADDR) and a namespace
 # (NS_ADDR) in which sshd (Debian openssh-server) listens on NS_ADDR only, accepting a key generated here.
 #
-#   netns-worker.sh up   NAME STATE_DIR HOST_ADDR NS_ADDR    → STATE_DIR/{id_ed25519,sshd.pid}
+#   netns-worker.sh up   NAME STATE_DIR HOST_ADDR NS_ADDR    → STATE_DIR/{id_ed25519,known_hosts,sshd.pid}
 #   netns-worker.sh down NAME STATE_DIR
 set -euo pipefail
 command=$1 name=$2 state=$3
@@ -37,6 +37,7 @@ StrictModes no
 PidFile $state/sshd.pid
 Subsystem sftp internal-sftp
 CONF
+    echo "$ns_addr $(cut -d' ' -f1,2 "$state/host_ed25519.pub")" >"$state/known_hosts"
     ip netns exec "$name" /usr/sbin/sshd -f "$state/sshd_config" -E "$state/sshd.log"
     for _ in $(seq 50); do [[ -s $state/sshd.pid ]] && break; sleep 0.1; done
     [[ -s $state/sshd.pid ]] || { cat "$state/sshd.log" >&2; exit 1; }
