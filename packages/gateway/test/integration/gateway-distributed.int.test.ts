@@ -61,9 +61,10 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
       }),
     );
     const mongoPort = await freePort();
+    const debugPort = await freePort();
     mkdirSync(join(dir, 'ferret'));
     children.push(
-      spawn(FERRETDB, ['--handler=sqlite', `--sqlite-url=file:${join(dir, 'ferret')}/`, `--listen-addr=${HOST_ADDR}:${mongoPort}`, `--state-dir=${join(dir, 'ferret')}`, '--telemetry=disable', '--log-level=error'], {
+      spawn(FERRETDB, ['--handler=sqlite', `--sqlite-url=file:${join(dir, 'ferret')}/`, `--listen-addr=${HOST_ADDR}:${mongoPort}`, `--state-dir=${join(dir, 'ferret')}`, `--debug-addr=127.0.0.1:${debugPort}`, '--telemetry=disable', '--log-level=error'], {
         stdio: 'ignore',
       }),
     );
