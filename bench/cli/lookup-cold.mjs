@@ -27,7 +27,7 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 const mungeSocket = process.env.SHIFTER_TEST_MUNGE_SOCKET ?? '/run/munge/munge.socket.2';
-const cliBin = join(repo, 'packages/cli/bin/run.js');
+const cliBin = join(repo, 'packages/cli/bin/run.cjs');
 if (!existsSync(join(repo, 'packages/cli/dist/index.js'))) {
   console.error('build the CLI first: npm run build -w @shifter/cli');
   process.exit(2);

@@ -39,7 +39,7 @@ export function parseFastLookup(argv: readonly string[]): FastLookupArguments | 
 /**
  * The start-up fast path of `shifterimg lookup`, which the runtime and job scripts call on every job start: the same
  * arguments, output, errors and exit codes as the oclif command, without loading oclif (about half of the CLI's cold
- * start). bin/run.js tries it first.
+ * start). bin/run.cjs tries it first.
  * @param argv - the arguments after the program name
  * @returns the exit code, or undefined when the arguments need the full CLI
  */

@@ -118,27 +118,30 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     work = await mkdtemp(join(tmpdir(), 'shifterimg-int-'));
     await chmod(work, 0o755);
 
-    // The product as installed: the bundle, its package.json and bin/run.js, somewhere both test users can read.
+    // The product as installed: the bundle, its package.json and bin/run.cjs, somewhere both test users can read.
     execFileSync('npx', ['tsup', '--metafile'], { cwd: cliRoot, stdio: 'pipe' });
-    const metafile = JSON.parse(await readFile(join(cliRoot, 'dist', 'metafile-esm.json'), 'utf8')) as {
-      outputs: Record<string, { bytes: number; imports: Array<{ path: string; external?: boolean }> }>;
-    };
+    type Metafile = { outputs: Record<string, { bytes: number; imports: Array<{ path: string; external?: boolean }> }> };
+    const metafile: Metafile = { outputs: {} };
+    for (const name of ['metafile-esm.json', 'metafile-cjs.json']) {
+      Object.assign(metafile.outputs, (JSON.parse(await readFile(join(cliRoot, 'dist', name), 'utf8')) as Metafile).outputs);
+    }
     bundleImports = Object.fromEntries(
-      ['index.js', 'fast-lookup.js'].map((name) => {
+      ['index.js', 'fast-lookup.cjs'].map((name) => {
         const output = metafile.outputs[`dist/${name}`]!;
         return [name, { bytes: output.bytes, external: output.imports.filter((entry) => entry.external).map((entry) => entry.path) }];
       }),
     );
     await rm(join(cliRoot, 'dist', 'metafile-esm.json'));
+    await rm(join(cliRoot, 'dist', 'metafile-cjs.json'), { force: true });
     const install = join(work, 'cli');
     await mkdir(join(install, 'bin'), { recursive: true });
     await cp(join(cliRoot, 'dist'), join(install, 'dist'), { recursive: true });
-    await cp(join(cliRoot, 'bin/run.js'), join(install, 'bin/run.js'));
+    await cp(join(cliRoot, 'bin/run.cjs'), join(install, 'bin/run.cjs'));
     await cp(join(cliRoot, 'package.json'), join(install, 'package.json'));
     // core's libmunge addon, copied next to the bundle by the build when it is built (else `munge` is run).
     await cp(join(cliRoot, 'native'), join(install, 'native'), { recursive: true }).catch(() => undefined);
     execFileSync('chmod', ['-R', 'a+rX', install]);
-    cliBin = join(install, 'bin/run.js');
+    cliBin = join(install, 'bin/run.cjs');
 
     alice = await makeActor(serviceValue('user'));
     bob = await makeActor(process.env.SHIFTER_TEST_USER2 ?? 'shiftertest2');
@@ -189,7 +192,7 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
       const foreign = bundle.external.filter((name) => !builtinModules.includes(name.replace(/^node:/, '')) && name !== 'typescript');
       expect(foreign, file).toEqual([]);
     }
-    expect(bundleImports['fast-lookup.js']!.bytes).toBeLessThan(100 * 1024);
+    expect(bundleImports['fast-lookup.cjs']!.bytes).toBeLessThan(100 * 1024);
   });
 
   it('status: reports the gateway and its systems', async () => {
