@@ -235,7 +235,9 @@ for (const backend of backends) {
       expect(image.status).toBe(200);
       const expired = await call(gateway.url, 'GET', path, { credential: await asRoot() });
       expect(expired.body).toEqual({ status: true });
-      for (let i = 0; i < 80 && existsSync(join(imageDir, `${image.body.id}.meta`)); i++) await new Promise((resolve) => setTimeout(resolve, 250));
+      // The .meta goes first, then the image: wait for both.
+      const gone = () => !existsSync(join(imageDir, `${image.body.id}.meta`)) && !existsSync(join(imageDir, `${image.body.id}.squashfs`));
+      for (let i = 0; i < 80 && !gone(); i++) await new Promise((resolve) => setTimeout(resolve, 250));
       expect(existsSync(join(imageDir, `${image.body.id}.meta`))).toBe(false);
       expect(existsSync(join(imageDir, `${image.body.id}.squashfs`))).toBe(false);
       expect((await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() })).status).toBe(404);
@@ -250,7 +252,7 @@ for (const backend of backends) {
       const answer = await call(gateway.url, 'GET', `/api/autoexpire/${SYSTEM}/`, { credential: await asRoot() });
       expect(answer.status).toBe(200);
       expect(answer.body.status).toContain(pulled.body.id);
-      for (let i = 0; i < 80 && existsSync(join(imageDir, `${pulled.body.id}.meta`)); i++) await new Promise((resolve) => setTimeout(resolve, 250));
+      for (let i = 0; i < 80 && existsSync(join(imageDir, `${pulled.body.id}.squashfs`)); i++) await new Promise((resolve) => setTimeout(resolve, 250));
       expect(existsSync(join(imageDir, `${pulled.body.id}.squashfs`))).toBe(false);
     });
   });
