@@ -5,6 +5,8 @@
 # credentials (one `unmunge` process per request) as the peer; and the wall time of 50 concurrent pulls of one tag
 # (counting registry blob downloads and jobs). Needs root (munged) and `scripts/test-harness.sh start` for the pulls
 # and the distributed backend. Results: bench/out/gateway.json and a summary on stdout; last line "N passed, N failed".
+# Knobs: BENCH_LOOKUPS, BENCH_UNMUNGE_LOOKUPS, BENCH_CONNECTIONS, BENCH_BACKENDS ("embedded distributed"),
+# BENCH_PULLS (1), BENCH_SERVER_CPUS (taskset list for the gateway, default 0; the load generator always gets core 1).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=$ROOT/bench/out/gateway
@@ -43,7 +45,7 @@ JSON
 
 start_gateway() { # dir verifier
   local log=$1/serve-$2.log
-  taskset -c 0 "${TSX[@]}" "$ROOT/bench/gateway/serve-bench.ts" "$1/config.json" "$2" >"$log" 2>&1 &
+  taskset -c "${BENCH_SERVER_CPUS:-0}" "${TSX[@]}" "$ROOT/bench/gateway/serve-bench.ts" "$1/config.json" "$2" >"$log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 300); do grep -q '^READY' "$log" && return; sleep 0.1; done
   echo "gateway did not start:"; cat "$log"; exit 1
@@ -62,7 +64,7 @@ lookup_run() { # name verifier count
 
 RESULTS=()
 passed=0 failed=0
-for backend in embedded distributed; do
+for backend in ${BENCH_BACKENDS:-embedded distributed}; do
   if [[ $backend == distributed && ( -z ${SHIFTER_TEST_MONGO_URL:-} || -z ${SHIFTER_TEST_REDIS_URL:-} ) ]]; then
     echo "distributed backend skipped: harness not running"; continue
   fi
@@ -81,7 +83,7 @@ for backend in embedded distributed; do
   if node -e "const r=$lib; process.exit(r.non2xx===0 && r.errors===0 ? 0 : 1)"; then passed=$((passed+1)); else failed=$((failed+1)); fi
 done
 
-if [[ -n ${SHIFTER_TEST_REGISTRY:-} ]]; then
+if [[ -n ${SHIFTER_TEST_REGISTRY:-} && ${BENCH_PULLS:-1} == 1 ]]; then
   p=$(write_config pulls embedded)
   start_gateway "$OUT/pulls" libmunge
   log=$ROOT/.state/logs/registry-plain.log
