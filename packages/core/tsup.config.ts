@@ -12,4 +12,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // The contract suites in ./testing run inside the caller's vitest; never bundle it.
+  external: ['vitest'],
 });
