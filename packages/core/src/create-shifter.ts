@@ -62,15 +62,17 @@ type Loaded = Record<string, unknown>;
 
 // NOTE: modules are loaded lazily so that the optional peers (mongodb, ioredis/bullmq) and the native munge binding
 // load only in deployments that use them.
-async function loadExport<T>(specifier: string, name: string, what: string): Promise<T> {
+// NOTE: every specifier is a literal so that the bundler (tsup) includes the module; a computed specifier would be
+// resolved against dist/ at run time and miss.
+async function loadExport<T>(load: () => Promise<unknown>, name: string, what: string): Promise<T> {
   let module: Loaded;
   try {
-    module = (await import(specifier)) as Loaded;
+    module = (await load()) as Loaded;
   } catch (error) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} cannot be loaded (${specifier}): ${(error as Error).message}`, { cause: error });
+    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} cannot be loaded: ${(error as Error).message}`, { cause: error });
   }
   const value = module[name];
-  if (value === undefined) throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} is not available: ${specifier} has no ${name}`);
+  if (value === undefined) throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} is not available: its module has no ${name}`);
   return value as T;
 }
 
@@ -79,11 +81,10 @@ type Constructor<T> = new (options: Record<string, unknown>) => T;
 /** Default store for the config: SQLite (embedded) or MongoDB. */
 export async function openDefaultStore(config: ShifterConfig): Promise<MetadataStore> {
   if (config.metadata.kind === 'sqlite') {
-    const SqliteMetadataStore = await loadExport<Constructor<MetadataStore>>('./metadata/sqlite-metadata-store.js', 'SqliteMetadataStore', 'the SQLite store');
+    const SqliteMetadataStore = await loadExport<Constructor<MetadataStore>>(() => import('./metadata/sqlite-metadata-store.js'), 'SqliteMetadataStore', 'the SQLite store');
     return new SqliteMetadataStore({ path: config.metadata.path });
   }
-  const MongoMetadataStore = await loadExport<{ connect?: (o: Record<string, unknown>) => Promise<MetadataStore> } & Constructor<MetadataStore>>(
-    './adapters/mongo/index.js',
+  const MongoMetadataStore = await loadExport<{ connect?: (o: Record<string, unknown>) => Promise<MetadataStore> } & Constructor<MetadataStore>>(() => import('./adapters/mongo/index.js'),
     'MongoMetadataStore',
     'the MongoDB store',
   );
@@ -97,11 +98,10 @@ export async function openDefaultStore(config: ShifterConfig): Promise<MetadataS
 /** Default queue for the config: in-process, or Redis + BullMQ (one queue per system). */
 export async function createDefaultQueue(config: ShifterConfig, store: MetadataStore): Promise<JobQueue> {
   if (config.queue.kind === 'in-process') {
-    const InProcessJobQueue = await loadExport<new (store: MetadataStore) => JobQueue>('./jobs/in-process-job-queue.js', 'InProcessJobQueue', 'the in-process queue');
+    const InProcessJobQueue = await loadExport<new (store: MetadataStore) => JobQueue>(() => import('./jobs/in-process-job-queue.js'), 'InProcessJobQueue', 'the in-process queue');
     return new InProcessJobQueue(store);
   }
-  const RedisJobQueue = await loadExport<new (store: MetadataStore, options: { url: string; prefix: string }) => JobQueue>(
-    './adapters/redis/index.js',
+  const RedisJobQueue = await loadExport<new (store: MetadataStore, options: { url: string; prefix: string }) => JobQueue>(() => import('./adapters/redis/index.js'),
     'RedisJobQueue',
     'the Redis queue',
   );
@@ -112,10 +112,10 @@ export async function createDefaultQueue(config: ShifterConfig, store: MetadataS
 export async function createDefaultTransfer(systemConfig: SystemConfig): Promise<Transfer> {
   const transfer = systemConfig.transfer;
   if (transfer.kind === 'local') {
-    const LocalTransfer = await loadExport<Constructor<Transfer>>('./transfer/local-transfer.js', 'LocalTransfer', 'the local transfer');
+    const LocalTransfer = await loadExport<Constructor<Transfer>>(() => import('./transfer/local-transfer.js'), 'LocalTransfer', 'the local transfer');
     return new LocalTransfer({ imageDir: transfer.imageDir });
   }
-  const SshTransfer = await loadExport<Constructor<Transfer>>('./transfer/ssh-transfer.js', 'SshTransfer', 'the ssh transfer');
+  const SshTransfer = await loadExport<Constructor<Transfer>>(() => import('./transfer/ssh-transfer.js'), 'SshTransfer', 'the ssh transfer');
   const { homedir, userInfo } = await import('node:os');
   return new SshTransfer({
     ...transfer,
@@ -196,7 +196,7 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
   const verifierFactory =
     components.createVerifier ??
     (async (socketPath: string) => {
-      const create = await loadExport<(o: { socketPath: string }) => MungeVerifier>('./auth/munge-verifier.js', 'createMungeVerifier', 'the munge verifier');
+      const create = await loadExport<(o: { socketPath: string }) => MungeVerifier>(() => import('./auth/munge-verifier.js'), 'createMungeVerifier', 'the munge verifier');
       return create({ socketPath });
     });
   const verifiers = new Map<string, Promise<MungeVerifier>>();
