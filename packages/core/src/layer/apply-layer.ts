@@ -46,11 +46,15 @@ async function applyLayerTo(tree: RootTree, blob: Readable, layer: string, optio
     await opened.done;
     return summary;
   } catch (error) {
-    opened.destroy();
-    // A decompressor failure explains a truncated tar better than the tar parser's complaint.
-    await opened.done.catch((doneError: unknown) => {
-      throw doneError;
-    });
+    if ((error as { code?: string }).code === 'SHIFTER_LAYER_CORRUPT') {
+      // A broken tar is often a broken compressed stream: stop reading (the decompressor then ends by itself, with
+      // an error or EPIPE) and prefer its explanation ("unexpected end of file") to the tar parser's.
+      opened.tar.destroy();
+      await opened.done;
+    } else {
+      opened.destroy();
+      await opened.done.catch(() => undefined);
+    }
     throw error;
   }
 }
@@ -79,6 +83,9 @@ interface Prefetch {
 function prefetchLayer(source: LayerSource, index: number, spoolDir: string, options: FlattenLayersOptions): Prefetch {
   const path = join(spoolDir, `layer-${index}.tar`);
   let cancelled = false;
+  // pipeline() does not always settle when its source is destroyed from outside; aborting it through its own signal
+  // does (and destroys both ends).
+  const abort = new AbortController();
   let blob: Readable | undefined;
   let opened: Awaited<ReturnType<typeof openLayerTar>> | undefined;
   const done = (async () => {
@@ -88,8 +95,10 @@ function prefetchLayer(source: LayerSource, index: number, spoolDir: string, opt
       opened = await openLayerTar(blob, { layer: source.digest, mediaType: source.mediaType, zstdPath: options.zstdPath });
       if (cancelled) throw new Error('cancelled');
       try {
-        await pipeline(opened.tar, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+        await pipeline(opened.tar, createWriteStream(path, { flags: 'wx', mode: 0o600 }), { signal: abort.signal });
       } catch (error) {
+        opened.destroy();
+        if (cancelled) throw error;
         // A decompressor failure explains the broken pipe better than the pipe does.
         await opened.done;
         throw new LayerError('SHIFTER_LAYER_CORRUPT', `cannot decompress layer: ${(error as Error).message}`, {
@@ -111,6 +120,7 @@ function prefetchLayer(source: LayerSource, index: number, spoolDir: string, opt
     done,
     cancel: () => {
       cancelled = true;
+      abort.abort();
       opened?.destroy();
       blob?.destroy();
     },

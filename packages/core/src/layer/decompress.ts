@@ -30,7 +30,7 @@ export interface OpenedLayerTar {
    * exiting non-zero after its output ended). Await it after consuming `tar`.
    */
   done: Promise<void>;
-  /** Stop decompressing and release the child process, if any. */
+  /** Stop decompressing and release the child process, if any; `done` then settles without an error of its own. */
   destroy(): void;
 }
 
@@ -174,9 +174,11 @@ function spawnZstd(input: Readable, layer: string, zstdPath: string): Promise<Op
     // EPIPE on stdin just means zstd stopped reading (it failed, or we destroyed it); the exit code tells which.
     child.stdin.on('error', () => undefined);
     input.once('error', () => child.kill('SIGKILL'));
+    let killedByUs = false;
     const done = new Promise<void>((resolve, reject) => {
       child.once('close', (code, signal) => {
-        if (code === 0) resolve();
+        // Killed by destroy(): the caller already has the real reason; do not replace it with "killed".
+        if (code === 0 || killedByUs) resolve();
         else
           reject(
             new LayerError('SHIFTER_LAYER_CORRUPT', `zstd failed (${signal ?? `exit ${code}`}): ${stderr.trim()}`, {
@@ -204,6 +206,7 @@ function spawnZstd(input: Readable, layer: string, zstdPath: string): Promise<Op
         compression: 'zstd',
         done,
         destroy: () => {
+          killedByUs = true;
           input.destroy();
           child.kill('SIGKILL');
         },

@@ -84,6 +84,9 @@ describe('hostile layers: names', () => {
   it('refuses an absolute path', async () => {
     await refused([[{ path: `/${marker}`, content: 'x' }]], 'SHIFTER_LAYER_UNSAFE_PATH', `/${marker}`);
   });
+  it('refuses an absolute path in a zstd layer with the path code, not as corruption', async () => {
+    await refused([await makeLayer([{ path: 'ok', content: 'x'.repeat(100_000) }, { path: `/${marker}` }, { path: 'after' }], { compression: 'zstd' })], 'SHIFTER_LAYER_UNSAFE_PATH', `/${marker}`);
+  });
   it('refuses a ../ escape', async () => {
     await refused([[{ path: '../pwned', content: 'x' }]], 'SHIFTER_LAYER_UNSAFE_PATH', '../pwned');
   });
