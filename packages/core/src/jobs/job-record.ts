@@ -37,7 +37,11 @@ export interface JobRecord {
   readonly kind: JobKind;
   /** System the job belongs to; workers process one system each. */
   readonly system: string;
-  /** What the handler needs (e.g. the image record id); opaque to the queue. */
+  /**
+   * What the handler needs (e.g. the image record id); opaque to the queue. A top-level `secrets` member of an
+   * object payload (e.g. a registry login taken from the caller's credential) is erased by every store when the job
+   * ends, done or failed, so secrets live no longer than the job that needs them.
+   */
   readonly payload: JsonValue;
   /** Current state. */
   readonly status: JobStatus;
@@ -79,3 +83,18 @@ export interface NewJob {
 
 /** Default number of attempts of a job. */
 export const DEFAULT_MAX_ATTEMPTS = 3;
+
+/** The payload member that stores erase when a job ends (see {@link JobRecord.payload}). */
+export const JOB_SECRETS_KEY = 'secrets';
+
+/**
+ * The job as it must be stored once it has ended: `payload.secrets` removed when the job is done or failed, the job
+ * unchanged otherwise. Every {@link MetadataStore} applies this on each write that ends a job.
+ */
+export function eraseEndedJobSecrets(job: JobRecord): JobRecord {
+  if (job.status !== 'done' && job.status !== 'failed') return job;
+  const payload = job.payload;
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload) || !(JOB_SECRETS_KEY in payload)) return job;
+  const { [JOB_SECRETS_KEY]: _erased, ...rest } = payload as Record<string, JsonValue>;
+  return { ...job, payload: rest };
+}

@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ShifterError, StoreError } from '../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../jobs/job-record.js';
+import { eraseEndedJobSecrets } from '../jobs/job-record.js';
 import { fillImageRecord, type ImageRecord, type ImageRecordPatch, type LookupMetric, type NewImageRecord } from './image-record.js';
 import type {
   ClaimOptions,
@@ -441,7 +442,9 @@ export class SqliteMetadataStore implements MetadataStore {
     return row ? (JSON.parse(row.doc) as JobRecord) : null;
   }
 
-  #saveJob(job: JobRecord, insert = false): void {
+  #saveJob(ended: JobRecord, insert = false): void {
+    // SECURITY: a job's secrets (a registry login) must not outlive it on disk.
+    const job = eraseEndedJobSecrets(ended);
     const columns = {
       id: job.id,
       system: job.system,

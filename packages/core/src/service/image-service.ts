@@ -18,6 +18,7 @@ import type { ShifterConfig, SystemConfig } from '../config/index.js';
 import { parseDigest, digestHex } from '../digest/index.js';
 import { AuthError, NotFoundError, ShifterError, StoreError, lookupErrorCode, toShifterError } from '../errors/index.js';
 import type { JobContext, JobQueue, JobRecord, JsonValue } from '../jobs/index.js';
+import { JOB_SECRETS_KEY } from '../jobs/index.js';
 import { writeMetaFile } from '../meta/meta-format.js';
 import {
   IN_FLIGHT_STATUSES,
@@ -117,7 +118,8 @@ const CUSTOM_TAG = /^[A-Za-z0-9][A-Za-z0-9_.\-/:@]{0,255}$/;
 interface PullPayload {
   readonly recordId: string;
   readonly tag: string;
-  readonly login?: RegistryLogin;
+  /** Erased by the store when the job ends (JOB_SECRETS_KEY). */
+  readonly secrets?: { readonly login?: RegistryLogin };
 }
 interface ImportPayload {
   readonly recordId: string;
@@ -334,7 +336,8 @@ export class ImageService {
     if (!created) return record;
     const login = pickLogin(caller.authorizedLocations, reference.location);
     const payload: Record<string, JsonValue> = { recordId: record.recordId, tag: key };
-    if (login) payload.login = { username: login.username, password: login.password };
+    // The login lives under the payload's secrets, which the store erases when the job ends.
+    if (login) payload[JOB_SECRETS_KEY] = { login: { username: login.username, password: login.password } };
     return this.dispatch(record, 'pull', system, payload);
   }
 
@@ -635,7 +638,7 @@ export class ImageService {
     const systemConfig = this.system(job.system);
     const transfer = this.transferFor(job.system);
     const { reference } = this.parseDockerTag(payload.tag);
-    const target: PullTarget = { reference, platform: systemConfig.platform, login: payload.login, signal: context.signal };
+    const target: PullTarget = { reference, platform: systemConfig.platform, login: payload.secrets?.login, signal: context.signal };
 
     await this.setState(record.recordId, 'PULLING', { step: 'Resolving tag' });
     const resolved = await this.puller.resolve(target);

@@ -30,6 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Collection, type Db, MongoClient, type MongoClientOptions, ObjectId } from 'mongodb';
 import { ShifterError, StoreError } from '../../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../../jobs/job-record.js';
+import { eraseEndedJobSecrets } from '../../jobs/job-record.js';
 import {
   fillImageRecord,
   type ImageRecord,
@@ -488,8 +489,10 @@ export class MongoMetadataStore implements MetadataStore {
       const document = await this.#jobs.findOne({ _id: id });
       if (!document) return { before: null, after: null };
       const current = this.#toJob(document)!;
-      const next = change(current);
-      if (!next) return { before: current, after: null };
+      const changed = change(current);
+      if (!changed) return { before: current, after: null };
+      // SECURITY: a job's secrets (a registry login) must not outlive it in the database.
+      const next = eraseEndedJobSecrets(changed);
       const { _id, ...rest } = this.#toJobDocument(next, document.rev + 1);
       const result = await this.#jobs.replaceOne({ _id: id, rev: document.rev }, rest);
       if (result.matchedCount === 1) return { before: current, after: next };

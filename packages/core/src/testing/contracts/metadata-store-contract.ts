@@ -422,6 +422,30 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         expect(await store.claimJob(job.id, { owner: 'w2', ...lease })).toBeNull();
       });
 
+      it('erases payload secrets when a job ends, done, failed or exhausted, and keeps them while it may run again', async () => {
+        const secrets = { login: { username: 'u', password: 'p' } };
+        const done = await store.createJob({ kind: 'pull', system: 'sysa', payload: { recordId: 'r1', secrets } });
+        await store.claimJob(done.id, { owner: 'w1', ...lease });
+        expect((await store.getJob(done.id))?.payload).toEqual({ recordId: 'r1', secrets });
+        await store.completeJob(done.id, 'w1', { ok: true });
+        expect((await store.getJob(done.id))?.payload).toEqual({ recordId: 'r1' });
+
+        const failed = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 2, payload: { recordId: 'r2', secrets } });
+        await store.claimJob(failed.id, { owner: 'w1', ...lease });
+        await store.failJob(failed.id, 'w1', { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' }, { retry: true });
+        expect((await store.getJob(failed.id))?.payload).toEqual({ recordId: 'r2', secrets });
+        await store.claimJob(failed.id, { owner: 'w1', ...lease });
+        await store.failJob(failed.id, 'w1', { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' }, { retry: true });
+        expect((await store.getJob(failed.id))?.payload).toEqual({ recordId: 'r2' });
+
+        const dead = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 1, payload: { recordId: 'r3', secrets } });
+        await store.claimJob(dead.id, { owner: 'w1', ...lease });
+        advance(5000);
+        await expectCode(store.claimJob(dead.id, { owner: 'w2', ...lease }), 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED');
+        expect(await store.getJob(dead.id)).toMatchObject({ status: 'failed', payload: { recordId: 'r3' } });
+        expect((await store.getJob(dead.id))?.payload).not.toHaveProperty('secrets');
+      });
+
       it('claims the oldest due job of a system and reports exhausted ones', async () => {
         const dead = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 1 });
         await store.claimJob(dead.id, { owner: 'w0', ...lease });
