@@ -129,7 +129,9 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(options: SqliteMetadataStoreOptions) {
     this.#now = options.now ?? Date.now;
     try {
-      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+      // SECURITY: the database holds ACLs and, while a private pull runs, its registry login: a directory this store
+      // creates is the gateway's alone.
+      if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
       this.#db = new Database(options.path);
       this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
       if (options.path !== ':memory:') this.#db.pragma('journal_mode = WAL');
