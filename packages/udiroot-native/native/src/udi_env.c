@@ -52,8 +52,8 @@ int env_set(struct strv *env, const char *assignment)
    return 0;
 }
 
-/* NAME=value: NAME becomes old:value (or value when unset or empty). */
-int env_append(struct strv *env, const char *assignment)
+/* Join value onto NAME with ':' before (prepend) or after the old value; plain set when unset or empty. */
+static int env_join(struct strv *env, const char *assignment, bool prepend)
 {
    size_t nl = name_len(assignment);
    long i;
@@ -62,22 +62,21 @@ int env_append(struct strv *env, const char *assignment)
    i = find(env, assignment, nl);
    if (i < 0 || env->v[i][nl + 1] == '\0')
       return env_set(env, assignment);
-   env->v[i] = xasprintf("%s:%s", env->v[i], assignment + nl + 1);
+   env->v[i] = prepend ? xasprintf("%s:%s", assignment, env->v[i] + nl + 1)
+                       : xasprintf("%s:%s", env->v[i], assignment + nl + 1);
    return 0;
+}
+
+/* NAME=value: NAME becomes old:value (or value when unset or empty). */
+int env_append(struct strv *env, const char *assignment)
+{
+   return env_join(env, assignment, false);
 }
 
 /* NAME=value: NAME becomes value:old (or value when unset or empty). */
 int env_prepend(struct strv *env, const char *assignment)
 {
-   size_t nl = name_len(assignment);
-   long i;
-   if (!env_name_ok(assignment))
-      return -1;
-   i = find(env, assignment, nl);
-   if (i < 0 || env->v[i][nl + 1] == '\0')
-      return env_set(env, assignment);
-   env->v[i] = xasprintf("%s:%s", assignment, env->v[i] + nl + 1);
-   return 0;
+   return env_join(env, assignment, true);
 }
 
 /* Remove every definition of name. */
