@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 import type { MungeVerifier } from './auth/index.js';
+import { createMungeVerifier } from './auth/munge-verifier.js';
 import type { ShifterConfig, SystemConfig } from './config/index.js';
 import { ConfigError, ShifterError } from './errors/index.js';
 import type { JobQueue } from './jobs/index.js';
@@ -196,8 +197,10 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
   const verifierFactory =
     components.createVerifier ??
     (async (socketPath: string) => {
-      const create = await loadExport<(o: { socketPath: string }) => MungeVerifier>(() => import('./auth/munge-verifier.js'), 'createMungeVerifier', 'the munge verifier');
-      return create({ socketPath });
+      // NOTE: a static import on purpose. The addon itself loads lazily on first use, and a dynamic import of this
+      // module makes esbuild wrap it in a lazy initialiser that bundles importing mungeEncode statically (shifterimg)
+      // never run.
+      return createMungeVerifier({ socketPath });
     });
   const verifiers = new Map<string, Promise<MungeVerifier>>();
   const verifierFor = (socketPath: string): MungeVerifier => ({
