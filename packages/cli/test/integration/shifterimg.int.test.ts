@@ -3,11 +3,10 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schemaErrors } from '../unit/helpers.js';
 
@@ -40,13 +39,6 @@ let bob: Actor;
 const root: Actor = { name: 'root', uid: 0, home: '' };
 const system = 'testsys';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<Result> {
   return new Promise((resolve, reject) => {

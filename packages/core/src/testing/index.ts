@@ -5,3 +5,4 @@ export * from './contracts/metadata-store-contract.js';
 export * from './contracts/job-queue-contract.js';
 export * from './contracts/transfer-contract.js';
 export * from './netns.js';
+export * from './free-port.js';

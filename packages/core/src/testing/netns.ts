@@ -1,3 +1,4 @@
+import { freePort } from './free-port.js';
 /**
  * Test helpers for the distributed set-ups: a real OpenSSH server with throw-away keys, optionally inside a network
  * namespace joined to the host by a veth pair. Root only (tests gate them with `haveRoot()`).
@@ -22,7 +23,7 @@
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -190,16 +191,6 @@ export async function startSshServer(options: StartSshServerOptions = {}): Promi
   };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitForPort(
   host: string,

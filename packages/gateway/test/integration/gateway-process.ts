@@ -4,7 +4,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,17 +17,7 @@ export const GATEWAY_BIN = fileURLToPath(new URL('../../bin/shifter-gateway.js',
 const GATEWAY_CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 const NODE_ARGS = ['--conditions=@shifter/source', '--import', import.meta.resolve('tsx')];
 
-/** A free TCP port on loopback. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+export { freePort } from '@shifter/core/testing';
 
 /** A temp directory for one test run. */
 export function tempDir(prefix: string): string {

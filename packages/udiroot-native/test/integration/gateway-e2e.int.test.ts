@@ -6,13 +6,12 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
-import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { RuntimeEnv } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
@@ -20,13 +19,6 @@ const enabled = haveRoot() && haveServices('user', 'registry', 'registryToken', 
 const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
 const system = 'testsys';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** A munge credential encoded as `user` (so the gateway sees that uid), optionally carrying a payload. */
 async function credentialOf(user: string, payload?: string): Promise<string> {
