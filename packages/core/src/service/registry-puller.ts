@@ -8,7 +8,7 @@ import { FsBlobStore } from '../blob-store/index.js';
 import type { ShifterConfig } from '../config/index.js';
 import { convertImage, type LayerSource } from '../convert/index.js';
 import { parsePlatform } from '../manifest/select-platform.js';
-import { RegistryClient, type ResolvedRegistryImage } from '../registry/index.js';
+import { RegistryClient } from '../registry/index.js';
 import type { ImagePuller, PullTarget } from './image-puller.js';
 
 /**
@@ -26,14 +26,15 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
       limits: config.limits,
       retry: { attempts: config.limits.retries + 1 },
     });
-  const resolveWith = async (client: RegistryClient, target: PullTarget): Promise<ResolvedRegistryImage> =>
-    client.resolveImage(target.reference, { platform: parsePlatform(target.platform), ...(target.signal ? { signal: target.signal } : {}) });
-
   return {
     async resolve(target) {
       const client = clientFor(target);
       try {
-        const resolved = await resolveWith(client, target);
+        // One manifest request (two for an index): no config blob, no layers.
+        const resolved = await client.resolveDigest(target.reference, {
+          platform: parsePlatform(target.platform),
+          ...(target.signal ? { signal: target.signal } : {}),
+        });
         return { digest: resolved.manifestDigest, private: resolved.usedCredentials };
       } finally {
         await client.close();
@@ -42,7 +43,12 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
     async fetch(target, onProgress) {
       const client = clientFor(target);
       try {
-        const resolved = await resolveWith(client, target);
+        // Pinned to the digest `resolve` answered: the id the service already recorded is the image converted here,
+        // even when the tag moved in between.
+        const resolved = await client.resolveImage(
+          { ...target.reference, digest: target.digest },
+          { platform: parsePlatform(target.platform), ...(target.signal ? { signal: target.signal } : {}) },
+        );
         const count = resolved.layers.length;
         // Downloads run in parallel (the blob store makes concurrent fetches of one digest a single download).
         await Promise.all(
