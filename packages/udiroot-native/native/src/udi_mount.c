@@ -157,6 +157,18 @@ static int copy_file(const char *src, const char *dst, const struct stat *st)
 
 /* Recursively copy src into dst (dst created), skipping device nodes, fifos and sockets, and entries already in
    dst (site content wins). Files of UDI_COPY_LIMIT or more are skipped when skip_big. */
+/* Recreate the symlink src as dst (same target text); false when src is not a readable link. Never follows it. */
+static bool copy_symlink(const char *src, const char *dst)
+{
+   char buf[4096];
+   ssize_t n = readlink(src, buf, sizeof(buf) - 1);
+   if (n <= 0)
+      return false;
+   buf[n] = '\0';
+   Zf (symlink(buf, dst), "symlink %s", dst);
+   return true;
+}
+
 static void copy_tree(const char *src, const char *dst, bool skip_big)
 {
    DIR *d = opendir(src);
@@ -185,13 +197,8 @@ static void copy_tree(const char *src, const char *dst, bool skip_big)
          continue;
       }
       if (S_ISLNK(st.st_mode)) {
-         char buf[4096];
-         ssize_t n = readlink(s, buf, sizeof(buf) - 1);
-         if (n > 0) {
-            buf[n] = '\0';
-            Zf (symlink(buf, t), "symlink %s", t);
+         if (copy_symlink(s, t))
             Z_ (lchown(t, st.st_uid, st.st_gid));
-         }
       } else if (S_ISREG(st.st_mode)) {
          if (skip_big && st.st_size >= UDI_COPY_LIMIT)
             continue;
@@ -520,12 +527,7 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
       if (lstat(t, &ts) == 0 || lstat(s, &st) != 0)
          continue;
       if (S_ISLNK(st.st_mode)) {
-         char buf[4096];
-         ssize_t n = readlink(s, buf, sizeof(buf) - 1);
-         if (n > 0) {
-            buf[n] = '\0';
-            Zf (symlink(buf, t), "symlink %s", t);
-         }
+         copy_symlink(s, t);
       } else if (S_ISREG(st.st_mode)) {
          if (st.st_size < UDI_COPY_LIMIT) {
             Zf (copy_file(s, t, &st), "copy %s", s);
