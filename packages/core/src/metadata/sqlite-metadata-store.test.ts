@@ -58,4 +58,66 @@ describe('SqliteMetadataStore', () => {
       expect.objectContaining({ code: 'SHIFTER_STORE_UNAVAILABLE' }),
     );
   });
+
+  describe('findReadyByTag answers from its cache only while they are current', () => {
+    it('sees this store\'s own updates, tag moves, tag removals and deletes of a tag it answered before', async () => {
+      let clock = 1000;
+      const store = new SqliteMetadataStore({ path: ':memory:', now: () => clock++ });
+      const a = await store.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['app:1'] });
+      expect((await store.findReadyByTag('s', 'docker', 'app:1'))?.recordId).toBe(a.recordId);
+      expect(await store.findReadyByTag('s', 'docker', 'app:2')).toBeNull();
+
+      const bumped = await store.update(a.recordId, { expiration: 5000 });
+      expect(await store.findReadyByTag('s', 'docker', 'app:1')).toEqual(bumped);
+
+      // A second READY record takes the tag; the first loses it.
+      const b = await store.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['app:2'] });
+      expect((await store.findReadyByTag('s', 'docker', 'app:2'))?.recordId).toBe(b.recordId);
+      await store.moveTag(b.recordId, 'app:1');
+      expect((await store.findReadyByTag('s', 'docker', 'app:1'))?.recordId).toBe(b.recordId);
+
+      await store.removeTag(b.recordId, 'app:2');
+      expect(await store.findReadyByTag('s', 'docker', 'app:2')).toBeNull();
+
+      await store.update(b.recordId, { status: 'EXPIRED' });
+      expect(await store.findReadyByTag('s', 'docker', 'app:1')).toBeNull();
+
+      const c = await store.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['app:3'] });
+      expect((await store.findReadyByTag('s', 'docker', 'app:3'))?.recordId).toBe(c.recordId);
+      expect(await store.delete(c.recordId)).toBe(true);
+      expect(await store.findReadyByTag('s', 'docker', 'app:3')).toBeNull();
+      await store.close();
+    });
+
+    it('sees commits of another connection to the same file', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'shifter-sqlite-'));
+      try {
+        const path = join(dir, 'gateway.sqlite');
+        const first = new SqliteMetadataStore({ path });
+        const second = new SqliteMetadataStore({ path });
+        expect(await first.findReadyByTag('s', 'docker', 'x:1')).toBeNull();
+        const record = await second.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['x:1'] });
+        expect(await first.findReadyByTag('s', 'docker', 'x:1')).toEqual(record);
+        const expired = await second.update(record.recordId, { expiration: 42 });
+        expect(await first.findReadyByTag('s', 'docker', 'x:1')).toEqual(expired);
+        await second.delete(record.recordId);
+        expect(await first.findReadyByTag('s', 'docker', 'x:1')).toBeNull();
+        await first.close();
+        await second.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('hands out frozen records, so one caller cannot change what the next one gets', async () => {
+      const store = new SqliteMetadataStore({ path: ':memory:' });
+      await store.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['f:1'], env: ['A=1'] });
+      const found = (await store.findReadyByTag('s', 'docker', 'f:1'))!;
+      expect(Object.isFrozen(found)).toBe(true);
+      expect(Object.isFrozen(found.env)).toBe(true);
+      expect(() => (found.env as string[]).push('B=2')).toThrow(TypeError);
+      expect((await store.findReadyByTag('s', 'docker', 'f:1'))!.env).toEqual(['A=1']);
+      await store.close();
+    });
+  });
 });

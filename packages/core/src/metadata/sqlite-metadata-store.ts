@@ -105,6 +105,26 @@ interface ImageRow {
   doc: string;
 }
 
+interface TagRow {
+  system: string;
+  itype: string;
+  tag: string;
+}
+
+/** Most findReadyByTag answers kept (a lookup of an unknown tag is an answer too). */
+const READY_CACHE_MAX = 10_000;
+
+const readyKey = (system: string, itype: string, tag: string): string => `${system}\u0000${itype}\u0000${tag}`;
+
+/** Freeze a parsed JSON value and everything in it (cached records are shared between callers). */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /**
  * {@link MetadataStore} on an SQLite file.
  *
@@ -119,6 +139,11 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #now: () => number;
   // Prepared once per SQL text: preparing costs more than running the small queries of the hot paths.
   readonly #statements = new Map<string, Database.Statement>();
+  // findReadyByTag answers by key (system, itype, tag), frozen. Exact: this connection's writes forget the keys of
+  // every tag they touch (before and after the write); a commit by any other connection changes `PRAGMA
+  // data_version`, which every cached answer is checked against, and empties the cache.
+  readonly #readyByTag = new Map<string, ImageRecord | null>();
+  #dataVersion: number | undefined;
   #closed = false;
 
   /**
@@ -197,6 +222,28 @@ export class SqliteMetadataStore implements MetadataStore {
 
   // ----- image records --------------------------------------------------------------------------------------------
 
+  /** Forget cached answers for the tags `recordId` has in image_tags now (call before changing or deleting them). */
+  #forgetTagsOf(recordId: string): void {
+    if (this.#readyByTag.size === 0) return;
+    const rows = this.#stmt('SELECT system, itype, tag FROM image_tags WHERE record_id = ?').all(recordId) as TagRow[];
+    for (const row of rows) this.#readyByTag.delete(readyKey(row.system, row.itype, row.tag));
+  }
+
+  /** Forget cached answers for the tags of `record` (its state after a write). */
+  #forgetTags(record: ImageRecord): void {
+    if (this.#readyByTag.size === 0) return;
+    for (const tag of record.tags) this.#readyByTag.delete(readyKey(record.system, record.itype, tag));
+  }
+
+  /** Empty the findReadyByTag cache when another connection committed since the last check. */
+  #checkDataVersion(): void {
+    const version = this.#stmt('PRAGMA data_version').pluck().get() as number;
+    if (version !== this.#dataVersion) {
+      this.#readyByTag.clear();
+      this.#dataVersion = version;
+    }
+  }
+
   #getRecord(recordId: string): ImageRecord | null {
     const row = this.#stmt('SELECT doc FROM images WHERE record_id = ?').get(recordId) as ImageRow | undefined;
     return row ? (JSON.parse(row.doc) as ImageRecord) : null;
@@ -219,6 +266,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #replaceRecord(record: ImageRecord): void {
+    this.#forgetTagsOf(record.recordId);
+    this.#forgetTags(record);
     try {
       this.#stmt(
           `UPDATE images SET pulltag = @pulltag, status = @status, inflight_key = @inflightKey, image_id = @imageId,
@@ -233,6 +282,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #writeTags(record: ImageRecord): void {
+    this.#forgetTagsOf(record.recordId);
+    this.#forgetTags(record);
     this.#stmt('DELETE FROM image_tags WHERE record_id = ?').run(record.recordId);
     const insert = this.#stmt('INSERT OR IGNORE INTO image_tags (record_id, system, itype, tag) VALUES (?, ?, ?, ?)');
     for (const tag of record.tags) insert.run(record.recordId, record.system, record.itype, tag);
@@ -304,15 +355,27 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  /**
+   * The newest READY record holding `tag`. Answers are cached (frozen) until a write touches the tag or another
+   * connection commits, so repeated lookups of a tag cost one `PRAGMA data_version` instead of a query.
+   */
   async findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null> {
     return this.#read('findReadyByTag', () => {
+      this.#checkDataVersion();
+      const key = readyKey(system, itype, tag);
+      const cached = this.#readyByTag.get(key);
+      if (cached !== undefined) return cached;
       const row = this.#stmt(
           `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
            WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'
            ORDER BY i.updated_at DESC, i.revision DESC LIMIT 1`,
         )
         .get(system, itype, tag) as ImageRow | undefined;
-      return row ? (JSON.parse(row.doc) as ImageRecord) : null;
+      const record = row ? deepFreeze(JSON.parse(row.doc) as ImageRecord) : null;
+      // Bounded: unknown tags are cached too (as null), so the cache is dropped when full.
+      if (this.#readyByTag.size >= READY_CACHE_MAX) this.#readyByTag.clear();
+      this.#readyByTag.set(key, record);
+      return record;
     });
   }
 
@@ -413,6 +476,8 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!current) return false;
       const statuses = statusList(expectations?.expectStatus);
       if (statuses !== undefined && !statuses.includes(current.status)) return false;
+      this.#forgetTagsOf(recordId);
+      this.#forgetTags(current);
       this.#stmt('DELETE FROM images WHERE record_id = ?').run(recordId);
       return true;
     });
@@ -641,6 +706,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#readyByTag.clear();
     this.#db.close();
   }
 }
