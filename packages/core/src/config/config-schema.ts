@@ -97,15 +97,24 @@ export const ShifterConfigSchema = z
       .describe('How pull jobs are dispatched to workers'),
     conversion: z
       .object({
-        tool: z.enum(['mksquashfs', 'tar2sqfs']).default('mksquashfs').describe('squashfs builder'),
+        tool: z
+          .enum(['mksquashfs', 'tar2sqfs'])
+          .default('tar2sqfs')
+          .describe('squashfs builder: tar2sqfs (layers merged in memory, no tree on disk) or mksquashfs (from an unpacked tree)'),
         mksquashfsPath: z.string().default('mksquashfs'),
         tar2sqfsPath: z.string().default('tar2sqfs'),
         compression: z.enum(['zstd', 'gzip', 'xz', 'lz4', 'lzo']).default('zstd').describe('squashfs compressor (gzip for old kernels)'),
         compressionLevel: z.number().int().positive().optional().describe('Compressor level; zstd defaults to 3'),
         processors: z.number().int().positive().optional().describe('Compression threads; all cores by default'),
         memory: z.string().regex(/^\d+[KMG]$/).default('512M').describe('mksquashfs -mem bound'),
-        extraArgs: z.array(z.string()).default([]).describe('Extra mksquashfs arguments (upstream ConverterOptions.squashfs)'),
+        extraArgs: z.array(z.string()).default([]).describe('Extra arguments for the squashfs tool, after ours (upstream ConverterOptions.squashfs: mksquashfs options)'),
         keepXattrs: z.boolean().default(false).describe('Keep extended attributes (dropped by default)'),
+        maxInMemoryNames: z
+          .number()
+          .int()
+          .positive()
+          .default(150_000)
+          .describe('tar2sqfs: images with more names than this are unpacked on disk instead of merged in memory (~220 bytes of memory each)'),
       })
       .strict()
       .prefault({}),

@@ -87,7 +87,7 @@ describe('translateImageManagerConfig', () => {
 
   it('accepts the ConvertOptions misspelling and list-valued options', () => {
     const result = translateImageManagerConfig({ Platforms: {}, ConvertOptions: { squashfs: ['-comp', 'gzip'] } });
-    expect(result.config.conversion).toEqual({ extraArgs: ['-comp', 'gzip'] });
+    expect(result.config.conversion).toEqual({ tool: 'mksquashfs', extraArgs: ['-comp', 'gzip'] });
     expect(result.warnings.join()).toContain('ConvertOptions');
   });
 

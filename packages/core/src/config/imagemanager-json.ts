@@ -47,7 +47,7 @@ export const IMAGEMANAGER_KEY_MAP: readonly ImageManagerKeyMapping[] = Object.fr
   { upstream: 'PullUpdateTimeout', shifter: 'jobs.pullUpdateTimeout (honoured on its own)' },
   { upstream: 'PullUpdateTime', shifter: 'alias of PullUpdateTimeout (PullUpdateTimeout wins when both are set)' },
   { upstream: 'ImageExpirationTimeout', shifter: 'jobs.imageExpirationTimeout ("D:H:M:S")' },
-  { upstream: 'ConverterOptions.squashfs', shifter: 'conversion.extraArgs (a string is split on white space)' },
+  { upstream: 'ConverterOptions.squashfs', shifter: 'conversion.extraArgs (a string is split on white space) with conversion.tool = "mksquashfs", whose options they are' },
   { upstream: 'ConvertOptions', shifter: 'alias of ConverterOptions (upstream\'s misspelling)' },
   { upstream: 'ImportUsers', shifter: 'importUsers ("all", "none" or a list of user names)' },
   { upstream: 'Metrics', shifter: 'metrics' },
@@ -230,8 +230,9 @@ export function translateImageManagerConfig(document: unknown): ImageManagerTran
         if (format !== 'squashfs') issues.push({ path: `ConverterOptions.${format}`, message: 'only squashfs options are used' });
       }
       const options = converter.squashfs;
-      if (typeof options === 'string') out.conversion = { extraArgs: options.split(/\s+/).filter(Boolean) };
-      else if (options !== undefined) out.conversion = { extraArgs: options };
+      // Upstream's options are mksquashfs options: keep mksquashfs as the builder for them.
+      if (typeof options === 'string') out.conversion = { tool: 'mksquashfs', extraArgs: options.split(/\s+/).filter(Boolean) };
+      else if (options !== undefined) out.conversion = { tool: 'mksquashfs', extraArgs: options };
     }
   }
   if (document.ImportUsers !== undefined) out.importUsers = document.ImportUsers;

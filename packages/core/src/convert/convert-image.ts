@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShifterError } from '../errors/index.js';
-import { buildSquashfs, resolveConversionConfig } from '../image-builder/squashfs-builder.js';
-import { createUnpackBudget } from '../layer/root-tree.js';
+import { type BuildSquashfsResult, buildSquashfs, resolveConversionConfig } from '../image-builder/squashfs-builder.js';
+import { type DroppedEntry, createUnpackBudget } from '../layer/root-tree.js';
 import { flattenLayers } from '../layer/apply-layer.js';
+import { mergeAndBuild } from './merge-build.js';
 import { imageMetadataFromConfig } from '../meta/image-metadata.js';
 import { writeMetaFile } from '../meta/meta-format.js';
 import type { ConvertImageOptions, ConvertImageResult, LayerSource } from './convert-types.js';
@@ -84,28 +85,50 @@ export async function convertImage(
     mkdirSync(rootDir, { mode: 0o700 });
     mkdirSync(spoolDir, { mode: 0o700 });
 
-    const budget = createUnpackBudget({ maxUnpackedBytes: options.maxUnpackedBytes, maxEntries: options.maxEntries });
+    const onLayer = (summary: { layer: string; entries: number; bytes: number }, index: number, count: number) =>
+      progress({ phase: 'layer', index, count, digest: summary.layer, entries: summary.entries, bytes: summary.bytes });
     const flattenStarted = performance.now();
-    const flattened = await flattenLayers(rootDir, layers, {
-      budget,
-      keepDevices: options.keepDevices,
-      signal: options.signal,
-      spoolDir,
-      onLayer: (summary, index, count) =>
-        progress({ phase: 'layer', index, count, digest: summary.layer, entries: summary.entries, bytes: summary.bytes }),
-    });
-    const flattenMs = performance.now() - flattenStarted;
-
-    if (options.examine) {
-      progress({ phase: 'examine' });
-      await options.examine(rootDir);
-    }
-
-    options.signal?.throwIfAborted();
-    progress({ phase: 'squashfs', tool: conversion.tool });
+    let flattened: { layers: unknown[]; entries: number; unpackedBytes: number; dropped: DroppedEntry[] };
+    let flattenMs: number;
+    let built: BuildSquashfsResult | undefined;
     const existedBefore = existsSync(squashfsPath);
-    const built = await buildSquashfs(rootDir, squashfsPath, { conversion, signal: options.signal, mkfsTime: options.mkfsTime });
-    createdSquashfs = !existedBefore;
+    // tar2sqfs without an examiner: merge the layers in memory and stream one tar of the final tree into tar2sqfs,
+    // which compresses while the top layer is still being read; no tree is ever written. Past maxInMemoryNames (or
+    // with an examiner, which needs a tree), unpack on disk.
+    const streamed =
+      conversion.tool === 'tar2sqfs' && !options.examine
+        ? await mergeAndBuild(layers, squashfsPath, spoolDir, conversion, {
+            keepDevices: options.keepDevices,
+            maxUnpackedBytes: options.maxUnpackedBytes,
+            maxEntries: options.maxEntries,
+            signal: options.signal,
+            onLayer,
+          })
+        : undefined;
+    if (streamed) {
+      createdSquashfs = !existedBefore;
+      flattened = streamed.merged;
+      flattenMs = streamed.mergeMs;
+      built = streamed.built;
+      progress({ phase: 'squashfs', tool: conversion.tool });
+    } else {
+      flattened = await flattenLayers(rootDir, layers, {
+        budget: createUnpackBudget({ maxUnpackedBytes: options.maxUnpackedBytes, maxEntries: options.maxEntries }),
+        keepDevices: options.keepDevices,
+        signal: options.signal,
+        spoolDir,
+        onLayer,
+      });
+      flattenMs = performance.now() - flattenStarted;
+      if (options.examine) {
+        progress({ phase: 'examine' });
+        await options.examine(rootDir);
+      }
+      options.signal?.throwIfAborted();
+      progress({ phase: 'squashfs', tool: conversion.tool });
+      built = await buildSquashfs(rootDir, squashfsPath, { conversion, signal: options.signal, mkfsTime: options.mkfsTime });
+      createdSquashfs = !existedBefore;
+    }
 
     progress({ phase: 'meta' });
     writeMetaFile(metaPath, {

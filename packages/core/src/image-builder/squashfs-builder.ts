@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { ShifterConfigSchema } from '../config/index.js';
 import { ConfigError } from '../errors/index.js';
 import type { ConversionConfig } from '../convert/convert-types.js';
@@ -126,26 +126,59 @@ export function tar2sqfsArgs(outFile: string, conversion: ConversionConfig): str
  */
 export async function buildSquashfs(rootDir: string, outFile: string, options: BuildSquashfsOptions = {}): Promise<BuildSquashfsResult> {
   const conversion = resolveConversionConfig(options.conversion);
+  if (conversion.tool === 'tar2sqfs') return buildSquashfsFromTar(() => packTree(rootDir) as unknown as Readable, outFile, options);
+  return publishAtomically(outFile, conversion.tool, (temp) =>
+    runTool(conversion.mksquashfsPath, mksquashfsArgs(rootDir, temp, conversion, options.mkfsTime ?? 0), { signal: options.signal }).then(() => undefined),
+  );
+}
+
+/**
+ * Build a squashfs file with `tar2sqfs` from ONE tar stream (e.g. {@link mergedImageTar} of merged layers, or
+ * {@link packTree} of a tree). Like {@link buildSquashfs}, the file is built under a temporary name next to
+ * `outFile` and renamed into place; the temporary file is removed on failure. When the stream fails, tar2sqfs is
+ * killed and the stream's own error is thrown (not the tool's "killed").
+ *
+ * Reproducible: the same tar bytes give byte-identical output.
+ *
+ * @param openTar - makes the tar stream (called once); the stream is destroyed when the build ends
+ * @param outFile - destination; replaced atomically when it exists
+ * @param options - conversion settings (the tool setting is ignored: this is always tar2sqfs), abort signal
+ * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND`, `SHIFTER_CONVERSION_FAILED` (stderr in details);
+ *   whatever the tar stream fails with
+ */
+export async function buildSquashfsFromTar(openTar: () => Readable, outFile: string, options: BuildSquashfsOptions = {}): Promise<BuildSquashfsResult> {
+  const conversion = resolveConversionConfig(options.conversion);
+  return publishAtomically(outFile, 'tar2sqfs', async (temp) => {
+    const args = tar2sqfsArgs(temp, conversion);
+    const tar = openTar();
+    let streamError: unknown;
+    tar.once('error', (error) => {
+      streamError ??= error;
+    });
+    try {
+      await runTool(conversion.tar2sqfsPath, args, { stdin: tar, signal: options.signal });
+    } catch (error) {
+      throw streamError ?? error;
+    } finally {
+      tar.destroy();
+    }
+    if (streamError) throw streamError;
+  });
+}
+
+async function publishAtomically(
+  outFile: string,
+  tool: BuildSquashfsResult['tool'],
+  build: (temp: string) => Promise<void>,
+): Promise<BuildSquashfsResult> {
   const temp = join(dirname(outFile), `.${basename(outFile)}.${randomBytes(6).toString('hex')}.partial`);
   const started = performance.now();
   try {
-    if (conversion.tool === 'tar2sqfs') {
-      const tar = packTree(rootDir);
-      try {
-        await runTool(conversion.tar2sqfsPath, tar2sqfsArgs(temp, conversion), {
-          stdin: tar as unknown as Readable,
-          signal: options.signal,
-        });
-      } finally {
-        tar.destroy();
-      }
-    } else {
-      await runTool(conversion.mksquashfsPath, mksquashfsArgs(rootDir, temp, conversion, options.mkfsTime ?? 0), { signal: options.signal });
-    }
+    await build(temp);
     renameSync(temp, outFile);
   } catch (error) {
     rmSync(temp, { force: true });
     throw error;
   }
-  return { path: outFile, bytes: statSync(outFile).size, tool: conversion.tool, durationMs: performance.now() - started };
+  return { path: outFile, bytes: statSync(outFile).size, tool, durationMs: performance.now() - started };
 }

@@ -1,0 +1,761 @@
+import { availableParallelism } from 'node:os';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type Header, extract as tarExtract } from 'tar-stream';
+import type { LayerSource } from '../convert/convert-types.js';
+import type { TarWriter } from '../image-builder/merged-tar.js';
+import { LayerError, ShifterError } from '../errors/index.js';
+import { openLayerTar } from './decompress.js';
+import { splitEntryName } from './entry-name.js';
+import { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget } from './root-tree.js';
+
+/** A directory of a {@link MergedImage}. */
+export interface MergedDirectory {
+  kind: 'directory';
+  /** Permission bits (with setuid/setgid/sticky). */
+  mode: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Entries by name. */
+  children: Map<string, MergedNode>;
+}
+
+/** A regular file of a {@link MergedImage}; its bytes are `size` bytes at `offset` in spool file `spool`. */
+export interface MergedFile {
+  kind: 'file';
+  mode: number;
+  mtime: number;
+  size: number;
+  /** Index into {@link MergedImage.spools}. */
+  spool: number;
+  /** Byte offset of the content in that spool file. */
+  offset: number;
+  /** True once a hardlink named this node (it may then appear under several names). */
+  linked: boolean;
+}
+
+/** A symlink of a {@link MergedImage}. */
+export interface MergedSymlink {
+  kind: 'symlink';
+  mode: number;
+  mtime: number;
+  /** The target, verbatim. */
+  target: string;
+  linked: boolean;
+}
+
+/** A FIFO or (with `keepDevices`) a device node of a {@link MergedImage}. */
+export interface MergedSpecial {
+  kind: 'fifo' | 'character-device' | 'block-device';
+  mode: number;
+  mtime: number;
+  devmajor: number;
+  devminor: number;
+  linked: boolean;
+}
+
+/** One node of the merged tree. Several names may share one non-directory node (hardlinks). */
+export type MergedNode = MergedDirectory | MergedFile | MergedSymlink | MergedSpecial;
+
+/** The result of {@link mergeLayers}: the final tree of an image, its file contents left in spool files. */
+export interface MergedImage {
+  /** The image root. */
+  root: MergedDirectory;
+  /** Spool files (one per layer, file contents only), indexed by {@link MergedFile.spool}. */
+  spools: string[];
+  /** One summary per layer, lowest first. */
+  layers: LayerSummary[];
+  /** Entries across all layers. */
+  entries: number;
+  /** Regular-file bytes across all layers. */
+  unpackedBytes: number;
+  /** Entries dropped by policy across all layers. */
+  dropped: DroppedEntry[];
+  /** Names in the final tree (the root excluded). */
+  nodes: number;
+  /**
+   * Nodes already written to the `tar` option's writer while the top layer streamed, with the name they were
+   * written under (empty without `tar`). {@link writeMergedTree} skips them.
+   */
+  streamed: ReadonlyMap<MergedNode, string>;
+}
+
+/** Options of {@link mergeLayers}. */
+export interface MergeLayersOptions {
+  /** Private directory for the spool files (one per layer, as large as the layer's file contents). */
+  spoolDir: string;
+  /** Shared caps; a fresh budget from `maxUnpackedBytes`/`maxEntries` when omitted. */
+  budget?: UnpackBudget;
+  /** Cap on unpacked bytes when no budget is given (default 64 GiB). */
+  maxUnpackedBytes?: number;
+  /** Cap on entries when no budget is given (default 5 000 000). */
+  maxEntries?: number;
+  /** Keep char/block device nodes instead of dropping them (default false). */
+  keepDevices?: boolean;
+  /** mtime (seconds) of directories no layer describes; default 0. */
+  defaultDirectoryMtime?: number;
+  /**
+   * Most names the in-memory tree may hold (default {@link DEFAULT_MAX_NODES}, about 35 MB; a layer waiting to be
+   * applied holds up to as many records again). Past it, {@link mergeLayers} rejects
+   * with {@link MergeIndexFull} and the caller falls back to unpacking on disk, so memory stays bounded whatever
+   * the image.
+   */
+  maxNodes?: number;
+  /** Layers read at the same time (default: the number of cores, at least 2). */
+  parallel?: number;
+  /** The zstd executable (default `zstd` on PATH). */
+  zstdPath?: string;
+  /** Checked between entries. */
+  signal?: AbortSignal;
+  /** Called after each layer is merged, in layer order. */
+  onLayer?: (summary: LayerSummary, index: number, count: number) => void;
+  /**
+   * Stream the top layer into this tar writer while it is read, as soon as every lower layer is merged (its entries
+   * are final then, unless the top layer itself changes them again — then {@link SpeculationConflict} is thrown and
+   * the caller merges again without `tar`). Complete the archive afterwards with {@link writeMergedTree}, which
+   * skips what was streamed. Lets a squashfs builder compress while the (often largest) top layer decompresses.
+   */
+  tar?: TarWriter;
+}
+
+/**
+ * Thrown by {@link mergeLayers} when the layer being streamed into `tar` changes something it already streamed (it
+ * lists a name twice, or replaces a directory it wrote into). Not an image error: merge again without `tar`.
+ */
+export class SpeculationConflict extends Error {
+  constructor(readonly entry: string) {
+    super(`the top layer changes ${JSON.stringify(entry)} after it was streamed; merge again without streaming`);
+    this.name = 'SpeculationConflict';
+  }
+}
+
+/** Thrown by {@link mergeLayers} when the tree would exceed `maxNodes`; not an image error. */
+export class MergeIndexFull extends Error {
+  constructor(readonly maxNodes: number) {
+    super(`the image has more than ${maxNodes} names; unpack it on disk instead`);
+    this.name = 'MergeIndexFull';
+  }
+}
+
+/** Default cap on the names held in memory; about 220 bytes each in the tree, plus a layer's records while read. */
+export const DEFAULT_MAX_NODES = 150_000;
+
+const MAX_SYMLINK_HOPS = 40;
+const MAX_DROPPED_LISTED = 1000;
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_MARKER = '.wh..wh..opq';
+
+/** One tar entry as read from a layer, its content (for files) already in the layer's spool file. */
+interface LayerRecord {
+  name: string;
+  type: Header['type'] | null;
+  mode: number;
+  mtime: number;
+  size: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  offset: number;
+  xattrs: number;
+}
+
+interface ReadLayer {
+  /** The entries not yet applied (all of them unless the layer went live). */
+  records: LayerRecord[];
+  spool: string;
+  /** True when the layer was applied while it was read (see {@link LiveHandler}). */
+  live: boolean;
+}
+
+/** Applies (and streams) the top layer's entries while it is read, once every lower layer is merged. */
+interface LiveHandler {
+  /** Apply the entries read before going live, their file bytes in the spool file. */
+  backlog(records: LayerRecord[]): Promise<void>;
+  /** Apply one entry; consumes `data` (a regular file's bytes) fully. */
+  entry(record: LayerRecord, data: AsyncIterable<Buffer> | null): Promise<void>;
+}
+
+/**
+ * Read one layer: decompress, parse, append every regular file's bytes to a spool file and keep the headers.
+ * Names are checked here (absolute, `..`, not UTF-8) so a hostile name is refused with its own code even when the
+ * rest of the archive is broken. A layer that alone exceeds the caps is refused here, before its bytes are spooled.
+ */
+async function readLayer(
+  source: LayerSource,
+  spool: string,
+  budget: UnpackBudget,
+  options: MergeLayersOptions,
+  signal: AbortSignal,
+  live: (() => LiveHandler | undefined) | undefined,
+  maxNodes: number,
+): Promise<ReadLayer> {
+  const layer = source.digest;
+  const blob = await openUnlessStopped(source, signal);
+  const records: LayerRecord[] = [];
+  let fd: number | undefined;
+  let opened: Awaited<ReturnType<typeof openLayerTar>> | undefined;
+  let current = '';
+  let bytes = 0;
+  let count = 0;
+  let handler: LiveHandler | undefined;
+  const extract = tarExtract();
+  try {
+    opened = await openLayerTar(blob, { layer, mediaType: source.mediaType, zstdPath: options.zstdPath });
+    fd = openSync(spool, 'wx', 0o600);
+    const feeding = pipeline(opened.tar, extract);
+    feeding.catch(() => undefined);
+    let offset = 0;
+    for await (const entryStream of extract) {
+      const header = entryStream.header as Header & { pax?: Record<string, string> | null };
+      current = header.name;
+      if (signal.aborted) {
+        throw new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: signal.reason, details: { layer } });
+      }
+      count += 1;
+      if (count > budget.maxEntries) throw limitError('entry count', budget, layer, current);
+      // Memory: a layer's records wait in memory until the layer is applied; never more than the tree may hold.
+      if (records.length >= maxNodes) throw new MergeIndexFull(maxNodes);
+      if (current.includes('\uFFFD')) {
+        throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry name ${JSON.stringify(current)} is not valid UTF-8`, {
+          details: { layer, entry: current },
+        });
+      }
+      // Checked here so a hostile name is refused even when the rest of the archive is broken; split again when
+      // applied (keeping the components of every entry would double the memory a layer's records take).
+      splitEntryName(current, { layer, entry: current, kind: 'entry' });
+      let xattrs = 0;
+      if (header.pax) for (const key of Object.keys(header.pax)) if (key.startsWith('SCHILY.xattr.')) xattrs += 1;
+      const type = header.type ?? null;
+      const record: LayerRecord = {
+        name: current,
+        type,
+        mode: (header.mode ?? 0o644) & 0o7777,
+        mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+        size: 0,
+        linkname: header.linkname ?? '',
+        devmajor: header.devmajor ?? 0,
+        devminor: header.devminor ?? 0,
+        offset,
+        xattrs,
+      };
+      const isFile = type === 'file' || type === 'contiguous-file';
+      if (isFile && bytes + (header.size ?? 0) > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, current);
+      if (!handler && live) {
+        handler = live();
+        if (handler) {
+          await handler.backlog(records);
+          records.length = 0;
+        }
+      }
+      if (handler) {
+        if (isFile) {
+          bytes += header.size ?? 0;
+          record.size = header.size ?? 0;
+          await handler.entry(record, entryStream as AsyncIterable<Buffer>);
+        } else {
+          entryStream.resume();
+          await handler.entry(record, null);
+        }
+        continue;
+      }
+      if (isFile) {
+        const size = header.size ?? 0;
+        bytes += size;
+        let written = 0;
+        for await (const chunk of entryStream as AsyncIterable<Buffer>) {
+          let at = 0;
+          while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
+          written += chunk.length;
+        }
+        record.size = written;
+        offset += written;
+      } else {
+        entryStream.resume();
+      }
+      records.push(record);
+    }
+    await feeding;
+    await opened.done;
+    return { records, spool, live: handler !== undefined };
+  } catch (error) {
+    extract.destroy();
+    if (error instanceof SpeculationConflict || error instanceof MergeIndexFull) {
+      opened?.destroy();
+      await opened?.done.catch(() => undefined);
+      throw error;
+    }
+    if (!ShifterError.isInstance(error) && opened) {
+      // A broken tar is often a broken compressed stream: stop reading and prefer the decompressor's explanation.
+      opened.tar.destroy();
+      await opened.done;
+    } else {
+      opened?.destroy();
+      await opened?.done.catch(() => undefined);
+    }
+    if (ShifterError.isInstance(error)) throw error;
+    const errno = error as NodeJS.ErrnoException;
+    if (typeof errno.syscall === 'string') {
+      throw new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, {
+        cause: error,
+        details: { layer, entry: current, errno: errno.code },
+      });
+    }
+    throw new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, {
+      cause: error,
+      details: { layer, entry: current },
+    });
+  } finally {
+    blob.destroy();
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** `source.open()`, given up as soon as `signal` aborts (the open may wait for a download); a late stream is destroyed. */
+function openUnlessStopped(source: LayerSource, signal: AbortSignal): Promise<Readable> {
+  const aborted = () => new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: signal.reason, details: { layer: source.digest } });
+  if (signal.aborted) return Promise.reject(aborted());
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(aborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    source.open().then(
+      (stream) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) stream.destroy();
+        else resolve(stream);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function limitError(what: string, budget: UnpackBudget, layer: string, entry: string): LayerError {
+  return new LayerError('SHIFTER_LAYER_LIMIT', `the image exceeds the ${what} limit`, {
+    details: { layer, entry, maxUnpackedBytes: budget.maxUnpackedBytes, maxEntries: budget.maxEntries },
+  });
+}
+
+const join2 = (parent: string, name: string) => (parent === '' ? name : `${parent}/${name}`);
+
+/**
+ * The image tree being merged, in memory. It applies layer records with exactly the semantics of the on-disk
+ * {@link RootTree} (docs/security-layers.md): paths resolved component by component inside the root, symlinks
+ * followed with their targets interpreted against the image root, the last component never followed, whiteouts
+ * affecting lower layers only, hardlinks as shared nodes. Nothing is written to disk, so nothing can escape.
+ */
+class MergeTree {
+  readonly root: MergedDirectory;
+  nodes = 0;
+  /** Nodes already written to the tar while the top layer streamed, with the name they were written under. */
+  readonly streamed = new Map<MergedNode, string>();
+  /** Directories with a streamed node somewhere below. */
+  readonly streamedBelow = new Set<MergedDirectory>();
+
+  constructor(
+    readonly budget: UnpackBudget,
+    readonly options: MergeLayersOptions,
+    private readonly maxNodes: number,
+  ) {
+    this.root = { kind: 'directory', mode: 0o755, mtime: options.defaultDirectoryMtime ?? 0, children: new Map() };
+  }
+
+  add(parent: MergedDirectory, name: string, node: MergedNode): void {
+    if (!parent.children.has(name)) {
+      this.nodes += 1;
+      if (this.nodes > this.maxNodes) throw new MergeIndexFull(this.maxNodes);
+    }
+    parent.children.set(name, node);
+  }
+
+  private countRemoved(node: MergedNode): number {
+    if (node.kind !== 'directory') return 1;
+    let count = 1;
+    const stack: MergedDirectory[] = [node];
+    while (stack.length > 0) {
+      const dir = stack.pop() as MergedDirectory;
+      for (const child of dir.children.values()) {
+        count += 1;
+        if (child.kind === 'directory') stack.push(child);
+      }
+    }
+    return count;
+  }
+
+  remove(parent: MergedDirectory, name: string): void {
+    const node = parent.children.get(name);
+    if (!node) return;
+    if (this.streamed.has(node) || (node.kind === 'directory' && this.streamedBelow.has(node))) {
+      throw new SpeculationConflict(name);
+    }
+    this.nodes -= this.countRemoved(node);
+    parent.children.delete(name);
+  }
+
+  /** Resolve parent components to a directory, following symlinks inside the root; see RootTree. */
+  resolveDirectory(components: string[], create: boolean, layer: string, entry: string): ResolvedDirectory | null {
+    const current: MergedDirectory[] = [];
+    const names: string[] = [];
+    const queue = [...components];
+    let hops = 0;
+    while (queue.length > 0) {
+      const part = queue.shift() as string;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        current.pop();
+        names.pop();
+        continue;
+      }
+      const dir = current.at(-1) ?? this.root;
+      const child = dir.children.get(part);
+      if (child === undefined) {
+        if (!create) return null;
+        const made: MergedDirectory = { kind: 'directory', mode: 0o755, mtime: this.options.defaultDirectoryMtime ?? 0, children: new Map() };
+        this.add(dir, part, made);
+        current.push(made);
+        names.push(part);
+      } else if (child.kind === 'directory') {
+        current.push(child);
+        names.push(part);
+      } else if (child.kind === 'symlink') {
+        hops += 1;
+        if (hops > MAX_SYMLINK_HOPS) {
+          throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `too many symlinks resolving the parent of ${entry}`, { details: { layer, entry } });
+        }
+        // SECURITY: an absolute target restarts at the image root, not the host root.
+        if (child.target.startsWith('/')) {
+          current.length = 0;
+          names.length = 0;
+        }
+        queue.unshift(...child.target.split('/'));
+      } else {
+        if (!create) return null;
+        throw new LayerError('SHIFTER_LAYER_CORRUPT', `a parent of ${entry} is not a directory (${[...names, part].join('/')})`, {
+          details: { layer, entry, parent: [...names, part].join('/') },
+        });
+      }
+    }
+    return { dir: current.at(-1) ?? this.root, rel: names.join('/'), chain: current };
+  }
+
+  /** The node at a real path (no symlinks on the way), with its parent. */
+  lookup(rel: string): { parent: MergedDirectory; name: string; node: MergedNode } | null {
+    const parts = rel.split('/');
+    let dir = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = dir.children.get(parts[i] as string);
+      if (next?.kind !== 'directory') return null;
+      dir = next;
+    }
+    const name = parts.at(-1) as string;
+    const node = dir.children.get(name);
+    return node ? { parent: dir, name, node } : null;
+  }
+
+  /** An applier for one layer: feed it that layer's records in order. */
+  layerApplier(spool: number, layer: string, signal: AbortSignal | undefined): LayerApplier {
+    return new LayerApplier(this, spool, layer, signal);
+  }
+
+}
+
+/** A directory found by {@link MergeTree.resolveDirectory}: the node, its real path and the directories leading to it. */
+interface ResolvedDirectory {
+  dir: MergedDirectory;
+  rel: string;
+  /** The directories from the root's child down to `dir` (empty for the root). */
+  chain: MergedDirectory[];
+}
+
+/** A non-directory an entry added (or, for a hardlink, gave another name), for streaming it. */
+export interface AppliedLeaf {
+  node: Exclude<MergedNode, MergedDirectory>;
+  /** The real path of the new name. */
+  rel: string;
+  /** The directories leading to it. */
+  chain: MergedDirectory[];
+  /** True for a hardlink: `node` existed before under another name. */
+  hardlink: boolean;
+}
+
+/**
+ * Applies one layer's records in order, with the rules of RootTree.applyTar: whiteouts remove from lower layers
+ * only, whichever order the tar lists them in (the layer's own additions are remembered and kept).
+ */
+class LayerApplier {
+  readonly summary: LayerSummary;
+  private readonly addedNodes = new Set<MergedNode>();
+  private readonly addedPaths = new Set<string>();
+  private readonly addedAncestors = new Set<string>();
+
+  constructor(
+    private readonly tree: MergeTree,
+    private readonly spool: number,
+    private readonly layer: string,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.summary = { layer, entries: 0, bytes: 0, whiteouts: 0, dropped: [], xattrsDropped: 0 };
+  }
+
+  private markAdded(rel: string, how: MergedNode | 'path'): void {
+    if (how === 'path') this.addedPaths.add(rel);
+    else this.addedNodes.add(how);
+    let slash = rel.lastIndexOf('/');
+    while (slash > 0) {
+      const parent = rel.slice(0, slash);
+      if (this.addedAncestors.has(parent)) break;
+      this.addedAncestors.add(parent);
+      slash = parent.lastIndexOf('/');
+    }
+    this.addedAncestors.add('');
+  }
+
+  /** Remove `rel` except what this layer added (and the directories leading to it). */
+  private prune(rel: string): void {
+    const found = this.tree.lookup(rel);
+    if (found === null) return;
+    const { parent, name, node } = found;
+    if (node.kind === 'directory') {
+      if (this.addedPaths.has(rel) || this.addedAncestors.has(rel)) {
+        for (const child of [...node.children.keys()]) this.prune(join2(rel, child));
+      } else this.tree.remove(parent, name);
+    } else if (!this.addedNodes.has(node) && !this.addedPaths.has(rel)) this.tree.remove(parent, name);
+  }
+
+  private drop(entry: string, reason: string): void {
+    if (this.summary.dropped.length < MAX_DROPPED_LISTED) this.summary.dropped.push({ layer: this.layer, entry, reason });
+  }
+
+  /** Apply one record; returns the non-directory it added or linked, if any. */
+  entry(record: LayerRecord): AppliedLeaf | null {
+    const { tree, layer, summary } = this;
+    const budget = tree.budget;
+    const entry = record.name;
+    if (this.signal?.aborted) {
+      throw new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: this.signal.reason, details: { layer } });
+    }
+    summary.entries += 1;
+    budget.entries += 1;
+    if (budget.entries > budget.maxEntries) throw limitError('entry count', budget, layer, entry);
+    summary.xattrsDropped += record.xattrs;
+    const { type, mode, mtime } = record;
+    const { components } = splitEntryName(entry, { layer, entry, kind: 'entry' });
+    const name = components.at(-1) ?? '';
+    const parentComponents = components.slice(0, -1);
+
+    if (name.startsWith(WHITEOUT_PREFIX)) {
+      const parent = tree.resolveDirectory(parentComponents, false, layer, entry);
+      summary.whiteouts += 1;
+      if (name === OPAQUE_MARKER) {
+        if (parent !== null) for (const child of [...parent.dir.children.keys()]) this.prune(join2(parent.rel, child));
+        return null;
+      }
+      if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
+        this.drop(entry, 'aufs-metadata');
+        return null;
+      }
+      const target = name.slice(WHITEOUT_PREFIX.length);
+      // SECURITY: ".wh." (empty), ".wh.." and ".wh..." would name the directory itself or its parent.
+      if (target === '' || target === '.' || target === '..') {
+        throw new LayerError('SHIFTER_LAYER_INVALID_WHITEOUT', `whiteout ${JSON.stringify(entry)} names "." or ".." or nothing`, {
+          details: { layer, entry },
+        });
+      }
+      if (parent !== null) this.prune(join2(parent.rel, target));
+      return null;
+    }
+
+    if ((type === 'character-device' || type === 'block-device') && !tree.options.keepDevices) {
+      this.drop(entry, 'device');
+      return null;
+    }
+
+    if (components.length === 0) {
+      if (type !== 'directory') {
+        throw new LayerError('SHIFTER_LAYER_UNSAFE_PATH', `entry ${JSON.stringify(entry)} would replace the image root`, { details: { layer, entry } });
+      }
+      tree.root.mode = mode;
+      tree.root.mtime = mtime;
+      return null;
+    }
+
+    if (type === 'file' || type === 'contiguous-file') {
+      if (budget.unpackedBytes + record.size > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, entry);
+      budget.unpackedBytes += record.size;
+      summary.bytes += record.size;
+    }
+
+    const { dir, rel: parentRel, chain } = tree.resolveDirectory(parentComponents, true, layer, entry) as ResolvedDirectory;
+    const rel = join2(parentRel, name);
+    const existing = dir.children.get(name);
+
+    if (type === 'directory') {
+      if (existing?.kind === 'directory') {
+        existing.mode = mode;
+        existing.mtime = mtime;
+      } else {
+        if (existing) tree.remove(dir, name);
+        tree.add(dir, name, { kind: 'directory', mode, mtime, children: new Map() });
+      }
+      this.markAdded(rel, 'path');
+      return null;
+    }
+
+    if (type === 'link') {
+      const linkname = record.linkname;
+      const target = splitEntryName(linkname, { layer, entry, kind: 'hardlink' });
+      if (target.components.length === 0) {
+        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at the image root`, { details: { layer, entry, linkname } });
+      }
+      const targetParent = tree.resolveDirectory(target.components.slice(0, -1), false, layer, entry);
+      const targetName = target.components.at(-1) as string;
+      const targetNode = targetParent?.dir.children.get(targetName);
+      if (targetParent === null || targetNode === undefined) {
+        throw new LayerError('SHIFTER_LAYER_CORRUPT', `hardlink ${JSON.stringify(entry)} points at missing ${JSON.stringify(linkname)}`, {
+          details: { layer, entry, linkname },
+        });
+      }
+      if (targetNode.kind === 'directory') {
+        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at a directory`, { details: { layer, entry, linkname } });
+      }
+      if (targetParent.dir === dir && targetName === name) return null;
+      if (existing) tree.remove(dir, name);
+      targetNode.linked = true;
+      tree.add(dir, name, targetNode);
+      this.markAdded(rel, 'path');
+      return { node: targetNode, rel, chain, hardlink: true };
+    }
+
+    let node: Exclude<MergedNode, MergedDirectory>;
+    if (type === 'file' || type === 'contiguous-file') {
+      node = { kind: 'file', mode, mtime, size: record.size, spool: this.spool, offset: record.offset, linked: false };
+    } else if (type === 'symlink') {
+      if (record.linkname === '') {
+        throw new LayerError('SHIFTER_LAYER_CORRUPT', `symlink ${JSON.stringify(entry)} has an empty target`, { details: { layer, entry } });
+      }
+      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false };
+    } else if (type === 'fifo' || type === 'character-device' || type === 'block-device') {
+      node = { kind: type, mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false };
+    } else {
+      throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry ${JSON.stringify(entry)} has unsupported type ${String(type)}`, {
+        details: { layer, entry, type },
+      });
+    }
+    if (existing) tree.remove(dir, name);
+    tree.add(dir, name, node);
+    this.markAdded(rel, node);
+    return { node, rel, chain, hardlink: false };
+  }
+}
+
+/**
+ * Merge image layers (lowest first) into an in-memory tree without unpacking them: each layer is decompressed and
+ * parsed once, its file contents appended to a spool file, and its entries applied to the tree in layer order with
+ * the semantics and safety rules of {@link flattenLayers} (the same refusals with the same codes). Several layers
+ * are read at the same time (gunzip is single-threaded); they are applied strictly in order.
+ *
+ * Feed the result to {@link mergedImageTar} to get one tar of the final tree (for `tar2sqfs`). Memory grows with
+ * the number of names in the image (about 220 bytes each), never with its size, and is capped by `maxNodes`.
+ *
+ * @param layers - layer sources, lowest first; each is opened once and destroyed after use
+ * @param options - spool directory, caps, policy, progress
+ * @returns the tree, spool files and per-layer summaries; the caller removes the spool directory when done
+ * @throws {@link LayerError} with the codes of {@link flattenLayers}; {@link MergeIndexFull} past `maxNodes`;
+ *   `SHIFTER_IO_FAILED` when a spool file cannot be written; `SHIFTER_CONVERSION_FAILED` when aborted
+ */
+export async function mergeLayers(layers: LayerSource[], options: MergeLayersOptions): Promise<MergedImage> {
+  const budget = options.budget ?? createUnpackBudget(options);
+  const maxNodes = options.maxNodes ?? DEFAULT_MAX_NODES;
+  const tree = new MergeTree(budget, options, maxNodes);
+  const parallel = Math.max(1, options.parallel ?? Math.max(2, availableParallelism()));
+  // Stops the read-ahead when we fail; forwards the caller's abort.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const spools = layers.map((_, index) => join(options.spoolDir, `layer-${index}.data`));
+  const reads: Promise<ReadLayer>[] = [];
+  const top = layers.length - 1;
+  let liveHandler: LiveHandler | undefined;
+  let liveApplier: LayerApplier | undefined;
+  const live = options.tar ? () => liveHandler : undefined;
+  const start = (index: number) => {
+    if (index >= layers.length || reads[index]) return;
+    reads[index] = readLayer(layers[index] as LayerSource, spools[index] as string, budget, options, stop.signal, index === top ? live : undefined, maxNodes);
+    reads[index].catch(() => undefined);
+  };
+  const makeLiveHandler = (writer: TarWriter, applier: LayerApplier): LiveHandler => {
+    const stream = async (applied: AppliedLeaf, data: AsyncIterable<Buffer> | null): Promise<boolean> => {
+      const { node, rel, chain, hardlink } = applied;
+      if (hardlink) {
+        const first = tree.streamed.get(node);
+        // A second name of a lower layer's node: written with the rest of the tree by writeMergedTree.
+        if (first === undefined) return false;
+        await writer.hardlink(rel, node, first);
+      } else if (node.kind === 'file') {
+        if (data) await writer.fileFromStream(rel, node, data);
+        else await writer.fileFromSpool(rel, node, spools[top] as string);
+        tree.streamed.set(node, rel);
+      } else {
+        await writer.special(rel, node);
+        tree.streamed.set(node, rel);
+      }
+      for (const dir of chain) tree.streamedBelow.add(dir);
+      return data !== null && node.kind === 'file' && !hardlink;
+    };
+    return {
+      backlog: async (records) => {
+        for (const record of records) {
+          const applied = applier.entry(record);
+          if (applied) await stream(applied, null);
+        }
+      },
+      entry: async (record, data) => {
+        const applied = applier.entry(record);
+        const consumed = applied ? await stream(applied, data) : false;
+        if (data && !consumed) for await (const _ of data) void _;
+      },
+    };
+  };
+  const summaries: LayerSummary[] = [];
+  try {
+    for (let index = 0; index < parallel; index++) start(index);
+    for (const [index, source] of layers.entries()) {
+      options.signal?.throwIfAborted();
+      if (index === top && options.tar) {
+        // Every lower layer is merged: the top layer may now be applied and streamed as it is read.
+        liveApplier = tree.layerApplier(index, source.digest, options.signal);
+        liveHandler = makeLiveHandler(options.tar, liveApplier);
+      }
+      const read = await (reads[index] as Promise<ReadLayer>);
+      start(index + parallel);
+      const applier = read.live ? (liveApplier as LayerApplier) : tree.layerApplier(index, source.digest, options.signal);
+      for (const record of read.records) applier.entry(record);
+      const summary = applier.summary;
+      summaries.push(summary);
+      options.onLayer?.(summary, index, layers.length);
+    }
+  } catch (error) {
+    stop.abort(error);
+    // Let every read close its files before the caller removes the spool directory.
+    await Promise.allSettled(reads);
+    if (options.signal?.aborted && !ShifterError.isInstance(error)) {
+      throw new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: options.signal.reason });
+    }
+    throw error;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  return {
+    root: tree.root,
+    spools,
+    layers: summaries,
+    entries: budget.entries,
+    unpackedBytes: budget.unpackedBytes,
+    dropped: summaries.flatMap((s) => s.dropped),
+    nodes: tree.nodes,
+    streamed: tree.streamed,
+  };
+}
