@@ -1,37 +1,115 @@
-// Load generator (its own process, pinned by the caller): GET lookups, each with its own pre-generated credential.
+// Load generator (its own process, pinned by the caller): HTTP/1.1 keep-alive GET lookups over CONNECTIONS sockets,
+// one request in flight per socket, each request with its own pre-generated credential (used once, in file order).
+// Latency is measured per request from just before the request is written until its whole response has been read;
+// percentiles are exact (every latency is kept). A response counts as 2xx only from its status line.
 // usage: node load.mjs URL PATHS_FILE CREDENTIALS_FILE DURATION_S CONNECTIONS
 import { readFileSync } from 'node:fs';
-import autocannon from 'autocannon';
+import net from 'node:net';
 
 const [url, pathsFile, credentialsFile, duration, connections] = process.argv.slice(2);
+const target = new URL(url);
+const port = Number(target.port || 80);
+const hostHeader = target.host;
 const paths = readFileSync(pathsFile, 'utf8').trim().split('\n');
 const credentials = readFileSync(credentialsFile, 'utf8').trim().split('\n');
+const latencies = new Float64Array(credentials.length);
+const CRLF2 = Buffer.from('\r\n\r\n');
+
 let next = 0;
-const result = await autocannon({
-  url,
-  duration: Number(duration),
-  connections: Number(connections),
-  amount: credentials.length,
-  requests: [
-    {
-      method: 'GET',
-      setupRequest: (request) => {
-        const credential = credentials[next];
-        const path = paths[next % paths.length];
-        next++;
-        return { ...request, path, headers: { ...request.headers, authentication: credential } };
-      },
-    },
-  ],
-});
+let completed = 0;
+let non2xx = 0;
+let errors = 0;
+const started = performance.now();
+const deadline = started + Number(duration) * 1000;
+
+/** Length of the complete response at the start of buf (head + body), 0 when more bytes are needed; -1 if unparsable. */
+function responseLength(buf) {
+  const headEnd = buf.indexOf(CRLF2);
+  if (headEnd < 0) return 0;
+  const head = buf.toString('latin1', 0, headEnd).toLowerCase();
+  const bodyStart = headEnd + 4;
+  const match = /\r\ncontent-length:\s*(\d+)/.exec(head);
+  if (match) {
+    const total = bodyStart + Number(match[1]);
+    return buf.length >= total ? total : 0;
+  }
+  if (/\r\ntransfer-encoding:[^\r]*chunked/.test(head)) {
+    // Walk the chunks: size line, data, CRLF; the last chunk has size 0 and ends with an empty trailer line.
+    let at = bodyStart;
+    for (;;) {
+      const lineEnd = buf.indexOf('\r\n', at);
+      if (lineEnd < 0) return 0;
+      const size = parseInt(buf.toString('latin1', at, lineEnd), 16);
+      if (Number.isNaN(size)) return -1;
+      if (size === 0) {
+        const end = buf.indexOf(CRLF2, lineEnd);
+        return end < 0 ? 0 : end + 4;
+      }
+      at = lineEnd + 2 + size + 2;
+      if (at > buf.length) return 0;
+    }
+  }
+  return -1;
+}
+
+function connection() {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: target.hostname, port, noDelay: true });
+    let pending = null;
+    let sentAt = 0;
+    let buffered = Buffer.alloc(0);
+    const send = () => {
+      if (next >= credentials.length || performance.now() >= deadline) {
+        socket.end();
+        return;
+      }
+      const i = next++;
+      const request = `GET ${paths[i % paths.length]} HTTP/1.1\r\nhost: ${hostHeader}\r\nauthentication: ${credentials[i]}\r\n\r\n`;
+      pending = i;
+      sentAt = performance.now();
+      socket.write(request);
+    };
+    socket.on('connect', send);
+    socket.on('data', (chunk) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const length = responseLength(buffered);
+      if (length === 0) return;
+      if (length < 0 || pending === null || length !== buffered.length) {
+        // Unparsable, unsolicited or more than one response: the connection cannot be trusted any more.
+        errors++;
+        socket.destroy();
+        return;
+      }
+      latencies[completed++] = performance.now() - sentAt;
+      const status = Number(buffered.toString('latin1', 9, 12));
+      if (!(status >= 200 && status < 300)) non2xx++;
+      pending = null;
+      buffered = Buffer.alloc(0);
+      send();
+    });
+    socket.on('error', () => {
+      errors++;
+    });
+    socket.on('close', () => {
+      if (pending !== null) errors++;
+      resolve();
+    });
+  });
+}
+
+await Promise.all(Array.from({ length: Number(connections) }, connection));
+const elapsed = (performance.now() - started) / 1000;
+const sorted = latencies.subarray(0, completed).sort();
+const percentile = (p) => (completed === 0 ? 0 : Number(sorted[Math.min(completed - 1, Math.ceil((p / 100) * completed) - 1)].toFixed(2)));
 process.stdout.write(
   `${JSON.stringify({
-    requests: result.requests.total,
-    rps: result.requests.average,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    duration: result.duration,
+    requests: completed,
+    rps: Math.round(completed / elapsed),
+    p50: percentile(50),
+    p99: percentile(99),
+    max: percentile(100),
+    non2xx,
+    errors,
+    duration: Number(elapsed.toFixed(2)),
   })}\n`,
 );

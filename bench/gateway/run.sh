@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Gateway benchmark: authenticated lookups per second and p99 from a second process (autocannon pinned to core 1,
+# Gateway benchmark: authenticated lookups per second and p99 from a second process (load.mjs pinned to core 1,
 # gateway pinned to core 0), every request with its own fresh munge credential generated ahead of the run; on the
 # embedded store and (when the harness provides them) FerretDB + Redis; the same with upstream's way of checking
 # credentials (one `unmunge` process per request) as the peer; and the wall time of 50 concurrent pulls of one tag
 # (counting registry blob downloads and jobs). Needs root (munged) and `scripts/test-harness.sh start` for the pulls
 # and the distributed backend. Results: bench/out/gateway.json and a summary on stdout; last line "N passed, N failed".
 # Knobs: BENCH_LOOKUPS, BENCH_UNMUNGE_LOOKUPS, BENCH_CONNECTIONS, BENCH_BACKENDS ("embedded distributed"),
-# BENCH_PULLS (1), BENCH_SERVER_CPUS (taskset list for the gateway, default 0; the load generator always gets core 1).
+# BENCH_PULLS (1), BENCH_SERVER_CPUS (taskset list for the gateway, default 0; the load generator always gets core 1),
+# BENCH_MUNGED_CPUS (taskset list munged's threads are moved to for the run and restored from afterwards; default:
+# munged is left where it runs), BENCH_LOAD (load.mjs, a raw-socket HTTP/1.1 client; "autocannon" for
+# load-autocannon.mjs, the same measurement with about twice the client CPU per request).
+# The layout actually used is printed before the results.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=$ROOT/bench/out/gateway
@@ -17,9 +21,25 @@ UNMUNGE_LOOKUPS=${BENCH_UNMUNGE_LOOKUPS:-2000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 SOCKET=${SHIFTER_TEST_MUNGE_SOCKET:-/run/munge/munge.socket.2}
 TSX=(node --conditions=@shifter/source --import tsx)
+LOAD=$ROOT/bench/gateway/load.mjs
+[[ ${BENCH_LOAD:-} == autocannon ]] && LOAD=$ROOT/bench/gateway/load-autocannon.mjs
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+MUNGED_AFFINITY=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for entry in "${MUNGED_AFFINITY[@]}"; do taskset -p "${entry#*=}" "${entry%%=*}" >/dev/null 2>&1 || true; done
+}
 trap cleanup EXIT
+if [[ -n ${BENCH_MUNGED_CPUS:-} ]]; then
+  for pid in $(pgrep -x munged); do
+    for task in /proc/"$pid"/task/*; do
+      tid=${task##*/}
+      MUNGED_AFFINITY+=("$tid=$(taskset -p "$tid" | awk '{print $NF}')")
+      taskset -p -c "$BENCH_MUNGED_CPUS" "$tid" >/dev/null
+    done
+  done
+fi
+echo "layout: gateway on cpus ${BENCH_SERVER_CPUS:-0}, load generator ($(basename "$LOAD")) on cpu 1, munged on cpus ${BENCH_MUNGED_CPUS:-"$(taskset -c -p "$(pgrep -x munged | head -1)" 2>/dev/null | awk '{print $NF}') (not moved)"}, UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-4 (default)}, $CONNECTIONS connections"
 
 gcc -O2 -o "$OUT/gen-credentials" "$ROOT/bench/gateway/gen-credentials.c" -lmunge
 
@@ -55,11 +75,11 @@ stop_gateway() { local pid=${PIDS[-1]}; kill "$pid"; wait "$pid" 2>/dev/null || 
 lookup_run() { # name verifier count
   local dir=$OUT/$1 url=http://127.0.0.1:$2
   "$OUT/gen-credentials" 500 "$SOCKET" >"$dir/warm.creds"
-  taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "$url" "$dir/paths" "$dir/warm.creds" 5 "$CONNECTIONS" >/dev/null
+  taskset -c 1 node "$LOAD" "$url" "$dir/paths" "$dir/warm.creds" 5 "$CONNECTIONS" >/dev/null
   local t0=$SECONDS
   "$OUT/gen-credentials" "$4" "$SOCKET" >"$dir/$3.creds"
   echo "generated $4 credentials in $((SECONDS - t0)) s" >&2
-  taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "$url" "$dir/paths" "$dir/$3.creds" 60 "$CONNECTIONS"
+  taskset -c 1 node "$LOAD" "$url" "$dir/paths" "$dir/$3.creds" 60 "$CONNECTIONS"
 }
 
 RESULTS=()
