@@ -4,7 +4,7 @@ import { renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ShifterConfigSchema } from '../config/index.js';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, ShifterError } from '../errors/index.js';
 import type { ConversionConfig } from '../convert/convert-types.js';
 import { runTool } from './run-tool.js';
 import { packTree } from './tree-tar.js';
@@ -158,11 +158,20 @@ export async function buildSquashfsFromTar(openTar: () => Readable, outFile: str
     try {
       await runTool(conversion.tar2sqfsPath, args, { stdin: tar, signal: options.signal });
     } catch (error) {
-      throw streamError ?? error;
+      throw streamError === undefined ? error : inputError(streamError);
     } finally {
       tar.destroy();
     }
-    if (streamError) throw streamError;
+    if (streamError !== undefined) throw inputError(streamError);
+  });
+}
+
+/** A failure of the tar stream feeding tar2sqfs: its own ShifterError, or a local I/O failure. */
+function inputError(error: unknown): ShifterError {
+  if (ShifterError.isInstance(error)) return error;
+  return new ShifterError('SHIFTER_IO_FAILED', `cannot read the squashfs input: ${(error as Error).message}`, {
+    cause: error,
+    details: { errno: (error as NodeJS.ErrnoException).code },
   });
 }
 

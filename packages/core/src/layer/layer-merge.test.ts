@@ -100,6 +100,20 @@ describe('mergeLayers', () => {
     expect(names).toHaveLength(5);
   });
 
+  it('writes the same tar whether the top layer was still being read when the lower ones were merged or not', async () => {
+    const layers = await sources([{ path: 'a', content: 'A' }, { path: 'd/' }], [{ path: 'd/z', content: 'Z' }, { path: 'b', content: 'B' }]);
+    const late = await streamed(layers);
+    const output = new PassThrough();
+    const writer = new TarWriter(output);
+    const bytes = collect(output);
+    // Not delayed: this small top layer is read completely before the lower layer is merged.
+    const early = await mergeLayers(layers, { spoolDir: mkdtempSync(join(scratch, 's-')), tar: writer });
+    await writeMergedTree(early, writer);
+    await writer.end();
+    expect((await bytes).equals(late.tar)).toBe(true);
+    expect([...early.streamed.values()]).toEqual(['d/z', 'b']);
+  });
+
   it.each([
     ['lists a name twice', [{ path: 'f', content: 'first' }, { path: 'f', content: 'second' }]],
     ['replaces a directory it wrote into', [{ path: 'd/f', content: 'in d' }, { path: 'd', content: 'now a file' }]],

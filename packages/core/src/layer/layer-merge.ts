@@ -116,6 +116,8 @@ export interface MergeLayersOptions {
    * are final then, unless the top layer itself changes them again — then {@link SpeculationConflict} is thrown and
    * the caller merges again without `tar`). Complete the archive afterwards with {@link writeMergedTree}, which
    * skips what was streamed. Lets a squashfs builder compress while the (often largest) top layer decompresses.
+   * The archive always holds the top layer's entries first, in archive order (from the spool file when the layer
+   * was read before the lower ones were merged), so its bytes do not depend on timing.
    */
   tar?: TarWriter;
 }
@@ -731,8 +733,16 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
       }
       const read = await (reads[index] as Promise<ReadLayer>);
       start(index + parallel);
-      const applier = read.live ? (liveApplier as LayerApplier) : tree.layerApplier(index, source.digest, options.signal);
-      for (const record of read.records) applier.entry(record);
+      let applier: LayerApplier;
+      if (index === top && options.tar) {
+        // The same order whether or not the layer went live while it was read (reproducible output): the top
+        // layer's entries in archive order first, then the rest of the tree.
+        applier = liveApplier as LayerApplier;
+        if (!read.live) await (liveHandler as LiveHandler).backlog(read.records);
+      } else {
+        applier = tree.layerApplier(index, source.digest, options.signal);
+        for (const record of read.records) applier.entry(record);
+      }
       const summary = applier.summary;
       summaries.push(summary);
       options.onLayer?.(summary, index, layers.length);

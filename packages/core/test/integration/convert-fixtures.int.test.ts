@@ -169,8 +169,16 @@ describe.skipIf(!haveServices('fixtures'))('convertImage on the harness fixtures
           expect(readFileSync(first.squashfsPath).equals(readFileSync(second.squashfsPath))).toBe(true);
           expect(readFileSync(first.metaPath, 'utf8')).toBe(readFileSync(second.metaPath, 'utf8'));
 
-          // The squashfs holds exactly the flattened tree, all root-owned.
+          // The squashfs holds exactly the flattened tree, all root-owned …
           expect(squashfsListing(first.squashfsPath)).toEqual(sortByPath(comparable(actual)));
+          // … and, extracted, umoci's tree: hardlink identity and the mtimes of non-directories included.
+          execFileSync('unsquashfs', ['-q', '-n', '-d', join(dir, 'extracted'), first.squashfsPath], { stdio: 'pipe' });
+          const extracted = describeTree(join(dir, 'extracted'));
+          expect(comparable(extracted)).toEqual(comparable(expected));
+          expect(inodeGroups(extracted)).toEqual(inodeGroups(expected));
+          const mtimes = (root: string, tree: Map<string, Node>) =>
+            [...tree].filter(([, n]) => n.type !== 'dir').map(([path]) => `${Math.floor(lstatSync(join(root, path)).mtimeMs / 1000)} ${path}`).sort();
+          expect(mtimes(join(dir, 'extracted'), extracted)).toEqual(mtimes(join(dir, 'bundle', 'rootfs'), expected));
 
           // .meta carries the config's Env/Entrypoint/Cmd/WorkingDir.
           const config = (image.config.config ?? {}) as Record<string, unknown>;
@@ -238,19 +246,22 @@ describe.skipIf(!haveServices('fixtures'))('convertImage on the harness fixtures
     expect(parseMeta(text)).toMatchObject({ env: config.Env, entrypoint: config.Entrypoint, cmd: config.Cmd, workdir: '/weird' });
   });
 
-  it('a failing squashfs tool leaves no file in the output directory and no scratch', async () => {
+  it.each([
+    ['mksquashfs', '-no-such-option', /invalid option/],
+    ['tar2sqfs', '--no-such-option', /unrecognized option/],
+  ] as const)('a failing %s leaves no file in the output directory and no scratch', async (tool, option, message) => {
     const image = loadImage(join(fixturesDir, 'busybox'), 'latest');
-    const out = join(work, 'failing-out');
-    const expand = join(work, 'failing-expand');
+    const out = join(work, `failing-${tool}-out`);
+    const expand = join(work, `failing-${tool}-expand`);
     mkdirSync(out);
     const error = await convertImage(image.layers, image.config, out, {
       id: image.id,
       expandDir: expand,
-      conversion: { extraArgs: ['-no-such-option'] },
+      conversion: { tool, extraArgs: [option] },
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConversionError);
-    expect(error).toMatchObject({ code: 'SHIFTER_CONVERSION_FAILED', details: { tool: 'mksquashfs' } });
-    expect((error as ConversionError).details.stderr).toMatch(/invalid option/);
+    expect(error).toMatchObject({ code: 'SHIFTER_CONVERSION_FAILED', details: { tool } });
+    expect((error as ConversionError).details.stderr).toMatch(message);
     expect(readdirSync(out)).toEqual([]);
     expect(readdirSync(expand)).toEqual([]);
   });

@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -6,7 +7,7 @@ import { type ConvertProgress, type LayerSource, ShifterError, convertImage } fr
 import { type LayerSpecEntry, makeLayer } from '@shifter/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-// convertImage's contract with real mksquashfs: outputs, atomicity, cleanup on every failure path, ACLs, hooks.
+// convertImage's contract with real tar2sqfs and mksquashfs: outputs, atomicity, cleanup on every failure path, ACLs, hooks.
 
 const ID = 'ab'.repeat(32);
 const config = { architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'], WorkingDir: '/srv' } };
@@ -53,7 +54,7 @@ describe('convertImage', () => {
     expect(readdirSync(out).sort()).toEqual([`${ID}.meta`, `${ID}.squashfs`]);
     expect(readdirSync(expand)).toEqual([]);
     expect(events).toEqual(['layer', 'layer', 'squashfs', 'meta', 'done']);
-    expect(result.summary).toMatchObject({ layers: 2, entries: 3, unpackedBytes: 3, tool: 'mksquashfs' });
+    expect(result.summary).toMatchObject({ layers: 2, entries: 3, unpackedBytes: 3, tool: 'tar2sqfs' });
     expect(readFileSync(result.metaPath, 'utf8')).toBe("FORMAT: squashfs\nCMD: [u'/bin/sh']\nWORKDIR: /srv\nENV: PATH=/bin\n");
   });
 
@@ -122,12 +123,51 @@ describe('convertImage', () => {
     expect(readdirSync(expand)).toEqual([]);
   });
 
-  it('builds gzip images for old kernels and tar2sqfs images on request', async () => {
+  it('builds gzip images for old kernels and mksquashfs images on request', async () => {
     const layers = await sources([{ path: 'a', content: 'a'.repeat(10_000) }]);
     const gzip = await convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { compression: 'gzip' } });
     expect(readFileSync(gzip.squashfsPath).readUInt16LE(20)).toBe(1); // superblock compression id: 1 = gzip
-    const tar2sqfs = await convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { tool: 'tar2sqfs' } });
-    expect(tar2sqfs.summary.tool).toBe('tar2sqfs');
-    expect(readFileSync(tar2sqfs.squashfsPath).readUInt16LE(20)).toBe(6); // 6 = zstd
+    const mksquashfs = await convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { tool: 'mksquashfs' } });
+    expect(mksquashfs.summary.tool).toBe('mksquashfs');
+    expect(readFileSync(mksquashfs.squashfsPath).readUInt16LE(20)).toBe(6); // 6 = zstd
+  });
+
+  // The three ways the tar2sqfs conversion can go give the same file: merged in memory with the top layer streamed,
+  // merged again without streaming after the top layer changed something it had streamed, and unpacked on disk
+  // (more names than maxInMemoryNames, or an examiner that needs a tree).
+  it('gives the same squashfs whether streamed, merged again after a conflict, or unpacked on disk', async () => {
+    const lower: LayerSpecEntry[] = [{ path: 'etc/' }, { path: 'etc/conf', content: 'old' }, { path: 'bin/' }, { path: 'bin/tool', content: '#!', mode: 0o755 }];
+    const plain = await sources(lower, [{ path: 'etc/conf', content: 'new' }, { path: 'srv/data', content: 'x'.repeat(5000) }]);
+    // The same result, but the top layer lists etc/conf twice (a conflict once streamed).
+    const twice = await sources(lower, [{ path: 'etc/conf', content: 'first' }, { path: 'srv/data', content: 'x'.repeat(5000) }, { path: 'etc/conf', content: 'new' }]);
+    const build = async (layers: LayerSource[], options: Partial<Parameters<typeof convertImage>[3]> = {}) => {
+      const dir = mkdtempSync(join(out, 'case-'));
+      const result = await convertImage(layers, config, dir, { id: ID, expandDir: expand, ...options });
+      expect(readdirSync(expand)).toEqual([]);
+      return readFileSync(result.squashfsPath);
+    };
+    const streamed = await build(plain);
+    expect((await build(plain)).equals(streamed)).toBe(true);
+    // The other paths write the same tree in another order: the same listing, and each is reproducible.
+    const list = (bytes: Buffer) => {
+      const file = join(out, `list-${Math.random()}.squashfs`);
+      writeFileSync(file, bytes);
+      return execFileSync('unsquashfs', ['-lln', '-d', '', file], { encoding: 'utf8' }).split('\n').sort();
+    };
+    const mergedAgain = await build(twice);
+    expect(list(mergedAgain)).toEqual(list(streamed));
+    expect((await build(twice)).equals(mergedAgain)).toBe(true);
+    expect(list(await build(plain, { conversion: { maxInMemoryNames: 2 } }))).toEqual(list(streamed));
+    let examined = '';
+    expect(list(await build(plain, { examine: async (root) => void (examined = readFileSync(join(root, 'etc/conf'), 'utf8')) }))).toEqual(list(streamed));
+    expect(examined).toBe('new');
+  });
+
+  it('reports a missing tar2sqfs as SHIFTER_TOOL_NOT_FOUND and leaves nothing', async () => {
+    const layers = await sources([{ path: 'f', content: 'x'.repeat(100_000) }], [{ path: 'g', content: 'y'.repeat(100_000) }]);
+    await expect(convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { tar2sqfsPath: '/nonexistent/tar2sqfs' } })).rejects.toMatchObject({
+      code: 'SHIFTER_TOOL_NOT_FOUND',
+    });
+    nothingLeft();
   });
 });
