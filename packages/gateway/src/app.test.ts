@@ -105,6 +105,13 @@ describe('buildApp: open endpoints', () => {
     expect(metrics.body).toContain('shifter_gateway_requests_total');
     expect(metrics.body).toContain('route="/api/lookup/:system/:type/*"');
     expect(metrics.body).not.toContain('secret-image');
+    // Counted per route, method and status (children of the label sets are reused across requests).
+    await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/other%3A1/', headers: { authentication: 'alice:1000' } });
+    await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/x/' });
+    const again = (await gateway.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(again).toContain('shifter_gateway_requests_total{route="/api/lookup/:system/:type/*",method="GET",status_code="200"} 2');
+    expect(again).toContain('shifter_gateway_requests_total{route="/api/lookup/:system/:type/*",method="GET",status_code="401"} 1');
+    expect(again).toContain('shifter_gateway_request_duration_seconds_count{route="/api/lookup/:system/:type/*",method="GET"} 3');
 
     const openapi = await gateway.inject({ method: 'GET', url: '/api/openapi.json' });
     expect(openapi.statusCode).toBe(200);

@@ -30,6 +30,7 @@ import {
 } from '@shifter/core';
 import { z } from 'zod';
 import { registerErrorHandler } from './plugins/error-handler.js';
+import { lazyChildLoggerFactory } from './plugins/lazy-child-logger.js';
 import { registerMetrics } from './plugins/metrics.js';
 
 /** What the routes need from the image service. */
@@ -118,6 +119,8 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
   const isInstance = logger !== undefined && typeof logger === 'object' && logger !== null && 'child' in logger;
   const app = Fastify({
     ...(isInstance ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] } : { logger: (logger as FastifyServerOptions['logger']) ?? false }),
+    // Per-request loggers are bound only when a request actually logs (see LazyChildLogger).
+    ...(logger ? { childLoggerFactory: lazyChildLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'] } : {}),
     bodyLimit: config.gateway.bodyLimit,
     trustProxy: config.gateway.trustProxy,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 4096 },

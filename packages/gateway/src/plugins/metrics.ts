@@ -28,10 +28,29 @@ export function registerMetrics(app: FastifyInstance, options: { defaultMetrics?
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5],
     registers: [registry],
   });
-  app.addHook('onResponse', async (request, reply) => {
+  // Label sets are few (routes × methods × status codes): their children are made once and reused, and the hook is
+  // a plain callback (no promise per request).
+  const counters = new Map<string, Counter.Internal>();
+  const timers = new Map<string, Histogram.Internal<'route' | 'method'>>();
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    requests.inc({ route, method: request.method, status_code: String(reply.statusCode) });
-    duration.observe({ route, method: request.method }, reply.elapsedTime / 1000);
+    const method = request.method;
+    const status = reply.statusCode;
+    const timerKey = `${method} ${route}`;
+    const counterKey = `${status} ${timerKey}`;
+    let counter = counters.get(counterKey);
+    if (!counter) {
+      counter = requests.labels({ route, method, status_code: String(status) });
+      counters.set(counterKey, counter);
+    }
+    let timer = timers.get(timerKey);
+    if (!timer) {
+      timer = duration.labels({ route, method });
+      timers.set(timerKey, timer);
+    }
+    counter.inc();
+    timer.observe(reply.elapsedTime / 1000);
+    done();
   });
   app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
     void reply.type(registry.contentType);
