@@ -1,4 +1,4 @@
-import { AuthError, NotFoundError, ShifterError, parseConfig, type Caller, type ImageRecord } from '@shifter/core';
+import { AuthError, NotFoundError, ShifterError, parseConfig, toImageResponse, type Caller, type ImageRecord } from '@shifter/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp, type GatewayImageService } from './app.js';
 
@@ -182,6 +182,33 @@ describe('buildApp: routes', () => {
       ['ENTRY', 'ENV', 'LABELS', 'WORKDIR', 'groupACL', 'id', 'itype', 'last_pull', 'status', 'status_message', 'system', 'tag', 'userACL'].sort(),
     );
     expect(response.json()).toMatchObject({ last_pull: 1_700_000_000, ENV: ['PATH=/bin'], LABELS: { a: 'b' } });
+  });
+
+  it('answers a lookup of a frozen (store-cached) record with the same bytes and headers as of any other record', async () => {
+    const frozen = Object.freeze(record({ tags: Object.freeze(['frozen:1']), env: Object.freeze(['A=1', 'B="q"']) }));
+    const plain = record({ tags: ['frozen:1'], env: ['A=1', 'B="q"'] });
+    let next: ImageRecord = frozen;
+    const gateway = await buildApp({
+      config,
+      service: { ...service, lookup: async () => next },
+      authenticator,
+      defaultMetrics: false,
+    });
+    app = gateway;
+    const get = () => gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/frozen%3A1/', headers: { authentication: 'alice:1000' } });
+    const first = await get();
+    const second = await get();
+    next = plain;
+    const unfrozen = await get();
+    expect(first.body).toBe(JSON.stringify(toImageResponse(plain)));
+    for (const response of [second, unfrozen]) {
+      expect(response.statusCode).toBe(200);
+      expect(response.body).toBe(first.body);
+      expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(response.headers['content-length']).toBe(first.headers['content-length']);
+    }
+    const list = await gateway.inject({ method: 'GET', url: '/api/list/cluster/', headers: { authentication: 'alice:1000' } });
+    expect(list.headers['content-type']).toBe(first.headers['content-type']);
   });
 
   it('reads upstream comma-separated ACLs whatever the content type and shows progress in status_message', async () => {

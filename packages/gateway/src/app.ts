@@ -25,6 +25,7 @@ import {
   toImageResponse,
   type Authenticator,
   type Caller,
+  type ImageRecord,
   type ImageService,
   type ShifterConfig,
 } from '@shifter/core';
@@ -188,13 +189,26 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
     },
   );
 
+  // A frozen record (the SQLite store hands out frozen, shared records) can never change, so its response body is
+  // serialised once; the body is the same bytes JSON.stringify(toImageResponse(record)) gives.
+  const lookupBodies = new WeakMap<ImageRecord, string>();
+  const lookupBody = (record: ImageRecord): string => {
+    if (!Object.isFrozen(record)) return JSON.stringify(toImageResponse(record, { labels }));
+    let body = lookupBodies.get(record);
+    if (body === undefined) {
+      body = JSON.stringify(toImageResponse(record, { labels }));
+      lookupBodies.set(record, body);
+    }
+    return body;
+  };
+
   app.get<ImageRequest>(
     GATEWAY_ROUTES.lookup,
     { schema: { summary: 'Look up a READY image by tag (counts as use)', params: imageParams, security, response: { 200: jsonSchema(ImageResponseSchema), ...errorResponses } } },
-    async (request) => {
+    async (request, reply) => {
       const caller = await authenticate(request, request.params.system);
       const record = await service.lookup(request.params.system, request.params.type, tagOf(request.params), caller);
-      return toImageResponse(record, { labels });
+      return reply.type('application/json; charset=utf-8').send(lookupBody(record));
     },
   );
 
