@@ -202,7 +202,7 @@ export class TarWriter {
 
 /**
  * Write the final tree of a {@link MergedImage} to `writer`: `./` first, then depth first with names sorted, so the
- * same image always gives the same bytes. Nodes in `image.streamed` (written while the top layer streamed) are
+ * same image always gives the same bytes. Nodes marked `streamed` (written while the top layer streamed) are
  * skipped; every directory is written (tar2sqfs takes a directory entry after the entries below it and then sets
  * the directory's mode and mtime). A node reached under several names is written once and then as hardlinks to
  * its first name. Does not end the archive: call {@link TarWriter.end}.
@@ -225,7 +225,7 @@ export async function writeMergedTree(image: MergedImage, writer: TarWriter): Pr
         subdirectories.push({ dir: node, path: full });
         continue;
       }
-      if (image.streamed.has(node)) continue;
+      if (node.streamed) continue;
       if (node.linked) {
         const first = firstName.get(node);
         if (first !== undefined) {

@@ -20,6 +20,8 @@ export interface MergedDirectory {
   mtime: number;
   /** Entries by name. */
   children: Map<string, MergedNode>;
+  /** True when something below was written while the top layer streamed (it must not be removed any more). */
+  streamedBelow: boolean;
 }
 
 /** A regular file of a {@link MergedImage}; its bytes are `size` bytes at `offset` in spool file `spool`. */
@@ -34,6 +36,10 @@ export interface MergedFile {
   offset: number;
   /** True once a hardlink named this node (it may then appear under several names). */
   linked: boolean;
+  /** Index of the layer that created the node. */
+  layer: number;
+  /** True when the node was written while the top layer streamed (writeMergedTree skips it). */
+  streamed: boolean;
 }
 
 /** A symlink of a {@link MergedImage}. */
@@ -44,6 +50,8 @@ export interface MergedSymlink {
   /** The target, verbatim. */
   target: string;
   linked: boolean;
+  layer: number;
+  streamed: boolean;
 }
 
 /** A FIFO or (with `keepDevices`) a device node of a {@link MergedImage}. */
@@ -54,6 +62,8 @@ export interface MergedSpecial {
   devmajor: number;
   devminor: number;
   linked: boolean;
+  layer: number;
+  streamed: boolean;
 }
 
 /** One node of the merged tree. Several names may share one non-directory node (hardlinks). */
@@ -76,10 +86,10 @@ export interface MergedImage {
   /** Names in the final tree (the root excluded). */
   nodes: number;
   /**
-   * Nodes already written to the `tar` option's writer while the top layer streamed, with the name they were
-   * written under (empty without `tar`). {@link writeMergedTree} skips them.
+   * How many nodes were written to the `tar` option's writer while the top layer streamed (0 without `tar`); they
+   * carry `streamed: true` and {@link writeMergedTree} skips them.
    */
-  streamed: ReadonlyMap<MergedNode, string>;
+  streamed: number;
 }
 
 /** Options of {@link mergeLayers}. */
@@ -97,7 +107,7 @@ export interface MergeLayersOptions {
   /** mtime (seconds) of directories no layer describes; default 0. */
   defaultDirectoryMtime?: number;
   /**
-   * Most names the in-memory tree may hold (default {@link DEFAULT_MAX_NODES}, about 35 MB; a layer waiting to be
+   * Most names the in-memory tree may hold (default {@link DEFAULT_MAX_NODES}, about 40 MB of heap; a layer waiting to be
    * applied holds up to as many records again). Past it, {@link mergeLayers} rejects
    * with {@link MergeIndexFull} and the caller falls back to unpacking on disk, so memory stays bounded whatever
    * the image.
@@ -141,8 +151,8 @@ export class MergeIndexFull extends Error {
   }
 }
 
-/** Default cap on the names held in memory; about 220 bytes each in the tree, plus a layer's records while read. */
-export const DEFAULT_MAX_NODES = 150_000;
+/** Default cap on the names held in memory; about 350 bytes of heap each in the tree (a pull of a 100 000-name image peaks at ~155 MB RSS), plus the records of a layer read ahead. */
+export const DEFAULT_MAX_NODES = 120_000;
 
 const MAX_SYMLINK_HOPS = 40;
 const MAX_DROPPED_LISTED = 1000;
@@ -171,11 +181,16 @@ interface ReadLayer {
   live: boolean;
 }
 
-/** Applies (and streams) the top layer's entries while it is read, once every lower layer is merged. */
+/**
+ * Applies a layer's entries while it is read, once every lower layer is merged (so a layer's entries wait in
+ * memory only while a lower layer is still being applied); for the top layer with `tar`, also streams them.
+ */
 interface LiveHandler {
+  /** True when {@link LiveHandler.entry} takes a regular file's bytes (streams them) instead of the spool file. */
+  takesData: boolean;
   /** Apply the entries read before going live, their file bytes in the spool file. */
   backlog(records: LayerRecord[]): Promise<void>;
-  /** Apply one entry; consumes `data` (a regular file's bytes) fully. */
+  /** Apply one entry; consumes `data` (a regular file's bytes, only when `takesData`) fully. */
   entry(record: LayerRecord, data: AsyncIterable<Buffer> | null): Promise<void>;
 }
 
@@ -190,7 +205,7 @@ async function readLayer(
   budget: UnpackBudget,
   options: MergeLayersOptions,
   signal: AbortSignal,
-  live: (() => LiveHandler | undefined) | undefined,
+  live: () => LiveHandler | undefined,
   maxNodes: number,
 ): Promise<ReadLayer> {
   const layer = source.digest;
@@ -244,22 +259,17 @@ async function readLayer(
       };
       const isFile = type === 'file' || type === 'contiguous-file';
       if (isFile && bytes + (header.size ?? 0) > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, current);
-      if (!handler && live) {
+      if (!handler) {
         handler = live();
         if (handler) {
           await handler.backlog(records);
           records.length = 0;
         }
       }
-      if (handler) {
-        if (isFile) {
-          bytes += header.size ?? 0;
-          record.size = header.size ?? 0;
-          await handler.entry(record, entryStream as AsyncIterable<Buffer>);
-        } else {
-          entryStream.resume();
-          await handler.entry(record, null);
-        }
+      if (handler?.takesData && isFile) {
+        bytes += header.size ?? 0;
+        record.size = header.size ?? 0;
+        await handler.entry(record, entryStream as AsyncIterable<Buffer>);
         continue;
       }
       if (isFile) {
@@ -276,7 +286,8 @@ async function readLayer(
       } else {
         entryStream.resume();
       }
-      records.push(record);
+      if (handler) await handler.entry(record, null);
+      else records.push(record);
     }
     await feeding;
     await opened.done;
@@ -352,17 +363,15 @@ const join2 = (parent: string, name: string) => (parent === '' ? name : `${paren
 class MergeTree {
   readonly root: MergedDirectory;
   nodes = 0;
-  /** Nodes already written to the tar while the top layer streamed, with the name they were written under. */
-  readonly streamed = new Map<MergedNode, string>();
-  /** Directories with a streamed node somewhere below. */
-  readonly streamedBelow = new Set<MergedDirectory>();
+  /** Nodes written while the top layer streamed. */
+  streamed = 0;
 
   constructor(
     readonly budget: UnpackBudget,
     readonly options: MergeLayersOptions,
     private readonly maxNodes: number,
   ) {
-    this.root = { kind: 'directory', mode: 0o755, mtime: options.defaultDirectoryMtime ?? 0, children: new Map() };
+    this.root = { kind: 'directory', mode: 0o755, mtime: options.defaultDirectoryMtime ?? 0, children: new Map(), streamedBelow: false };
   }
 
   add(parent: MergedDirectory, name: string, node: MergedNode): void {
@@ -390,7 +399,7 @@ class MergeTree {
   remove(parent: MergedDirectory, name: string): void {
     const node = parent.children.get(name);
     if (!node) return;
-    if (this.streamed.has(node) || (node.kind === 'directory' && this.streamedBelow.has(node))) {
+    if (node.kind === 'directory' ? node.streamedBelow : node.streamed) {
       throw new SpeculationConflict(name);
     }
     this.nodes -= this.countRemoved(node);
@@ -415,7 +424,7 @@ class MergeTree {
       const child = dir.children.get(part);
       if (child === undefined) {
         if (!create) return null;
-        const made: MergedDirectory = { kind: 'directory', mode: 0o755, mtime: this.options.defaultDirectoryMtime ?? 0, children: new Map() };
+        const made: MergedDirectory = { kind: 'directory', mode: 0o755, mtime: this.options.defaultDirectoryMtime ?? 0, children: new Map(), streamedBelow: false };
         this.add(dir, part, made);
         current.push(made);
         names.push(part);
@@ -481,6 +490,8 @@ export interface AppliedLeaf {
   chain: MergedDirectory[];
   /** True for a hardlink: `node` existed before under another name. */
   hardlink: boolean;
+  /** For a hardlink: the real path of the name it links to. */
+  targetRel?: string;
 }
 
 /**
@@ -489,7 +500,6 @@ export interface AppliedLeaf {
  */
 class LayerApplier {
   readonly summary: LayerSummary;
-  private readonly addedNodes = new Set<MergedNode>();
   private readonly addedPaths = new Set<string>();
   private readonly addedAncestors = new Set<string>();
 
@@ -502,9 +512,9 @@ class LayerApplier {
     this.summary = { layer, entries: 0, bytes: 0, whiteouts: 0, dropped: [], xattrsDropped: 0 };
   }
 
-  private markAdded(rel: string, how: MergedNode | 'path'): void {
+  /** Remember what this layer added: a path (directories, hardlinks), or a new node (stamped with its layer). */
+  private markAdded(rel: string, how: 'node' | 'path'): void {
     if (how === 'path') this.addedPaths.add(rel);
-    else this.addedNodes.add(how);
     let slash = rel.lastIndexOf('/');
     while (slash > 0) {
       const parent = rel.slice(0, slash);
@@ -524,7 +534,7 @@ class LayerApplier {
       if (this.addedPaths.has(rel) || this.addedAncestors.has(rel)) {
         for (const child of [...node.children.keys()]) this.prune(join2(rel, child));
       } else this.tree.remove(parent, name);
-    } else if (!this.addedNodes.has(node) && !this.addedPaths.has(rel)) this.tree.remove(parent, name);
+    } else if (node.layer !== this.spool && !this.addedPaths.has(rel)) this.tree.remove(parent, name);
   }
 
   private drop(entry: string, reason: string): void {
@@ -600,7 +610,7 @@ class LayerApplier {
         existing.mtime = mtime;
       } else {
         if (existing) tree.remove(dir, name);
-        tree.add(dir, name, { kind: 'directory', mode, mtime, children: new Map() });
+        tree.add(dir, name, { kind: 'directory', mode, mtime, children: new Map(), streamedBelow: false });
       }
       this.markAdded(rel, 'path');
       return null;
@@ -628,19 +638,19 @@ class LayerApplier {
       targetNode.linked = true;
       tree.add(dir, name, targetNode);
       this.markAdded(rel, 'path');
-      return { node: targetNode, rel, chain, hardlink: true };
+      return { node: targetNode, rel, chain, hardlink: true, targetRel: join2(targetParent.rel, targetName) };
     }
 
     let node: Exclude<MergedNode, MergedDirectory>;
     if (type === 'file' || type === 'contiguous-file') {
-      node = { kind: 'file', mode, mtime, size: record.size, spool: this.spool, offset: record.offset, linked: false };
+      node = { kind: 'file', mode, mtime, size: record.size, spool: this.spool, offset: record.offset, linked: false, layer: this.spool, streamed: false };
     } else if (type === 'symlink') {
       if (record.linkname === '') {
         throw new LayerError('SHIFTER_LAYER_CORRUPT', `symlink ${JSON.stringify(entry)} has an empty target`, { details: { layer, entry } });
       }
-      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false };
+      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false, layer: this.spool, streamed: false };
     } else if (type === 'fifo' || type === 'character-device' || type === 'block-device') {
-      node = { kind: type, mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false };
+      node = { kind: type, mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false, layer: this.spool, streamed: false };
     } else {
       throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry ${JSON.stringify(entry)} has unsupported type ${String(type)}`, {
         details: { layer, entry, type },
@@ -648,7 +658,7 @@ class LayerApplier {
     }
     if (existing) tree.remove(dir, name);
     tree.add(dir, name, node);
-    this.markAdded(rel, node);
+    this.markAdded(rel, 'node');
     return { node, rel, chain, hardlink: false };
   }
 }
@@ -660,7 +670,7 @@ class LayerApplier {
  * are read at the same time (gunzip is single-threaded); they are applied strictly in order.
  *
  * Feed the result to {@link mergedImageTar} to get one tar of the final tree (for `tar2sqfs`). Memory grows with
- * the number of names in the image (about 220 bytes each), never with its size, and is capped by `maxNodes`.
+ * the number of names in the image (about 350 bytes of heap each), never with its size, and is capped by `maxNodes`.
  *
  * @param layers - layer sources, lowest first; each is opened once and destroyed after use
  * @param options - spool directory, caps, policy, progress
@@ -680,34 +690,42 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
   const spools = layers.map((_, index) => join(options.spoolDir, `layer-${index}.data`));
   const reads: Promise<ReadLayer>[] = [];
   const top = layers.length - 1;
-  let liveHandler: LiveHandler | undefined;
-  let liveApplier: LayerApplier | undefined;
-  const live = options.tar ? () => liveHandler : undefined;
+  const handlers: (LiveHandler | undefined)[] = [];
   const start = (index: number) => {
     if (index >= layers.length || reads[index]) return;
-    reads[index] = readLayer(layers[index] as LayerSource, spools[index] as string, budget, options, stop.signal, index === top ? live : undefined, maxNodes);
+    reads[index] = readLayer(layers[index] as LayerSource, spools[index] as string, budget, options, stop.signal, () => handlers[index], maxNodes);
     reads[index].catch(() => undefined);
   };
+  const applyOnly = (applier: LayerApplier): LiveHandler => ({
+    takesData: false,
+    backlog: async (records) => {
+      for (const record of records) applier.entry(record);
+    },
+    entry: async (record) => {
+      applier.entry(record);
+    },
+  });
   const makeLiveHandler = (writer: TarWriter, applier: LayerApplier): LiveHandler => {
     const stream = async (applied: AppliedLeaf, data: AsyncIterable<Buffer> | null): Promise<boolean> => {
       const { node, rel, chain, hardlink } = applied;
       if (hardlink) {
-        const first = tree.streamed.get(node);
-        // A second name of a lower layer's node: written with the rest of the tree by writeMergedTree.
-        if (first === undefined) return false;
-        await writer.hardlink(rel, node, first);
-      } else if (node.kind === 'file') {
-        if (data) await writer.fileFromStream(rel, node, data);
-        else await writer.fileFromSpool(rel, node, spools[top] as string);
-        tree.streamed.set(node, rel);
+        // A second name of a lower layer's node: written with the rest of the tree by writeMergedTree. A streamed
+        // node's names were all streamed (a streamed name is never removed), so the target name is in the tar.
+        if (!node.streamed) return false;
+        await writer.hardlink(rel, node, applied.targetRel as string);
       } else {
-        await writer.special(rel, node);
-        tree.streamed.set(node, rel);
+        if (node.kind === 'file') {
+          if (data) await writer.fileFromStream(rel, node, data);
+          else await writer.fileFromSpool(rel, node, spools[top] as string);
+        } else await writer.special(rel, node);
+        node.streamed = true;
+        tree.streamed += 1;
       }
-      for (const dir of chain) tree.streamedBelow.add(dir);
+      for (const dir of chain) dir.streamedBelow = true;
       return data !== null && node.kind === 'file' && !hardlink;
     };
     return {
+      takesData: true,
       backlog: async (records) => {
         for (const record of records) {
           const applied = applier.entry(record);
@@ -726,23 +744,15 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
     for (let index = 0; index < parallel; index++) start(index);
     for (const [index, source] of layers.entries()) {
       options.signal?.throwIfAborted();
-      if (index === top && options.tar) {
-        // Every lower layer is merged: the top layer may now be applied and streamed as it is read.
-        liveApplier = tree.layerApplier(index, source.digest, options.signal);
-        liveHandler = makeLiveHandler(options.tar, liveApplier);
-      }
+      // Every lower layer is merged: this one may now be applied (and, for the top layer with `tar`, streamed) as it
+      // is read. Whether it went live or was read completely before, the result and the streamed order are the
+      // same (archive order), so the output does not depend on timing.
+      const applier = tree.layerApplier(index, source.digest, options.signal);
+      const handler = index === top && options.tar ? makeLiveHandler(options.tar, applier) : applyOnly(applier);
+      handlers[index] = handler;
       const read = await (reads[index] as Promise<ReadLayer>);
       start(index + parallel);
-      let applier: LayerApplier;
-      if (index === top && options.tar) {
-        // The same order whether or not the layer went live while it was read (reproducible output): the top
-        // layer's entries in archive order first, then the rest of the tree.
-        applier = liveApplier as LayerApplier;
-        if (!read.live) await (liveHandler as LiveHandler).backlog(read.records);
-      } else {
-        applier = tree.layerApplier(index, source.digest, options.signal);
-        for (const record of read.records) applier.entry(record);
-      }
+      if (!read.live) await handler.backlog(read.records);
       const summary = applier.summary;
       summaries.push(summary);
       options.onLayer?.(summary, index, layers.length);
