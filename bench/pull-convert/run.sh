@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pull → squashfs benchmark, cold: empty blob cache and dropped page cache before every run.
-#   ours-mksquashfs   @shifter/core pullImage (registry → blob cache → flatten → mksquashfs), zstd level 3
-#   ours-tar2sqfs     the same with the tar2sqfs builder
+#   ours-tar2sqfs     @shifter/core pullImage with the default builder (registry → blob cache → layers merged in
+#                     memory → one tar streamed into tar2sqfs), zstd level 3
+#   ours-mksquashfs   the same with conversion.tool = mksquashfs (layers unpacked into a tree → mksquashfs)
 #   skopeo+umoci+mksquashfs   `skopeo copy docker://… oci:DIR` + `umoci unpack` + `mksquashfs -comp zstd
 #                     -Xcompression-level 3` (upstream Shifter's external pipeline, and Sarus')
 # All contenders run in the same invocation, ROUNDS rounds interleaved; medians and ratios against the peer
@@ -10,13 +11,13 @@
 #
 #   bench/pull-convert/run.sh [REPO:TAG ...]    default: test/big:latest test/debian:latest on $SHIFTER_TEST_REGISTRY
 #   ROUNDS=3 (default) SCRATCH=/var/tmp/shifter-bench-pull (default) DROP_CACHES=1 (default; needs root)
-#   CONTENDERS="mksquashfs peer tar2sqfs" (default; drop tar2sqfs for a quicker run)
+#   CONTENDERS="tar2sqfs peer mksquashfs" (default; drop mksquashfs for a quicker run)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SCRATCH=${SCRATCH:-/var/tmp/shifter-bench-pull}
 DROP_CACHES=${DROP_CACHES:-1}
-CONTENDERS=${CONTENDERS:-mksquashfs peer tar2sqfs}
+CONTENDERS=${CONTENDERS:-tar2sqfs peer mksquashfs}
 if [[ -z ${SHIFTER_TEST_REGISTRY:-} && -f $ROOT/.state/harness.env ]]; then source "$ROOT/.state/harness.env"; fi
 : "${SHIFTER_TEST_REGISTRY:?start the harness (scripts/test-harness.sh start) or set SHIFTER_TEST_REGISTRY}"
 images=("$@")

@@ -26,16 +26,21 @@ function toConversionError(error: unknown): ShifterError {
 /**
  * Turn an image's layers and config into `<outDir>/<id>.squashfs` and `<outDir>/<id>.meta`.
  *
- * Steps: read the metadata from the config (fails fast on a malformed config), flatten the layers into a private
- * scratch directory under `expandDir` (docs/security-layers.md), run the optional `examine` hook, build the squashfs
- * under a temporary name in `outDir` and rename it, then write the `.meta` the same way. The `.meta` is written
- * last, so a present `.meta` means a complete pair. The scratch directory is removed on success and on failure;
- * if the `.meta` cannot be written, a squashfs this call created is removed again.
+ * Steps: read the metadata from the config (fails fast on a malformed config); then, with tar2sqfs (the default)
+ * and no `examine` hook, merge the layers in memory and stream one tar of the final tree into tar2sqfs, the top
+ * layer while it is still being read (no tree on disk; see {@link mergeLayers}); otherwise — mksquashfs, an
+ * `examine` hook, or more names than `conversion.maxInMemoryNames` — flatten the layers into a private scratch
+ * directory under `expandDir` (docs/security-layers.md), run `examine`, and build from the tree. The squashfs is
+ * built under a temporary name in `outDir` and renamed, then the `.meta` is written the same way. The `.meta` is
+ * written last, so a present `.meta` means a complete pair. The scratch directory is removed on success and on
+ * failure; if the `.meta` cannot be written, a squashfs this call created is removed again.
  *
  * Idempotent: converting the same layers with the same options again gives byte-identical files.
- * Streams every layer: the Node process's memory does not grow with the image size.
+ * Streams every layer's contents: memory grows with the number of names only (merged path), never with the
+ * image's size, and `conversion.maxInMemoryNames` caps it.
  *
- * @param layers - the platform manifest's layers, lowest first; each is opened once and destroyed after use
+ * @param layers - the platform manifest's layers, lowest first; each is opened once (again when a streamed merge
+ *   must be redone, or an image past maxInMemoryNames is unpacked on disk) and destroyed after use
  * @param imageConfig - the parsed image config JSON
  * @param outDir - existing directory that receives the two files
  * @param options - id, scratch directory, conversion settings, limits, ACLs, hooks

@@ -54,7 +54,7 @@ export interface ConvertImageOptions {
    * (e.g. `SHIFTER_EXAMINATION_FAILED`) to refuse the image. The tree must not be modified.
    */
   examine?: (rootDir: string) => Promise<void>;
-  /** Filesystem creation time of the squashfs superblock in seconds (default 0, for reproducible files). */
+  /** Filesystem creation time of the squashfs superblock in seconds (default 0, for reproducible files); mksquashfs only (tar2sqfs always writes 0). */
   mkfsTime?: number;
   /** Called as the conversion advances; must not throw. */
   onProgress?: (event: ConvertProgress) => void;
@@ -76,7 +76,7 @@ export interface ConvertSummary {
   squashfsBytes: number;
   /** The builder that made the squashfs file. */
   tool: 'mksquashfs' | 'tar2sqfs';
-  /** Milliseconds spent unpacking and building. */
+  /** Milliseconds spent merging or unpacking the layers, building the squashfs, and in all; with tar2sqfs the build runs alongside the merge, so the first two overlap. */
   timings: { flattenMs: number; squashfsMs: number; totalMs: number };
 }
 
