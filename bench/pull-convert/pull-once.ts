@@ -1,13 +1,13 @@
 // One cold pull → squashfs with @shifter/core's pullImage, in its own process so its peak RSS is its own.
 // Child processes (mksquashfs/tar2sqfs) are measured separately by polling /proc for this process's descendants.
 // Prints one JSON line: { wallMs, resolveMs, nodeMaxRssMB, childPeakRssMB, squashfsBytes, layers, bytes }.
-// Usage: node --conditions=@shifter/source --import tsx bench/pull-convert/pull-once.ts REF OUTDIR CACHEDIR SCRATCH [mksquashfs|tar2sqfs]
+// Usage: node --conditions=@shifter/source --import tsx bench/pull-convert/pull-once.ts REF OUTDIR CACHEDIR SCRATCH [tar2sqfs|mksquashfs]
 import { readdirSync, readFileSync } from 'node:fs';
 import { pullImage } from '@shifter/core';
 
-const [ref, outDir, cacheDir, scratch, tool = 'mksquashfs'] = process.argv.slice(2);
+const [ref, outDir, cacheDir, scratch, tool = 'tar2sqfs'] = process.argv.slice(2);
 if (!ref || !outDir || !cacheDir || !scratch) {
-  console.error('usage: pull-once.ts REF OUTDIR CACHEDIR SCRATCH [mksquashfs|tar2sqfs]');
+  console.error('usage: pull-once.ts REF OUTDIR CACHEDIR SCRATCH [tar2sqfs|mksquashfs]');
   process.exit(64);
 }
 
