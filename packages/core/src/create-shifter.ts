@@ -11,7 +11,13 @@ import type { ShifterConfig, SystemConfig } from './config/index.js';
 import { ConfigError, ShifterError } from './errors/index.js';
 import type { JobQueue } from './jobs/index.js';
 import type { MetadataStore } from './metadata/index.js';
+import { homedir, userInfo } from 'node:os';
+import { InProcessJobQueue } from './jobs/in-process-job-queue.js';
+import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
 import { createAuthenticator, type Authenticator } from './service/authenticator.js';
+import { createRegistryPuller } from './service/registry-puller.js';
+import { LocalTransfer } from './transfer/local-transfer.js';
+import { SshTransfer } from './transfer/ssh-transfer.js';
 import { createGroupResolver, type GroupResolver } from './service/group-resolver.js';
 import type { ImagePuller } from './service/image-puller.js';
 import { ImageService, type ServiceLogger } from './service/image-service.js';
@@ -82,7 +88,6 @@ type Constructor<T> = new (options: Record<string, unknown>) => T;
 /** Default store for the config: SQLite (embedded) or MongoDB. */
 export async function openDefaultStore(config: ShifterConfig): Promise<MetadataStore> {
   if (config.metadata.kind === 'sqlite') {
-    const SqliteMetadataStore = await loadExport<Constructor<MetadataStore>>(() => import('./metadata/sqlite-metadata-store.js'), 'SqliteMetadataStore', 'the SQLite store');
     return new SqliteMetadataStore({ path: config.metadata.path });
   }
   const MongoMetadataStore = await loadExport<{ connect?: (o: Record<string, unknown>) => Promise<MetadataStore> } & Constructor<MetadataStore>>(() => import('./adapters/mongo/index.js'),
@@ -99,7 +104,6 @@ export async function openDefaultStore(config: ShifterConfig): Promise<MetadataS
 /** Default queue for the config: in-process, or Redis + BullMQ (one queue per system). */
 export async function createDefaultQueue(config: ShifterConfig, store: MetadataStore): Promise<JobQueue> {
   if (config.queue.kind === 'in-process') {
-    const InProcessJobQueue = await loadExport<new (store: MetadataStore) => JobQueue>(() => import('./jobs/in-process-job-queue.js'), 'InProcessJobQueue', 'the in-process queue');
     return new InProcessJobQueue(store);
   }
   const RedisJobQueue = await loadExport<new (store: MetadataStore, options: { url: string; prefix: string }) => JobQueue>(() => import('./adapters/redis/index.js'),
@@ -109,15 +113,12 @@ export async function createDefaultQueue(config: ShifterConfig, store: MetadataS
   return new RedisJobQueue(store, { url: config.queue.url, prefix: config.queue.prefix });
 }
 
-/** Default transfer of a system: local copy or ssh/scp (each loaded when a system first needs it). */
+/** Default transfer of a system: local copy or ssh/scp. */
 export async function createDefaultTransfer(systemConfig: SystemConfig): Promise<Transfer> {
   const transfer = systemConfig.transfer;
   if (transfer.kind === 'local') {
-    const LocalTransfer = await loadExport<Constructor<Transfer>>(() => import('./transfer/local-transfer.js'), 'LocalTransfer', 'the local transfer');
     return new LocalTransfer({ imageDir: transfer.imageDir });
   }
-  const SshTransfer = await loadExport<Constructor<Transfer>>(() => import('./transfer/ssh-transfer.js'), 'SshTransfer', 'the ssh transfer');
-  const { homedir, userInfo } = await import('node:os');
   return new SshTransfer({
     ...transfer,
     username: transfer.username ?? userInfo().username,
@@ -180,10 +181,9 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
   const createPuller =
     components.createPuller ??
     (async (c: ShifterConfig): Promise<ImagePuller> => {
-      const { createRegistryPuller } = await import('./service/registry-puller.js');
       return createRegistryPuller(c);
     });
-  // The puller is needed on workers only; a serve-only process never loads the registry stack.
+  // The puller is needed on workers only: it is created (registry client, connections) on first use.
   const lazyPuller: ImagePuller = {
     resolve: async (target) => (await getPuller()).resolve(target),
     fetch: async (target, onProgress) => (await getPuller()).fetch(target, onProgress),
