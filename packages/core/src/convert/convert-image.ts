@@ -158,6 +158,7 @@ export async function convertImage(
         dropped: flattened.dropped,
         squashfsBytes: built.bytes,
         tool: built.tool,
+        method: streamed ? 'merged' : 'unpacked',
         timings: { flattenMs, squashfsMs: built.durationMs, totalMs: performance.now() - started },
       },
     };

@@ -76,6 +76,11 @@ export interface ConvertSummary {
   squashfsBytes: number;
   /** The builder that made the squashfs file. */
   tool: 'mksquashfs' | 'tar2sqfs';
+  /**
+   * How the layers were combined: `merged` in memory (tar2sqfs, no tree on disk) or `unpacked` into a scratch tree
+   * (mksquashfs, an examiner, or more names than `conversion.maxInMemoryNames`).
+   */
+  method: 'merged' | 'unpacked';
   /** Milliseconds spent merging or unpacking the layers, building the squashfs, and in all; with tar2sqfs the build runs alongside the merge, so the first two overlap. */
   timings: { flattenMs: number; squashfsMs: number; totalMs: number };
 }

@@ -54,7 +54,7 @@ describe('convertImage', () => {
     expect(readdirSync(out).sort()).toEqual([`${ID}.meta`, `${ID}.squashfs`]);
     expect(readdirSync(expand)).toEqual([]);
     expect(events).toEqual(['layer', 'layer', 'squashfs', 'meta', 'done']);
-    expect(result.summary).toMatchObject({ layers: 2, entries: 3, unpackedBytes: 3, tool: 'tar2sqfs' });
+    expect(result.summary).toMatchObject({ layers: 2, entries: 3, unpackedBytes: 3, tool: 'tar2sqfs', method: 'merged' });
     expect(readFileSync(result.metaPath, 'utf8')).toBe("FORMAT: squashfs\nCMD: [u'/bin/sh']\nWORKDIR: /srv\nENV: PATH=/bin\n");
   });
 
@@ -161,6 +161,17 @@ describe('convertImage', () => {
     let examined = '';
     expect(list(await build(plain, { examine: async (root) => void (examined = readFileSync(join(root, 'etc/conf'), 'utf8')) }))).toEqual(list(streamed));
     expect(examined).toBe('new');
+  });
+
+  it('reports how the layers were combined: merged, or unpacked for mksquashfs, an examiner or too many names', async () => {
+    const layers = await sources([{ path: 'a/' }, { path: 'a/f', content: 'x' }]);
+    const method = async (options: Partial<Parameters<typeof convertImage>[3]>) =>
+      (await convertImage(layers, config, out, { id: ID, expandDir: expand, ...options })).summary.method;
+    expect(await method({})).toBe('merged');
+    expect(await method({ conversion: { maxInMemoryNames: 2 } })).toBe('merged');
+    expect(await method({ conversion: { maxInMemoryNames: 1 } })).toBe('unpacked');
+    expect(await method({ examine: async () => undefined })).toBe('unpacked');
+    expect(await method({ conversion: { tool: 'mksquashfs' } })).toBe('unpacked');
   });
 
   it('reports a missing tar2sqfs as SHIFTER_TOOL_NOT_FOUND and leaves nothing', async () => {
