@@ -9,7 +9,7 @@ import type { TarWriter } from '../image-builder/merged-tar.js';
 import { LayerError, ShifterError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
 import { splitEntryName } from './entry-name.js';
-import { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget } from './root-tree.js';
+import { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget, unpackError } from './root-tree.js';
 
 /** A directory of a {@link MergedImage}. */
 export interface MergedDirectory {
@@ -307,18 +307,7 @@ async function readLayer(
       opened?.destroy();
       await opened?.done.catch(() => undefined);
     }
-    if (ShifterError.isInstance(error)) throw error;
-    const errno = error as NodeJS.ErrnoException;
-    if (typeof errno.syscall === 'string') {
-      throw new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, {
-        cause: error,
-        details: { layer, entry: current, errno: errno.code },
-      });
-    }
-    throw new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, {
-      cause: error,
-      details: { layer, entry: current },
-    });
+    throw unpackError(error, layer, current);
   } finally {
     blob.destroy();
     if (fd !== undefined) closeSync(fd);

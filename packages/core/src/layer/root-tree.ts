@@ -106,6 +106,21 @@ export function createUnpackBudget(limits: { maxUnpackedBytes?: number; maxEntri
   };
 }
 
+/**
+ * What a failure while reading a layer means: our own ShifterError as it is; a failed local file operation (disk
+ * full, permissions on the scratch directory: not the layer's fault) is `SHIFTER_IO_FAILED`; anything else came
+ * from the tar parser, so the layer is `SHIFTER_LAYER_CORRUPT`. Shared by the on-disk and in-memory flatteners.
+ * @internal
+ */
+export function unpackError(error: unknown, layer: string, entry: string): ShifterError {
+  if (ShifterError.isInstance(error)) return error;
+  const errno = error as NodeJS.ErrnoException;
+  if (typeof errno.syscall === 'string') {
+    return new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, { cause: error, details: { layer, entry, errno: errno.code } });
+  }
+  return new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, { cause: error, details: { layer, entry } });
+}
+
 const isErrno = (error: unknown, code: string) => (error as NodeJS.ErrnoException | undefined)?.code === code;
 
 function lstatOrNull(path: string) {
@@ -302,19 +317,7 @@ export class RootTree {
     } catch (error) {
       tar.destroy();
       extract.destroy();
-      if (ShifterError.isInstance(error)) throw error;
-      const errno = error as NodeJS.ErrnoException;
-      if (typeof errno.syscall === 'string') {
-        // A local file operation failed (disk full, permissions on the scratch directory): not the layer's fault.
-        throw new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, {
-          cause: error,
-          details: { layer, entry: current, errno: errno.code },
-        });
-      }
-      throw new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, {
-        cause: error,
-        details: { layer, entry: current },
-      });
+      throw unpackError(error, layer, current);
     }
     return summary;
   }
