@@ -12,10 +12,7 @@ sizes=("$@")
 ((${#sizes[@]} > 0)) || sizes=(10000 100000 150000)
 mkdir -p "$SCRATCH" "$ROOT/bench/out"
 BUNDLE=$ROOT/bench/out/convert-names.mjs
-"$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/pull-convert/convert-names.ts" --bundle --platform=node --format=esm --target=node20 \
-  --conditions=@shifter/source --outfile="$BUNDLE" --log-level=warning \
-  --external:better-sqlite3 --external:mongodb --external:ioredis --external:bullmq \
-  --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+bash "$ROOT/bench/lib/bundle.sh" "$ROOT/bench/pull-convert/convert-names.ts" "$BUNDLE"
 printf '%-10s %-8s %-9s %8s %14s\n' names cap method 'wall s' 'node RSS MB'
 for n in "${sizes[@]}"; do
   layer=$SCRATCH/names-$n.tar.gz

@@ -24,13 +24,9 @@ images=("$@")
 ((${#images[@]} > 0)) || images=(test/big:latest test/debian:latest)
 for tool in skopeo umoci mksquashfs tar2sqfs /usr/bin/time; do command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 69; }; done
 mkdir -p "$SCRATCH" "$ROOT/bench/out"
-# Our side runs as one bundled ES module (esbuild, shipped with tsx), as a production build would: running through
-# tsx would add TypeScript compilation to both the time and the RSS being measured.
+# Our side runs as one bundled ES module (bench/lib/bundle.sh), as a production build would.
 BUNDLE=$ROOT/bench/out/pull-once.mjs
-"$ROOT/node_modules/.bin/esbuild" "$ROOT/bench/pull-convert/pull-once.ts" --bundle --platform=node --format=esm --target=node20 \
-  --conditions=@shifter/source --outfile="$BUNDLE" --log-level=warning \
-  --external:better-sqlite3 --external:mongodb --external:ioredis --external:bullmq \
-  --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
+bash "$ROOT/bench/lib/bundle.sh" "$ROOT/bench/pull-convert/pull-once.ts" "$BUNDLE"
 
 cold() {
   rm -rf "$SCRATCH/cache" "$SCRATCH/out" "$SCRATCH/expand" "$SCRATCH/oci" "$SCRATCH/bundle" "$SCRATCH/peer.squashfs"

@@ -9,6 +9,7 @@ import type { TarWriter } from '../image-builder/merged-tar.js';
 import { LayerError, ShifterError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
 import { splitEntryName } from './entry-name.js';
+import { MAX_DROPPED_LISTED, MAX_SYMLINK_HOPS, OPAQUE_MARKER, WHITEOUT_PREFIX } from './rules.js';
 import { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget, unpackError } from './root-tree.js';
 
 /** A directory of a {@link MergedImage}. */
@@ -154,10 +155,6 @@ export class MergeIndexFull extends Error {
 /** Default cap on the names held in memory; about 350 bytes of heap each in the tree (a pull of a 100 000-name image peaks at ~155 MB RSS), plus the records of a layer read ahead. */
 export const DEFAULT_MAX_NODES = 120_000;
 
-const MAX_SYMLINK_HOPS = 40;
-const MAX_DROPPED_LISTED = 1000;
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE_MARKER = '.wh..wh..opq';
 
 /** One tar entry as read from a layer, its content (for files) already in the layer's spool file. */
 interface LayerRecord {

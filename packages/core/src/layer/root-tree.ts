@@ -24,6 +24,7 @@ import { pipeline } from 'node:stream/promises';
 import { type Header, extract as tarExtract } from 'tar-stream';
 import { LayerError, ShifterError } from '../errors/index.js';
 import { splitEntryName } from './entry-name.js';
+import { MAX_DROPPED_LISTED, MAX_SYMLINK_HOPS, OPAQUE_MARKER, WHITEOUT_PREFIX } from './rules.js';
 
 /** Caps shared by all layers of one image; counters are updated in place. */
 export interface UnpackBudget {
@@ -82,10 +83,6 @@ export interface RootTreeOptions {
 /** The content stream of one tar entry (a streamx Readable). */
 type EntryStream = AsyncIterable<Buffer> & { resume(): unknown };
 
-const MAX_SYMLINK_HOPS = 40;
-const MAX_DROPPED_LISTED = 1000;
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE_MARKER = '.wh..wh..opq';
 
 interface DirectoryMeta {
   mode: number;
