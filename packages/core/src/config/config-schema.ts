@@ -100,7 +100,7 @@ export const ShifterConfigSchema = z
         tool: z
           .enum(['mksquashfs', 'tar2sqfs'])
           .default('tar2sqfs')
-          .describe('squashfs builder: tar2sqfs (layers merged in memory, no tree on disk) or mksquashfs (from an unpacked tree)'),
+          .describe('squashfs builder: tar2sqfs (layers merged in memory, no tree on disk) or mksquashfs (from an unpacked tree); lz4 images always use mksquashfs'),
         mksquashfsPath: z.string().default('mksquashfs'),
         tar2sqfsPath: z.string().default('tar2sqfs'),
         compression: z.enum(['zstd', 'gzip', 'xz', 'lz4', 'lzo']).default('zstd').describe('squashfs compressor (gzip for old kernels)'),

@@ -34,10 +34,17 @@ export interface BuildSquashfsResult {
   durationMs: number;
 }
 
-/** Fill a partial conversion section with the config schema's defaults. */
+/**
+ * Fill a partial conversion section with the config schema's defaults.
+ *
+ * lz4 images are always built by mksquashfs: tar2sqfs 1.2 (squashfs-tools-ng, Debian 12) writes lz4 images that
+ * the kernel mounts but unsquashfs 4.5 rejects ("failed to read id table block"), and admins inspect images with
+ * unsquashfs.
+ */
 export function resolveConversionConfig(conversion: Partial<ConversionConfig> = {}): ConversionConfig {
   const defaults = ShifterConfigSchema.parse({}).conversion;
-  return { ...defaults, ...Object.fromEntries(Object.entries(conversion).filter(([, v]) => v !== undefined)) };
+  const resolved: ConversionConfig = { ...defaults, ...Object.fromEntries(Object.entries(conversion).filter(([, v]) => v !== undefined)) };
+  return resolved.compression === 'lz4' ? { ...resolved, tool: 'mksquashfs' } : resolved;
 }
 
 const LEVELS: Record<string, { min: number; max: number; default?: number } | undefined> = {
