@@ -35,7 +35,7 @@ done
 log() { printf 'run-gateway: %s\n' "$*" >&2; }
 
 install_packages() {
-  local wanted=(munge squashfs-tools openssh-client ca-certificates) missing=() pkg
+  local wanted=(munge squashfs-tools squashfs-tools-ng openssh-client ca-certificates) missing=() pkg
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
   done
