@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Gateway benchmark: authenticated lookups per second and p99 from a second process (load.mjs pinned to core 1,
-# gateway pinned to core 0), every request with its own fresh munge credential generated ahead of the run; on the
+# Gateway benchmark: authenticated lookups per second and p99 from a second process (wrk, one thread, pinned to core
+# 1; the gateway on BENCH_SERVER_CPUS), every request with its own fresh munge credential generated ahead of the run; on the
 # embedded store and (when the harness provides them) FerretDB + Redis; the same with upstream's way of checking
 # credentials (one `unmunge` process per request) as the peer; and the wall time of 50 concurrent pulls of one tag
 # (counting registry blob downloads and jobs). Needs root (munged) and `scripts/test-harness.sh start` for the pulls
@@ -8,7 +8,8 @@
 # Knobs: BENCH_LOOKUPS, BENCH_UNMUNGE_LOOKUPS, BENCH_CONNECTIONS, BENCH_BACKENDS ("embedded distributed"),
 # BENCH_PULLS (1), BENCH_SERVER_CPUS (taskset list for the gateway, default 0; the load generator always gets core 1),
 # BENCH_MUNGED_CPUS (taskset list munged's threads are moved to for the run and restored from afterwards; default:
-# munged is left where it runs), BENCH_LOAD (load.mjs, a raw-socket HTTP/1.1 client; "autocannon" for
+# munged is left where it runs), BENCH_LOAD ("wrk", the default, with load-wrk.lua giving every request its own
+# credential; "node" for load.mjs, a raw-socket HTTP/1.1 client with exact percentiles; "autocannon" for
 # load-autocannon.mjs, the same measurement with about twice the client CPU per request).
 # The layout actually used is printed before the results.
 set -euo pipefail
@@ -16,13 +17,18 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=$ROOT/bench/out/gateway
 mkdir -p "$OUT"
 [[ -f $ROOT/.state/harness.env ]] && source "$ROOT/.state/harness.env"
-LOOKUPS=${BENCH_LOOKUPS:-60000}
+LOOKUPS=${BENCH_LOOKUPS:-96000}
 UNMUNGE_LOOKUPS=${BENCH_UNMUNGE_LOOKUPS:-2000}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 SOCKET=${SHIFTER_TEST_MUNGE_SOCKET:-/run/munge/munge.socket.2}
 TSX=(node --conditions=@shifter/source --import tsx)
-LOAD=$ROOT/bench/gateway/load.mjs
-[[ ${BENCH_LOAD:-} == autocannon ]] && LOAD=$ROOT/bench/gateway/load-autocannon.mjs
+LOAD=wrk
+case ${BENCH_LOAD:-wrk} in
+  wrk) command -v wrk >/dev/null || { echo "missing wrk (apt-get install wrk)" >&2; exit 69; } ;;
+  node) LOAD=$ROOT/bench/gateway/load.mjs ;;
+  autocannon) LOAD=$ROOT/bench/gateway/load-autocannon.mjs ;;
+  *) echo "BENCH_LOAD must be wrk, node or autocannon" >&2; exit 64 ;;
+esac
 PIDS=()
 MUNGED_AFFINITY=()
 cleanup() {
@@ -39,7 +45,7 @@ if [[ -n ${BENCH_MUNGED_CPUS:-} ]]; then
     done
   done
 fi
-echo "layout: gateway on cpus ${BENCH_SERVER_CPUS:-0}, load generator ($(basename "$LOAD")) on cpu 1, munged on cpus ${BENCH_MUNGED_CPUS:-"$(taskset -c -p "$(pgrep -x munged | head -1)" 2>/dev/null | awk '{print $NF}') (not moved)"}, UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-4 (default)}, $CONNECTIONS connections"
+echo "layout: gateway on cpus ${BENCH_SERVER_CPUS:-0}, load generator ($(basename "$LOAD"), $CONNECTIONS connections) on cpu 1, munged on cpus ${BENCH_MUNGED_CPUS:-"$(taskset -c -p "$(pgrep -x munged | head -1)" 2>/dev/null | awk '{print $NF}') (not moved)"}, UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-4 (default)}, $CONNECTIONS connections"
 
 gcc -O2 -o "$OUT/gen-credentials" "$ROOT/bench/gateway/gen-credentials.c" -lmunge
 
@@ -72,14 +78,27 @@ start_gateway() { # dir verifier
 }
 stop_gateway() { local pid=${PIDS[-1]}; kill "$pid"; wait "$pid" 2>/dev/null || true; unset 'PIDS[-1]'; }
 
+load() { # url paths credentials seconds
+  if [[ $LOAD == wrk ]]; then
+    # wrk's own summary goes to stderr; the script's done() prints the JSON line on stdout.
+    BENCH_PATHS=$2 BENCH_CREDENTIALS=$3 taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$4"s --timeout 10s -s "$ROOT/bench/gateway/load-wrk.lua" "$1" \
+      | grep '^{' 
+  else
+    taskset -c 1 node "$LOAD" "$1" "$2" "$3" "$4" "$CONNECTIONS"
+  fi
+}
+
 lookup_run() { # name verifier count
   local dir=$OUT/$1 url=http://127.0.0.1:$2
   "$OUT/gen-credentials" 500 "$SOCKET" >"$dir/warm.creds"
-  taskset -c 1 node "$LOAD" "$url" "$dir/paths" "$dir/warm.creds" 5 "$CONNECTIONS" >/dev/null
+  load "$url" "$dir/paths" "$dir/warm.creds" 1 >/dev/null
   local t0=$SECONDS
   "$OUT/gen-credentials" "$4" "$SOCKET" >"$dir/$3.creds"
   echo "generated $4 credentials in $((SECONDS - t0)) s" >&2
-  taskset -c 1 node "$LOAD" "$url" "$dir/paths" "$dir/$3.creds" 60 "$CONNECTIONS"
+  # wrk runs for a fixed time: long enough to be stable, short enough for the credentials to last at ~12k/s.
+  local seconds=60
+  [[ $LOAD == wrk ]] && seconds=$(( $4 / 12000 > 2 ? $4 / 12000 : 2 ))
+  load "$url" "$dir/paths" "$dir/$3.creds" "$seconds"
 }
 
 RESULTS=()
