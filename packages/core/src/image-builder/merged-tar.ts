@@ -14,13 +14,21 @@ const TYPEFLAGS: Record<Exclude<MergedNode['kind'], 'file'>, string> = {
   'block-device': '4',
 };
 
-interface TarHeaderFields {
+/** The fields of one tar entry written by {@link tarHeader} (owner and group are always 0). */
+export interface TarHeaderFields {
+  /** Entry name (`./` for the root); PAX `path` when longer than 100 bytes. */
   name: string;
+  /** ustar type flag: `0` file, `1` hardlink, `2` symlink, `3`/`4` char/block device, `5` directory, `6` FIFO, `x` PAX. */
   typeflag: string;
+  /** Permission bits. */
   mode: number;
+  /** Seconds since the epoch; PAX `mtime` when negative or past the octal field. */
   mtime: number;
+  /** Content size (regular files and PAX headers). */
   size?: number;
+  /** Target of a link; PAX `linkpath` when longer than 100 bytes. */
   linkname?: string;
+  /** Device numbers. */
   devmajor?: number;
   devminor?: number;
 }
