@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_MAX_NODES } from '../layer/rules.js';
 
 /**
  * The one configuration schema of Shifter's gateway, workers and library. Every field has a description and a
@@ -113,7 +114,7 @@ export const ShifterConfigSchema = z
           .number()
           .int()
           .positive()
-          .default(120_000)
+          .default(DEFAULT_MAX_NODES)
           .describe('tar2sqfs: images with more names than this are unpacked on disk instead of merged in memory (~350 bytes of heap each; 120000 keeps a pull under 200 MB of RSS)'),
       })
       .strict()

@@ -29,44 +29,60 @@ export async function mergeAndBuild(
   squashfsPath: string,
   spoolDir: string,
   conversion: ConversionConfig,
-  options: Pick<MergeLayersOptions, 'keepDevices' | 'signal' | 'onLayer'> & { maxUnpackedBytes?: number; maxEntries?: number },
+  options: BuildOptions,
 ): Promise<MergeAndBuildResult | undefined> {
-  for (const stream of [true, false]) {
-    const started = performance.now();
-    const output = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
-    const writer = new TarWriter(output);
-    let buildError: unknown;
-    const building = buildSquashfsFromTar(() => output, squashfsPath, { conversion, ...(options.signal ? { signal: options.signal } : {}) });
-    // When tar2sqfs fails (or is missing), stop the merge that feeds it: its writes then fail instead of waiting.
-    building.catch((error: unknown) => {
-      buildError ??= error;
-      output.destroy(error as Error);
-    });
-    try {
-      const merged = await mergeLayers(layers, {
-        spoolDir,
-        budget: createUnpackBudget({ maxUnpackedBytes: options.maxUnpackedBytes, maxEntries: options.maxEntries }),
-        maxNodes: conversion.maxInMemoryNames,
-        ...options,
-        ...(stream ? { tar: writer } : {}),
-      });
-      const mergeMs = performance.now() - started;
-      await writeMergedTree(merged, writer);
-      await writer.end();
-      const built = await building;
-      return { merged, built, mergeMs };
-    } catch (error) {
-      writer.close();
-      const failedFirst = buildError;
-      output.destroy(error as Error);
-      await building.catch(() => undefined);
-      rmSync(spoolDir, { recursive: true, force: true });
-      mkdirSync(spoolDir, { mode: 0o700 });
-      if (error instanceof SpeculationConflict && stream) continue;
-      if (error instanceof MergeIndexFull) return undefined;
-      throw failedFirst ?? error;
-    }
+  try {
+    return await buildOnce(layers, squashfsPath, spoolDir, conversion, options, true);
+  } catch (error) {
+    if (error instanceof SpeculationConflict) return await buildOnce(layers, squashfsPath, spoolDir, conversion, options, false);
+    throw error;
   }
-  /* c8 ignore next */
-  throw new Error('unreachable');
+}
+
+type BuildOptions = Pick<MergeLayersOptions, 'keepDevices' | 'signal' | 'onLayer'> & { maxUnpackedBytes?: number; maxEntries?: number };
+
+/** One attempt: tar2sqfs fed by one merge, the top layer streamed when `stream`. Cleans the spool directory on failure. */
+async function buildOnce(
+  layers: LayerSource[],
+  squashfsPath: string,
+  spoolDir: string,
+  conversion: ConversionConfig,
+  options: BuildOptions,
+  stream: boolean,
+): Promise<MergeAndBuildResult | undefined> {
+  const started = performance.now();
+  const output = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+  const writer = new TarWriter(output);
+  let buildError: unknown;
+  const building = buildSquashfsFromTar(() => output, squashfsPath, { conversion, ...(options.signal ? { signal: options.signal } : {}) });
+  // When tar2sqfs fails (or is missing), stop the merge that feeds it: its writes then fail instead of waiting.
+  building.catch((error: unknown) => {
+    buildError ??= error;
+    output.destroy(error as Error);
+  });
+  try {
+    const merged = await mergeLayers(layers, {
+      spoolDir,
+      budget: createUnpackBudget({ maxUnpackedBytes: options.maxUnpackedBytes, maxEntries: options.maxEntries }),
+      maxNodes: conversion.maxInMemoryNames,
+      ...(options.keepDevices !== undefined ? { keepDevices: options.keepDevices } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onLayer ? { onLayer: options.onLayer } : {}),
+      ...(stream ? { tar: writer } : {}),
+    });
+    const mergeMs = performance.now() - started;
+    await writeMergedTree(merged, writer);
+    await writer.end();
+    return { merged, built: await building, mergeMs };
+  } catch (error) {
+    writer.close();
+    const failedFirst = buildError;
+    output.destroy(error as Error);
+    await building.catch(() => undefined);
+    rmSync(spoolDir, { recursive: true, force: true });
+    mkdirSync(spoolDir, { mode: 0o700 });
+    if (error instanceof SpeculationConflict) throw error;
+    if (error instanceof MergeIndexFull) return undefined;
+    throw failedFirst ?? error;
+  }
 }

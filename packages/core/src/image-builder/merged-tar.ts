@@ -242,7 +242,7 @@ export async function writeMergedTree(image: MergedImage, writer: TarWriter): Pr
         }
         firstName.set(node, full);
       }
-      if (node.kind === 'file') await writer.fileFromSpool(full, node, image.spools[node.spool] as string);
+      if (node.kind === 'file') await writer.fileFromSpool(full, node, image.spools[node.layer] as string);
       else await writer.special(full, node);
     }
     // Depth first, in name order: push the sub-directories in reverse.

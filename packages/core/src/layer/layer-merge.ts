@@ -9,7 +9,7 @@ import type { TarWriter } from '../image-builder/merged-tar.js';
 import { LayerError, ShifterError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
 import { splitEntryName } from './entry-name.js';
-import { MAX_DROPPED_LISTED, MAX_SYMLINK_HOPS, OPAQUE_MARKER, WHITEOUT_PREFIX } from './rules.js';
+import { DEFAULT_MAX_NODES, MAX_DROPPED_LISTED, MAX_SYMLINK_HOPS, OPAQUE_MARKER, WHITEOUT_PREFIX } from './rules.js';
 import { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget, unpackError } from './root-tree.js';
 
 /** A directory of a {@link MergedImage}. */
@@ -25,19 +25,17 @@ export interface MergedDirectory {
   streamedBelow: boolean;
 }
 
-/** A regular file of a {@link MergedImage}; its bytes are `size` bytes at `offset` in spool file `spool`. */
+/** A regular file of a {@link MergedImage}; its bytes are `size` bytes at `offset` in the spool file of its layer. */
 export interface MergedFile {
   kind: 'file';
   mode: number;
   mtime: number;
   size: number;
-  /** Index into {@link MergedImage.spools}. */
-  spool: number;
   /** Byte offset of the content in that spool file. */
   offset: number;
   /** True once a hardlink named this node (it may then appear under several names). */
   linked: boolean;
-  /** Index of the layer that created the node. */
+  /** Index of the layer that created the node (for a file, also of the spool file in {@link MergedImage.spools}). */
   layer: number;
   /** True when the node was written while the top layer streamed (writeMergedTree skips it). */
   streamed: boolean;
@@ -74,7 +72,7 @@ export type MergedNode = MergedDirectory | MergedFile | MergedSymlink | MergedSp
 export interface MergedImage {
   /** The image root. */
   root: MergedDirectory;
-  /** Spool files (one per layer, file contents only), indexed by {@link MergedFile.spool}. */
+  /** Spool files (one per layer, file contents only), indexed by the layer index {@link MergedFile.layer}. */
   spools: string[];
   /** One summary per layer, lowest first. */
   layers: LayerSummary[];
@@ -152,9 +150,9 @@ export class MergeIndexFull extends Error {
   }
 }
 
-/** Default cap on the names held in memory; about 350 bytes of heap each in the tree (a pull of a 100 000-name image peaks at ~155 MB RSS), plus the records of a layer read ahead. */
-export const DEFAULT_MAX_NODES = 120_000;
 
+
+export { DEFAULT_MAX_NODES } from './rules.js';
 
 /** One tar entry as read from a layer, its content (for files) already in the layer's spool file. */
 interface LayerRecord {
@@ -173,7 +171,6 @@ interface LayerRecord {
 interface ReadLayer {
   /** The entries not yet applied (all of them unless the layer went live). */
   records: LayerRecord[];
-  spool: string;
   /** True when the layer was applied while it was read (see {@link LiveHandler}). */
   live: boolean;
 }
@@ -288,7 +285,7 @@ async function readLayer(
     }
     await feeding;
     await opened.done;
-    return { records, spool, live: handler !== undefined };
+    return { records, live: handler !== undefined };
   } catch (error) {
     extract.destroy();
     if (error instanceof SpeculationConflict || error instanceof MergeIndexFull) {
@@ -453,8 +450,8 @@ class MergeTree {
   }
 
   /** An applier for one layer: feed it that layer's records in order. */
-  layerApplier(spool: number, layer: string, signal: AbortSignal | undefined): LayerApplier {
-    return new LayerApplier(this, spool, layer, signal);
+  layerApplier(index: number, layer: string, signal: AbortSignal | undefined): LayerApplier {
+    return new LayerApplier(this, index, layer, signal);
   }
 
 }
@@ -491,7 +488,8 @@ class LayerApplier {
 
   constructor(
     private readonly tree: MergeTree,
-    private readonly spool: number,
+    /** The layer's index (lowest 0). */
+    private readonly index: number,
     private readonly layer: string,
     private readonly signal: AbortSignal | undefined,
   ) {
@@ -520,7 +518,7 @@ class LayerApplier {
       if (this.addedPaths.has(rel) || this.addedAncestors.has(rel)) {
         for (const child of [...node.children.keys()]) this.prune(join2(rel, child));
       } else this.tree.remove(parent, name);
-    } else if (node.layer !== this.spool && !this.addedPaths.has(rel)) this.tree.remove(parent, name);
+    } else if (node.layer !== this.index && !this.addedPaths.has(rel)) this.tree.remove(parent, name);
   }
 
   private drop(entry: string, reason: string): void {
@@ -629,14 +627,14 @@ class LayerApplier {
 
     let node: Exclude<MergedNode, MergedDirectory>;
     if (type === 'file' || type === 'contiguous-file') {
-      node = { kind: 'file', mode, mtime, size: record.size, spool: this.spool, offset: record.offset, linked: false, layer: this.spool, streamed: false };
+      node = { kind: 'file', mode, mtime, size: record.size, offset: record.offset, linked: false, layer: this.index, streamed: false };
     } else if (type === 'symlink') {
       if (record.linkname === '') {
         throw new LayerError('SHIFTER_LAYER_CORRUPT', `symlink ${JSON.stringify(entry)} has an empty target`, { details: { layer, entry } });
       }
-      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false, layer: this.spool, streamed: false };
+      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false, layer: this.index, streamed: false };
     } else if (type === 'fifo' || type === 'character-device' || type === 'block-device') {
-      node = { kind: type, mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false, layer: this.spool, streamed: false };
+      node = { kind: type, mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false, layer: this.index, streamed: false };
     } else {
       throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry ${JSON.stringify(entry)} has unsupported type ${String(type)}`, {
         details: { layer, entry, type },
