@@ -313,11 +313,7 @@ export class RegistryClient {
     reference: ImageReference | string,
     options: ResolveImageOptions = {},
   ): Promise<{ reference: ImageReference; manifestDigest: Digest; id: string; indexDigest?: Digest; usedCredentials: boolean }> {
-    const ref = typeof reference === 'string' ? this.parseReference(reference) : reference;
-    const endpoint = this.endpointFor(ref);
-    const scope = `repository:${ref.repository}:pull`;
-    const expected = ref.digest === undefined ? undefined : parseDigest(ref.digest);
-    const top = await this.#getManifest(endpoint, scope, ref, referenceTarget(ref), expected, options.signal);
+    const { ref, endpoint, scope, top } = await this.#topManifest(reference, options.signal);
     let manifestDigest = top.digest;
     let indexDigest: Digest | undefined;
     if (isImageIndex(top.manifest)) {
@@ -343,11 +339,7 @@ export class RegistryClient {
    * @throws {@link IntegrityError} `SHIFTER_DIGEST_MISMATCH`, `SHIFTER_SIZE_LIMIT`
    */
   async resolveImage(reference: ImageReference | string, options: ResolveImageOptions = {}): Promise<ResolvedRegistryImage> {
-    const ref = typeof reference === 'string' ? this.parseReference(reference) : reference;
-    const endpoint = this.endpointFor(ref);
-    const scope = `repository:${ref.repository}:pull`;
-    const expected = ref.digest === undefined ? undefined : parseDigest(ref.digest);
-    const top = await this.#getManifest(endpoint, scope, ref, referenceTarget(ref), expected, options.signal);
+    const { ref, endpoint, scope, top } = await this.#topManifest(reference, options.signal);
     let manifestDigest = top.digest;
     let manifest: Manifest = top.manifest;
     let indexDigest: Digest | undefined;
@@ -494,6 +486,16 @@ export class RegistryClient {
     const agents = [...this.#agents.values()];
     this.#agents.clear();
     await Promise.all(agents.map((agent) => agent.close().catch(() => undefined)));
+  }
+
+  /** Parse the reference and fetch the manifest (or index) it names, checked against a digest in the reference. */
+  async #topManifest(reference: ImageReference | string, signal: AbortSignal | undefined) {
+    const ref = typeof reference === 'string' ? this.parseReference(reference) : reference;
+    const endpoint = this.endpointFor(ref);
+    const scope = `repository:${ref.repository}:pull`;
+    const expected = ref.digest === undefined ? undefined : parseDigest(ref.digest);
+    const top = await this.#getManifest(endpoint, scope, ref, referenceTarget(ref), expected, signal);
+    return { ref, endpoint, scope, top };
   }
 
   async #getManifest(
