@@ -1,24 +1,8 @@
-import type { Readable } from 'node:stream';
 import type { ShifterConfig } from '../config/index.js';
 import type { ImageMetadata } from '../meta/image-metadata.js';
 
-/**
- * One layer blob as the converter sees it: its descriptor plus a way to read its (compressed) bytes.
- *
- * Contract: `open()` may be called more than once (each call returns a fresh stream from the start); the caller of
- * `open()` owns the returned stream and destroys it when done or on failure. The converter does NOT verify the
- * digest — the blob cache already did while storing it — but it checks the compression by magic bytes.
- */
-export interface LayerSource {
-  /** `sha256:<hex>` of the compressed blob; used in error details and progress. */
-  digest: string;
-  /** Layer media type from the manifest (OCI or Docker). */
-  mediaType: string;
-  /** Compressed size in bytes, from the manifest. */
-  size: number;
-  /** Open the compressed bytes; the caller closes the stream. */
-  open(): Promise<Readable>;
-}
+// LayerSource lives with the layer code that consumes it (layer/ never imports convert/); re-exported here.
+export type { LayerSource } from '../layer/layer-source.js';
 
 /** The `conversion` section of {@link ShifterConfig}. */
 export type ConversionConfig = ShifterConfig['conversion'];

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import type { MergedDirectory, MergedFile, MergedImage, MergedNode } from '../layer/layer-merge.js';
+import type { MergedDirectory, MergedFile, MergedImage, MergedNode, MergedTreeSink } from '../layer/layer-merge.js';
 
 const BLOCK = 512;
 const BATCH = 1024 * 1024;
@@ -92,7 +92,7 @@ export function tarHeader(fields: TarHeaderFields): Buffer {
  * are always 0:0; symlinks carry mode 0777 (what the kernel reports for them, so the squashfs lists like one built
  * from a tree). Used by {@link mergeLayers} (streaming the top layer) and {@link writeMergedTree}.
  */
-export class TarWriter {
+export class TarWriter implements MergedTreeSink {
   private batch = Buffer.allocUnsafe(BATCH);
   private used = 0;
   private readonly fds = new Map<string, number>();

@@ -3,11 +3,13 @@ import { availableParallelism } from 'node:os';
 import { renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { ShifterConfigSchema } from '../config/index.js';
+import { type ShifterConfig, ShifterConfigSchema } from '../config/index.js';
 import { ConfigError, ShifterError } from '../errors/index.js';
-import type { ConversionConfig } from '../convert/convert-types.js';
 import { runTool } from './run-tool.js';
 import { packTree } from './tree-tar.js';
+
+/** The `conversion` config section (the image builder sits below convert/, which re-exports this type). */
+type ConversionConfig = ShifterConfig['conversion'];
 
 /** Options of {@link buildSquashfs}. */
 export interface BuildSquashfsOptions {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { LayerSource } from '../convert/convert-types.js';
+import type { LayerSource } from './layer-source.js';
 import { type LayerSpecEntry, makeLayer } from '../testing/make-layer.js';
 import { applyLayer, flattenLayers } from './apply-layer.js';
 import { mergeIntoDir, mergeStreamingIntoDir } from './merge-to-dir.test-support.js';

@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { LayerSource } from '../convert/convert-types.js';
+import type { LayerSource } from './layer-source.js';
 import { LayerError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
 import { type DroppedEntry, type LayerSummary, RootTree, type RootTreeOptions, createUnpackBudget } from './root-tree.js';

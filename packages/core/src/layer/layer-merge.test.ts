@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { LayerSource } from '../convert/convert-types.js';
+import type { LayerSource } from './layer-source.js';
 import { TarWriter, mergedImageTar, tarHeader, writeMergedTree } from '../image-builder/merged-tar.js';
 import { type LayerSpecEntry, makeLayer } from '../testing/make-layer.js';
 import { type MergedDirectory, MergeIndexFull, SpeculationConflict, mergeLayers } from './layer-merge.js';

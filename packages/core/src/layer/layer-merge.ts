@@ -4,13 +4,26 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Header, extract as tarExtract } from 'tar-stream';
-import type { LayerSource } from '../convert/convert-types.js';
-import type { TarWriter } from '../image-builder/merged-tar.js';
-import { LayerError, ShifterError } from '../errors/index.js';
+import { ShifterError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
 import { splitEntryName } from './entry-name.js';
-import { DEFAULT_MAX_NODES, MAX_DROPPED_LISTED, MAX_SYMLINK_HOPS, OPAQUE_MARKER, WHITEOUT_PREFIX } from './rules.js';
-import { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget, unpackError } from './root-tree.js';
+import {
+  type DroppedEntry,
+  type EntryRecord,
+  type LayerSummary,
+  type NodeKind,
+  type TreeBackend,
+  type UnpackBudget,
+  LayerRules,
+  abortedError,
+  checkEntryEncoding,
+  createUnpackBudget,
+  entryRecord,
+  limitError,
+  unpackError,
+} from './entry-rules.js';
+import type { LayerSource } from './layer-source.js';
+import { DEFAULT_MAX_NODES } from './rules.js';
 
 /** A directory of a {@link MergedImage}. */
 export interface MergedDirectory {
@@ -128,7 +141,22 @@ export interface MergeLayersOptions {
    * The archive always holds the top layer's entries first, in archive order (from the spool file when the layer
    * was read before the lower ones were merged), so its bytes do not depend on timing.
    */
-  tar?: TarWriter;
+  tar?: MergedTreeSink;
+}
+
+/**
+ * Where {@link mergeLayers} streams the top layer: image-builder's `TarWriter` (declared here so the layer code
+ * never imports the image builder). Names are real paths below the root.
+ */
+export interface MergedTreeSink {
+  /** A regular file whose bytes arrive now. */
+  fileFromStream(name: string, node: MergedFile, data: AsyncIterable<Buffer>): Promise<void>;
+  /** A regular file whose bytes are in a spool file. */
+  fileFromSpool(name: string, node: MergedFile, spoolPath: string): Promise<void>;
+  /** A symlink, FIFO or device node. */
+  special(name: string, node: MergedSymlink | MergedSpecial): Promise<void>;
+  /** A second name of a node already written under `target`. */
+  hardlink(name: string, node: { mode: number; mtime: number }, target: string): Promise<void>;
 }
 
 /**
@@ -154,19 +182,8 @@ export class MergeIndexFull extends Error {
 
 export { DEFAULT_MAX_NODES } from './rules.js';
 
-/** One tar entry as read from a layer, its content (for files) already in the layer's spool file. */
-interface LayerRecord {
-  name: string;
-  type: Header['type'] | null;
-  mode: number;
-  mtime: number;
-  size: number;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-  offset: number;
-  xattrs: number;
-}
+/** One tar entry as read from a layer, its content (for files) already in the layer's spool file at `offset`. */
+type LayerRecord = EntryRecord;
 
 interface ReadLayer {
   /** The entries not yet applied (all of them unless the layer went live). */
@@ -221,36 +238,18 @@ async function readLayer(
     for await (const entryStream of extract) {
       const header = entryStream.header as Header & { pax?: Record<string, string> | null };
       current = header.name;
-      if (signal.aborted) {
-        throw new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: signal.reason, details: { layer } });
-      }
+      if (signal.aborted) throw abortedError(signal, layer);
       count += 1;
       if (count > budget.maxEntries) throw limitError('entry count', budget, layer, current);
       // Memory: a layer's records wait in memory until the layer is applied; never more than the tree may hold.
       if (records.length >= maxNodes) throw new MergeIndexFull(maxNodes);
-      if (current.includes('\uFFFD')) {
-        throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry name ${JSON.stringify(current)} is not valid UTF-8`, {
-          details: { layer, entry: current },
-        });
-      }
-      // Checked here so a hostile name is refused even when the rest of the archive is broken; split again when
-      // applied (keeping the components of every entry would double the memory a layer's records take).
+      // Checked here so a hostile name is refused even when the rest of the archive is broken (the rules check
+      // again when the entry is applied; keeping the components of every entry would double the memory a layer's
+      // records take).
+      checkEntryEncoding(current, layer);
       splitEntryName(current, { layer, entry: current, kind: 'entry' });
-      let xattrs = 0;
-      if (header.pax) for (const key of Object.keys(header.pax)) if (key.startsWith('SCHILY.xattr.')) xattrs += 1;
-      const type = header.type ?? null;
-      const record: LayerRecord = {
-        name: current,
-        type,
-        mode: (header.mode ?? 0o644) & 0o7777,
-        mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
-        size: 0,
-        linkname: header.linkname ?? '',
-        devmajor: header.devmajor ?? 0,
-        devminor: header.devminor ?? 0,
-        offset,
-        xattrs,
-      };
+      const record: LayerRecord = entryRecord(header, offset);
+      const type = record.type;
       const isFile = type === 'file' || type === 'contiguous-file';
       if (isFile && bytes + (header.size ?? 0) > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, current);
       if (!handler) {
@@ -261,8 +260,7 @@ async function readLayer(
         }
       }
       if (handler?.takesData && isFile) {
-        bytes += header.size ?? 0;
-        record.size = header.size ?? 0;
+        bytes += record.size;
         await handler.entry(record, entryStream as AsyncIterable<Buffer>);
         continue;
       }
@@ -310,7 +308,7 @@ async function readLayer(
 
 /** `source.open()`, given up as soon as `signal` aborts (the open may wait for a download); a late stream is destroyed. */
 function openUnlessStopped(source: LayerSource, signal: AbortSignal): Promise<Readable> {
-  const aborted = () => new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: signal.reason, details: { layer: source.digest } });
+  const aborted = () => abortedError(signal, source.digest);
   if (signal.aborted) return Promise.reject(aborted());
   return new Promise((resolve, reject) => {
     const onAbort = () => reject(aborted());
@@ -329,35 +327,29 @@ function openUnlessStopped(source: LayerSource, signal: AbortSignal): Promise<Re
   });
 }
 
-function limitError(what: string, budget: UnpackBudget, layer: string, entry: string): LayerError {
-  return new LayerError('SHIFTER_LAYER_LIMIT', `the image exceeds the ${what} limit`, {
-    details: { layer, entry, maxUnpackedBytes: budget.maxUnpackedBytes, maxEntries: budget.maxEntries },
-  });
-}
-
-const join2 = (parent: string, name: string) => (parent === '' ? name : `${parent}/${name}`);
 
 /**
- * The image tree being merged, in memory. It applies layer records with exactly the semantics of the on-disk
- * {@link RootTree} (docs/security-layers.md): paths resolved component by component inside the root, symlinks
- * followed with their targets interpreted against the image root, the last component never followed, whiteouts
- * affecting lower layers only, hardlinks as shared nodes. Nothing is written to disk, so nothing can escape.
+ * The in-memory backend of the entry rules (entry-rules.ts): the image tree being merged. A directory handle is its
+ * node; a non-directory node carries the index of the layer that created it. Nothing is written to disk, so
+ * nothing can escape. It holds at most `maxNodes` names ({@link MergeIndexFull}), and refuses to remove anything
+ * already streamed ({@link SpeculationConflict}).
  */
-class MergeTree {
+class MergeTree implements TreeBackend<MergedDirectory, MergedNode> {
   readonly root: MergedDirectory;
   nodes = 0;
   /** Nodes written while the top layer streamed. */
   streamed = 0;
+  /** Index of the layer being applied. */
+  private layerIndex = 0;
 
   constructor(
-    readonly budget: UnpackBudget,
-    readonly options: MergeLayersOptions,
+    private readonly defaultDirectoryMtime: number,
     private readonly maxNodes: number,
   ) {
-    this.root = { kind: 'directory', mode: 0o755, mtime: options.defaultDirectoryMtime ?? 0, children: new Map(), streamedBelow: false };
+    this.root = { kind: 'directory', mode: 0o755, mtime: defaultDirectoryMtime, children: new Map(), streamedBelow: false };
   }
 
-  add(parent: MergedDirectory, name: string, node: MergedNode): void {
+  private add(parent: MergedDirectory, name: string, node: MergedNode): void {
     if (!parent.children.has(name)) {
       this.nodes += 1;
       if (this.nodes > this.maxNodes) throw new MergeIndexFull(this.maxNodes);
@@ -379,6 +371,45 @@ class MergeTree {
     return count;
   }
 
+  child(dir: MergedDirectory, name: string): MergedNode | undefined {
+    return dir.children.get(name);
+  }
+
+  kind(node: MergedNode): NodeKind {
+    return node.kind === 'directory' || node.kind === 'symlink' ? node.kind : 'other';
+  }
+
+  enter(node: MergedNode): MergedDirectory {
+    return node as MergedDirectory;
+  }
+
+  linkTarget(node: MergedNode): string {
+    return (node as MergedSymlink).target;
+  }
+
+  makeImplicitDirectory(dir: MergedDirectory, name: string): MergedDirectory {
+    const made: MergedDirectory = { kind: 'directory', mode: 0o755, mtime: this.defaultDirectoryMtime, children: new Map(), streamedBelow: false };
+    this.add(dir, name, made);
+    return made;
+  }
+
+  lookup(rel: string): { dir: MergedDirectory; name: string; node: MergedNode } | null {
+    const parts = rel.split('/');
+    let dir = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = dir.children.get(parts[i] as string);
+      if (next?.kind !== 'directory') return null;
+      dir = next;
+    }
+    const name = parts.at(-1) as string;
+    const node = dir.children.get(name);
+    return node ? { dir, name, node } : null;
+  }
+
+  childNames(dir: MergedDirectory): string[] {
+    return [...dir.children.keys()];
+  }
+
   remove(parent: MergedDirectory, name: string): void {
     const node = parent.children.get(name);
     if (!node) return;
@@ -389,79 +420,48 @@ class MergeTree {
     parent.children.delete(name);
   }
 
-  /** Resolve parent components to a directory, following symlinks inside the root; see RootTree. */
-  resolveDirectory(components: string[], create: boolean, layer: string, entry: string): ResolvedDirectory | null {
-    const current: MergedDirectory[] = [];
-    const names: string[] = [];
-    const queue = [...components];
-    let hops = 0;
-    while (queue.length > 0) {
-      const part = queue.shift() as string;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        current.pop();
-        names.pop();
-        continue;
-      }
-      const dir = current.at(-1) ?? this.root;
-      const child = dir.children.get(part);
-      if (child === undefined) {
-        if (!create) return null;
-        const made: MergedDirectory = { kind: 'directory', mode: 0o755, mtime: this.options.defaultDirectoryMtime ?? 0, children: new Map(), streamedBelow: false };
-        this.add(dir, part, made);
-        current.push(made);
-        names.push(part);
-      } else if (child.kind === 'directory') {
-        current.push(child);
-        names.push(part);
-      } else if (child.kind === 'symlink') {
-        hops += 1;
-        if (hops > MAX_SYMLINK_HOPS) {
-          throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `too many symlinks resolving the parent of ${entry}`, { details: { layer, entry } });
-        }
-        // SECURITY: an absolute target restarts at the image root, not the host root.
-        if (child.target.startsWith('/')) {
-          current.length = 0;
-          names.length = 0;
-        }
-        queue.unshift(...child.target.split('/'));
-      } else {
-        if (!create) return null;
-        throw new LayerError('SHIFTER_LAYER_CORRUPT', `a parent of ${entry} is not a directory (${[...names, part].join('/')})`, {
-          details: { layer, entry, parent: [...names, part].join('/') },
-        });
-      }
+  beginLayer(index: number): void {
+    this.layerIndex = index;
+  }
+
+  createdByLayer(node: MergedNode): boolean {
+    return node.kind !== 'directory' && node.layer === this.layerIndex;
+  }
+
+  setRoot(mode: number, mtime: number): void {
+    this.root.mode = mode;
+    this.root.mtime = mtime;
+  }
+
+  updateDirectory(node: MergedNode, _dir: MergedDirectory, _name: string, _rel: string, mode: number, mtime: number): void {
+    node.mode = mode;
+    node.mtime = mtime;
+  }
+
+  makeDirectory(dir: MergedDirectory, name: string, _rel: string, mode: number, mtime: number): void {
+    this.add(dir, name, { kind: 'directory', mode, mtime, children: new Map(), streamedBelow: false });
+  }
+
+  link(dir: MergedDirectory, name: string, _rel: string, target: MergedNode): MergedNode {
+    (target as Exclude<MergedNode, MergedDirectory>).linked = true;
+    this.add(dir, name, target);
+    return target;
+  }
+
+  create(dir: MergedDirectory, name: string, _rel: string, record: EntryRecord): MergedNode {
+    const { type, mode, mtime } = record;
+    const layer = this.layerIndex;
+    let node: Exclude<MergedNode, MergedDirectory>;
+    if (type === 'file' || type === 'contiguous-file') {
+      node = { kind: 'file', mode, mtime, size: record.size, offset: record.offset, linked: false, layer, streamed: false };
+    } else if (type === 'symlink') {
+      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false, layer, streamed: false };
+    } else {
+      node = { kind: type as MergedSpecial['kind'], mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false, layer, streamed: false };
     }
-    return { dir: current.at(-1) ?? this.root, rel: names.join('/'), chain: current };
+    this.add(dir, name, node);
+    return node;
   }
-
-  /** The node at a real path (no symlinks on the way), with its parent. */
-  lookup(rel: string): { parent: MergedDirectory; name: string; node: MergedNode } | null {
-    const parts = rel.split('/');
-    let dir = this.root;
-    for (let i = 0; i < parts.length - 1; i++) {
-      const next = dir.children.get(parts[i] as string);
-      if (next?.kind !== 'directory') return null;
-      dir = next;
-    }
-    const name = parts.at(-1) as string;
-    const node = dir.children.get(name);
-    return node ? { parent: dir, name, node } : null;
-  }
-
-  /** An applier for one layer: feed it that layer's records in order. */
-  layerApplier(index: number, layer: string, signal: AbortSignal | undefined): LayerApplier {
-    return new LayerApplier(this, index, layer, signal);
-  }
-
-}
-
-/** A directory found by {@link MergeTree.resolveDirectory}: the node, its real path and the directories leading to it. */
-interface ResolvedDirectory {
-  dir: MergedDirectory;
-  rel: string;
-  /** The directories from the root's child down to `dir` (empty for the root). */
-  chain: MergedDirectory[];
 }
 
 /** A non-directory an entry added (or, for a hardlink, gave another name), for streaming it. */
@@ -477,175 +477,8 @@ export interface AppliedLeaf {
   targetRel?: string;
 }
 
-/**
- * Applies one layer's records in order, with the rules of RootTree.applyTar: whiteouts remove from lower layers
- * only, whichever order the tar lists them in (the layer's own additions are remembered and kept).
- */
-class LayerApplier {
-  readonly summary: LayerSummary;
-  private readonly addedPaths = new Set<string>();
-  private readonly addedAncestors = new Set<string>();
-
-  constructor(
-    private readonly tree: MergeTree,
-    /** The layer's index (lowest 0). */
-    private readonly index: number,
-    private readonly layer: string,
-    private readonly signal: AbortSignal | undefined,
-  ) {
-    this.summary = { layer, entries: 0, bytes: 0, whiteouts: 0, dropped: [], xattrsDropped: 0 };
-  }
-
-  /** Remember what this layer added: a path (directories, hardlinks), or a new node (stamped with its layer). */
-  private markAdded(rel: string, how: 'node' | 'path'): void {
-    if (how === 'path') this.addedPaths.add(rel);
-    let slash = rel.lastIndexOf('/');
-    while (slash > 0) {
-      const parent = rel.slice(0, slash);
-      if (this.addedAncestors.has(parent)) break;
-      this.addedAncestors.add(parent);
-      slash = parent.lastIndexOf('/');
-    }
-    this.addedAncestors.add('');
-  }
-
-  /** Remove `rel` except what this layer added (and the directories leading to it). */
-  private prune(rel: string): void {
-    const found = this.tree.lookup(rel);
-    if (found === null) return;
-    const { parent, name, node } = found;
-    if (node.kind === 'directory') {
-      if (this.addedPaths.has(rel) || this.addedAncestors.has(rel)) {
-        for (const child of [...node.children.keys()]) this.prune(join2(rel, child));
-      } else this.tree.remove(parent, name);
-    } else if (node.layer !== this.index && !this.addedPaths.has(rel)) this.tree.remove(parent, name);
-  }
-
-  private drop(entry: string, reason: string): void {
-    if (this.summary.dropped.length < MAX_DROPPED_LISTED) this.summary.dropped.push({ layer: this.layer, entry, reason });
-  }
-
-  /** Apply one record; returns the non-directory it added or linked, if any. */
-  entry(record: LayerRecord): AppliedLeaf | null {
-    const { tree, layer, summary } = this;
-    const budget = tree.budget;
-    const entry = record.name;
-    if (this.signal?.aborted) {
-      throw new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: this.signal.reason, details: { layer } });
-    }
-    summary.entries += 1;
-    budget.entries += 1;
-    if (budget.entries > budget.maxEntries) throw limitError('entry count', budget, layer, entry);
-    summary.xattrsDropped += record.xattrs;
-    const { type, mode, mtime } = record;
-    const { components } = splitEntryName(entry, { layer, entry, kind: 'entry' });
-    const name = components.at(-1) ?? '';
-    const parentComponents = components.slice(0, -1);
-
-    if (name.startsWith(WHITEOUT_PREFIX)) {
-      const parent = tree.resolveDirectory(parentComponents, false, layer, entry);
-      summary.whiteouts += 1;
-      if (name === OPAQUE_MARKER) {
-        if (parent !== null) for (const child of [...parent.dir.children.keys()]) this.prune(join2(parent.rel, child));
-        return null;
-      }
-      if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
-        this.drop(entry, 'aufs-metadata');
-        return null;
-      }
-      const target = name.slice(WHITEOUT_PREFIX.length);
-      // SECURITY: ".wh." (empty), ".wh.." and ".wh..." would name the directory itself or its parent.
-      if (target === '' || target === '.' || target === '..') {
-        throw new LayerError('SHIFTER_LAYER_INVALID_WHITEOUT', `whiteout ${JSON.stringify(entry)} names "." or ".." or nothing`, {
-          details: { layer, entry },
-        });
-      }
-      if (parent !== null) this.prune(join2(parent.rel, target));
-      return null;
-    }
-
-    if ((type === 'character-device' || type === 'block-device') && !tree.options.keepDevices) {
-      this.drop(entry, 'device');
-      return null;
-    }
-
-    if (components.length === 0) {
-      if (type !== 'directory') {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_PATH', `entry ${JSON.stringify(entry)} would replace the image root`, { details: { layer, entry } });
-      }
-      tree.root.mode = mode;
-      tree.root.mtime = mtime;
-      return null;
-    }
-
-    if (type === 'file' || type === 'contiguous-file') {
-      if (budget.unpackedBytes + record.size > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, entry);
-      budget.unpackedBytes += record.size;
-      summary.bytes += record.size;
-    }
-
-    const { dir, rel: parentRel, chain } = tree.resolveDirectory(parentComponents, true, layer, entry) as ResolvedDirectory;
-    const rel = join2(parentRel, name);
-    const existing = dir.children.get(name);
-
-    if (type === 'directory') {
-      if (existing?.kind === 'directory') {
-        existing.mode = mode;
-        existing.mtime = mtime;
-      } else {
-        if (existing) tree.remove(dir, name);
-        tree.add(dir, name, { kind: 'directory', mode, mtime, children: new Map(), streamedBelow: false });
-      }
-      this.markAdded(rel, 'path');
-      return null;
-    }
-
-    if (type === 'link') {
-      const linkname = record.linkname;
-      const target = splitEntryName(linkname, { layer, entry, kind: 'hardlink' });
-      if (target.components.length === 0) {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at the image root`, { details: { layer, entry, linkname } });
-      }
-      const targetParent = tree.resolveDirectory(target.components.slice(0, -1), false, layer, entry);
-      const targetName = target.components.at(-1) as string;
-      const targetNode = targetParent?.dir.children.get(targetName);
-      if (targetParent === null || targetNode === undefined) {
-        throw new LayerError('SHIFTER_LAYER_CORRUPT', `hardlink ${JSON.stringify(entry)} points at missing ${JSON.stringify(linkname)}`, {
-          details: { layer, entry, linkname },
-        });
-      }
-      if (targetNode.kind === 'directory') {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at a directory`, { details: { layer, entry, linkname } });
-      }
-      if (targetParent.dir === dir && targetName === name) return null;
-      if (existing) tree.remove(dir, name);
-      targetNode.linked = true;
-      tree.add(dir, name, targetNode);
-      this.markAdded(rel, 'path');
-      return { node: targetNode, rel, chain, hardlink: true, targetRel: join2(targetParent.rel, targetName) };
-    }
-
-    let node: Exclude<MergedNode, MergedDirectory>;
-    if (type === 'file' || type === 'contiguous-file') {
-      node = { kind: 'file', mode, mtime, size: record.size, offset: record.offset, linked: false, layer: this.index, streamed: false };
-    } else if (type === 'symlink') {
-      if (record.linkname === '') {
-        throw new LayerError('SHIFTER_LAYER_CORRUPT', `symlink ${JSON.stringify(entry)} has an empty target`, { details: { layer, entry } });
-      }
-      node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false, layer: this.index, streamed: false };
-    } else if (type === 'fifo' || type === 'character-device' || type === 'block-device') {
-      node = { kind: type, mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false, layer: this.index, streamed: false };
-    } else {
-      throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry ${JSON.stringify(entry)} has unsupported type ${String(type)}`, {
-        details: { layer, entry, type },
-      });
-    }
-    if (existing) tree.remove(dir, name);
-    tree.add(dir, name, node);
-    this.markAdded(rel, 'node');
-    return { node, rel, chain, hardlink: false };
-  }
-}
+/** The entry rules applied to the in-memory tree, one layer. */
+type LayerApplier = LayerRules<MergedDirectory, MergedNode>;
 
 /**
  * Merge image layers (lowest first) into an in-memory tree without unpacking them: each layer is decompressed and
@@ -665,7 +498,7 @@ class LayerApplier {
 export async function mergeLayers(layers: LayerSource[], options: MergeLayersOptions): Promise<MergedImage> {
   const budget = options.budget ?? createUnpackBudget(options);
   const maxNodes = options.maxNodes ?? DEFAULT_MAX_NODES;
-  const tree = new MergeTree(budget, options, maxNodes);
+  const tree = new MergeTree(options.defaultDirectoryMtime ?? 0, maxNodes);
   const parallel = Math.max(1, options.parallel ?? Math.max(2, availableParallelism()));
   // Stops the read-ahead when we fail; forwards the caller's abort.
   const stop = new AbortController();
@@ -683,13 +516,13 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
   const applyOnly = (applier: LayerApplier): LiveHandler => ({
     takesData: false,
     backlog: async (records) => {
-      for (const record of records) applier.entry(record);
+      for (const record of records) applier.apply(record);
     },
     entry: async (record) => {
-      applier.entry(record);
+      applier.apply(record);
     },
   });
-  const makeLiveHandler = (writer: TarWriter, applier: LayerApplier): LiveHandler => {
+  const makeLiveHandler = (writer: MergedTreeSink, applier: LayerApplier): LiveHandler => {
     const stream = async (applied: AppliedLeaf, data: AsyncIterable<Buffer> | null): Promise<boolean> => {
       const { node, rel, chain, hardlink } = applied;
       if (hardlink) {
@@ -712,12 +545,12 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
       takesData: true,
       backlog: async (records) => {
         for (const record of records) {
-          const applied = applier.entry(record);
+          const applied = applier.apply(record) as AppliedLeaf | null;
           if (applied) await stream(applied, null);
         }
       },
       entry: async (record, data) => {
-        const applied = applier.entry(record);
+        const applied = applier.apply(record) as AppliedLeaf | null;
         const consumed = applied ? await stream(applied, data) : false;
         if (data && !consumed) for await (const _ of data) void _;
       },
@@ -731,7 +564,7 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
       // Every lower layer is merged: this one may now be applied (and, for the top layer with `tar`, streamed) as it
       // is read. Whether it went live or was read completely before, the result and the streamed order are the
       // same (archive order), so the output does not depend on timing.
-      const applier = tree.layerApplier(index, source.digest, options.signal);
+      const applier: LayerApplier = new LayerRules(tree, budget, index, source.digest, { keepDevices: options.keepDevices, signal: options.signal });
       const handler = index === top && options.tar ? makeLiveHandler(options.tar, applier) : applyOnly(applier);
       handlers[index] = handler;
       const read = await (reads[index] as Promise<ReadLayer>);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LayerSource } from '../convert/convert-types.js';
+import type { LayerSource } from './layer-source.js';
 import { TarWriter, writeMergedTree } from '../image-builder/merged-tar.js';
 import { type MergeLayersOptions, SpeculationConflict, mergeLayers } from './layer-merge.js';
 
