@@ -42,8 +42,11 @@ describe('RegistryClient (MockAgent)', () => {
   let pool: MockPool;
   let seen: Seen[];
   let dir: string;
+  /** The clients' clock: time only moves when a test moves it; waits are recorded, never spent. */
+  let clock: { ms: number; sleeps: number[] };
 
   beforeEach(async () => {
+    clock = { ms: Date.parse('2026-01-01T00:00:00Z'), sleeps: [] };
     agent = new MockAgent();
     agent.disableNetConnect();
     pool = agent.get(REG);
@@ -56,7 +59,16 @@ describe('RegistryClient (MockAgent)', () => {
   });
 
   const client = (options: Partial<RegistryClientOptions> = {}) =>
-    new RegistryClient({ dispatcher: agent, retry: { baseDelayMs: 1, maxDelayMs: 2 }, ...options });
+    new RegistryClient({
+      dispatcher: agent,
+      retry: { baseDelayMs: 1, maxDelayMs: 2 },
+      now: () => clock.ms,
+      sleep: async (ms) => {
+        clock.sleeps.push(ms);
+        clock.ms += ms;
+      },
+      ...options,
+    });
 
   /** Serve the image anonymously at test/app:latest. */
   function serveImage(image: ReturnType<typeof makeImage>, options: { auth?: (headers: Headers) => boolean; contentType?: string } = {}) {
@@ -207,7 +219,7 @@ describe('RegistryClient (MockAgent)', () => {
       serveImage(image, { auth: (h) => /^Bearer /.test(h.authorization ?? '') });
       const registry = client();
       const resolved = await registry.resolveImage('reg.example.org/test/app');
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      clock.ms += 1_100;
       await registry.fetchBlob(resolved.reference, resolved.layers[0]!, new FsBlobStore(dir, { fsync: false }));
       expect(registry.tokensIssued).toBe(2);
       expect(seen.at(-1)!.headers.authorization).toBe('Bearer anon-2');
@@ -269,10 +281,12 @@ describe('RegistryClient (MockAgent)', () => {
     pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(503, 'busy');
     pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
     pool.intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' }).reply(200, image.config);
-    const started = Date.now();
     const resolved = await client().resolveImage('reg.example.org/test/app');
     expect(resolved.manifestDigest).toBe(image.manifestDigest);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    // Retry-After: 1 → one second; then the 503 → the policy's backoff (at most maxDelayMs).
+    expect(clock.sleeps).toHaveLength(2);
+    expect(clock.sleeps[0]).toBe(1_000);
+    expect(clock.sleeps[1]).toBeLessThanOrEqual(2);
   });
 
   it('gives up after the bounded attempts and fails at once on an excessive Retry-After', async () => {

@@ -1,9 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { BlobStore } from '../blob-store/index.js';
-import { computeDigest, DEFAULT_SIZE_LIMITS, digestAlgorithm, digestHex, MAX_ERROR_BODY_BYTES, parseDigest, readAllLimited, type Digest, type SizeLimits } from '../digest/index.js';
+import { computeDigest, DEFAULT_SIZE_LIMITS, digestAlgorithm, digestHex, parseDigest, readAllLimited, type Digest, type SizeLimits } from '../digest/index.js';
 import { ConfigError, IntegrityError, ManifestError, RegistryError, ShifterError } from '../errors/index.js';
 import {
   ACCEPTED_MANIFEST_TYPES,
@@ -20,44 +18,27 @@ import {
   type PlatformSelector,
 } from '../manifest/index.js';
 import { parseReference, referenceTarget, type ImageReference, type ParseReferenceOptions } from '../reference/index.js';
-import { registryNetworkError, registryResponseError, type RegistryRequestKind } from './registry-errors.js';
-import { isLoopbackHost, proxyFor, resolveRegistryEndpoint, type ProxyOptions, type RegistryEndpoint, type RegistryEndpointConfig } from './registry-endpoint.js';
-import { backoffDelay, DEFAULT_RETRY_POLICY, isRetryableNetworkError, parseRetryAfter, RETRYABLE_STATUSES, type RetryPolicy } from './retry-policy.js';
+import { registryNetworkError } from './registry-errors.js';
+import { resolveRegistryEndpoint, type ProxyOptions, type RegistryEndpoint, type RegistryEndpointConfig } from './registry-endpoint.js';
+import {
+  DEFAULT_REGISTRY_TIMEOUTS,
+  DEFAULT_USER_AGENT,
+  headerValue,
+  RegistryTransport,
+  type RegistryTimeouts,
+  type RequestSpec,
+  type ResponseData,
+  type Sleep,
+} from './registry-transport.js';
+import { DEFAULT_RETRY_POLICY, backoffDelay, type RetryPolicy } from './retry-policy.js';
+import { RegistryAuth, type CredentialsLookup } from './token-auth.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
-/** A user name and password (or registry token) for one registry. */
-export interface RegistryCredentials {
-  username: string;
-  password: string;
-}
-
-/**
- * Finds credentials for a registry. Called only when the registry asks for them, with the reference's
- * registry host (`docker.io`, `127.0.0.1:5001`) and the configured location name if one matched.
- */
-export type CredentialsLookup = (registryHost: string, location?: string) => RegistryCredentials | undefined | Promise<RegistryCredentials | undefined>;
-
-/** Network timeouts of the registry client. */
-export interface RegistryTimeouts {
-  /** TCP + TLS connect. */
-  connectMs: number;
-  /** From request sent to response headers received. */
-  headersMs: number;
-  /** Longest silence between two body chunks (a stalled blob download is resumed after this). */
-  bodyMs: number;
-}
-
-/** Default {@link RegistryTimeouts}. */
-export const DEFAULT_REGISTRY_TIMEOUTS: Readonly<RegistryTimeouts> = Object.freeze({ connectMs: 10_000, headersMs: 60_000, bodyMs: 60_000 });
-
-/** Default `User-Agent` of registry requests. */
-export const DEFAULT_USER_AGENT = 'shifter/0.1 (@shifter/core)';
-
-/** Lifetime assumed for a token whose answer has no `expires_in` (Docker token spec). */
-export const DEFAULT_TOKEN_LIFETIME_SECONDS = 60;
-
-const MAX_REDIRECTS = 5;
-const MAX_AUTH_ROUNDS = 2;
+// The client is three parts: the transport (registry-transport.ts: send, retries, redirects, TLS, proxies), the
+// authentication (token-auth.ts: Basic and the token flow, with an injected clock) and the manifest/blob API below.
+// Their public types are re-exported here, where they always were.
+export { DEFAULT_REGISTRY_TIMEOUTS, DEFAULT_USER_AGENT, type RegistryCredentials, type RegistryTimeouts } from './registry-transport.js';
+export { DEFAULT_TOKEN_LIFETIME_SECONDS, type CredentialsLookup } from './token-auth.js';
 
 /** Options of {@link RegistryClient}. */
 export interface RegistryClientOptions {
@@ -79,6 +60,10 @@ export interface RegistryClientOptions {
   proxy?: ProxyOptions;
   /** `User-Agent` header. */
   userAgent?: string;
+  /** The clock token expiry and an HTTP-date `Retry-After` are measured with (ms since the epoch; default `Date.now`). */
+  now?: () => number;
+  /** How retry backoff and `Retry-After` waits are spent (default: a timer); tests inject one that records. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /** Options of {@link RegistryClient.resolveImage}. */
@@ -148,51 +133,6 @@ export interface RegistryProbe {
   challenges: AuthChallenge[];
 }
 
-interface AuthState {
-  scheme: 'bearer' | 'basic';
-  token?: string;
-  expiresAt?: number;
-  lifetimeMs?: number;
-  withCredentials: boolean;
-  challenge?: AuthChallenge;
-}
-
-interface RequestSpec {
-  endpoint: RegistryEndpoint;
-  /** Token scope, e.g. `repository:test/busybox:pull`; undefined for requests that carry no registry auth. */
-  scope: string | undefined;
-  url: string;
-  kind: RegistryRequestKind;
-  what: string;
-  headers?: Record<string, string>;
-  signal?: AbortSignal | undefined;
-  /** Skip all registry auth handling (token server, redirect targets). */
-  anonymous?: boolean;
-  /** Credentials sent as Basic regardless of challenges (token server requests). */
-  basic?: RegistryCredentials;
-  /** Statuses returned to the caller instead of mapped to errors. */
-  acceptStatuses?: ReadonlySet<number>;
-}
-
-type ResponseData = Dispatcher.ResponseData;
-
-function basicHeader(credentials: RegistryCredentials): string {
-  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-async function readErrorBody(body: Readable): Promise<Buffer | undefined> {
-  try {
-    return await readAllLimited(body, MAX_ERROR_BODY_BYTES, 'error body');
-  } catch {
-    body.destroy();
-    return undefined;
-  }
-}
-
 /**
  * Client of OCI distribution / Docker registry v2 APIs, on undici.
  *
@@ -217,18 +157,10 @@ async function readErrorBody(body: Readable): Promise<Buffer | undefined> {
 export class RegistryClient {
   readonly #registries: Record<string, RegistryEndpointConfig>;
   readonly #referenceOptions: ParseReferenceOptions;
-  readonly #credentials: CredentialsLookup | undefined;
-  readonly #dispatcher: Dispatcher | undefined;
   readonly #limits: SizeLimits;
-  readonly #timeouts: RegistryTimeouts;
   readonly #retry: RetryPolicy;
-  readonly #proxy: ProxyOptions | undefined;
-  readonly #userAgent: string;
-  readonly #agents = new Map<string, Dispatcher>();
-  readonly #auth = new Map<string, AuthState>();
-  readonly #challenges = new Map<string, AuthChallenge>();
-  readonly #tokenRequests = new Map<string, Promise<AuthState>>();
-  #tokensIssued = 0;
+  readonly #transport: RegistryTransport;
+  readonly #auth: RegistryAuth;
 
   /**
    * @param options - registries, credentials, limits, timeouts, retries, proxy, user agent
@@ -238,24 +170,30 @@ export class RegistryClient {
     this.#registries = options.registries ?? {};
     const locations = Object.fromEntries(Object.entries(this.#registries).map(([name, config]) => [name, { url: config.url }]));
     this.#referenceOptions = { locations, ...(options.defaultLocation !== undefined ? { defaultLocation: options.defaultLocation } : {}) };
-    this.#credentials = options.credentials;
-    this.#dispatcher = options.dispatcher;
     this.#limits = { ...DEFAULT_SIZE_LIMITS, ...options.limits };
-    this.#timeouts = { ...DEFAULT_REGISTRY_TIMEOUTS, ...options.timeouts };
+    const timeouts: RegistryTimeouts = { ...DEFAULT_REGISTRY_TIMEOUTS, ...options.timeouts };
     this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
-    this.#proxy = options.proxy;
-    this.#userAgent = options.userAgent ?? DEFAULT_USER_AGENT;
-    for (const [name, value] of Object.entries({ ...this.#limits, ...this.#timeouts })) {
+    for (const [name, value] of Object.entries({ ...this.#limits, ...timeouts })) {
       if (!Number.isFinite(value) || value <= 0) throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry client option ${name} must be a positive number, got ${value}`);
     }
     if (!Number.isInteger(this.#retry.attempts) || this.#retry.attempts < 1) {
       throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry client retry.attempts must be an integer ≥ 1, got ${this.#retry.attempts}`);
     }
+    this.#transport = new RegistryTransport({
+      dispatcher: options.dispatcher,
+      timeouts,
+      retry: this.#retry,
+      proxy: options.proxy,
+      userAgent: options.userAgent ?? DEFAULT_USER_AGENT,
+      sleep: options.sleep as Sleep | undefined,
+      now: options.now,
+    });
+    this.#auth = new RegistryAuth({ transport: this.#transport, credentials: options.credentials, maxTokenBytes: this.#limits.maxTokenBytes, now: options.now });
   }
 
   /** Number of tokens this client obtained from token servers (for tests and metrics). */
   get tokensIssued(): number {
-    return this.#tokensIssued;
+    return this.#auth.tokensIssued;
   }
 
   /**
@@ -282,19 +220,19 @@ export class RegistryClient {
   async probe(reference: ImageReference | string, options: { signal?: AbortSignal } = {}): Promise<RegistryProbe> {
     const ref = typeof reference === 'string' ? this.parseReference(reference) : reference;
     const endpoint = this.endpointFor(ref);
-    const response = await this.#send({
+    // Anonymous: the probe carries no registry auth.
+    const response = await this.#transport.send({
       endpoint,
       scope: undefined,
       url: `${endpoint.baseUrl}/v2/`,
       kind: 'probe',
       what: `API probe of ${endpoint.baseUrl}`,
-      anonymous: true,
       signal: options.signal,
       acceptStatuses: new Set([401]),
     });
     const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
     await response.body.dump();
-    for (const challenge of challenges) if (challenge.scheme === 'bearer') this.#challenges.set(endpoint.origin, challenge);
+    for (const challenge of challenges) if (challenge.scheme === 'bearer') this.#auth.rememberChallenge(endpoint.origin, challenge);
     return { status: response.statusCode, challenges };
   }
 
@@ -320,7 +258,7 @@ export class RegistryClient {
       indexDigest = top.digest;
       manifestDigest = parseDigest(selectPlatform(top.manifest, options.platform ?? DEFAULT_PLATFORM).digest);
     }
-    const usedCredentials = this.#auth.get(this.#authKey(endpoint, scope))?.withCredentials ?? false;
+    const usedCredentials = this.#auth.usedCredentials(endpoint, scope);
     return { reference: ref, manifestDigest, id: digestHex(manifestDigest), ...(indexDigest ? { indexDigest } : {}), usedCredentials };
   }
 
@@ -377,7 +315,7 @@ export class RegistryClient {
       config,
       configDigest,
       layers: imageManifest.layers,
-      usedCredentials: this.#auth.get(this.#authKey(endpoint, scope))?.withCredentials ?? false,
+      usedCredentials: this.#auth.usedCredentials(endpoint, scope),
     };
   }
 
@@ -464,7 +402,7 @@ export class RegistryClient {
           if (ShifterError.isInstance(error)) throw error;
           if (resumes >= client.#retry.maxResumes || received >= descriptor.size) throw registryNetworkError(error, `${what} (after ${resumes} resumes)`);
           resumes += 1;
-          await sleep(backoffDelay(client.#retry, resumes));
+          await client.#transport.sleep(backoffDelay(client.#retry, resumes));
           response = await client.#send({
             endpoint,
             scope,
@@ -483,9 +421,7 @@ export class RegistryClient {
 
   /** Close every connection this client opened. The client must not be used afterwards. */
   async close(): Promise<void> {
-    const agents = [...this.#agents.values()];
-    this.#agents.clear();
-    await Promise.all(agents.map((agent) => agent.close().catch(() => undefined)));
+    await this.#transport.close();
   }
 
   /** Parse the reference and fetch the manifest (or index) it names, checked against a digest in the reference. */
@@ -531,261 +467,8 @@ export class RegistryClient {
     return { manifest, digest, size: bytes.length };
   }
 
-  #authKey(endpoint: RegistryEndpoint, scope: string): string {
-    return `${endpoint.origin} ${scope}`;
-  }
-
-  async #lookupCredentials(endpoint: RegistryEndpoint): Promise<RegistryCredentials | undefined> {
-    if (!this.#credentials) return undefined;
-    return (await this.#credentials(endpoint.host, endpoint.location)) ?? undefined;
-  }
-
-  /** The Authorization header for a request, refreshing an expiring token first. */
-  async #authorization(endpoint: RegistryEndpoint, scope: string, signal: AbortSignal | undefined): Promise<string | undefined> {
-    const key = this.#authKey(endpoint, scope);
-    let state = this.#auth.get(key);
-    if (state === undefined && endpoint.authMethod === 'basic') {
-      const credentials = await this.#lookupCredentials(endpoint);
-      if (credentials) {
-        state = { scheme: 'basic', withCredentials: true };
-        this.#auth.set(key, state);
-      }
-    }
-    if (state === undefined) {
-      // Another repository on this registry already told us how to get tokens: skip the 401 round trip.
-      const known = this.#challenges.get(endpoint.origin);
-      if (known && endpoint.authMethod !== 'basic') state = await this.#obtainToken(endpoint, scope, known, false, signal);
-    }
-    if (state === undefined) return undefined;
-    if (state.scheme === 'basic') {
-      const credentials = await this.#lookupCredentials(endpoint);
-      return credentials ? basicHeader(credentials) : undefined;
-    }
-    if (state.expiresAt !== undefined && state.challenge !== undefined) {
-      // Refresh a little before expiry so a request is not sent with a token that dies in flight.
-      const margin = Math.min(5_000, (state.lifetimeMs ?? 60_000) / 4);
-      if (Date.now() >= state.expiresAt - margin) state = await this.#obtainToken(endpoint, scope, state.challenge, state.withCredentials, signal);
-    }
-    return state.token ? `Bearer ${state.token}` : undefined;
-  }
-
-  /**
-   * React to a 401: decide whether another attempt with (new or better) credentials can succeed.
-   * @returns true to retry the request
-   */
-  async #handleChallenge(endpoint: RegistryEndpoint, scope: string, challenges: AuthChallenge[], previousRounds: number, signal: AbortSignal | undefined): Promise<boolean> {
-    const key = this.#authKey(endpoint, scope);
-    const state = this.#auth.get(key);
-    const bearer = challenges.find((c) => c.scheme === 'bearer');
-    const basic = challenges.find((c) => c.scheme === 'basic');
-    const method = endpoint.authMethod ?? (bearer ? 'token' : basic ? 'basic' : undefined);
-    if (method === undefined) return false;
-    const credentials = await this.#lookupCredentials(endpoint);
-    if (method === 'basic') {
-      if (!credentials || state?.scheme === 'basic') return false;
-      this.#auth.set(key, { scheme: 'basic', withCredentials: true });
-      return true;
-    }
-    const challenge = bearer ?? state?.challenge ?? this.#challenges.get(endpoint.origin);
-    if (!challenge?.params.realm) return false;
-    this.#challenges.set(endpoint.origin, challenge);
-    let withCredentials = false;
-    if (state?.token !== undefined) {
-      // We sent a token and it was refused. insufficient_scope on an anonymous token means the repository needs
-      // credentials; anything else (invalid_token, or no reason given) is treated as an expired or revoked token
-      // and refreshed in the same mode — unless this request already refreshed once, then credentials are tried.
-      const lacksAccess = challenge.params.error === 'insufficient_scope' || previousRounds > 0;
-      if (state.withCredentials) withCredentials = true;
-      else if (lacksAccess) {
-        if (credentials === undefined) return false;
-        withCredentials = true;
-      }
-    }
-    await this.#obtainToken(endpoint, scope, challenge, withCredentials, signal, true);
-    return true;
-  }
-
-  /** Get a token for a scope, deduplicating concurrent requests for the same scope and mode. */
-  async #obtainToken(
-    endpoint: RegistryEndpoint,
-    scope: string,
-    challenge: AuthChallenge,
-    withCredentials: boolean,
-    signal: AbortSignal | undefined,
-    force = false,
-  ): Promise<AuthState> {
-    const key = this.#authKey(endpoint, scope);
-    const flightKey = `${key} ${withCredentials}`;
-    const running = this.#tokenRequests.get(flightKey);
-    if (running) return running;
-    const current = this.#auth.get(key);
-    if (!force && current?.token && current.withCredentials === withCredentials && current.expiresAt !== undefined && Date.now() < current.expiresAt - Math.min(5_000, (current.lifetimeMs ?? 60_000) / 4)) {
-      return current;
-    }
-    const attempt = this.#requestToken(endpoint, scope, challenge, withCredentials, signal).then((state) => {
-      this.#auth.set(key, state);
-      return state;
-    });
-    this.#tokenRequests.set(flightKey, attempt);
-    try {
-      return await attempt;
-    } finally {
-      this.#tokenRequests.delete(flightKey);
-    }
-  }
-
-  async #requestToken(endpoint: RegistryEndpoint, scope: string, challenge: AuthChallenge, withCredentials: boolean, signal: AbortSignal | undefined): Promise<AuthState> {
-    let realm: URL;
-    try {
-      realm = new URL(challenge.params.realm!);
-    } catch {
-      throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${endpoint.host} sent an unusable token realm ${JSON.stringify(challenge.params.realm)}`);
-    }
-    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
-      throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${endpoint.host} sent a token realm that is not http(s)`);
-    }
-    // SECURITY: credentials go to the realm; plain HTTP there is held to the same policy as the registry itself.
-    if (realm.protocol === 'http:' && !endpoint.insecure && !isLoopbackHost(realm.host)) {
-      throw new RegistryError('SHIFTER_REGISTRY_INSECURE_REFUSED', `refusing plain-HTTP token server ${realm.host} for ${endpoint.host}`);
-    }
-    if (challenge.params.service !== undefined) realm.searchParams.set('service', challenge.params.service);
-    realm.searchParams.set('scope', challenge.params.scope ?? scope);
-    const credentials = withCredentials ? await this.#lookupCredentials(endpoint) : undefined;
-    if (withCredentials && !credentials) {
-      throw new RegistryError('SHIFTER_REGISTRY_AUTH_FAILED', `${endpoint.host} requires credentials for ${scope} and none are configured`, { registryStatus: 401 });
-    }
-    const what = `token for ${scope} from ${realm.origin}${realm.pathname}`;
-    const response = await this.#send({
-      endpoint,
-      scope: undefined,
-      url: realm.href,
-      kind: 'token',
-      what,
-      anonymous: true,
-      ...(credentials ? { basic: credentials } : {}),
-      signal,
-      headers: { accept: 'application/json' },
-      acceptStatuses: new Set([401, 403]),
-    });
-    if (response.statusCode === 401 || response.statusCode === 403) {
-      const body = await readErrorBody(response.body);
-      if (!withCredentials && (await this.#lookupCredentials(endpoint)) !== undefined) {
-        return this.#requestToken(endpoint, scope, challenge, true, signal);
-      }
-      throw registryResponseError({ status: response.statusCode, headers: response.headers, ...(body ? { body } : {}), kind: 'token', what });
-    }
-    const bytes = await readAllLimited(response.body, this.#limits.maxTokenBytes, what);
-    let json: Record<string, unknown>;
-    try {
-      json = JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
-    } catch (error) {
-      throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: answer is not JSON`, { cause: error });
-    }
-    const token = typeof json.token === 'string' && json.token.length > 0 ? json.token : json.access_token;
-    if (typeof token !== 'string' || token.length === 0) throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: answer has no token`);
-    const expiresIn = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_LIFETIME_SECONDS;
-    this.#tokensIssued += 1;
-    return { scheme: 'bearer', token, lifetimeMs: expiresIn * 1000, expiresAt: Date.now() + expiresIn * 1000, withCredentials, challenge };
-  }
-
-  #dispatcherFor(url: URL, endpoint: RegistryEndpoint): Dispatcher {
-    if (this.#dispatcher) return this.#dispatcher;
-    // The site CA bundle and the insecure flag apply to the registry's own host only, never to redirect targets.
-    const own = url.host === new URL(endpoint.baseUrl).host;
-    const caFile = own ? endpoint.caFile : undefined;
-    const insecure = own && endpoint.insecure;
-    const proxy = proxyFor(url, this.#proxy);
-    const key = `${proxy ?? 'direct'}|${caFile ?? ''}|${insecure}`;
-    let agent = this.#agents.get(key);
-    if (agent) return agent;
-    let ca: Buffer | undefined;
-    if (caFile) {
-      try {
-        ca = readFileSync(caFile);
-      } catch (error) {
-        throw new ConfigError('SHIFTER_CONFIG_INVALID', `cannot read the CA bundle ${caFile} of ${endpoint.host}: ${(error as Error).message}`, { cause: error });
-      }
-    }
-    const tls = { ...(ca ? { ca } : {}), ...(insecure ? { rejectUnauthorized: false } : {}), timeout: this.#timeouts.connectMs };
-    agent = proxy ? new ProxyAgent({ uri: proxy, requestTls: tls, proxyTls: { timeout: this.#timeouts.connectMs } }) : new Agent({ connect: tls });
-    this.#agents.set(key, agent);
-    return agent;
-  }
-
-  /**
-   * Send one logical request: auth, retries with backoff, redirects. Returns 2xx answers (and `acceptStatuses`);
-   * maps everything else through {@link registryResponseError}.
-   */
-  async #send(spec: RequestSpec): Promise<ResponseData> {
-    let url = new URL(spec.url);
-    let retries = 0;
-    let authRounds = 0;
-    let redirects = 0;
-    for (;;) {
-      spec.signal?.throwIfAborted();
-      const headers: Record<string, string> = { 'user-agent': this.#userAgent, ...spec.headers };
-      // SECURITY: registry credentials only ever go to the registry's own origin; redirect targets get none.
-      const toRegistry = url.origin === spec.endpoint.origin;
-      if (spec.basic) headers.authorization = basicHeader(spec.basic);
-      else if (!spec.anonymous && toRegistry && spec.scope !== undefined) {
-        const authorization = await this.#authorization(spec.endpoint, spec.scope, spec.signal);
-        if (authorization) headers.authorization = authorization;
-      }
-      let response: ResponseData;
-      try {
-        response = await request(url, {
-          method: 'GET',
-          headers,
-          dispatcher: this.#dispatcherFor(url, spec.endpoint),
-          headersTimeout: this.#timeouts.headersMs,
-          bodyTimeout: this.#timeouts.bodyMs,
-          ...(spec.signal ? { signal: spec.signal } : {}),
-        });
-      } catch (error) {
-        if (spec.signal?.aborted) throw spec.signal.reason;
-        if (ShifterError.isInstance(error)) throw error;
-        if (isRetryableNetworkError(error) && retries + 1 < this.#retry.attempts) {
-          retries += 1;
-          await sleep(backoffDelay(this.#retry, retries), undefined, spec.signal ? { signal: spec.signal } : {});
-          continue;
-        }
-        throw registryNetworkError(error, spec.what);
-      }
-      const status = response.statusCode;
-      if ((status >= 200 && status < 300) || spec.acceptStatuses?.has(status)) return response;
-      if ([301, 302, 303, 307, 308].includes(status)) {
-        const location = headerValue(response.headers.location);
-        await response.body.dump();
-        if (!location || redirects >= MAX_REDIRECTS) {
-          throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${spec.what}: ${location ? 'too many redirects' : `redirect ${status} without Location`}`, { registryStatus: status });
-        }
-        redirects += 1;
-        const next = new URL(location, url);
-        if (next.protocol === 'http:' && url.protocol === 'https:' && !isLoopbackHost(next.host)) {
-          throw new RegistryError('SHIFTER_REGISTRY_INSECURE_REFUSED', `${spec.what}: refusing a redirect from https to plain http (${next.host})`);
-        }
-        url = next;
-        continue;
-      }
-      if (status === 401 && !spec.anonymous && toRegistry && spec.scope !== undefined && authRounds < MAX_AUTH_ROUNDS) {
-        const body = await readErrorBody(response.body);
-        const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
-        if (await this.#handleChallenge(spec.endpoint, spec.scope, challenges, authRounds, spec.signal)) {
-          authRounds += 1;
-          continue;
-        }
-        throw registryResponseError({ status, headers: response.headers, ...(body ? { body } : {}), kind: spec.kind, what: spec.what });
-      }
-      const body = await readErrorBody(response.body);
-      if (RETRYABLE_STATUSES.has(status) && retries + 1 < this.#retry.attempts) {
-        const retryAfter = parseRetryAfter(response.headers['retry-after']);
-        if (retryAfter === undefined || retryAfter <= this.#retry.maxRetryAfterMs) {
-          retries += 1;
-          await sleep(retryAfter ?? backoffDelay(this.#retry, retries), undefined, spec.signal ? { signal: spec.signal } : {});
-          continue;
-        }
-      }
-      throw registryResponseError({ status, headers: response.headers, ...(body ? { body } : {}), kind: spec.kind, what: spec.what });
-    }
+  /** Send a request with this client's registry auth (see {@link RegistryTransport.send}). */
+  #send(spec: Omit<RequestSpec, 'auth'>): Promise<ResponseData> {
+    return this.#transport.send({ ...spec, auth: this.#auth });
   }
 }
