@@ -108,7 +108,8 @@ describe('runShifter', () => {
     chmodSync(slow, 0o755);
     const controller = new AbortController();
     const pending = runShifter({ shifterPath: slow, image: 'id:abc', signal: controller.signal });
-    setTimeout(() => controller.abort(), 50);
+    // runShifter spawns synchronously: the process is running now.
+    controller.abort();
     const result = await pending;
     expect(result.signal).toBe('SIGTERM');
   });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { MockAgent } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ShifterError } from '../errors/index.js';
 import { GatewayClient, isWorkingStatus } from './gateway-client.js';
 
@@ -155,11 +155,21 @@ describe('GatewayClient', () => {
   });
 
   it('treats a timeout as unreachable', async () => {
-    const slow = await gateway(() => ({ status: 200, body: image(), delayMs: 400 }));
-    const client = new GatewayClient({ urls: [slow.url], system: 'cluster', timeoutMs: 50 });
-    const error = await caught(client.lookup('docker', 'x'));
-    expect(error.code).toBe('SHIFTER_GATEWAY_UNAVAILABLE');
-    expect(error.message).toContain('no answer within 50 ms');
+    // Timers are fake: the gateway would answer after 400 ms, and the client's 50 ms pass the moment the request
+    // has arrived (the client armed its timer before sending), so nothing waits for wall-clock time.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const slow = await gateway(() => {
+        vi.advanceTimersByTime(50);
+        return { status: 200, body: image(), delayMs: 400 };
+      });
+      const client = new GatewayClient({ urls: [slow.url], system: 'cluster', timeoutMs: 50 });
+      const error = await caught(client.lookup('docker', 'x'));
+      expect(error.code).toBe('SHIFTER_GATEWAY_UNAVAILABLE');
+      expect(error.message).toContain('no answer within 50 ms');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('maps the error envelope to a ShifterError with the gateway code and does not fail over', async () => {
@@ -230,8 +240,8 @@ describe('GatewayClient', () => {
     const gw = await gateway(() => ({ status: 200, body: image({ status: 'PULLING' }) }));
     const controller = new AbortController();
     const client = new GatewayClient({ urls: [gw.url], system: 'c' });
-    const waiting = client.pullAndWait('docker', 'x', {}, { intervalMs: 10_000, signal: controller.signal });
-    setTimeout(() => controller.abort(), 30);
+    // The caller gives up after the first answer, while the client waits the 10 s before its next poll.
+    const waiting = client.pullAndWait('docker', 'x', {}, { intervalMs: 10_000, signal: controller.signal, onUpdate: () => controller.abort() });
     expect((await caught(waiting)).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
   });
 

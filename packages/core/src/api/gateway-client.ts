@@ -554,6 +554,8 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  // Already aborted (during the poll before): an abort listener would never fire.
+  if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done(): void {

@@ -65,28 +65,42 @@ describe('FsBlobStore', () => {
     await mkdir(join(dir, 'sha256'), { recursive: true });
     const lock = join(dir, 'sha256', `${hex}.lock`);
     await writeFile(lock, `${hostname()} ${process.pid}\n`);
-    const waiter = new FsBlobStore(dir, { fsync: false });
+    // The "other process" finishes while we wait, as FsBlobStore does: publishes the blob (rename), then drops its
+    // lock. It happens in the waiter's first poll interval, so the waiter has seen the lock and is waiting.
+    const waits: number[] = [];
+    const waiter = new FsBlobStore(dir, {
+      fsync: false,
+      sleep: async (ms) => {
+        waits.push(ms);
+        if (waits.length > 1) return;
+        await writeFile(join(dir, 'sha256', `.${hex}.other.tmp`), bytes);
+        await rename(join(dir, 'sha256', `.${hex}.other.tmp`), join(dir, 'sha256', hex));
+        await rm(lock);
+      },
+    });
     let opened = 0;
     const pending = waiter.put(digest, bytes.length, () => {
       opened += 1;
       return Readable.from([bytes]);
     });
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    // The "other process" finishes as FsBlobStore does: publishes the blob (rename), then drops its lock.
-    await writeFile(join(dir, 'sha256', `.${hex}.other.tmp`), bytes);
-    await rename(join(dir, 'sha256', `.${hex}.other.tmp`), join(dir, 'sha256', hex));
-    await rm(lock);
     expect(await pending).toEqual({ stored: false });
+    expect(waits).toEqual([50]);
     expect(opened).toBe(0);
   });
 
   it('stops waiting when aborted', async () => {
     await mkdir(join(dir, 'sha256'), { recursive: true });
     await writeFile(join(dir, 'sha256', `${hex}.lock`), `${hostname()} ${process.pid}\n`);
-    const store = new FsBlobStore(dir, { fsync: false });
     const controller = new AbortController();
+    // The caller gives up while the store waits for the lock holder (during its first poll interval).
+    const store = new FsBlobStore(dir, {
+      fsync: false,
+      sleep: (ms, signal) => {
+        controller.abort(new Error('cancelled by test'));
+        return new Promise((_, reject) => (signal?.aborted ? reject(signal.reason) : setImmediate(() => reject(new Error(`not aborted after ${ms} ms`)))));
+      },
+    });
     const pending = store.put(digest, bytes.length, () => Readable.from([bytes]), { signal: controller.signal });
-    setTimeout(() => controller.abort(new Error('cancelled by test')), 100);
     await expect(pending).rejects.toThrow(/cancelled by test/);
   });
 });

@@ -23,6 +23,11 @@ export interface FsBlobStoreOptions {
   lockHeartbeatMs?: number;
   /** Call fsync on blobs and directories before publishing (default true; tests may turn it off). */
   fsync?: boolean;
+  /**
+   * How a `put` waiting for another writer's lock waits between two polls (default: a timer that rejects when the
+   * signal aborts). Tests inject one to step through the wait without spending wall-clock time.
+   */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 function ioError(message: string, cause: unknown): StoreError {
@@ -60,6 +65,7 @@ export class FsBlobStore implements BlobStore {
   readonly #lockStaleMs: number;
   readonly #heartbeatMs: number;
   readonly #fsync: boolean;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   /**
    * @param dir - cache directory; created on first write
@@ -70,6 +76,7 @@ export class FsBlobStore implements BlobStore {
     this.#lockStaleMs = options.lockStaleMs ?? BLOB_LOCK_STALE_MS;
     this.#heartbeatMs = options.lockHeartbeatMs ?? BLOB_LOCK_HEARTBEAT_MS;
     this.#fsync = options.fsync ?? true;
+    this.#sleep = options.sleep ?? (async (ms, signal) => void (await sleep(ms, undefined, signal ? { signal } : {})));
   }
 
   /** The cache directory. */
@@ -180,7 +187,7 @@ export class FsBlobStore implements BlobStore {
           await lock.release();
         }
       }
-      await sleep(pollMs, undefined, options.signal ? { signal: options.signal } : {}).catch((error: unknown) => {
+      await this.#sleep(pollMs, options.signal).catch((error: unknown) => {
         destroySource(source);
         throw options.signal?.aborted ? (options.signal.reason as unknown) : error;
       });

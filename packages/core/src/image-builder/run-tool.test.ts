@@ -40,7 +40,8 @@ describe('runTool', () => {
   it('kills the tool when aborted', async () => {
     const controller = new AbortController();
     const running = runTool('sleep', ['10'], { signal: controller.signal });
-    setTimeout(() => controller.abort(new Error('stop')), 50);
+    // runTool spawns synchronously: the tool is running now.
+    controller.abort(new Error('stop'));
     await expect(running).rejects.toMatchObject({ code: 'SHIFTER_CONVERSION_FAILED' });
   });
 });

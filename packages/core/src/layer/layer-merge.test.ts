@@ -3,13 +3,12 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LayerSource } from './layer-source.js';
 import { TarWriter, mergedImageTar, tarHeader, writeMergedTree } from '../image-builder/merged-tar.js';
 import { type LayerSpecEntry, makeLayer } from '../testing/make-layer.js';
 import { type MergedDirectory, MergeIndexFull, SpeculationConflict, mergeLayers } from './layer-merge.js';
-import { mergeIntoDir, mergeStreamingIntoDir } from './merge-to-dir.test-support.js';
+import { mergeIntoDir, mergeStreamingIntoDir, topOpensAfterLowerMerged } from './merge-to-dir.test-support.js';
 
 let scratch: string;
 let spoolDir: string;
@@ -35,17 +34,16 @@ async function collect(stream: Readable): Promise<Buffer> {
 }
 
 /**
- * Merge with the top layer streamed into a writer; returns the tar bytes or the error. The top layer is opened a
- * little late, so the lower layers are merged before it is read and all of it streams (in production a big top
- * layer is still being read when the lower ones are done).
+ * Merge with the top layer streamed into a writer; returns the tar bytes or the error. The top layer is opened once
+ * the lower layers are merged, so all of it streams (in production a big top layer is still being read when the
+ * lower ones are done).
  */
 async function streamed(input: LayerSource[]) {
-  const top = input.at(-1) as LayerSource;
-  const layers = [...input.slice(0, -1), { ...top, open: async () => (await sleep(30), top.open()) }];
+  const { layers, onLayer } = topOpensAfterLowerMerged(input);
   const output = new PassThrough();
   const writer = new TarWriter(output);
   const bytes = collect(output);
-  const merged = await mergeLayers(layers, { spoolDir, tar: writer });
+  const merged = await mergeLayers(layers, { spoolDir, tar: writer, onLayer });
   await writeMergedTree(merged, writer);
   await writer.end();
   return { merged, tar: await bytes };

@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { LayerSource } from './layer-source.js';
 import { TarWriter, writeMergedTree } from '../image-builder/merged-tar.js';
 import { type MergeLayersOptions, SpeculationConflict, mergeLayers } from './layer-merge.js';
@@ -30,13 +29,33 @@ export async function mergeIntoDir(
 }
 
 /**
- * {@link mergeIntoDir} with the top layer streamed. The top layer is opened a little late so that the lower
- * layers are merged before it is read and all of it streams (small test layers are read in no time otherwise).
+ * The layers with the top one opened only once every lower layer is merged (told by `mergeLayers`' `onLayer`), so
+ * all of it streams: small test layers are read in no time otherwise, and in production a big top layer is still
+ * being read when the lower ones are done. No wall-clock wait: the order is an event, not a delay.
  */
-export const mergeStreamingIntoDir = (rootDir: string, layers: LayerSource[], options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'> = {}) => {
+export function topOpensAfterLowerMerged(layers: LayerSource[]): { layers: LayerSource[]; onLayer: NonNullable<MergeLayersOptions['onLayer']> } {
   const top = layers.at(-1);
-  const late = top ? [...layers.slice(0, -1), { ...top, open: async () => (await sleep(20), top.open()) }] : layers;
-  return mergeIntoDir(rootDir, late, options, true);
+  let release: () => void = () => undefined;
+  const lowerMerged = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  if (layers.length <= 1) release();
+  return {
+    layers: top ? [...layers.slice(0, -1), { ...top, open: async () => (await lowerMerged, top.open()) }] : layers,
+    onLayer: (_summary, index, count) => {
+      if (index === count - 2) release();
+    },
+  };
+}
+
+/** {@link mergeIntoDir} with the top layer streamed, opened once the lower layers are merged. */
+export const mergeStreamingIntoDir = (rootDir: string, layers: LayerSource[], options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'> = {}) => {
+  const late = topOpensAfterLowerMerged(layers);
+  const onLayer: MergeLayersOptions['onLayer'] = (summary, index, count) => {
+    late.onLayer(summary, index, count);
+    options.onLayer?.(summary, index, count);
+  };
+  return mergeIntoDir(rootDir, late.layers, { ...options, onLayer }, true);
 };
 
 async function mergeOnce(rootDir: string, layers: LayerSource[], options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'>, stream: boolean) {

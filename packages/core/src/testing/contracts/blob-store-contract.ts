@@ -24,14 +24,17 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** A source that yields `bytes` slowly, counting how often it was opened. */
-function countingSource(bytes: Buffer, counter: { opened: number }, delayMs = 20): () => Readable {
+/**
+ * A source that yields `bytes` in small pieces, one per turn of the event loop (so a download stays in progress
+ * while concurrent callers arrive, without waiting for wall-clock time), counting how often it was opened.
+ */
+function countingSource(bytes: Buffer, counter: { opened: number }): () => Readable {
   return () => {
     counter.opened += 1;
     return Readable.from(
       (async function* () {
         for (let offset = 0; offset < bytes.length; offset += 7) {
-          await new Promise((resolve) => setTimeout(resolve, delayMs / 4));
+          await new Promise((resolve) => setImmediate(resolve));
           yield bytes.subarray(offset, offset + 7);
         }
       })(),
