@@ -6,9 +6,9 @@ import { SqliteMetadataStore } from '../metadata/sqlite-metadata-store.js';
 import { describeJobQueueContract } from '../testing/contracts/job-queue-contract.js';
 import { InProcessJobQueue } from './in-process-job-queue.js';
 
-describeJobQueueContract('InProcessJobQueue on SqliteMetadataStore', async () => {
+describeJobQueueContract('InProcessJobQueue on SqliteMetadataStore', async ({ now }) => {
   const dir = mkdtempSync(join(tmpdir(), 'shifter-queue-'));
-  const store = new SqliteMetadataStore({ path: join(dir, 'gateway.sqlite') });
+  const store = new SqliteMetadataStore({ path: join(dir, 'gateway.sqlite'), now });
   return {
     store,
     makeQueue: () => new InProcessJobQueue(store, { sweepIntervalMs: 50 }),

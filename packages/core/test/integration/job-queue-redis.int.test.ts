@@ -20,9 +20,9 @@ async function dropKeys(url: string, prefix: string): Promise<void> {
 }
 
 describe.skipIf(!haveServices('redis'))('RedisJobQueue on the test Redis', () => {
-  describeJobQueueContract('RedisJobQueue on SqliteMetadataStore', async () => {
+  describeJobQueueContract('RedisJobQueue on SqliteMetadataStore', async ({ now }) => {
     const dir = mkdtempSync(join(tmpdir(), 'shifter-redis-queue-'));
-    const store = new SqliteMetadataStore({ path: join(dir, 'gateway.sqlite') });
+    const store = new SqliteMetadataStore({ path: join(dir, 'gateway.sqlite'), now });
     const prefix = `shifter-test-${randomBytes(4).toString('hex')}`;
     const url = serviceValue('redis');
     return {
@@ -68,9 +68,9 @@ describe.skipIf(!haveServices('redis'))('RedisJobQueue on the test Redis', () =>
 
 describe.skipIf(!haveServices('redis', 'mongo'))('RedisJobQueue on MongoMetadataStore (distributed mode)', () => {
   let counter = 0;
-  describeJobQueueContract('RedisJobQueue on MongoMetadataStore', async () => {
+  describeJobQueueContract('RedisJobQueue on MongoMetadataStore', async ({ now }) => {
     const database = `shifter_queue_test_${process.pid}_${counter++}_${randomBytes(3).toString('hex')}`;
-    const store = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
+    const store = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database, now });
     const prefix = `shifter-test-${randomBytes(4).toString('hex')}`;
     const url = serviceValue('redis');
     return {

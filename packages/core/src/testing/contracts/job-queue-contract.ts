@@ -24,8 +24,12 @@ export interface QueueUnderTest {
   readonly teardown?: () => Promise<void>;
 }
 
-/** Makes the store and queue maker for one test. */
-export type JobQueueFactory = () => Promise<QueueUnderTest>;
+/**
+ * Makes the store and queue maker for one test. The store must take its time from `now` (the store's `now` option):
+ * the suite moves that clock forward to expire leases instead of waiting for them. It starts at the wall-clock time
+ * and only ever runs ahead of it, so the queue's own timers (sweeps, heartbeats, retry delays) still agree with it.
+ */
+export type JobQueueFactory = (options: { readonly now: () => number }) => Promise<QueueUnderTest>;
 
 /** Wait until `condition` holds, polling; fails the test after `timeoutMs`. */
 async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
@@ -42,8 +46,8 @@ async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 
  * @param factory - makes a fresh store and a queue maker per test
  * @example
  * ```ts
- * describeJobQueueContract('InProcessJobQueue', async () => {
- *   const store = new SqliteMetadataStore({ path: ':memory:' });
+ * describeJobQueueContract('InProcessJobQueue', async ({ now }) => {
+ *   const store = new SqliteMetadataStore({ path: ':memory:', now });
  *   return { store, makeQueue: () => new InProcessJobQueue(store, { sweepIntervalMs: 50 }) };
  * });
  * ```
@@ -54,6 +58,13 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
     let makeQueue: () => JobQueue | Promise<JobQueue>;
     let teardown: (() => Promise<void>) | undefined;
     let queues: JobQueue[];
+    /** How far the store's clock runs ahead of the wall clock. */
+    let ahead = 0;
+    const now = () => Date.now() + ahead;
+    /** Move the store's clock forward (leases expire without waiting for them). */
+    const advance = (ms: number) => {
+      ahead += ms;
+    };
 
     const newQueue = async (): Promise<JobQueue> => {
       const queue = await makeQueue();
@@ -64,7 +75,8 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
 
     beforeEach(async () => {
       queues = [];
-      const made = await factory();
+      ahead = 0;
+      const made = await factory({ now });
       store = made.store;
       makeQueue = made.makeQueue;
       teardown = made.teardown;
@@ -91,7 +103,7 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       const job = await queue.enqueue({ kind: 'pull', system: 'sysa', payload: { recordId: 'r1' } });
       expect(job.status).toBe('queued');
       await waitFor(async () => (await jobOf(job.id)).status === 'done', 10_000, 'the job to finish');
-      await sleep(300); // a duplicate run would show up here
+      await queue.close(); // waits for whatever still runs: a duplicate run would show up below
       expect(calls).toEqual([{ payload: { recordId: 'r1' }, attempt: 1 }]);
       expect(await jobOf(job.id)).toMatchObject({ status: 'done', attempts: 1, result: { imageId: 'abc' }, leaseOwner: null });
       expect(completed.map((j) => j.id)).toEqual([job.id]);
@@ -104,7 +116,7 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       const other = await queue.enqueue({ kind: 'pull', system: 'sysb' });
       const mine = await queue.enqueue({ kind: 'pull', system: 'sysa' });
       await waitFor(async () => (await jobOf(mine.id)).status === 'done');
-      await sleep(200);
+      await queue.close();
       expect(seen).toEqual(['sysa']);
       expect((await jobOf(other.id)).status).toBe('queued');
     });
@@ -134,7 +146,7 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       );
       const job = await queue.enqueue({ kind: 'pull', system: 'sysa', maxAttempts: 3 });
       await waitFor(async () => (await jobOf(job.id)).status === 'failed', 15_000, 'the job to fail');
-      await sleep(200);
+      await queue.close();
       expect(attempts).toEqual([1, 2, 3]);
       expect(await jobOf(job.id)).toMatchObject({ attempts: 3, lastError: { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'registry down' } });
       expect(failed.map((j) => j.id)).toEqual([job.id]);
@@ -154,7 +166,7 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       );
       const job = await queue.enqueue({ kind: 'pull', system: 'sysa', maxAttempts: 5 });
       await waitFor(async () => (await jobOf(job.id)).status === 'failed');
-      await sleep(200);
+      await queue.close();
       expect(runs).toBe(1);
       expect((await jobOf(job.id)).lastError?.code).toBe('SHIFTER_REGISTRY_MANIFEST_UNKNOWN');
       expect(failed).toHaveLength(1);
@@ -179,17 +191,24 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       const queue = await newQueue();
       let running = 0;
       let peak = 0;
+      // Each handler runs until the test lets it finish, one at a time: handlers overlap for as long as the queue
+      // lets them, whatever the machine's speed.
+      const finish: (() => void)[] = [];
       await queue.process(
         'sysa',
         async () => {
           running++;
           peak = Math.max(peak, running);
-          await sleep(80);
+          await new Promise<void>((resolve) => finish.push(resolve));
           running--;
         },
         { concurrency: 2 },
       );
       const jobs = await Promise.all(Array.from({ length: 7 }, () => queue.enqueue({ kind: 'pull', system: 'sysa' })));
+      for (let finished = 0; finished < jobs.length; finished++) {
+        await waitFor(() => finish.length > finished, 10_000, `handler ${finished + 1} to start`);
+        (finish[finished] as () => void)();
+      }
       await waitFor(async () => (await store.listJobs({ status: 'done' })).length === jobs.length, 15_000, 'all jobs');
       expect(peak).toBe(2);
     });
@@ -203,18 +222,20 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
           firstStarted = true;
           await new Promise(() => undefined); // hangs forever, ignoring its signal, like a wedged process
         },
-        { leaseMs: 400 },
+        { leaseMs: 60_000 },
       );
       const job = await first.enqueue({ kind: 'pull', system: 'sysa' });
       await waitFor(() => firstStarted, 10_000, 'the first worker to start');
-      const startedAt = Date.now();
       await first.close({ timeoutMs: 0 }); // the worker "dies": no completion, no more heartbeats
       expect((await jobOf(job.id)).status).toBe('running');
+      // Not before the lease ran out: while it runs (on the store's clock), nobody may claim the job.
+      expect(await store.claimJob(job.id, { owner: 'too-early', leaseMs: 60_000 })).toBeNull();
+      expect((await store.listClaimableJobs('sysa')).map((j) => j.id)).not.toContain(job.id);
       const second = await newQueue();
       const seen: number[] = [];
-      await second.process('sysa', async (_job, { attempt }) => void seen.push(attempt), { leaseMs: 400 });
+      await second.process('sysa', async (_job, { attempt }) => void seen.push(attempt), { leaseMs: 60_000 });
+      advance(60_001);
       await waitFor(async () => (await jobOf(job.id)).status === 'done', 15_000, 'the takeover');
-      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(300); // not before the lease ran out
       expect(seen).toEqual([2]);
       expect((await jobOf(job.id)).attempts).toBe(2);
     });
@@ -225,14 +246,15 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       await first.process('sysa', async () => {
         started = true;
         await new Promise(() => undefined);
-      }, { leaseMs: 300 });
+      }, { leaseMs: 60_000 });
       const job = await first.enqueue({ kind: 'pull', system: 'sysa', maxAttempts: 1 });
       await waitFor(() => started);
       await first.close({ timeoutMs: 0 });
       const second = await newQueue();
       const failed: JobRecord[] = [];
       let runs = 0;
-      await second.process('sysa', async () => void runs++, { leaseMs: 300, onFailed: (j) => void failed.push(j) });
+      await second.process('sysa', async () => void runs++, { leaseMs: 60_000, onFailed: (j) => void failed.push(j) });
+      advance(60_001);
       await waitFor(() => failed.length > 0, 15_000, 'the failure report');
       expect(runs).toBe(0);
       expect(failed[0]).toMatchObject({ id: job.id, status: 'failed', lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED' } });
@@ -259,28 +281,38 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       // Steal the lease the way a partition would let another worker: expire it, then claim.
       let claimed: JobRecord | null = null;
       await waitFor(async () => {
-        await forceExpire(store, job.id);
+        await forceExpire(store, job.id, advance);
         claimed = await store.claimJob(job.id, { owner: 'intruder', leaseMs: 60_000 });
         return claimed !== null;
       }, 10_000, 'the intruder to claim the job');
       expect(claimed).not.toBeNull();
       await waitFor(() => abortReason !== undefined, 10_000, 'the abort');
       expect((abortReason as ShifterError).code).toBe('SHIFTER_JOB_LEASE_EXPIRED');
-      await sleep(100);
+      await partitioned.close(); // waits until the runner has dealt with the handler's late result
       expect(await jobOf(job.id)).toMatchObject({ status: 'running', leaseOwner: 'intruder', result: null });
     });
 
     it('waits for running handlers on close by default', async () => {
       const queue = await newQueue();
       let started = false;
+      let finish: () => void = () => undefined;
       await queue.process('sysa', async () => {
         started = true;
-        await sleep(250);
+        await new Promise<void>((resolve) => {
+          finish = resolve;
+        });
         return 'finished';
       });
       const job = await queue.enqueue({ kind: 'pull', system: 'sysa' });
       await waitFor(() => started);
-      await queue.close();
+      let closed = false;
+      const closing = queue.close().then(() => {
+        closed = true;
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(closed).toBe(false); // the handler still runs
+      finish();
+      await closing;
       expect(await jobOf(job.id)).toMatchObject({ status: 'done', result: 'finished' });
     });
 
@@ -304,9 +336,9 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
   });
 }
 
-/** Push a running job's lease into the past: heartbeat as its owner with a 1 ms lease, then wait that out. */
-async function forceExpire(store: MetadataStore, id: string): Promise<void> {
+/** Push a running job's lease into the past: heartbeat as its owner with a 1 ms lease, then move the clock past it. */
+async function forceExpire(store: MetadataStore, id: string, advance: (ms: number) => void): Promise<void> {
   const job = (await store.getJob(id))!;
   if (job.leaseOwner) await store.heartbeatJob(id, { owner: job.leaseOwner, leaseMs: 1 });
-  await sleep(5);
+  advance(5);
 }
