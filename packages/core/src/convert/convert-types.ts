@@ -1,11 +1,11 @@
-import type { ShifterConfig } from '../config/index.js';
+import type { ConversionConfig } from '../image-builder/squashfs-builder.js';
 import type { ImageMetadata } from '../meta/image-metadata.js';
 
 // LayerSource lives with the layer code that consumes it (layer/ never imports convert/); re-exported here.
 export type { LayerSource } from '../layer/layer-source.js';
 
-/** The `conversion` section of {@link ShifterConfig}. */
-export type ConversionConfig = ShifterConfig['conversion'];
+// ConversionConfig is declared with the image builder that reads it (image-builder/ never imports convert/).
+export type { ConversionConfig } from '../image-builder/squashfs-builder.js';
 
 /** Progress events reported by {@link convertImage}. */
 export type ConvertProgress =

@@ -8,8 +8,8 @@ import { ConfigError, ShifterError } from '../errors/index.js';
 import { runTool } from './run-tool.js';
 import { packTree } from './tree-tar.js';
 
-/** The `conversion` config section (the image builder sits below convert/, which re-exports this type). */
-type ConversionConfig = ShifterConfig['conversion'];
+/** The `conversion` section of {@link ShifterConfig} (declared with the image builder, which sits below convert/). */
+export type ConversionConfig = ShifterConfig['conversion'];
 
 /** Options of {@link buildSquashfs}. */
 export interface BuildSquashfsOptions {
