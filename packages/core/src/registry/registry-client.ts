@@ -28,7 +28,6 @@ import {
   type RegistryTimeouts,
   type RequestSpec,
   type ResponseData,
-  type Sleep,
 } from './registry-transport.js';
 import { DEFAULT_RETRY_POLICY, backoffDelay, type RetryPolicy } from './retry-policy.js';
 import { RegistryAuth, type CredentialsLookup } from './token-auth.js';
@@ -185,7 +184,7 @@ export class RegistryClient {
       retry: this.#retry,
       proxy: options.proxy,
       userAgent: options.userAgent ?? DEFAULT_USER_AGENT,
-      sleep: options.sleep as Sleep | undefined,
+      sleep: options.sleep,
       now: options.now,
     });
     this.#auth = new RegistryAuth({ transport: this.#transport, credentials: options.credentials, maxTokenBytes: this.#limits.maxTokenBytes, now: options.now });
