@@ -213,6 +213,22 @@ describe('RegistryClient (MockAgent)', () => {
       expect(registry.tokensIssued).toBe(1);
     });
 
+    it('keeps a token until a quarter of its lifetime (at most 5 s) before it expires, on the injected clock', async () => {
+      const image = makeImage();
+      serveTokens({ expiresIn: 60 });
+      serveImage(image, { auth: (h) => /^Bearer /.test(h.authorization ?? '') });
+      const registry = client();
+      await registry.resolveDigest('reg.example.org/test/app');
+      expect(registry.tokensIssued).toBe(1);
+      clock.ms += 54_999; // 60 s token, 5 s margin: still good
+      await registry.resolveDigest('reg.example.org/test/app');
+      expect(registry.tokensIssued).toBe(1);
+      clock.ms += 1; // now inside the margin: refreshed before the request is sent
+      await registry.resolveDigest('reg.example.org/test/app');
+      expect(registry.tokensIssued).toBe(2);
+      expect(seen.at(-1)!.headers.authorization).toBe('Bearer anon-2');
+    });
+
     it('refreshes an expired token before the next request', async () => {
       const image = makeImage();
       serveTokens({ expiresIn: 1 });
