@@ -173,7 +173,7 @@ fi
 stop_harness
 trap - EXIT
 harness_log "finished in $((SECONDS - started)) s"
-for label in "${!line_passed[@]}"; do
+for label in $(printf '%s\n' "${!line_passed[@]}" | sort -V); do
   harness_log "$label: ${line_passed[$label]} passed, ${line_failed[$label]} failed"
 done
 summary="$passed passed, $failed failed"
