@@ -65,6 +65,7 @@ install_all() {
 check "install the tarballs into a scratch project" install_all
 
 import_in_project() { # package specifier, expected export
+  # shellcheck disable=SC2016 # the script is JavaScript: its ${...} are template literals
   (cd "$scratch/project" && node --input-type=module -e '
     const [specifier, name] = process.argv.slice(1);
     const module = await import(specifier);
