@@ -28,7 +28,7 @@ export default tseslint.config(
       // Promises: a promise nobody awaits loses its rejection (an unhandled rejection ends the process); a promise
       // where a boolean or a void callback is expected is always truthy or never awaited.
       '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }],
-      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
+      '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/await-thenable': 'error',
       // `return promise` inside try/catch skips the catch and the finally's ordering.
       '@typescript-eslint/return-await': ['error', 'error-handling-correctness-only'],
