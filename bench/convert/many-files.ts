@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
-import { applyLayer } from '@shifter/core';
+import { applyLayer } from '@shifter/core/internal';
 
 const count = Number(process.argv[2] ?? 300_000);
 const scratch = mkdtempSync(join(process.argv[3] ?? '/var/tmp', 'shifter-many-'));

@@ -43,7 +43,7 @@ run_ours() { # tool
   rm -rf "$out" "$exp"
 }
 run_umoci() {
-  local bundle=$SCRATCH/bundle out=$SCRATCH/umoci.squashfs t0 t1
+  local bundle=$SCRATCH/bundle out=$SCRATCH/umoci.squashfs
   rm -rf "$bundle" "$out"
   /usr/bin/time -f '%e %M' -o "$SCRATCH/time1" umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
   /usr/bin/time -f '%e %M' -o "$SCRATCH/time2" mksquashfs "$bundle/rootfs" "$out" -noappend -all-root -no-xattrs \

@@ -16,6 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=$ROOT/bench/out/gateway
 mkdir -p "$OUT"
+# shellcheck source=/dev/null  # written by scripts/test-harness.sh start
 [[ -f $ROOT/.state/harness.env ]] && source "$ROOT/.state/harness.env"
 LOOKUPS=${BENCH_LOOKUPS:-96000}
 UNMUNGE_LOOKUPS=${BENCH_UNMUNGE_LOOKUPS:-2000}
@@ -52,7 +53,7 @@ gcc -O2 -o "$OUT/gen-credentials" "$ROOT/bench/gateway/gen-credentials.c" -lmung
 port() { node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
 
 write_config() { # name kind
-  local name=$1 kind=$2 dir=$OUT/$1 p
+  local kind=$2 dir=$OUT/$1 p
   p=$(port)
   rm -rf "$dir"; mkdir -p "$dir/images"
   local metadata="{\"kind\":\"sqlite\",\"path\":\"$dir/gateway.db\"}" queue='{"kind":"in-process"}'
@@ -133,7 +134,7 @@ if [[ -n ${SHIFTER_TEST_REGISTRY:-} && ${BENCH_PULLS:-1} == 1 ]]; then
   pulls=$("${TSX[@]}" "$ROOT/bench/gateway/pulls.ts" "http://127.0.0.1:$p" bench "$SHIFTER_TEST_REGISTRY/$repo:latest" 50)
   after=$(grep -c "GET /v2/$repo/blobs/" "$log" || true)
   stop_gateway
-  layers=$(ls "$SHIFTER_TEST_FIXTURES/${repo#test/}/blobs/sha256" | wc -l)
+  layers=$(find "$SHIFTER_TEST_FIXTURES/${repo#test/}/blobs/sha256" -mindepth 1 -maxdepth 1 | wc -l)
   jobs=$(node -e "const D=require('$ROOT/node_modules/better-sqlite3');const d=new D('$OUT/pulls/gateway.db',{readonly:true});console.log(d.prepare(\"select count(*) c from jobs where kind='pull'\").get().c)")
   echo "50 concurrent pulls: $pulls; registry blob GETs: $((after - before)) (blobs in the fixture layout: $layers); pull jobs: $jobs"
   RESULTS+=("{\"pulls\":$pulls,\"blobGets\":$((after - before)),\"pullJobs\":$jobs}")

@@ -18,6 +18,7 @@ ROUNDS=${ROUNDS:-3}
 SCRATCH=${SCRATCH:-/var/tmp/shifter-bench-pull}
 DROP_CACHES=${DROP_CACHES:-1}
 CONTENDERS=${CONTENDERS:-tar2sqfs peer mksquashfs}
+# shellcheck source=/dev/null  # written by scripts/test-harness.sh start
 if [[ -z ${SHIFTER_TEST_REGISTRY:-} && -f $ROOT/.state/harness.env ]]; then source "$ROOT/.state/harness.env"; fi
 : "${SHIFTER_TEST_REGISTRY:?start the harness (scripts/test-harness.sh start) or set SHIFTER_TEST_REGISTRY}"
 images=("$@")

@@ -3,6 +3,7 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: {
     index: 'src/index.ts',
+    internal: 'src/internal.ts',
     'testing/index': 'src/testing/index.ts',
     'adapters/mongo/index': 'src/adapters/mongo/index.ts',
     'adapters/redis/index': 'src/adapters/redis/index.ts',

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { lookupErrorCode, type ShifterError } from '@shifter/core';
 
 /** Error body printed under `--json`: the same envelope the gateway answers with. */
@@ -35,7 +36,7 @@ export function reportError(error: ShifterError, json: boolean, verbose: boolean
     process.stdout.write(`${JSON.stringify(errorEnvelope(error), null, 2)}\n`);
   } else {
     process.stderr.write(`${error.code}: ${error.message}\n`);
-    if (verbose && error.cause !== undefined) process.stderr.write(`cause: ${String((error.cause as Error)?.stack ?? error.cause)}\n`);
+    if (verbose && error.cause !== undefined) process.stderr.write(`cause: ${error.cause instanceof Error ? error.cause.stack : inspect(error.cause)}\n`);
   }
   return error.exitCode;
 }

@@ -239,7 +239,8 @@ export function translateImageManagerConfig(document: unknown): ImageManagerTran
   if (document.Metrics !== undefined) out.metrics = document.Metrics;
   if (document.examiner !== undefined) out.examiner = document.examiner;
   if (document.LogLevel !== undefined) {
-    const level = String(document.LogLevel).toLowerCase();
+    // A LogLevel that is not a string goes on unchanged, for the schema to reject it by name.
+    const level = typeof document.LogLevel === 'string' ? document.LogLevel.toLowerCase() : document.LogLevel;
     out.logLevel = level === 'critical' ? 'fatal' : level === 'warning' ? 'warn' : level;
   }
   if (document.Authentication !== undefined && document.Authentication !== 'munge') {

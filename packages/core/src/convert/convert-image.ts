@@ -28,7 +28,7 @@ function toConversionError(error: unknown): ShifterError {
  *
  * Steps: read the metadata from the config (fails fast on a malformed config); then, with tar2sqfs (the default)
  * and no `examine` hook, merge the layers in memory and stream one tar of the final tree into tar2sqfs, the top
- * layer while it is still being read (no tree on disk; see {@link mergeLayers}); otherwise — mksquashfs, an
+ * layer while it is still being read (no tree on disk; see the in-memory layer merge); otherwise — mksquashfs, an
  * `examine` hook, or more names than `conversion.maxInMemoryNames` — flatten the layers into a private scratch
  * directory under `expandDir` (docs/security-layers.md), run `examine`, and build from the tree. The squashfs is
  * built under a temporary name in `outDir` and renamed, then the `.meta` is written the same way. The `.meta` is
@@ -46,7 +46,7 @@ function toConversionError(error: unknown): ShifterError {
  * @param options - id, scratch directory, conversion settings, limits, ACLs, hooks
  * @returns paths, metadata and a summary
  * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` (bad id or ACL), `SHIFTER_MANIFEST_INVALID` (config),
- *   the `SHIFTER_LAYER_*` codes of {@link flattenLayers}, `SHIFTER_TOOL_NOT_FOUND` / `SHIFTER_CONVERSION_FAILED`
+ *   the `SHIFTER_LAYER_*` codes of the layer flattener, `SHIFTER_TOOL_NOT_FOUND` / `SHIFTER_CONVERSION_FAILED`
  *   (squashfs tool), `SHIFTER_CONFIG_INVALID` (compression level), `SHIFTER_IO_FAILED` (local files), whatever
  *   `examine` throws, and `SHIFTER_CONVERSION_FAILED` when aborted
  *

@@ -46,6 +46,11 @@ function statusCode(status: number, kind: RegistryRequestKind): ErrorCode {
   return 'SHIFTER_REGISTRY_PROTOCOL';
 }
 
+/** A registry error's `code` or `message` as text; a number or boolean as written, anything else (an object) dropped. */
+function textField(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : '';
+}
+
 function parseErrorBody(body: Buffer | undefined): Array<{ code: string; message: string }> {
   if (!body || body.length === 0) return [];
   try {
@@ -54,7 +59,7 @@ function parseErrorBody(body: Buffer | undefined): Array<{ code: string; message
     return json.errors
       .filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null)
       .slice(0, 5)
-      .map((e) => ({ code: String(e.code ?? '').slice(0, 64), message: String(e.message ?? '').slice(0, 300) }));
+      .map((e) => ({ code: textField(e.code).slice(0, 64), message: textField(e.message).slice(0, 300) }));
   } catch {
     return [];
   }

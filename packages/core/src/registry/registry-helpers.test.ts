@@ -69,6 +69,14 @@ describe('registryResponseError', () => {
   it('lets the body code win over the status', () => {
     expect(registryResponseError({ status: 401, headers: {}, body: body('DENIED'), kind: 'manifest', what: 'm' }).code).toBe('SHIFTER_REGISTRY_DENIED');
   });
+  it('keeps only text from a hostile error body (no "[object Object]")', () => {
+    const hostile = Buffer.from(JSON.stringify({ errors: [{ code: { toString: 'x' }, message: ['a'] }, { code: 'DENIED', message: 42 }] }));
+    const error = registryResponseError({ status: 403, headers: {}, body: hostile, kind: 'manifest', what: 'm' });
+    expect(error.details.registryErrors).toEqual([
+      { code: '', message: '' },
+      { code: 'DENIED', message: '42' },
+    ]);
+  });
 });
 
 describe('registryNetworkError', () => {

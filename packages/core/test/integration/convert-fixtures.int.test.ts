@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConversionError, type LayerSource, convertImage, flattenLayers, parseMeta } from '@shifter/core';
+import { ConversionError, type LayerSource, convertImage, parseMeta } from '@shifter/core';
+import { flattenLayers } from '@shifter/core/internal';
 import { haveServices, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

@@ -4,7 +4,8 @@ import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { type LayerSource, buildSquashfs, flattenLayers } from '@shifter/core';
+import { type LayerSource, buildSquashfs } from '@shifter/core';
+import { flattenLayers } from '@shifter/core/internal';
 import { type LayerSpecEntry, makeLayer } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

@@ -43,7 +43,7 @@ CONF
     [[ -s $state/sshd.pid ]] || { cat "$state/sshd.log" >&2; exit 1; }
     ;;
   down)
-    [[ -s $state/sshd.pid ]] && kill "$(cat "$state/sshd.pid")" 2>/dev/null || true
+    if [[ -s $state/sshd.pid ]]; then kill "$(cat "$state/sshd.pid")" 2>/dev/null || true; fi
     ip link del "$host_if" 2>/dev/null || true
     ip netns del "$name" 2>/dev/null || true
     ;;
