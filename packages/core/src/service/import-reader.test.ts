@@ -65,12 +65,24 @@ describe('copyFileAsCaller', () => {
     await expect(copyFileAsCaller(self, source, join(dir, 'copy'), { ...limits, signal: controller.signal })).rejects.toThrow('lease lost');
   });
 
+  it('gives up at the deadline with SHIFTER_IMPORT_TIMEOUT and removes the partial copy', async () => {
+    const source = join(dir, 'image.sqfs');
+    writeFileSync(source, Buffer.alloc(4 * 1024 * 1024));
+    const destination = join(dir, 'copy');
+    // A 1 ms deadline passes before the reader process has even started.
+    await expect(copyFileAsCaller(self, source, destination, { ...limits, maxBytes: 8 * 1024 * 1024, timeoutMs: 1 })).rejects.toMatchObject({
+      code: 'SHIFTER_IMPORT_TIMEOUT',
+    });
+    expect(existsSync(destination)).toBe(false);
+  });
+
   it('never overwrites an existing destination', async () => {
     const source = join(dir, 'image.sqfs');
     writeFileSync(source, Buffer.alloc(10));
     const destination = join(dir, 'copy');
     writeFileSync(destination, 'keep');
     await expect(copyFileAsCaller(self, source, destination, limits)).rejects.toMatchObject({ code: 'SHIFTER_IO_FAILED' });
+    expect(readFileSync(destination, 'utf8')).toBe('keep');
   });
 });
 

@@ -139,8 +139,12 @@ export async function copyFileAsCaller(caller: ImportReadCaller, path: string, d
       done(null, chunk);
     },
   });
+  const out = createWriteStream(destination, { flags: 'wx', mode: 0o600 });
+  // Closed only after its file was created, so removing the copy after this cannot race the stream's own open.
+  const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+  let created = false;
+  out.once('open', () => (created = true));
   try {
-    const out = createWriteStream(destination, { flags: 'wx', mode: 0o600 });
     const copiedAll = pipeline(child.stdout!, counter, out, { signal });
     const [copy, exit] = await Promise.allSettled([copiedAll, exited]);
     if (signal.aborted) {
@@ -167,7 +171,9 @@ export async function copyFileAsCaller(caller: ImportReadCaller, path: string, d
     return copied;
   } catch (error) {
     kill();
-    await rm(destination, { force: true }).catch(() => undefined);
+    out.destroy();
+    await outClosed;
+    if (created) await rm(destination, { force: true }).catch(() => undefined);
     throw error;
   } finally {
     signal.removeEventListener('abort', kill);
