@@ -69,7 +69,7 @@ export const ShifterConfigSchema = z
         trustProxy: z.boolean().default(false).describe('Trust X-Forwarded-* headers from a reverse proxy'),
         bodyLimit: z.number().int().positive().default(64 * 1024).describe('Largest accepted request body in bytes'),
         instances: z.number().int().positive().default(1).describe('How many serve instances share the store (more than one needs mongo + redis)'),
-        headersTimeoutMs: z.number().int().positive().default(10_000).describe('A client must send all its request headers within this many ms of connecting, else 408 and the connection is closed'),
+        headersTimeoutMs: z.number().int().positive().default(20_000).describe('A client must send all its request headers within this many ms of connecting, else 408 and the connection is closed'),
         requestTimeoutMs: z.number().int().positive().default(30_000).describe('A client must send its whole request (headers and body) within this many ms'),
         idleTimeoutMs: z.number().int().positive().default(30_000).describe('A connection with no traffic for this many ms is closed (also the keep-alive timeout between requests)'),
         maxConnections: z.number().int().positive().default(4096).describe('Most open client connections; more are closed at once. Keep below the file-descriptor limit minus fdReserve'),

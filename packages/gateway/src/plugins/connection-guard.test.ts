@@ -147,7 +147,7 @@ describe('answers outside the routes', () => {
 describe('serverTimeouts and the file-descriptor budget', () => {
   it('keeps headersTimeout ≤ requestTimeout and checks the deadlines at least every second', () => {
     const options = serverTimeouts(parseConfig({}).gateway);
-    expect(options.http.headersTimeout).toBe(10_000);
+    expect(options.http.headersTimeout).toBe(20_000);
     expect(options.http.requestTimeout).toBeGreaterThanOrEqual(options.http.headersTimeout);
     expect(options.http.connectionsCheckingInterval).toBeLessThanOrEqual(1_000);
     expect(options.http.maxHeaderSize).toBe(80 * 1024);

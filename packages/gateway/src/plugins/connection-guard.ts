@@ -39,7 +39,9 @@ export function serverTimeouts(limits: GatewayLimits): {
   const requestTimeout = Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs);
   return {
     connectionTimeout: limits.idleTimeoutMs,
-    keepAliveTimeout: Math.min(limits.idleTimeoutMs, 5_000),
+    // Not shorter: a keep-alive connection whose next request arrives while the event loop is busy (an in-process
+    // conversion) would be closed under it.
+    keepAliveTimeout: limits.idleTimeoutMs,
     requestTimeout,
     http: {
       headersTimeout: limits.headersTimeoutMs,
