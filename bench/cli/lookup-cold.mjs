@@ -59,6 +59,8 @@ async function startGateway() {
       gateway: { host: '127.0.0.1', port },
       storage: { cacheDir: join(work, 'cache'), expandDir: join(work, 'expand') },
       systems: { [system]: { transfer: { kind: 'local', imageDir: join(work, 'images') }, mungeSocketPath: mungeSocket } },
+      // The harness registry is no configured location (allowedRegistries defaults to "configured").
+      allowedRegistries: 'any',
       metadata: { kind: 'sqlite', path: join(work, 'gateway.db') },
       conversion: { compression: 'gzip' },
       logLevel: 'warn',

@@ -64,7 +64,7 @@ write_config() { # name kind
   cat >"$dir/config.json" <<JSON
 { "gateway": {"host":"127.0.0.1","port":$p}, "storage": {"cacheDir":"$dir/cache","expandDir":"$dir/expand"},
   "systems": {"bench": {"transfer": {"kind":"local","imageDir":"$dir/images"}, "mungeSocketPath":"$SOCKET", "admins":["root"]}},
-  "registries": {}, "metadata": $metadata, "queue": $queue, "metrics": true, "logLevel": "warn",
+  "registries": {}, "allowedRegistries": "any", "metadata": $metadata, "queue": $queue, "metrics": true, "logLevel": "warn",
   "conversion": {"compression":"lz4"} }
 JSON
   echo "$p"

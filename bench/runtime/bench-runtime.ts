@@ -99,6 +99,8 @@ try {
         gateway: { host: '127.0.0.1', port },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
         systems: { bench: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: mungeSocket, admins: ['root'] } },
+        // The harness registry is no configured location (allowedRegistries defaults to "configured").
+        allowedRegistries: 'any',
         metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
         queue: { kind: 'in-process', concurrency: 2 },
         logLevel: 'warn',

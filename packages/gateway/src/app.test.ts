@@ -256,7 +256,8 @@ describe('buildApp: routes', () => {
     expect(unknownRoute.statusCode).toBe(404);
     expect(unknownRoute.json().code).toBe('SHIFTER_ROUTE_NOT_FOUND');
     const wrongMethod = await gateway.inject({ method: 'DELETE', url: '/api/status' });
-    expect(wrongMethod.statusCode).toBe(404);
+    expect(wrongMethod.statusCode).toBe(405);
+    expect(wrongMethod.json()).toMatchObject({ code: 'SHIFTER_METHOD_NOT_ALLOWED' });
     const missing = await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/missing%3Alatest/', headers: { authentication: 'a:1' } });
     expect(missing.statusCode).toBe(404);
     expect(missing.json()).toMatchObject({ status: 404, code: 'SHIFTER_IMAGE_NOT_FOUND', message: 'no such image' });

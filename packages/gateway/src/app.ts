@@ -30,7 +30,8 @@ import {
   type ShifterConfig,
 } from '@shifter/core';
 import { z } from 'zod';
-import { registerErrorHandler } from './plugins/error-handler.js';
+import { clientErrorHandler, limitConnections, serverTimeouts } from './plugins/connection-guard.js';
+import { errorBody, frameworkErrorHandler, registerErrorHandler } from './plugins/error-handler.js';
 import { lazyChildLoggerFactory } from './plugins/lazy-child-logger.js';
 import { registerMetrics } from './plugins/metrics.js';
 
@@ -66,16 +67,26 @@ const errorResponses = {
   401: jsonSchema(ErrorResponseSchema),
   403: jsonSchema(ErrorResponseSchema),
   404: jsonSchema(ErrorResponseSchema),
+  405: jsonSchema(ErrorResponseSchema),
+  408: jsonSchema(ErrorResponseSchema),
   413: jsonSchema(ErrorResponseSchema),
+  431: jsonSchema(ErrorResponseSchema),
   503: jsonSchema(ErrorResponseSchema),
 };
+
+/** HTTP methods the gateway answers 405 for on a path that does not offer them (HEAD comes with GET). */
+const KNOWN_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
 
 const systemParams = { type: 'object', properties: { system: { type: 'string' } }, required: ['system'] };
 const imageParams = {
   type: 'object',
   properties: {
     system: { type: 'string' },
-    type: { type: 'string', description: 'docker or custom' },
+    type: {
+      type: 'string',
+      enum: ['docker', 'custom'],
+      description: 'docker (pulled from a registry; the only type pull accepts) or custom (imported with doimport)',
+    },
     '*': { type: 'string', description: 'image tag, URL-escaped (ubuntu%3A22.04)' },
   },
 };
@@ -123,11 +134,24 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
     // Per-request loggers are bound only when a request actually logs (see LazyChildLogger).
     ...(logger ? { childLoggerFactory: lazyChildLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'] } : {}),
     bodyLimit: config.gateway.bodyLimit,
+    // Slow-client defences and the header limit (plugins/connection-guard.ts).
+    ...serverTimeouts(config.gateway),
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
     trustProxy: config.gateway.trustProxy,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 4096 },
     // Validation is zod's (routes-contract.ts); the JSON schemas given to routes only document them in OpenAPI.
     schemaErrorFormatter: (errors) => new Error(errors.map((e) => e.message).join('; ')),
   }) as unknown as FastifyInstance;
+  limitConnections(app.server, config.gateway);
+  // Every path's methods, for the 405 answers registered after the routes.
+  const offered = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const set = offered.get(route.url) ?? new Set<string>();
+    for (const method of methods) set.add(method);
+    offered.set(route.url, set);
+  });
   app.setValidatorCompiler(() => (data) => ({ value: data }));
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
@@ -303,6 +327,24 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
       return { list: await service.queue(request.params.system) };
     },
   );
+
+  // A path asked with a method it does not offer answers 405 with the methods it does (instead of 404).
+  for (const [url, methods] of [...offered]) {
+    const allow = KNOWN_METHODS.filter((method) => methods.has(method) || (method === 'HEAD' && methods.has('GET')));
+    const missing = KNOWN_METHODS.filter((method) => !allow.includes(method));
+    if (missing.length === 0 || allow.length === 0) continue;
+    app.route({
+      method: [...missing],
+      url,
+      schema: { hide: true },
+      handler: async (request, reply) => {
+        const error = new ShifterError('SHIFTER_METHOD_NOT_ALLOWED', `${request.method.slice(0, 16)} is not offered here; use ${allow.join(', ')}`, {
+          details: { allow },
+        });
+        return reply.status(405).header('allow', allow.join(', ')).type('application/json').send(JSON.stringify(errorBody(error)));
+      },
+    });
+  }
 
   return app;
 }

@@ -9,6 +9,7 @@ import { checkDeployment, createShifter, type Shifter, type ShifterComponents, t
 import type { FastifyInstance } from 'fastify';
 import { destination, pino, type Logger } from 'pino';
 import { buildApp } from './app.js';
+import { fdBudgetWarning } from './plugins/connection-guard.js';
 
 /** Version of this package (reported by /api/status). */
 export const GATEWAY_VERSION: string = (() => {
@@ -57,6 +58,8 @@ export async function startGateway(config: ShifterConfig, options: StartGatewayO
   try {
     if (config.queue.kind === 'in-process' || options.withWorkers) await shifter.service.startWorkers();
     const app = await buildApp({ config, service: shifter.service, authenticator: shifter.authenticator, version: GATEWAY_VERSION, logger });
+    const fdWarning = fdBudgetWarning(config.gateway);
+    if (fdWarning) logger.warn({ maxConnections: config.gateway.maxConnections, fdReserve: config.gateway.fdReserve }, fdWarning);
     const url = await app.listen({ host: config.gateway.host, port: config.gateway.port });
     logger.info({ url, systems: shifter.service.systems(), metadata: config.metadata.kind, queue: config.queue.kind }, 'gateway listening');
     let closing: Promise<void> | null = null;

@@ -151,6 +151,8 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
         systems: {
           [system]: { transfer: { kind: 'local', imageDir }, mungeSocketPath: serviceValue('munge'), admins: ['root'] },
         },
+        // The harness registry is no configured location (allowedRegistries defaults to "configured").
+        allowedRegistries: 'any',
         metadata: { kind: 'sqlite', path: join(work, 'gateway.db') },
         queue: { kind: 'in-process', concurrency: 2 },
         conversion: { compression: 'gzip' },

@@ -69,6 +69,13 @@ export const ShifterConfigSchema = z
         trustProxy: z.boolean().default(false).describe('Trust X-Forwarded-* headers from a reverse proxy'),
         bodyLimit: z.number().int().positive().default(64 * 1024).describe('Largest accepted request body in bytes'),
         instances: z.number().int().positive().default(1).describe('How many serve instances share the store (more than one needs mongo + redis)'),
+        headersTimeoutMs: z.number().int().positive().default(20_000).describe('A client must send all its request headers within this many ms of connecting, else 408 and the connection is closed'),
+        requestTimeoutMs: z.number().int().positive().default(30_000).describe('A client must send its whole request (headers and body) within this many ms'),
+        idleTimeoutMs: z.number().int().positive().default(30_000).describe('A connection with no traffic for this many ms is closed (also the keep-alive timeout between requests)'),
+        maxConnections: z.number().int().positive().default(4096).describe('Most open client connections; more are closed at once. Keep below the file-descriptor limit minus fdReserve'),
+        maxConnectionsPerAddress: z.number().int().positive().default(256).describe('Most open connections from one client address (below maxConnections, so one address cannot take them all)'),
+        maxHeaderBytes: z.number().int().min(1024).default(80 * 1024).describe('Largest total size of the request line and headers in bytes (Node\'s 16 KiB default is raised so the 64 KiB credential limit applies)'),
+        fdReserve: z.number().int().min(0).default(256).describe('File descriptors kept back for the store, queue, registry downloads and files; the gateway warns at start when maxConnections + fdReserve exceeds RLIMIT_NOFILE'),
       })
       .strict()
       .prefault({}),
@@ -76,12 +83,24 @@ export const ShifterConfigSchema = z
       .object({
         cacheDir: z.string().default('/var/cache/shifter/blobs').describe('Content-addressed blob cache directory'),
         expandDir: z.string().default('/var/tmp/shifter/expand').describe('Scratch directory for unpacking and building images'),
+        cacheMaxBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(64 * 1024 ** 3)
+          .describe('Largest total size of the blob cache; after each pull the least recently used blobs are removed until it fits'),
       })
       .strict()
       .prefault({}),
     systems: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), systemSchema).default({}).describe('Target systems by name'),
     registries: z.record(z.string(), registrySchema).default({}).describe('Registry locations by name (upstream Locations)'),
     defaultRegistry: z.string().optional().describe('Location used when a tag names none (upstream DefaultImageLocation)'),
+    allowedRegistries: z
+      .union([z.literal('configured'), z.literal('any'), z.array(z.string().min(1))])
+      .default('configured')
+      .describe(
+        'Registries users may pull from: "configured" (the entries of registries, plus Docker Hub when defaultRegistry is unset; upstream accepted only its Locations), "any", or a list of registry hosts (host[:port], docker.io) and location names',
+      ),
     metadata: z
       .discriminatedUnion('kind', [
         z.object({ kind: z.literal('sqlite'), path: z.string().default('/var/lib/shifter/gateway.db').describe('SQLite database file') }).strict(),
@@ -127,6 +146,8 @@ export const ShifterConfigSchema = z
         maxLayerBytes: z.number().int().positive().default(16 * 1024 ** 3).describe('Largest compressed layer'),
         maxUnpackedBytes: z.number().int().positive().default(64 * 1024 ** 3).describe('Largest total unpacked image'),
         maxEntries: z.number().int().positive().default(5_000_000).describe('Most tar entries in one image'),
+        maxImportBytes: z.number().int().positive().default(64 * 1024 ** 3).describe('Largest squashfs file doimport copies; larger files (and anything not a regular file) are refused'),
+        importTimeoutMs: z.number().int().positive().default(30 * 60_000).describe('How long reading a file to import may take before the import fails with SHIFTER_IMPORT_TIMEOUT'),
         requestTimeoutMs: z.number().int().positive().default(60_000),
         retries: z.number().int().min(0).default(4),
       })

@@ -65,7 +65,8 @@ describe('translateImageManagerConfig', () => {
     expect(parsed.registries.urltest).toMatchObject({ url: 'https://registry.example.org', caFile: '/etc/ca.pem', authMethod: 'basic' });
     expect(parsed.defaultRegistry).toBe('index.docker.io');
     expect(parsed.metadata).toEqual({ kind: 'mongo', url: 'mongodb://localhost/', database: 'Shifter' });
-    expect(parsed.storage).toEqual({ cacheDir: '/images/cache/', expandDir: '/images/expand/' });
+    expect(parsed.storage).toMatchObject({ cacheDir: '/images/cache/', expandDir: '/images/expand/' });
+    expect(parsed.allowedRegistries).toBe('configured');
     expect(parsed.jobs.pullUpdateTimeout).toBe(300);
     expect(parsed.jobs.imageExpirationTimeout).toBe('90:00:00:00');
     expect(parsed.queue).toMatchObject({ kind: 'in-process', concurrency: 4 });

@@ -130,4 +130,9 @@ describe('checkDeployment', () => {
     expect(() => checkDeployment(distributed, 'serve')).not.toThrow();
     expect(() => checkDeployment(distributed, 'worker', 'nope')).toThrow(/not configured/);
   });
+
+  it('refuses a per-address connection cap that is not below the global one', () => {
+    const greedy = parseConfig({ systems: { a: system }, gateway: { maxConnections: 100, maxConnectionsPerAddress: 100 } });
+    expect(() => checkDeployment(greedy, 'serve')).toThrow(/maxConnectionsPerAddress/);
+  });
 });

@@ -170,6 +170,9 @@ export function checkDeployment(config: ShifterConfig, role: DeploymentRole, sys
   if (config.defaultRegistry !== undefined && !(config.defaultRegistry in config.registries)) {
     issues.push({ path: 'defaultRegistry', message: `names no entry of registries` });
   }
+  if (role === 'serve' && config.gateway.maxConnectionsPerAddress >= config.gateway.maxConnections) {
+    issues.push({ path: 'gateway.maxConnectionsPerAddress', message: 'must be below gateway.maxConnections, or one client address can take every connection' });
+  }
   if (issues.length > 0) {
     throw new ConfigError(
       'SHIFTER_CONFIG_INVALID',

@@ -55,6 +55,11 @@ export const ERROR_CATALOG = {
   SHIFTER_REF_INVALID: e(400, ExitCode.DATAERR, false, 'The image reference is malformed'),
   SHIFTER_SYSTEM_UNKNOWN: e(404, ExitCode.NOINPUT, false, 'The named system is not configured on the gateway'),
   SHIFTER_ROUTE_NOT_FOUND: e(404, ExitCode.USAGE, false, 'The gateway has no such endpoint'),
+  SHIFTER_METHOD_NOT_ALLOWED: e(405, ExitCode.USAGE, false, 'The endpoint does not offer this HTTP method'),
+  SHIFTER_REQUEST_MALFORMED: e(400, ExitCode.USAGE, false, 'The HTTP request is malformed (bad URL encoding, framing or characters)'),
+  SHIFTER_HEADERS_TOO_LARGE: e(431, ExitCode.USAGE, false, 'The request headers are larger than allowed'),
+  SHIFTER_REQUEST_TIMEOUT: e(408, ExitCode.TEMPFAIL, true, 'The client did not send its request in time'),
+  SHIFTER_TOO_MANY_CONNECTIONS: e(503, ExitCode.TEMPFAIL, true, 'The client address has too many open connections'),
 
   // config
   SHIFTER_CONFIG_INVALID: e(500, ExitCode.CONFIG, false, 'The configuration is invalid'),
@@ -78,6 +83,8 @@ export const ERROR_CATALOG = {
   SHIFTER_IMPORT_NOT_ALLOWED: e(403, ExitCode.NOPERM, false, 'The caller may not import images'),
   SHIFTER_IMPORT_INVALID: e(422, ExitCode.DATAERR, false, 'The file to import is not a valid, safe image'),
   SHIFTER_EXAMINATION_FAILED: e(422, ExitCode.DATAERR, false, 'The site examiner rejected the image'),
+  SHIFTER_IMPORT_TIMEOUT: e(504, ExitCode.TEMPFAIL, false, 'Reading the file to import took longer than allowed'),
+  SHIFTER_JOB_WORKER_LOST: e(500, ExitCode.TEMPFAIL, false, 'The worker died while running this job, on every allowed attempt'),
 
   // registry
   SHIFTER_REGISTRY_UNAVAILABLE: e(502, ExitCode.UNAVAILABLE, true, 'The registry could not be reached or failed'),
@@ -89,6 +96,7 @@ export const ERROR_CATALOG = {
   SHIFTER_REGISTRY_BLOB_UNKNOWN: e(502, ExitCode.UNAVAILABLE, false, 'The registry has no such blob'),
   SHIFTER_REGISTRY_PROTOCOL: e(502, ExitCode.PROTOCOL, false, 'The registry answered something that breaks the protocol'),
   SHIFTER_REGISTRY_INSECURE_REFUSED: e(400, ExitCode.USAGE, false, 'Plain HTTP is allowed only for loopback or explicitly insecure registries'),
+  SHIFTER_REGISTRY_NOT_ALLOWED: e(403, ExitCode.NOPERM, false, 'The site does not allow pulls from this registry'),
 
   // manifests / content
   SHIFTER_MANIFEST_UNSUPPORTED: e(422, ExitCode.DATAERR, false, 'The manifest type is not supported (e.g. Docker schema 1)'),
@@ -113,6 +121,7 @@ export const ERROR_CATALOG = {
   SHIFTER_STORE_UNAVAILABLE: e(503, ExitCode.UNAVAILABLE, true, 'The metadata store or queue is unavailable'),
   SHIFTER_IO_FAILED: e(500, ExitCode.IOERR, true, 'A local file operation failed'),
   SHIFTER_BLOB_NOT_FOUND: e(404, ExitCode.NOINPUT, false, 'The blob is not in the local blob cache'),
+  SHIFTER_NO_SPACE: e(507, ExitCode.CANTCREAT, false, 'A file system of the gateway is full'),
 
   // gateway client
   SHIFTER_GATEWAY_UNAVAILABLE: e(503, ExitCode.UNAVAILABLE, true, 'No image gateway could be reached'),

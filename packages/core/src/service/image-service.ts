@@ -8,8 +8,7 @@
  *
  * @packageDocumentation
  */
-import { execFile, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -36,6 +35,9 @@ import { canRead, containsAll, unionIds, type Caller } from './caller.js';
 import { parseExpirationTimeout } from './expiration.js';
 import type { ImagePuller, PullProgress, PullTarget } from './image-puller.js';
 import { checkSquashfs, sha256File } from './squashfs-check.js';
+import { auditRecord } from './audit.js';
+import { copyFileAsCaller, type ImportReadOptions } from './import-reader.js';
+import { checkRegistryAllowed } from './registry-policy.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -65,10 +67,11 @@ export interface ImageServiceOptions {
   /** Log sink. */
   readonly logger?: ServiceLogger;
   /**
-   * Runs a command as another user for imports (checked as the caller). Default: `setpriv --reuid --regid
-   * --groups` when the worker is root, direct reads when the caller is the worker's own uid.
+   * Copies a file to import, reading it as the caller (see {@link copyFileAsCaller}, the default: regular files
+   * only, checked on the open descriptor, up to `limits.maxImportBytes`, under `limits.importTimeoutMs` and the
+   * job's signal).
    */
-  readonly readFileAs?: (caller: ImportCaller, path: string, destination: string) => Promise<void>;
+  readonly readFileAs?: (caller: ImportCaller, path: string, destination: string, options: ImportReadOptions) => Promise<unknown>;
 }
 
 /** The parts of a caller an import job keeps (no registry credentials). */
@@ -146,7 +149,7 @@ export class ImageService {
   private readonly logger: ServiceLogger;
   private readonly pullUpdateMs: number;
   private readonly expirationMs: number;
-  private readonly readFileAs: (caller: ImportCaller, path: string, destination: string) => Promise<void>;
+  private readonly readFileAs: (caller: ImportCaller, path: string, destination: string, options: ImportReadOptions) => Promise<unknown>;
   private metricsBuffer: LookupMetric[] = [];
   private metricsTimer: NodeJS.Timeout | undefined;
   private readonly progressWrittenAt = new Map<string, number>();
@@ -164,7 +167,7 @@ export class ImageService {
     this.logger = options.logger ?? silentLogger;
     this.pullUpdateMs = options.config.jobs.pullUpdateTimeout * 1000;
     this.expirationMs = parseExpirationTimeout(options.config.jobs.imageExpirationTimeout);
-    this.readFileAs = options.readFileAs ?? defaultReadFileAs;
+    this.readFileAs = options.readFileAs ?? copyFileAsCaller;
     this.referenceOptions = {
       locations: Object.fromEntries(Object.entries(options.config.registries).map(([name, registry]) => [name, { url: registry.url }])),
       ...(options.config.defaultRegistry ? { defaultLocation: options.config.defaultRegistry } : {}),
@@ -302,6 +305,7 @@ export class ImageService {
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `only docker images can be pulled (got ${JSON.stringify(itype.slice(0, 32))}); use doimport for custom images`);
     }
     const { key, reference } = this.parseDockerTag(tag);
+    checkRegistryAllowed(reference, this.config);
     const requested = this.requestedAcl(caller, acl);
 
     const inFlight = await this.store.findInFlight(system, itype, key);
@@ -334,6 +338,7 @@ export class ImageService {
       groupAcl: requested.groupAcl,
     });
     if (!created) return record;
+    auditRecord(this.logger, 'pull.request', caller, { system, type: itype, tag: key, recordId: record.recordId, userAcl: requested.userAcl, groupAcl: requested.groupAcl });
     const login = pickLogin(caller.authorizedLocations, reference.location);
     const payload: Record<string, JsonValue> = { recordId: record.recordId, tag: key };
     // The login lives under the payload's secrets, which the store erases when the job ends.
@@ -415,6 +420,7 @@ export class ImageService {
       groupAcl: isPrivate ? requested.groupAcl : [],
     });
     if (!created) return record;
+    auditRecord(this.logger, 'import.request', caller, { system, type: itype, tag: key, recordId: record.recordId, filepath: request.filepath, private: isPrivate, userAcl: record.userAcl, groupAcl: record.groupAcl });
     const importCaller = { uid: caller.uid, gid: caller.gid, groups: [...caller.groups], user: caller.user };
     return this.dispatch(record, 'import', system, { recordId: record.recordId, tag: key, filepath: request.filepath, caller: importCaller });
   }
@@ -429,6 +435,7 @@ export class ImageService {
     this.system(system);
     const key = this.normalizeTag(itype, tag);
     this.requireAdmin(system, caller);
+    auditRecord(this.logger, 'expire.request', caller, { system, type: itype, tag: key });
     const records = await this.store.findByTag(system, itype, key);
     const expiring = records.find((record) => record.status === 'EXPIRING');
     const ready = records.find((record) => record.status === 'READY' && record.tags.includes(key));
@@ -460,6 +467,7 @@ export class ImageService {
   async autoexpire(system: string, caller: Caller): Promise<string[]> {
     this.system(system);
     this.requireAdmin(system, caller);
+    auditRecord(this.logger, 'autoexpire.request', caller, { system });
     const now = this.now();
     const expired: string[] = [];
     for (const record of await this.store.list({ system, status: 'READY', expiresBefore: now })) {
@@ -565,7 +573,13 @@ export class ImageService {
   private async onJobFailed(job: JobRecord): Promise<void> {
     const payload = job.payload as { recordId?: string } | null;
     if (!payload?.recordId) return;
-    const error = job.lastError ?? { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED', message: 'the job failed on every allowed attempt' };
+    let error = job.lastError ?? { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED', message: 'the job failed on every allowed attempt' };
+    // A claim marks a job exhausted only when its last lease ran out: the worker holding it died on every attempt
+    // (a handler's own failure is recorded by the runner with its code). Such a job gets its own code.
+    if (error.code === 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED') {
+      error = { code: 'SHIFTER_JOB_WORKER_LOST', message: `the worker died while running this ${job.kind} on all ${job.maxAttempts} attempts` };
+    }
+    auditRecord(this.logger, `${job.kind === 'import' ? 'import' : job.kind === 'expire' ? 'expire' : 'pull'}.failed`, null, { system: job.system, recordId: payload.recordId, jobId: job.id, code: error.code });
     if (job.kind === 'expire') {
       await this.store
         .update(payload.recordId, { status: 'FAILURE', error, statusMessage: `${error.code}: ${error.message}` }, { expectStatus: 'EXPIRING' })
@@ -593,9 +607,14 @@ export class ImageService {
    */
   async runJob(job: JobRecord, context: JobContext): Promise<JsonValue> {
     try {
-      if (job.kind === 'pull') return await this.runPull(job, job.payload as unknown as PullPayload, context);
-      if (job.kind === 'import') return await this.runImport(job, job.payload as unknown as ImportPayload, context);
-      return await this.runExpire(job, job.payload as unknown as ExpirePayload);
+      let result: JsonValue;
+      if (job.kind === 'pull') result = await this.runPull(job, job.payload as unknown as PullPayload, context);
+      else if (job.kind === 'import') result = await this.runImport(job, job.payload as unknown as ImportPayload, context);
+      else result = await this.runExpire(job, job.payload as unknown as ExpirePayload);
+      const recordId = (job.payload as { recordId?: string } | null)?.recordId;
+      const imageId = (result as { imageId?: unknown } | null)?.imageId;
+      auditRecord(this.logger, `${job.kind === 'import' ? 'import' : job.kind === 'expire' ? 'expire' : 'pull'}.done`, null, { system: job.system, recordId, jobId: job.id, imageId: imageId ?? null });
+      return result;
     } catch (error) {
       const shifterError = toShifterError(error);
       const recordId = (job.payload as { recordId?: string } | null)?.recordId;
@@ -816,7 +835,11 @@ export class ImageService {
     try {
       await this.setState(record.recordId, 'HASHING', { step: 'Reading the file as its owner' });
       const copy = join(scratch, 'import.squashfs');
-      await this.readFileAs(payload.caller, payload.filepath, copy);
+      await this.readFileAs(payload.caller, payload.filepath, copy, {
+        maxBytes: this.config.limits.maxImportBytes,
+        timeoutMs: this.config.limits.importTimeoutMs,
+        signal: context.signal,
+      });
       await this.setState(record.recordId, 'HASHING', { step: 'Validating and hashing' });
       await checkSquashfs(copy);
       const id = await sha256File(copy);
@@ -894,53 +917,4 @@ async function runExaminer(examiner: string, rootDir: string, id: string, signal
       details: { exitCode: failure.code, output: String(failure.stderr || failure.stdout || '').slice(0, 2000) },
     });
   }
-}
-
-/**
- * Copy `path` to `destination` reading it as `caller`, so the kernel checks the caller's permissions (not the
- * worker's). As root this runs `setpriv` with the caller's uid, gid and groups; as the caller's own uid it reads
- * directly; otherwise it refuses.
- */
-async function defaultReadFileAs(caller: ImportCaller, path: string, destination: string): Promise<void> {
-  const self = process.getuid?.();
-  const command =
-    self === 0
-      ? [
-          'setpriv',
-          `--reuid=${caller.uid}`,
-          `--regid=${caller.gid}`,
-          caller.groups.length > 0 ? `--groups=${caller.groups.join(',')}` : '--clear-groups',
-          '--',
-          'cat',
-          '--',
-          path,
-        ]
-      : self === caller.uid
-        ? ['cat', '--', path]
-        : null;
-  if (!command) {
-    throw new ShifterError('SHIFTER_IMPORT_NOT_ALLOWED', 'the worker cannot read files as another user (it is not root)');
-  }
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = createWriteStream(destination, { mode: 0o600 });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (stderr.length < 2000) stderr += chunk.toString();
-    });
-    child.stdout.pipe(out);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      out.close(() => {
-        if (code === 0) resolve();
-        else {
-          reject(
-            new ShifterError('SHIFTER_IMPORT_INVALID', `the file cannot be read as user ${caller.user}: ${stderr.trim().slice(0, 300)}`, {
-              details: { filepath: path },
-            }),
-          );
-        }
-      });
-    });
-  });
 }

@@ -7,3 +7,6 @@ export * from './image-response.js';
 export * from './squashfs-check.js';
 export * from './image-service.js';
 export * from './registry-puller.js';
+export * from './audit.js';
+export * from './import-reader.js';
+export * from './registry-policy.js';

@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import { FsBlobStore } from '../blob-store/index.js';
+import { FsBlobStore, collectBlobCache } from '../blob-store/index.js';
 import type { ShifterConfig } from '../config/index.js';
 import { convertImage, type LayerSource } from '../convert/index.js';
 import { parsePlatform } from '../manifest/select-platform.js';
@@ -79,6 +79,8 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
             else if (event.phase === 'squashfs') onProgress({ phase: 'convert', step: `Building squashfs (${event.tool})` });
           },
         });
+        // Keep the cache under storage.cacheMaxBytes; this pull's blobs are the most recently used.
+        await collectBlobCache(config.storage.cacheDir, { maxBytes: config.storage.cacheMaxBytes, keep: resolved.layers.map((layer) => layer.digest) }).catch(() => undefined);
         return { squashfsPath: result.squashfsPath, metadata: result.metadata };
       } finally {
         await client.close();

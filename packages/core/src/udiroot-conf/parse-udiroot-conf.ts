@@ -96,6 +96,11 @@ export interface UdiRootConf {
   allowLocalChroot: boolean | null;
   /** Directory backing per-node cache files. */
   perNodeCachePath: string | null;
+  /**
+   * The one account besides root that may own the image directory, `.meta` and image files (the gateway's worker
+   * or transfer account): a user name or numeric uid. Null: root only.
+   */
+  imageWriter: string | null;
   /** Largest per-node cache in bytes (`10G`-style suffixes b k m g t p e, powers of 1024). */
   perNodeCacheSizeLimit: number | null;
   /** Filesystem types allowed for per-node caches, split on spaces. */
@@ -152,6 +157,7 @@ const KEYS: Record<string, Kind> = {
   optUdiImage: 'string',
   allowLocalChroot: 'boolean',
   perNodeCachePath: 'string',
+  imageWriter: 'string',
   perNodeCacheSizeLimit: 'bytes',
   perNodeCacheAllowedFsType: 'spaceList',
   imageGateway: 'spaceList',
@@ -209,6 +215,7 @@ function emptyConf(): UdiRootConf {
     optUdiImage: null,
     allowLocalChroot: null,
     perNodeCachePath: null,
+    imageWriter: null,
     perNodeCacheSizeLimit: null,
     perNodeCacheAllowedFsType: [],
     imageGateway: [],

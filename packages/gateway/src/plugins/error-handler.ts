@@ -9,6 +9,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'SHIFTER_USAGE_INVALID_ARGUMENT',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'SHIFTER_USAGE_INVALID_ARGUMENT',
   FST_ERR_VALIDATION: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+  FST_ERR_BAD_URL: 'SHIFTER_REQUEST_MALFORMED',
+  FST_ERR_MAX_PARAM_LENGTH: 'SHIFTER_REQUEST_TOO_LARGE',
 };
 
 /**
@@ -36,6 +38,15 @@ export function errorBody(error: ShifterError): ErrorResponse {
   const body: ErrorResponse = { status: error.httpStatus, error: error.code, code: error.code, message: error.message };
   if (Object.keys(error.details).length > 0) body.details = error.details;
   return body;
+}
+
+/**
+ * fastify `frameworkErrors`: errors raised before routing (a path that is not valid percent-encoding, a parameter
+ * longer than the router allows) answered with the catalogue body.
+ */
+export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const shifterError = toReplyError(error);
+  void reply.status(shifterError.httpStatus).type('application/json').send(JSON.stringify(errorBody(shifterError)));
 }
 
 /** Install the one error handler and the not-found handler. */

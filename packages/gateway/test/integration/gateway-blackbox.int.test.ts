@@ -45,6 +45,8 @@ for (const backend of backends) {
         gateway: { host: '127.0.0.1', port: await freePort(), bodyLimit: 4096 },
         storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
         systems: { [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [user] } },
+        // The harness registry is no configured location (allowedRegistries defaults to "configured").
+        allowedRegistries: 'any',
         metadata: backend.distributed
           ? { kind: 'mongo', url: serviceValue('mongo'), database: `gw${run}` }
           : { kind: 'sqlite', path: join(dir, 'gateway.db') },

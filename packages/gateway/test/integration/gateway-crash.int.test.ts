@@ -34,6 +34,8 @@ describe.skipIf(!ready)('gateway crash safety (embedded store)', () => {
       gateway: { host: '127.0.0.1', port: await freePort() },
       storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
       systems: { cluster: { transfer: { kind: 'local', imageDir }, admins: ['root'] } },
+      // The harness registry is no configured location (allowedRegistries defaults to "configured").
+      allowedRegistries: 'any',
       metadata: { kind: 'sqlite', path: join(dir, 'gateway.db') },
       queue: { kind: 'in-process', concurrency: 1 },
       jobs: { leaseMs, heartbeatMs: 1000, maxAttempts: 3 },

@@ -84,6 +84,8 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
     config = {
       gateway: { host: '127.0.0.1', port: await freePort(), instances: 2 },
       storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
+      // The harness registry is no configured location (allowedRegistries defaults to "configured").
+      allowedRegistries: 'any',
       metadata: { kind: 'mongo', url: `mongodb://${HOST_ADDR}:${mongoPort}/`, database: 'shifter' },
       queue: { kind: 'redis', url: `redis://${HOST_ADDR}:${redisPort}`, prefix: 'dist' },
       systems: {

@@ -95,9 +95,7 @@ int main(int argc, char **argv)
                strv_push(&modules, m->name);
          }
    }
-   meta_text = read_file_text(xasprintf("%s/%s.meta", cfg.imagePath, ref.tag), UDI_META_MAX_BYTES);
-   if (!meta_text)
-      FATAL(UDI_EX_NOINPUT, "image %s not found", ref.tag);
+   meta_text = udi_load_meta_or_die(cfg.imagePath, cfg.imageWriter, ref.tag);
    if (udi_meta_parse_text(&meta, meta_text, err, sizeof(err)))
       FATAL(UDI_EX_DATAERR, "image %s: %s", ref.tag, err);
    if (!udi_meta_allows(&meta, user.uid, user.gid, user.groups, user.n_groups))

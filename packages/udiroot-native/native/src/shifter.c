@@ -263,9 +263,8 @@ int main(int argc, char **argv)
       udi_meta_parse_text(&meta, "FORMAT: VFS\n", err, sizeof(err));
    } else {
       image_id = !strcmp(ref.type, "id") ? ref.tag : udi_lookup_image(&cfg, &user, ref.type, ref.tag);
-      meta_text = read_file_text(xasprintf("%s/%s.meta", cfg.imagePath, image_id), UDI_META_MAX_BYTES);
-      if (!meta_text)
-         FATAL(UDI_EX_NOINPUT, "image %s not found in %s: %s", image_id, cfg.imagePath, strerror(errno));
+      /* Directory and .meta checked on their open descriptors: root's or imageWriter's, no symlink, not g/o-writable. */
+      meta_text = udi_load_meta_or_die(cfg.imagePath, cfg.imageWriter, image_id);
       if (udi_meta_parse_text(&meta, meta_text, err, sizeof(err)))
          FATAL(UDI_EX_DATAERR, "image %s: bad metadata: %s", image_id, err);
       if (!udi_meta_allows(&meta, user.uid, user.gid, user.groups, user.n_groups))

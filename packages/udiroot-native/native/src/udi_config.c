@@ -155,6 +155,7 @@ static int assign(struct udi_config *c, const char *key, const char *v, char *er
       { "rootfsType", &c->rootfsType }, { "mountPropagationStyle", &c->mountPropagationStyle },
       { "sitePreMountHook", &c->sitePreMountHook }, { "sitePostMountHook", &c->sitePostMountHook },
       { "optUdiImage", &c->optUdiImage }, { "perNodeCachePath", &c->perNodeCachePath },
+      { "imageWriter", &c->imageWriter },
       { "system", &c->system }, { "defaultImageType", &c->defaultImageType }, { "batchType", &c->batchType },
       { NULL, NULL } };
    struct { const char *k; struct strv *sv; const char *delims; } lists[] = {
@@ -425,6 +426,7 @@ char *udi_config_json(const struct udi_config *c)
    json_kv_str(&o, "optUdiImage", c->optUdiImage);
    o = xasprintf("%s\"allowLocalChroot\":%s,", o, c->allowLocalChroot ? "true" : "false");
    json_kv_str(&o, "perNodeCachePath", c->perNodeCachePath);
+   json_kv_str(&o, "imageWriter", c->imageWriter);
    o = xasprintf("%s\"perNodeCacheSizeLimit\":%llu,", o, c->perNodeCacheSizeLimit);
    json_kv_list(&o, "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType);
    json_kv_list(&o, "imageGateway", &c->imageGateway);

@@ -61,6 +61,7 @@ struct udi_config {
    char *optUdiImage;               /* host directory copied into /opt/udiImage */
    bool allowLocalChroot;           /* permit local:/path images */
    char *perNodeCachePath;          /* directory of perNodeCache backing files (default /tmp) */
+   char *imageWriter;               /* account besides root that may own image files (name or uid); NULL: root */
    unsigned long long perNodeCacheSizeLimit; /* bytes; 0 = no limit (enforced, unlike upstream) */
    struct strv perNodeCacheAllowedFsType;    /* allowed fs= values; empty = {xfs} */
    struct strv imageGateway;        /* http://host:port URLs, tried in a shuffled order */

@@ -3,8 +3,12 @@
    Memory policy: short-lived; never freed. */
 
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "udi_image.h"
 
@@ -259,4 +263,150 @@ bool udi_meta_allows(const struct udi_meta *m, uid_t uid, gid_t gid, const gid_t
          return true;
    }
    return false;
+}
+
+/* The uid named by udiRoot.conf's imageWriter: a numeric uid or a user name. NULL or empty → UDI_NO_WRITER.
+   Returns 0, or -1 when the name is unknown or the uid is malformed. */
+int udi_image_writer_uid(const char *writer, uid_t *out)
+{
+   *out = UDI_NO_WRITER;
+   if (!writer || !*writer)
+      return 0;
+   if (strspn(writer, "0123456789") == strlen(writer)) {
+      unsigned long long v;
+      if (strlen(writer) > 10 || (v = strtoull(writer, NULL, 10)) >= 0xFFFFFFFFull)
+         return -1;
+      *out = (uid_t)v;
+      return 0;
+   }
+   {
+      struct passwd *pw = getpwnam(writer);
+      if (!pw)
+         return -1;
+      *out = pw->pw_uid;
+   }
+   return 0;
+}
+
+/* Why an image directory (want_dir) or a .meta / image file is not to be trusted, or NULL when it is: it must be
+   a directory or regular file as asked, owned by root or by the site's image writer, and not writable by group or
+   others. Anyone else who can write it could strip an ACL or swap an image. */
+const char *udi_untrusted_reason(const struct stat *st, bool want_dir, uid_t writer)
+{
+   if (want_dir ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode))
+      return want_dir ? "is not a directory" : "is not a regular file";
+   if (st->st_uid != 0 && (writer == UDI_NO_WRITER || st->st_uid != writer))
+      return writer == UDI_NO_WRITER ? "is not owned by root" : "is owned by neither root nor the imageWriter account";
+   if (st->st_mode & (S_IWGRP | S_IWOTH))
+      return "is writable by group or others";
+   return NULL;
+}
+
+/* Open path (relative to dirfd, or absolute) without following a symlink in its last component, and check the
+   open descriptor with udi_untrusted_reason. Returns the descriptor (O_CLOEXEC; O_PATH for a directory), or -1
+   with errno set (ENOENT and friends from open; EPERM for an untrusted object, ELOOP for a symlink) and a message
+   in err. */
+int udi_open_trusted(int dirfd, const char *path, bool want_dir, uid_t writer, char *err, size_t errlen)
+{
+   struct stat st;
+   const char *why;
+   int fd = openat(dirfd, path, (want_dir ? O_PATH | O_DIRECTORY : O_RDONLY | O_NONBLOCK | O_NOCTTY) | O_NOFOLLOW | O_CLOEXEC);
+   if (fd < 0) {
+      int e = errno;
+      if (e == ELOOP || (want_dir && e == ENOTDIR && faccessat(dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
+         snprintf(err, errlen, "%s is a symbolic link or not a %s", path, want_dir ? "directory" : "file");
+      else
+         snprintf(err, errlen, "%s: %s", path, strerror(e));
+      errno = e == ENOTDIR ? ELOOP : e;
+      return -1;
+   }
+   if (fstat(fd, &st) != 0) {
+      int e = errno;
+      snprintf(err, errlen, "%s: %s", path, strerror(e));
+      close(fd);
+      errno = e;
+      return -1;
+   }
+   if ((why = udi_untrusted_reason(&st, want_dir, writer))) {
+      snprintf(err, errlen, "%s %s (owner uid %lu, mode %04o)", path, why, (unsigned long)st.st_uid,
+               (unsigned)(st.st_mode & 07777));
+      close(fd);
+      errno = EPERM;
+      return -1;
+   }
+   return fd;
+}
+
+/* Read <image_dir>/<id>.meta after checking the image directory and the .meta on their open descriptors
+   (udi_open_trusted). Returns the text, or NULL with *code set to UDI_EX_NOINPUT (missing), UDI_EX_UNTRUSTED
+   (symlink, wrong owner, group/other-writable) or UDI_EX_DATAERR (larger than UDI_META_MAX_BYTES), and a message
+   in err. */
+char *udi_read_trusted_meta(const char *image_dir, const char *id, uid_t writer, int *code, char *err, size_t errlen)
+{
+   char *name = xasprintf("%s.meta", id), *buf;
+   size_t len = 0, cap = 4096;
+   int dirfd = udi_open_trusted(AT_FDCWD, image_dir, true, writer, err, errlen), fd;
+   if (dirfd < 0) {
+      *code = errno == ENOENT ? UDI_EX_NOINPUT : UDI_EX_UNTRUSTED;
+      return NULL;
+   }
+   fd = udi_open_trusted(dirfd, name, false, writer, err, errlen);
+   close(dirfd);
+   if (fd < 0) {
+      *code = errno == ENOENT || errno == ENOTDIR ? UDI_EX_NOINPUT : errno == EACCES ? UDI_EX_NOPERM : UDI_EX_UNTRUSTED;
+      return NULL;
+   }
+   buf = xmalloc(cap);
+   for (;;) {
+      ssize_t r;
+      if (len + 1 >= cap)
+         buf = xrealloc(buf, cap *= 2);
+      r = read(fd, buf + len, cap - len - 1);
+      if (r < 0 && errno == EINTR)
+         continue;
+      if (r < 0) {
+         snprintf(err, errlen, "%s: %s", name, strerror(errno));
+         close(fd);
+         *code = UDI_EX_NOINPUT;
+         return NULL;
+      }
+      if (r == 0)
+         break;
+      len += (size_t)r;
+      if (len > UDI_META_MAX_BYTES) {
+         snprintf(err, errlen, "%s is larger than %d bytes", name, UDI_META_MAX_BYTES);
+         close(fd);
+         *code = UDI_EX_DATAERR;
+         return NULL;
+      }
+   }
+   close(fd);
+   buf[len] = '\0';
+   return buf;
+}
+
+/* The imageWriter uid of udiRoot.conf, exiting UDI_EX_CONFIG when it names no user. */
+uid_t udi_image_writer_or_die(const char *image_writer)
+{
+   uid_t writer;
+   if (udi_image_writer_uid(image_writer, &writer))
+      FATAL(UDI_EX_CONFIG, "imageWriter=%s in udiRoot.conf names no user", image_writer);
+   return writer;
+}
+
+/* udi_read_trusted_meta for the programs: the .meta text, or exit with its code and a message naming the image. */
+char *udi_load_meta_or_die(const char *image_dir, const char *image_writer, const char *id)
+{
+   char err[512];
+   int code = UDI_EX_NOINPUT;
+   char *text = udi_read_trusted_meta(image_dir, id, udi_image_writer_or_die(image_writer), &code, err, sizeof(err));
+   if (!text) {
+      if (code == UDI_EX_NOINPUT)
+         FATAL(code, "image %s not found in %s: %s", id, image_dir, err);
+      if (code == UDI_EX_UNTRUSTED)
+         FATAL(code, "image %s refused: %s in %s is not to be trusted (must be root's or imageWriter's, not a "
+                     "symlink, not writable by group or others)", id, err, image_dir);
+      FATAL(code, "image %s: %s", id, err);
+   }
+   return text;
 }

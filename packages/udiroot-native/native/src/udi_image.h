@@ -11,6 +11,7 @@
 #define UDI_IMAGE_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "udi_misc.h"
@@ -18,6 +19,7 @@
 /** Macros **/
 
 #define UDI_META_MAX_BYTES (4 * 1024 * 1024) /* larger .meta files are refused */
+#define UDI_NO_WRITER ((uid_t)-1)             /* no imageWriter: image files must be root's */
 
 /** Types **/
 
@@ -48,5 +50,11 @@ int udi_parse_list_value(struct strv *out, const char *value);
 char *udi_meta_percent_decode(const char *s);
 int udi_meta_parse_text(struct udi_meta *m, const char *text, char *err, size_t errlen);
 bool udi_meta_allows(const struct udi_meta *m, uid_t uid, gid_t gid, const gid_t *groups, int n_groups);
+int udi_image_writer_uid(const char *writer, uid_t *out);
+const char *udi_untrusted_reason(const struct stat *st, bool want_dir, uid_t writer);
+int udi_open_trusted(int dirfd, const char *path, bool want_dir, uid_t writer, char *err, size_t errlen);
+char *udi_load_meta_or_die(const char *image_dir, const char *image_writer, const char *id);
+uid_t udi_image_writer_or_die(const char *image_writer);
+char *udi_read_trusted_meta(const char *image_dir, const char *id, uid_t writer, int *code, char *err, size_t errlen);
 
 #endif

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "udi_env.h"
+#include "udi_image.h"
 #include "udi_misc.h"
 #include "udi_mount.h"
 
@@ -233,17 +234,25 @@ void udi_run_hook(const char *script, const char *cwd, char *const envp[], const
 
 /* Attach image to a free loop device read-only with autoclear (the device goes away with the last mount) and
    mount it at loopMount read-only, nosuid, nodev. The image is opened here, as root, only after the ACL check. */
-static void mount_image_loop(const char *image, const char *loopmount, const char *fstype, bool readonly)
+static void mount_image_loop(const char *image, const char *loopmount, const char *fstype, bool readonly,
+                             uid_t writer)
 {
    struct loop_config lc;
    int img = open(image, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW), ctl, loopfd = -1, n;
    char *dev = NULL;
+   const char *why;
    struct stat st;
+   if (img < 0 && errno == ELOOP)
+      FATAL(UDI_EX_UNTRUSTED, "image %s refused: it is a symbolic link", image);
    if (img < 0)
       FATAL(UDI_EX_NOINPUT, "cannot open image %s: %s", image, strerror(errno));
    Z_ (fstat(img, &st));
    if (!S_ISREG(st.st_mode))
       FATAL(UDI_EX_NOINPUT, "image %s is not a regular file", image);
+   /* Checked on the descriptor the loop device is bound to: what was checked is what is mounted. */
+   if ((why = udi_untrusted_reason(&st, false, writer)))
+      FATAL(UDI_EX_UNTRUSTED, "image %s refused: it %s (owner uid %lu, mode %04o)", image, why,
+            (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
    ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
    Tf (ctl >= 0, "open /dev/loop-control (is the loop module loaded?)");
    for (int attempt = 0; attempt < 100; attempt++) {
@@ -599,6 +608,7 @@ static void mount_cache_volume(const struct udi_root_request *r, const struct ud
 {
    const struct udi_config *c = r->config;
    char host[256] = "node", *file, *mkfs = c->mkfsXfsPath ? c->mkfsXfsPath : "/usr/sbin/mkfs.xfs", *dev;
+   const char *dir;
    int fd, status, fsfd, mnt, lc, loopfd, n;
    struct loop_config cfg;
    pid_t pid;
@@ -610,29 +620,36 @@ static void mount_cache_volume(const struct udi_root_request *r, const struct ud
       FATAL(UDI_EX_DATAERR, "perNodeCache size %llu exceeds the site limit %llu", v->cache_size,
             c->perNodeCacheSizeLimit);
    gethostname(host, sizeof(host) - 1);
-   file = xasprintf("%s/perNodeCache_uid%u_gid%u_%s.%s.XXXXXX", c->perNodeCachePath ? c->perNodeCachePath : "/tmp",
-                    r->user->uid, r->user->gid, host, v->cache_fs);
-   fd = mkstemp(file);
-   Tf (fd >= 0, "create %s", file);
-   Zf (ftruncate(fd, (off_t)v->cache_size), "size %s", file);
-   close(fd);
+   dir = c->perNodeCachePath ? c->perNodeCachePath : "/tmp";
+   /* The backing file never has a name (O_TMPFILE), or loses it at once (file systems without O_TMPFILE): a
+      setup that fails at any later step, or is killed, leaves nothing in the directory. mkfs reaches the file
+      through /proc/self/fd. */
+   fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+   if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+      file = xasprintf("%s/perNodeCache_uid%u_gid%u_%s.%s.XXXXXX", dir, r->user->uid, r->user->gid, host, v->cache_fs);
+      fd = mkostemp(file, O_CLOEXEC);
+      Tf (fd >= 0, "create a perNodeCache file in %s", dir);
+      Zf (unlink(file), "unlink %s", file);
+   }
+   Tf (fd >= 0, "create a perNodeCache file in %s", dir);
+   if (ftruncate(fd, (off_t)v->cache_size) != 0)
+      FATAL(UDI_EX_OSERR, "cannot size a perNodeCache file of %llu bytes in %s: %s", v->cache_size, dir,
+            strerror(errno));
+   file = xasprintf("/proc/self/fd/%d", fd);
    pid = fork();
    T_ (pid >= 0);
    if (pid == 0) {
       char *const env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
       int devnull = open("/dev/null", O_WRONLY);
       dup2(devnull, 1);
+      fcntl(fd, F_SETFD, 0); /* mkfs opens the file by its /proc/self/fd name */
       execve(mkfs, (char *const[]){ mkfs, "-q", "-f", file, NULL }, env);
       _exit(127);
    }
    T_ (waitpid(pid, &status, 0) == pid);
-   if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-      unlink(file);
-      FATAL(UDI_EX_OSERR, "%s failed on %s", mkfs, file);
-   }
-   fd = open(file, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-   Tf (fd >= 0, "open %s", file);
-   Z_ (unlink(file));
+   if (!WIFEXITED(status) || WEXITSTATUS(status))
+      FATAL(UDI_EX_OSERR, "%s failed on a perNodeCache file in %s (status %d)", mkfs, dir,
+            WIFEXITED(status) ? WEXITSTATUS(status) : -1);
    lc = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
    T_ (lc >= 0);
    for (;;) {
@@ -741,7 +758,7 @@ void udi_root_build(const struct udi_root_request *r)
       close(src);
       close(dst);
    } else {
-      mount_image_loop(r->image_file, c->loopMount, "squashfs", true);
+      mount_image_loop(r->image_file, c->loopMount, "squashfs", true, udi_image_writer_or_die(c->imageWriter));
    }
    PHASE("loop");
    Zf (mount(c->rootfsType, um, c->rootfsType, MS_NOSUID | MS_NODEV, "mode=755"), "mount %s on %s",

@@ -466,6 +466,73 @@ TEST(lookup_helpers)
    CHECK(udi_json_top_string("{\"id\":", "id") == NULL);
 }
 
+/* Ownership and mode checks of the image directory, .meta and image file, on descriptors opened without
+   following symlinks. */
+static void test_trusted_image_files(void)
+{
+   struct stat st;
+   char err[512], dir[] = "/tmp/udi-trust-XXXXXX", *meta, *link;
+   uid_t writer = 0;
+   int fd, code = 0;
+   memset(&st, 0, sizeof(st));
+   st.st_mode = S_IFREG | 0644;
+   CHECK(udi_untrusted_reason(&st, false, UDI_NO_WRITER) == NULL);
+   st.st_mode = S_IFREG | 0664;
+   CHECK(udi_untrusted_reason(&st, false, UDI_NO_WRITER) != NULL);
+   st.st_mode = S_IFREG | 0646;
+   CHECK(udi_untrusted_reason(&st, false, UDI_NO_WRITER) != NULL);
+   st.st_mode = S_IFREG | 0600;
+   st.st_uid = 2001;
+   CHECK(udi_untrusted_reason(&st, false, UDI_NO_WRITER) != NULL);
+   CHECK(udi_untrusted_reason(&st, false, 2001) == NULL);
+   CHECK(udi_untrusted_reason(&st, false, 2002) != NULL);
+   st.st_uid = 0;
+   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) != NULL);  /* a file where a directory is wanted */
+   st.st_mode = S_IFDIR | 01777;
+   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) != NULL);  /* /tmp-like directories too */
+   st.st_mode = S_IFDIR | 0755;
+   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) == NULL);
+
+   CHECK(udi_image_writer_uid(NULL, &writer) == 0 && writer == UDI_NO_WRITER);
+   CHECK(udi_image_writer_uid("4242", &writer) == 0 && writer == 4242);
+   CHECK(udi_image_writer_uid("root", &writer) == 0 && writer == 0);
+   CHECK(udi_image_writer_uid("no-such-user-xyz", &writer) != 0);
+   CHECK(udi_image_writer_uid("99999999999", &writer) != 0);
+
+   if (geteuid() != 0)
+      return; /* the file checks below need root-owned files */
+   CHECK(mkdtemp(dir) != NULL);
+   chmod(dir, 0755);
+   meta = xasprintf("%s/abc.meta", dir);
+   link = xasprintf("%s/lnk.meta", dir);
+   fd = open(meta, O_WRONLY | O_CREAT | O_EXCL, 0644);
+   CHECK(fd >= 0 && write(fd, "FORMAT: squashfs\n", 17) == 17);
+   close(fd);
+   chmod(meta, 0644);
+   CHECK(symlink(meta, link) == 0);
+   {
+      char *text = udi_read_trusted_meta(dir, "abc", UDI_NO_WRITER, &code, err, sizeof(err));
+      CHECK(text && streq(text, "FORMAT: squashfs\n"));
+   }
+   CHECK(udi_read_trusted_meta(dir, "lnk", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_UNTRUSTED);
+   CHECK(udi_read_trusted_meta(dir, "missing", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_NOINPUT);
+   chmod(meta, 0666);
+   CHECK(udi_read_trusted_meta(dir, "abc", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_UNTRUSTED);
+   chmod(meta, 0644);
+   CHECK(chown(meta, 4242, 4242) == 0);
+   CHECK(udi_read_trusted_meta(dir, "abc", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_UNTRUSTED);
+   CHECK(udi_read_trusted_meta(dir, "abc", 4242, &code, err, sizeof(err)) != NULL);
+   chmod(dir, 0777);
+   CHECK(udi_read_trusted_meta(dir, "abc", 4242, &code, err, sizeof(err)) == NULL && code == UDI_EX_UNTRUSTED);
+   chmod(dir, 0755);
+   CHECK((fd = udi_open_trusted(AT_FDCWD, dir, true, UDI_NO_WRITER, err, sizeof(err))) >= 0);
+   close(fd);
+   CHECK(udi_open_trusted(AT_FDCWD, link, true, UDI_NO_WRITER, err, sizeof(err)) < 0);
+   unlink(link);
+   unlink(meta);
+   rmdir(dir);
+}
+
 int main(void)
 {
    RUN(volume_validate_user);
@@ -488,6 +555,7 @@ int main(void)
    RUN(shifterconfig_signature);
    RUN(resolve_in_root);
    RUN(lookup_helpers);
+   RUN(trusted_image_files);
    printf("%d passed, %d failed\n", passed, failed);
    return failed ? 1 : 0;
 }

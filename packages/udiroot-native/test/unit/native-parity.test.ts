@@ -107,6 +107,7 @@ sitePostMountHook=/etc/shifter/postmount.sh
 optUdiImage=/opt/shifter/udiImage
 allowLocalChroot=0
 perNodeCachePath=/tmp
+imageWriter=shifter
 perNodeCacheSizeLimit=200G
 perNodeCacheAllowedFsType=xfs
 imageGateway=http://gw1:7777 http://gw2:7777
