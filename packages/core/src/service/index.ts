@@ -7,3 +7,4 @@ export * from './image-response.js';
 export * from './squashfs-check.js';
 export * from './image-service.js';
 export * from './registry-puller.js';
+export * from './access.js';
