@@ -426,7 +426,10 @@ export class ImageService {
     const failure = await this.recentFailure(system, itype, key, requester, now);
     if (failure) return view(failure);
     const ready = await this.store.findReadyByTag(system, itype, key);
-    if (ready && canSeeTag(ready, key, caller) && ready.filepath === request.filepath && now - (ready.lastPull ?? 0) < this.pullUpdateMs) return view(ready);
+    // The same import again, or a poll just after this tag joined a record of identical content another file made
+    // (its filepath is that file's): answered with the image.
+    const sameImport = ready !== null && (ready.filepath === request.filepath || now - (ready.lastPull ?? 0) < FAILURE_HOLD_MS);
+    if (ready && canSeeTag(ready, key, caller) && sameImport && now - (ready.lastPull ?? 0) < this.pullUpdateMs) return view(ready);
     const requested = this.requestedAcl(caller, request);
     const isPrivate = (request.allowedUids?.length ?? 0) > 0 || (request.allowedGids?.length ?? 0) > 0;
     const { record, created } = await this.store.createOrGetInFlight({
