@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 
 const sha = (bytes: Buffer): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -25,24 +26,28 @@ export interface FakeImage {
 }
 
 /**
- * Build an OCI image from uncompressed tar layers (for example from `makeLayer`).
- * @param layers - layer blobs (tar)
+ * Build an OCI image from layers: uncompressed tar blobs (for example from `makeLayer`), or blobs with their media
+ * type (a `+gzip` one is gunzipped for its diff id).
+ * @param layers - layer blobs
  * @param options - `layerDescriptors`: descriptors to name instead of the real layers (an attacker naming someone
  *   else's layer), and `diffIds` to put in the config
  */
 export function buildFakeImage(
-  layers: readonly Buffer[],
+  layers: readonly (Buffer | { readonly bytes: Buffer; readonly mediaType: string })[],
   options: { readonly layerDescriptors?: readonly { digest: string; size: number }[]; readonly diffIds?: readonly string[] } = {},
 ): FakeImage {
   const mediaType = 'application/vnd.oci.image.layer.v1.tar';
-  const blobs = layers.map((bytes) => ({ bytes, digest: sha(bytes), mediaType }));
-  const descriptors = options.layerDescriptors ?? blobs.map((blob) => ({ digest: blob.digest, size: blob.bytes.length }));
+  const blobs = layers.map((layer) => {
+    const { bytes, mediaType: type } = Buffer.isBuffer(layer) ? { bytes: layer, mediaType } : layer;
+    return { bytes, digest: sha(bytes), mediaType: type, diffId: sha(type.endsWith('+gzip') ? gunzipSync(bytes) : bytes) };
+  });
+  const descriptors = options.layerDescriptors ?? blobs.map((blob) => ({ digest: blob.digest, size: blob.bytes.length, mediaType: blob.mediaType }));
   const config = Buffer.from(
     JSON.stringify({
       architecture: 'amd64',
       os: 'linux',
       config: { Env: ['PATH=/bin:/usr/bin'] },
-      rootfs: { type: 'layers', diff_ids: options.diffIds ?? descriptors.map((d) => d.digest) },
+      rootfs: { type: 'layers', diff_ids: options.diffIds ?? (options.layerDescriptors ? descriptors.map((d) => d.digest) : blobs.map((b) => b.diffId)) },
     }),
   );
   const manifest = Buffer.from(
@@ -50,10 +55,10 @@ export function buildFakeImage(
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-      layers: descriptors.map((d) => ({ mediaType, digest: d.digest, size: d.size })),
+      layers: descriptors.map((d) => ({ mediaType: (d as { mediaType?: string }).mediaType ?? mediaType, digest: d.digest, size: d.size })),
     }),
   );
-  return { manifest, digest: sha(manifest), config: { bytes: config, digest: sha(config) }, layers: blobs };
+  return { manifest, digest: sha(manifest), config: { bytes: config, digest: sha(config) }, layers: blobs.map(({ bytes, digest, mediaType: type }) => ({ bytes, digest, mediaType: type })) };
 }
 
 /** How a {@link FakeRegistry} behaves. */
