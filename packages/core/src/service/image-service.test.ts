@@ -541,3 +541,31 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     expect(JSON.stringify(again)).not.toContain('1006');
   });
 });
+
+describe('ImageService: concurrent pulls of identical content', () => {
+  it('settles the file on the merge of every READY record of the content, whichever job wrote it last', async () => {
+    puller.digests.set('reg.example/team/secret:1', digestOf(9));
+    puller.privateRepos.add('reg.example/team/secret:1');
+    const id = digestOf(9).slice(7);
+    // A public pull of the same content elsewhere finishes while this private pull is between its put and READY:
+    // its record is READY, but the file on disk is the private pull's.
+    const update = store.update.bind(store);
+    let injected = false;
+    store.update = async (recordId, patch, expectations) => {
+      if (!injected && patch.status === 'READY' && patch.imageId === id) {
+        injected = true;
+        await store.insert({ system: 'cluster', itype: 'docker', status: 'READY', imageId: id, tags: ['busybox:9'], private: false, lastPull: now });
+      }
+      return update(recordId, patch, expectations);
+    };
+    await service.pull('cluster', 'docker', 'reg.example/team/secret:1', withLogin(bob));
+    await queue.drain();
+    expect(injected).toBe(true);
+    const meta = parseMeta(readFileSync(join(dir, 'images', `${id}.meta`), 'utf8'));
+    expect(meta.userACL ?? []).toEqual([]);
+    expect(await service.lookup('cluster', 'docker', 'busybox:9', alice)).toMatchObject({ imageId: id, private: false });
+    // Bob's tag is still his alone.
+    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual(['reg.example/team/secret:1']);
+  });
+});

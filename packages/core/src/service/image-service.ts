@@ -766,6 +766,7 @@ export class ImageService {
           { expectStatus: [...IN_FLIGHT_STATUSES] },
         );
         await this.store.moveTag(record.recordId, payload.tag, access);
+        await this.settleFileAccess(job.system, id, fileAcl, transfer);
       }
       this.progressWrittenAt.delete(record.recordId);
       this.progressStatus.delete(record.recordId);
@@ -847,6 +848,45 @@ export class ImageService {
     this.progressStatus.delete(request.recordId);
   }
 
+  /**
+   * After a job made its own READY record for image `id`: if concurrent jobs of identical content (from other tags)
+   * made READY records of their own meanwhile, the file on disk is the last one written, with that job's ACL. Make the
+   * `.meta` (and every such record's file ACL) the merge of them all, so no tag's users lose the image. Whichever job
+   * finishes last sees every record, so the file converges on the merge.
+   * @param written - the ACL this job wrote into the `.meta`
+   */
+  private async settleFileAccess(system: string, id: string, written: AccessList, transfer: Transfer): Promise<void> {
+    const twins = (await this.store.list({ system, status: 'READY' })).filter((candidate) => candidate.imageId === id);
+    if (twins.length < 2) return;
+    const merged = twins.map((twin) => fileAccessOf(twin)).reduce((a, b) => mergeAccess(a, b));
+    const newest = twins.reduce((a, b) => (b.updatedAt > a.updatedAt ? b : a));
+    if (!sameAccess(merged, written)) {
+      const scratch = await mkdtemp(join(this.config.storage.expandDir, 'meta-'));
+      try {
+        const metaPath = join(scratch, `${id}.meta`);
+        writeMetaFile(metaPath, {
+          format: 'squashfs',
+          entrypoint: newest.entrypoint ? [...newest.entrypoint] : null,
+          cmd: newest.cmd ? [...newest.cmd] : null,
+          workdir: newest.workdir,
+          env: [...newest.env],
+          userACL: isPublicAccess(merged) ? [] : [...merged.userAcl],
+          groupACL: isPublicAccess(merged) ? [] : [...merged.groupAcl],
+          ...(newest.user && newest.filepath ? { user: newest.user } : {}),
+        });
+        await transfer.putMeta(metaPath, id, { private: !isPublicAccess(merged) });
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
+    for (const twin of twins) {
+      if (sameAccess(fileAccessOf(twin), merged)) continue;
+      await this.store
+        .update(twin.recordId, { private: !isPublicAccess(merged), userAcl: isPublicAccess(merged) ? [] : [...merged.userAcl], groupAcl: isPublicAccess(merged) ? [] : [...merged.groupAcl] })
+        .catch(() => undefined);
+    }
+  }
+
   private async runImport(job: JobRecord, payload: ImportPayload, context: JobContext): Promise<JsonValue> {
     const record = await this.inFlightRecord(payload.recordId);
     if (!record) return { skipped: true };
@@ -908,6 +948,7 @@ export class ImageService {
           { expectStatus: [...IN_FLIGHT_STATUSES] },
         );
         await this.store.moveTag(record.recordId, payload.tag, access);
+        await this.settleFileAccess(job.system, id, fileAcl, transfer);
       }
       return { imageId: id };
     } finally {
