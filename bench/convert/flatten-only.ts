@@ -3,7 +3,8 @@
 // on a shared machine. Usage: node <bundle of this file> LAYOUT merge|disk   (scratch under $SCRATCH, default /var/tmp)
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type LayerSource, flattenLayers, mergeLayers } from '@shifter/core';
+import { type LayerSource } from '@shifter/core';
+import { flattenLayers, mergeLayers } from '@shifter/core/internal';
 
 const [layout, mode] = process.argv.slice(2) as [string, 'merge' | 'disk'];
 interface Descriptor { mediaType: string; digest: string; size: number; platform?: { architecture: string } }

@@ -186,6 +186,7 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
   // The puller is needed on workers only: it is created (registry client, connections) on first use.
   const lazyPuller: ImagePuller = {
     resolve: async (target) => (await getPuller()).resolve(target),
+    prove: async (target) => (await getPuller()).prove(target),
     fetch: async (target, onProgress) => (await getPuller()).fetch(target, onProgress),
   };
   const getPuller = async (): Promise<ImagePuller> => {

@@ -14,6 +14,8 @@ const record = (overrides: Partial<ImageRecord> = {}): ImageRecord => ({
   itype: 'docker',
   pulltag: 'busybox:latest',
   tags: ['busybox:latest'],
+  tagAccess: [{ tag: 'busybox:latest', private: false, userAcl: [], groupAcl: [] }],
+  requester: null,
   status: 'READY',
   statusMessage: 'Image ready',
   imageId: 'ab'.repeat(32),

@@ -321,10 +321,10 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
 
   app.get<SystemRequest>(
     GATEWAY_ROUTES.queue,
-    { schema: { summary: 'Pulls and imports in flight (needs credentials, unlike upstream)', params: systemParams, security, response: { 200: jsonSchema(QueueResponseSchema), ...errorResponses } } },
+    { schema: { summary: 'Pulls and imports in flight the caller may see: their own and public ones (needs credentials, unlike upstream)', params: systemParams, security, response: { 200: jsonSchema(QueueResponseSchema), ...errorResponses } } },
     async (request) => {
-      await authenticate(request, request.params.system);
-      return { list: await service.queue(request.params.system) };
+      const caller = await authenticate(request, request.params.system);
+      return { list: await service.queue(request.params.system, caller) };
     },
   );
 

@@ -104,6 +104,7 @@ export const ERROR_CATALOG = {
   SHIFTER_PLATFORM_NOT_FOUND: e(404, ExitCode.NOINPUT, false, 'The image index has no manifest for the requested platform'),
   SHIFTER_DIGEST_INVALID: e(400, ExitCode.DATAERR, false, 'A digest is malformed or uses an unsupported algorithm'),
   SHIFTER_DIGEST_MISMATCH: e(502, ExitCode.DATAERR, true, 'Downloaded content does not match its digest or size'),
+  SHIFTER_BLOB_UNPROVEN: e(502, ExitCode.DATAERR, false, 'The registry did not prove that it serves the bytes of a blob the cache holds'),
   SHIFTER_SIZE_LIMIT: e(422, ExitCode.DATAERR, false, 'Content is larger than the configured limit'),
 
   // layers

@@ -32,7 +32,7 @@ export const IMAGE_STATUSES = [
 export type ImageStatus = (typeof IMAGE_STATUSES)[number];
 
 /**
- * The states of a pull or import that is still working. At most one record per (system, itype, pulltag) may be in one
+ * The states of a pull or import that is still working. At most one record per (system, itype, pulltag, requester) may be in one
  * of these states at a time; the stores enforce it (see {@link MetadataStore.createOrGetInFlight}).
  */
 export const IN_FLIGHT_STATUSES = [
@@ -62,6 +62,28 @@ export interface ImageProgress {
   readonly bytesTotal?: number | undefined;
 }
 
+/**
+ * An access list: who may use a tag or an image file. Public when `private` is false, or private with both lists empty
+ * (upstream's rule); otherwise only uids in `userAcl` and members of a group in `groupAcl`.
+ */
+export interface AccessList {
+  /** True when the access was proved with registry credentials (or an import named allowed uids/gids). */
+  readonly private: boolean;
+  /** uids allowed. */
+  readonly userAcl: readonly number[];
+  /** gids allowed. */
+  readonly groupAcl: readonly number[];
+}
+
+/**
+ * The access of one tag at one location: each (system, itype, tag) carries its own ACL, as proved by whoever pulled
+ * (or imported) it. Two tags may name identical content (one image file) and still differ in who may see them.
+ */
+export interface TagAccess extends AccessList {
+  /** The tag (as stored in {@link ImageRecord.tags}). */
+  readonly tag: string;
+}
+
 /** The error a failed record ended with: a catalogue code and its message. */
 export interface ImageRecordError {
   /** Stable code from the error catalogue (`docs/errors.md`). */
@@ -87,6 +109,18 @@ export interface ImageRecord {
   readonly pulltag: string | null;
   /** Tags that resolve to this record. A tag lives on at most one record per (system, itype); see {@link MetadataStore.moveTag}. */
   readonly tags: readonly string[];
+  /**
+   * The ACL of each tag in {@link ImageRecord.tags}, one entry per tag (see {@link TagAccess}). Changed only through
+   * {@link MetadataStore.moveTag} and {@link MetadataStore.removeTag}.
+   */
+  readonly tagAccess: readonly TagAccess[];
+  /**
+   * Whose request this record is, part of the in-flight key (system, itype, pulltag, requester): `'anonymous'` for a
+   * pull without a registry login (all such callers share one), `'login:<hex>'` for a pull with one (a hash of the
+   * login, never the login itself), `'uid:<n>'` for an import. null on records that are not requests (seeded or
+   * migrated images).
+   */
+  readonly requester: string | null;
   /** Current state. */
   readonly status: ImageStatus;
   /** Human-readable progress or failure text (upstream `status_message`). */
@@ -97,7 +131,11 @@ export interface ImageRecord {
   readonly manifestDigest: string | null;
   /** Image file format, e.g. `squashfs`. */
   readonly format: string;
-  /** uids allowed to use a private image (upstream `userACL`); empty for public images. */
+  /**
+   * uids allowed to use a private image (upstream `userACL`); empty for public images. On a READY record this (with
+   * `groupAcl` and `private`) is the ACL of the image FILE (its `.meta`): public when any public tag proved the content,
+   * else the union of its private tags' ACLs. On an in-flight record it is the ACL the request asked for.
+   */
   readonly userAcl: readonly number[];
   /** gids allowed to use a private image (upstream `groupACL`); empty for public images. */
   readonly groupAcl: readonly number[];
@@ -137,7 +175,8 @@ export interface ImageRecord {
 
 /**
  * What a caller supplies to create a record. `recordId`, `revision`, `createdAt` and `updatedAt` are assigned by the
- * store; every other omitted field gets its empty value (null, `[]`, `{}`, `''`, format `squashfs`).
+ * store; every other omitted field gets its empty value (null, `[]`, `{}`, `''`, format `squashfs`). A tag without an
+ * entry in `tagAccess` gets the record-level ACL (how records with one ACL, such as upstream's, enter the model).
  */
 export type NewImageRecord = Pick<ImageRecord, 'system' | 'itype' | 'status'> &
   Partial<Omit<ImageRecord, 'recordId' | 'revision' | 'createdAt' | 'updatedAt' | 'system' | 'itype'>>;
@@ -147,7 +186,7 @@ export type NewImageRecord = Pick<ImageRecord, 'system' | 'itype' | 'status'> &
  * change only through {@link MetadataStore.moveTag} and {@link MetadataStore.removeTag}; `updatedAt` is set by the store.
  */
 export type ImageRecordPatch = Partial<
-  Omit<ImageRecord, 'recordId' | 'revision' | 'createdAt' | 'updatedAt' | 'system' | 'itype' | 'tags'>
+  Omit<ImageRecord, 'recordId' | 'revision' | 'createdAt' | 'updatedAt' | 'system' | 'itype' | 'tags' | 'tagAccess'>
 >;
 
 /**
@@ -209,6 +248,12 @@ export function fillImageRecord(
     itype: input.itype,
     pulltag: input.pulltag ?? null,
     tags: [...(input.tags ?? [])],
+    tagAccess: tagAccessFor(input.tags ?? [], input.tagAccess ?? [], {
+      private: input.private === true,
+      userAcl: input.userAcl ?? [],
+      groupAcl: input.groupAcl ?? [],
+    }),
+    requester: input.requester ?? null,
     status: input.status,
     statusMessage: input.statusMessage ?? '',
     imageId: input.imageId ?? null,
@@ -233,4 +278,18 @@ export function fillImageRecord(
     createdAt: assigned.createdAt,
     updatedAt: assigned.createdAt,
   };
+}
+
+/**
+ * One {@link TagAccess} per tag, in the order of `tags`: the entry `given` has for the tag, else `fallback`. Entries
+ * for tags not in `tags` are dropped.
+ * @param tags - the record's tags
+ * @param given - entries known so far
+ * @param fallback - the ACL of a tag without an entry (the record-level ACL)
+ */
+export function tagAccessFor(tags: readonly string[], given: readonly TagAccess[], fallback: AccessList): TagAccess[] {
+  return [...new Set(tags)].map((tag) => {
+    const entry = given.find((candidate) => candidate.tag === tag) ?? fallback;
+    return { tag, private: entry.private === true, userAcl: [...entry.userAcl], groupAcl: [...entry.groupAcl] };
+  });
 }

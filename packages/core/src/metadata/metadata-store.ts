@@ -13,7 +13,7 @@
  * - `SHIFTER_IMAGE_NOT_FOUND` ({@link NotFoundError}): the record id does not exist.
  * - `SHIFTER_JOB_NOT_FOUND` ({@link NotFoundError}): the job id does not exist.
  * - `SHIFTER_JOB_CONFLICT` ({@link StoreError}): a compare-and-set expectation did not hold, or an in-flight
- *   record for the same (system, itype, pulltag) exists.
+ *   record for the same (system, itype, pulltag, requester) exists.
  * - `SHIFTER_JOB_ATTEMPTS_EXHAUSTED` ({@link StoreError}): a claim found the job out of attempts (it is now failed).
  * - `SHIFTER_STORE_UNAVAILABLE` ({@link StoreError}): the backend cannot be reached or refused the operation.
  *
@@ -22,7 +22,7 @@
 // Imported for TSDoc links only.
 import type { NotFoundError, StoreError } from '../errors/index.js';
 import type { JobError, JobKind, JobRecord, JobStatus, JsonValue, NewJob } from '../jobs/job-record.js';
-import type { ImageRecord, ImageRecordPatch, ImageStatus, LookupMetric, NewImageRecord } from './image-record.js';
+import type { AccessList, ImageRecord, ImageRecordPatch, ImageStatus, LookupMetric, NewImageRecord } from './image-record.js';
 
 /** Compare-and-set conditions of {@link MetadataStore.update}. All given conditions must hold. */
 export interface UpdateExpectations {
@@ -99,12 +99,12 @@ export interface MetadataStore {
    * Insert a record as given (any status). Used for seeding and for records that need no dedup.
    * @returns the stored record (with `recordId`, `revision` 1 and timestamps).
    * @throws {@link StoreError} `SHIFTER_JOB_CONFLICT` when `input.status` is in flight and a record in flight for the
-   *   same (system, itype, pulltag) exists; `SHIFTER_STORE_UNAVAILABLE`.
+   *   same (system, itype, pulltag, requester) exists; `SHIFTER_STORE_UNAVAILABLE`.
    */
   insert(input: NewImageRecord): Promise<ImageRecord>;
 
   /**
-   * Atomically create the in-flight record for (system, itype, pulltag), or return the one that exists. This is how
+   * Atomically create the in-flight record for (system, itype, pulltag, requester), or return the one that exists. This is how
    * 50 concurrent pull requests for one tag end up with exactly one record (and so one job): exactly one caller gets
    * `created: true`. `input.status` must be in flight (e.g. `INIT`) and `input.pulltag` set.
    *
@@ -121,7 +121,7 @@ export interface MetadataStore {
   /**
    * Apply `patch` to one record atomically, bump its revision and `updatedAt`, and return the new record. With
    * expectations it is a compare-and-set: the write happens only if they all hold at write time. Moving a record out
-   * of the in-flight states frees its (system, itype, pulltag) key; moving one into them takes the key (conflict if
+   * of the in-flight states frees its (system, itype, pulltag, requester) key; moving one into them takes the key (conflict if
    * taken).
    * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND` when no such record;
    *   {@link StoreError} `SHIFTER_JOB_CONFLICT` when an expectation did not hold (details carry the actual status and
@@ -129,8 +129,11 @@ export interface MetadataStore {
    */
   update(recordId: string, patch: ImageRecordPatch, expectations?: UpdateExpectations): Promise<ImageRecord>;
 
-  /** The record in flight for (system, itype, pulltag), or null. */
-  findInFlight(system: string, itype: string, pulltag: string): Promise<ImageRecord | null>;
+  /**
+   * The record in flight for (system, itype, pulltag, requester), or null. Without `requester` (or with null), the
+   * record of a request made without one (records written before requesters existed).
+   */
+  findInFlight(system: string, itype: string, pulltag: string, requester?: string | null): Promise<ImageRecord | null>;
 
   /**
    * The READY record carrying `tag` on (system, itype), or null. If a concurrent {@link moveTag} briefly leaves the tag
@@ -145,14 +148,19 @@ export interface MetadataStore {
   findByTag(system: string, itype: string, tag: string): Promise<ImageRecord[]>;
 
   /**
-   * Make `tag` point at `recordId` alone among records of the same (system, itype). Order of writes: the tag is added
-   * to the target first, then removed from every other record, so a concurrent reader sees the old or the new record,
-   * never none. Idempotent.
+   * Make `tag` point at `recordId` alone among records of the same (system, itype), with `access` as the tag's ACL
+   * on it (its {@link ImageRecord.tagAccess} entry; without `access`, the entry the target already has for the tag,
+   * else the target's record-level ACL). The tag and its entry leave every other record. Order of writes: the tag is
+   * added to the target first, then removed from every other record, so a concurrent reader sees the old or the new
+   * record, never none. Idempotent.
    * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND`; {@link StoreError} `SHIFTER_STORE_UNAVAILABLE`.
    */
-  moveTag(recordId: string, tag: string): Promise<ImageRecord>;
+  moveTag(recordId: string, tag: string, access?: AccessList): Promise<ImageRecord>;
 
-  /** Remove `tag` from the record (no-op when absent). @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND`. */
+  /**
+   * Remove `tag` and its access entry from the record (no-op when absent).
+   * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND`.
+   */
   removeTag(recordId: string, tag: string): Promise<ImageRecord>;
 
   /** Records matching `filter`, oldest first. */

@@ -36,6 +36,44 @@ describe('SqliteMetadataStore', () => {
     }
   });
 
+  it('moves records of one ACL per record onto the ACL per tag when it opens the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shifter-sqlite-'));
+    try {
+      const path = join(dir, 'gateway.sqlite');
+      const first = new SqliteMetadataStore({ path });
+      const privateRecord = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [] });
+      const publicRecord = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['c:1'], private: false });
+      const inFlight = await first.createOrGetInFlight({ system: 's', itype: 'docker', pulltag: 'd:1', status: 'PULLING' });
+      await first.close();
+      // Write the records back in the shape they had before the model per tag: no tagAccess, no requester.
+      const db = new Database(path);
+      for (const row of db.prepare('SELECT record_id, doc FROM images').all() as { record_id: string; doc: string }[]) {
+        const { tagAccess: _access, requester: _requester, ...old } = JSON.parse(row.doc) as Record<string, unknown>;
+        db.prepare('UPDATE images SET doc = ? WHERE record_id = ?').run(JSON.stringify(old), row.record_id);
+      }
+      db.close();
+      const second = new SqliteMetadataStore({ path });
+      const migrated = await second.get(privateRecord.recordId);
+      expect(migrated?.tagAccess).toEqual([
+        { tag: 'a:1', private: true, userAcl: [2001], groupAcl: [] },
+        { tag: 'b:1', private: true, userAcl: [2001], groupAcl: [] },
+      ]);
+      expect(migrated?.requester).toBeNull();
+      expect((await second.findReadyByTag('s', 'docker', 'c:1'))?.tagAccess).toEqual([{ tag: 'c:1', private: false, userAcl: [], groupAcl: [] }]);
+      expect(publicRecord.tagAccess).toEqual([{ tag: 'c:1', private: false, userAcl: [], groupAcl: [] }]);
+      // An in-flight record of the old shape keeps its key.
+      expect((await second.findInFlight('s', 'docker', 'd:1'))?.recordId).toBe(inFlight.record.recordId);
+      await second.close();
+      // Nothing is left of the old shape on disk.
+      const check = new Database(path);
+      const docs = (check.prepare('SELECT doc FROM images').all() as { doc: string }[]).map((row) => JSON.parse(row.doc) as Record<string, unknown>);
+      check.close();
+      expect(docs.every((doc) => Array.isArray(doc.tagAccess) && 'requester' in doc)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a database written by a newer schema version', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shifter-sqlite-'));
     try {

@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { ShifterError, StoreError } from '../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../jobs/job-record.js';
 import { eraseEndedJobSecrets } from '../jobs/job-record.js';
-import { fillImageRecord, type ImageRecord, type ImageRecordPatch, type LookupMetric, type NewImageRecord } from './image-record.js';
+import { fillImageRecord, type AccessList, type ImageRecord, type ImageRecordPatch, type LookupMetric, type NewImageRecord } from './image-record.js';
 import type {
   ClaimOptions,
   CreateOrGetResult,
@@ -28,6 +28,7 @@ import {
   checkExpectations,
   inFlightConflict,
   inFlightKey,
+  inFlightKeyOf,
   isClaimable,
   newJobRecord,
   newStoreId,
@@ -36,7 +37,11 @@ import {
   storeUnavailable,
   validateNewImageRecord,
   validatePatch,
+  withTag,
+  withoutTag,
+  tagMoveChanges,
 } from './store-helpers.js';
+import { upgradeRecordAccess } from './access-migration.js';
 
 /** Options of {@link SqliteMetadataStore}. */
 export interface SqliteMetadataStoreOptions extends MetadataStoreOptions {
@@ -193,8 +198,25 @@ export class SqliteMetadataStore implements MetadataStore {
       while (version < SQLITE_SCHEMA_VERSION) this.#db.exec(MIGRATIONS[version++]!);
       if (row) this.#stmt('UPDATE schema_version SET version = ?').run(version);
       else this.#stmt('INSERT INTO schema_version (version) VALUES (?)').run(version);
+      this.#migrateRecordsToTagAccess();
     });
     migrate.immediate();
+  }
+
+  /**
+   * Bring every stored record onto the access model per tag ({@link upgradeRecordAccess}); runs inside the open
+   * transaction. Records already on it are not rewritten, so reopening costs one read of each record.
+   * @returns how many records were rewritten
+   */
+  #migrateRecordsToTagAccess(): number {
+    let rewritten = 0;
+    for (const row of this.#stmt('SELECT doc FROM images').all() as ImageRow[]) {
+      const upgraded = upgradeRecordAccess(JSON.parse(row.doc) as ImageRecord);
+      if (!upgraded) continue;
+      this.#stmt('UPDATE images SET doc = ? WHERE record_id = ?').run(JSON.stringify(upgraded), upgraded.recordId);
+      rewritten++;
+    }
+    return rewritten;
   }
 
   /** Run `body` in an IMMEDIATE transaction, mapping driver errors to catalogue errors. */
@@ -347,8 +369,8 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async findInFlight(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
-    const key = JSON.stringify([system, itype, pulltag]);
+  async findInFlight(system: string, itype: string, pulltag: string, requester: string | null = null): Promise<ImageRecord | null> {
+    const key = inFlightKeyOf(system, itype, pulltag, requester);
     return this.#read('findInFlight', () => {
       const row = this.#stmt('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
       return row ? (JSON.parse(row.doc) as ImageRecord) : null;
@@ -402,7 +424,7 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async moveTag(recordId: string, tag: string): Promise<ImageRecord> {
+  async moveTag(recordId: string, tag: string, access?: AccessList): Promise<ImageRecord> {
     // SQLite has transactions, so both halves of the move happen at once here; the documented order (add, then
     // remove) matters for stores without them.
     return this.#write('moveTag', () => {
@@ -415,13 +437,12 @@ export class SqliteMetadataStore implements MetadataStore {
         )
         .all(target.system, target.itype, tag, recordId) as ImageRow[];
       for (const row of others) {
-        const other = JSON.parse(row.doc) as ImageRecord;
-        const next = { ...other, tags: other.tags.filter((t) => t !== tag), revision: other.revision + 1, updatedAt: now };
+        const next = withoutTag(JSON.parse(row.doc) as ImageRecord, tag, now);
         this.#replaceRecord(next);
         this.#writeTags(next);
       }
-      if (target.tags.includes(tag)) return target;
-      const next = { ...target, tags: [...target.tags, tag], revision: target.revision + 1, updatedAt: now };
+      if (!tagMoveChanges(target, tag, access)) return target;
+      const next = withTag(target, tag, access, now);
       this.#replaceRecord(next);
       this.#writeTags(next);
       return next;
@@ -433,7 +454,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const target = this.#getRecord(recordId);
       if (!target) throw recordNotFound(recordId);
       if (!target.tags.includes(tag)) return target;
-      const next = { ...target, tags: target.tags.filter((t) => t !== tag), revision: target.revision + 1, updatedAt: this.#now() };
+      const next = withoutTag(target, tag, this.#now());
       this.#replaceRecord(next);
       this.#writeTags(next);
       return next;

@@ -9,6 +9,8 @@ import { NotFoundError, ShifterError, StoreError } from '../errors/index.js';
 import { DEFAULT_MAX_ATTEMPTS, JOB_KINDS, type JobRecord, type NewJob } from '../jobs/job-record.js';
 import {
   IMAGE_STATUSES,
+  tagAccessFor,
+  type AccessList,
   type ImageRecord,
   type ImageRecordPatch,
   type ImageStatus,
@@ -23,12 +25,45 @@ export function newStoreId(): string {
 }
 
 /**
- * The in-flight key of a record: a string unique to (system, itype, pulltag) while the record is in flight, null
- * otherwise. Stores put a unique index on it.
+ * The in-flight key of a record: a string unique to (system, itype, pulltag, requester) while the record is in
+ * flight, null otherwise. Stores put a unique index on it. A record without a requester keeps the key it had before
+ * requesters existed (system, itype, pulltag).
  */
-export function inFlightKey(record: Pick<ImageRecord, 'system' | 'itype' | 'pulltag' | 'status'>): string | null {
+export function inFlightKey(record: Pick<ImageRecord, 'system' | 'itype' | 'pulltag' | 'status'> & { readonly requester?: string | null }): string | null {
   if (!isInFlightStatus(record.status) || record.pulltag === null) return null;
-  return JSON.stringify([record.system, record.itype, record.pulltag]);
+  return inFlightKeyOf(record.system, record.itype, record.pulltag, record.requester ?? null);
+}
+
+/** The in-flight key for (system, itype, pulltag, requester); see {@link inFlightKey}. */
+export function inFlightKeyOf(system: string, itype: string, pulltag: string, requester: string | null): string {
+  return JSON.stringify(requester === null ? [system, itype, pulltag] : [system, itype, pulltag, requester]);
+}
+
+/**
+ * Apply a tag move to a record's tags and their access (pure): the tag is added (or kept) with `access`, or, without
+ * it, with its existing entry or the record-level ACL.
+ */
+export function withTag(record: ImageRecord, tag: string, access: AccessList | undefined, now: number): ImageRecord {
+  const tags = record.tags.includes(tag) ? [...record.tags] : [...record.tags, tag];
+  const others = (record.tagAccess ?? []).filter((entry) => entry.tag !== tag);
+  const existing = (record.tagAccess ?? []).find((entry) => entry.tag === tag);
+  const entry = access ?? existing ?? { private: record.private === true, userAcl: record.userAcl, groupAcl: record.groupAcl };
+  const tagAccess = tagAccessFor(tags, [...others, { tag, private: entry.private === true, userAcl: entry.userAcl, groupAcl: entry.groupAcl }], { private: record.private === true, userAcl: record.userAcl, groupAcl: record.groupAcl });
+  return { ...record, tags, tagAccess, revision: record.revision + 1, updatedAt: now };
+}
+
+/** Remove a tag and its access entry from a record (pure). */
+export function withoutTag(record: ImageRecord, tag: string, now: number): ImageRecord {
+  const tags = record.tags.filter((t) => t !== tag);
+  return { ...record, tags, tagAccess: (record.tagAccess ?? []).filter((entry) => entry.tag !== tag), revision: record.revision + 1, updatedAt: now };
+}
+
+/** Whether a move of `tag` with `access` would change `record` (false: the tag is there with that very access). */
+export function tagMoveChanges(record: ImageRecord, tag: string, access: AccessList | undefined): boolean {
+  if (!record.tags.includes(tag)) return true;
+  if (access === undefined) return false;
+  const entry = (record.tagAccess ?? []).find((candidate) => candidate.tag === tag);
+  return !entry || entry.private !== access.private || entry.userAcl.join(',') !== access.userAcl.join(',') || entry.groupAcl.join(',') !== access.groupAcl.join(',');
 }
 
 /** Normalise a status-or-statuses filter to a list (undefined stays undefined). */
@@ -47,7 +82,7 @@ export function validateNewImageRecord(input: NewImageRecord): void {
 
 /** Check a patch before it is applied. @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT`. */
 export function validatePatch(patch: ImageRecordPatch): void {
-  const forbidden = ['recordId', 'revision', 'createdAt', 'updatedAt', 'system', 'itype', 'tags'];
+  const forbidden = ['recordId', 'revision', 'createdAt', 'updatedAt', 'system', 'itype', 'tags', 'tagAccess'];
   for (const key of Object.keys(patch)) {
     if (forbidden.includes(key)) invalid(`field ${key} cannot be changed by update()`);
   }

@@ -31,6 +31,7 @@ import {
 } from './registry-transport.js';
 import { DEFAULT_RETRY_POLICY, backoffDelay, type RetryPolicy } from './retry-policy.js';
 import { RegistryAuth, type CredentialsLookup } from './token-auth.js';
+import { BlobProofs, type BlobRangeAnswer } from './blob-proof.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
 // The client is three parts: the transport (registry-transport.ts: send, retries, redirects, TLS, proxies), the
@@ -63,6 +64,8 @@ export interface RegistryClientOptions {
   now?: () => number;
   /** How retry backoff and `Retry-After` waits are spent (default: a timer); tests inject one that records. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Proofs that registries serve cached blobs, shared between clients (blob-proof.ts); a fresh set by default. */
+  blobProofs?: BlobProofs;
 }
 
 /** Options of {@link RegistryClient.resolveImage}. */
@@ -160,6 +163,7 @@ export class RegistryClient {
   readonly #retry: RetryPolicy;
   readonly #transport: RegistryTransport;
   readonly #auth: RegistryAuth;
+  readonly #blobProofs: BlobProofs;
 
   /**
    * @param options - registries, credentials, limits, timeouts, retries, proxy, user agent
@@ -172,6 +176,7 @@ export class RegistryClient {
     this.#limits = { ...DEFAULT_SIZE_LIMITS, ...options.limits };
     const timeouts: RegistryTimeouts = { ...DEFAULT_REGISTRY_TIMEOUTS, ...options.timeouts };
     this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.#blobProofs = options.blobProofs ?? new BlobProofs();
     for (const [name, value] of Object.entries({ ...this.#limits, ...timeouts })) {
       if (!Number.isFinite(value) || value <= 0) throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry client option ${name} must be a positive number, got ${value}`);
     }
@@ -320,7 +325,8 @@ export class RegistryClient {
 
   /**
    * Download a blob into a store, unless the store has it. Digest and size are verified by the store while the
-   * bytes stream in; a broken connection resumes with `Range` (the digest state is kept, not restarted).
+   * bytes stream in; a broken connection resumes with `Range` (the digest state is kept, not restarted). A blob the
+   * store already has is used only after the registry proved it serves it ({@link BlobProofs}).
    *
    * Idempotent; concurrent calls for one digest share one download (the store's contract).
    *
@@ -328,7 +334,7 @@ export class RegistryClient {
    * @param descriptor - the blob's descriptor (digest, size)
    * @param store - destination
    * @param options - progress callback, abort signal
-   * @throws {@link IntegrityError} `SHIFTER_DIGEST_MISMATCH`, `SHIFTER_SIZE_LIMIT`
+   * @throws {@link IntegrityError} `SHIFTER_DIGEST_MISMATCH`, `SHIFTER_SIZE_LIMIT`, `SHIFTER_BLOB_UNPROVEN`
    * @throws {@link RegistryError} as {@link RegistryClient.resolveImage}, plus `SHIFTER_REGISTRY_BLOB_UNKNOWN`
    */
   async fetchBlob(reference: ImageReference, descriptor: Pick<Descriptor, 'digest' | 'size'>, store: BlobStore, options: FetchBlobOptions = {}): Promise<FetchBlobResult> {
@@ -336,12 +342,42 @@ export class RegistryClient {
     if (descriptor.size > this.#limits.maxLayerBytes) {
       throw new IntegrityError('SHIFTER_SIZE_LIMIT', `blob ${digest} is ${descriptor.size} bytes, over the limit of ${this.#limits.maxLayerBytes}`);
     }
-    if (await store.has(digest)) return { digest, size: descriptor.size, cached: true };
-    const result = await store.put(digest, descriptor.size, () => this.openBlob(reference, descriptor, options), {
-      ...(options.signal ? { signal: options.signal } : {}),
-      what: `blob ${digest} of ${reference.familiar}`,
+    const endpoint = this.endpointFor(reference);
+    const proofScope = { origin: endpoint.origin, repository: reference.repository, login: await this.#auth.lookupCredentials(endpoint) };
+    if (!(await store.has(digest))) {
+      const result = await store.put(digest, descriptor.size, () => this.openBlob(reference, descriptor, options), {
+        ...(options.signal ? { signal: options.signal } : {}),
+        what: `blob ${digest} of ${reference.familiar}`,
+      });
+      if (result.stored) {
+        this.#blobProofs.remember(proofScope, digest);
+        return { digest, size: descriptor.size, cached: false };
+      }
+    }
+    // SECURITY: the cache is shared by every user's pulls. A blob already in it (or stored meanwhile by another pull)
+    // is used only once this registry proved, to this login, that it serves those bytes (blob-proof.ts).
+    await this.#blobProofs.prove(this, reference, descriptor, store, proofScope, options.signal);
+    return { digest, size: descriptor.size, cached: true };
+  }
+
+  /**
+   * `GET` one byte range of a blob (`Range: bytes=start-end`, inclusive), for {@link BlobProofs}. Answers 206 with
+   * its `Content-Range`, or 200 with the whole blob when the registry ignores `Range`; other answers throw as
+   * {@link RegistryClient.openBlob} does. The caller consumes or destroys the body.
+   */
+  async readBlobRange(reference: ImageReference, descriptor: Pick<Descriptor, 'digest' | 'size'>, start: number, end: number, options: { signal?: AbortSignal | undefined } = {}): Promise<BlobRangeAnswer> {
+    const digest = parseDigest(descriptor.digest);
+    const endpoint = this.endpointFor(reference);
+    const response = await this.#send({
+      endpoint,
+      scope: `repository:${reference.repository}:pull`,
+      url: `${endpoint.baseUrl}/v2/${reference.repository}/blobs/${digest}`,
+      kind: 'blob',
+      what: `bytes ${start}-${end} of blob ${digest} of ${reference.familiar}`,
+      signal: options.signal,
+      headers: { range: `bytes=${start}-${end}` },
     });
-    return { digest, size: descriptor.size, cached: !result.stored };
+    return { status: response.statusCode, contentRange: headerValue(response.headers['content-range']), body: response.body };
   }
 
   /**

@@ -81,6 +81,11 @@ export class RegistryAuth implements RequestAuth {
     return `${endpoint.origin} ${scope}`;
   }
 
+  /** The credentials this client sends to a registry, if any (blob proofs are kept per login). */
+  lookupCredentials(endpoint: RegistryEndpoint): Promise<RegistryCredentials | undefined> {
+    return this.#lookupCredentials(endpoint);
+  }
+
   async #lookupCredentials(endpoint: RegistryEndpoint): Promise<RegistryCredentials | undefined> {
     if (!this.#credentials) return undefined;
     return (await this.#credentials(endpoint.host, endpoint.location)) ?? undefined;

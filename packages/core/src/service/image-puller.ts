@@ -48,6 +48,14 @@ export interface ImagePuller {
    */
   resolve(target: PullTarget): Promise<ResolvedImage>;
   /**
+   * Prove that the registry serves, to this target's login, every blob of the image with manifest `digest` (manifest,
+   * config and layers), without converting: blobs the cache holds are checked against what the registry serves
+   * (`BlobProofs`), the others are downloaded and verified. Used before a pull reuses an image already on the system.
+   * @throws registry and integrity errors with their catalogue codes (`SHIFTER_REGISTRY_BLOB_UNKNOWN`,
+   *   `SHIFTER_BLOB_UNPROVEN`, `SHIFTER_DIGEST_MISMATCH`, …)
+   */
+  prove(target: PullTarget & { readonly digest: string }): Promise<void>;
+  /**
    * Download (through the blob cache) and convert the image with manifest `digest` into `outDir/<id>.squashfs`.
    * @throws registry, layer and conversion errors with their catalogue codes
    */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/index.js';
-import { RegistryError, ShifterError } from '../errors/index.js';
+import { IntegrityError, RegistryError, ShifterError } from '../errors/index.js';
 import type { JobContext, JobHandler, JobQueue, JobRecord, NewJob, ProcessOptions } from '../jobs/index.js';
 import { parseMeta } from '../meta/meta-format.js';
 import { SqliteMetadataStore } from '../metadata/sqlite-metadata-store.js';
@@ -99,6 +99,13 @@ class FakePuller implements ImagePuller {
     const isPrivate = this.privateRepos.has(key);
     if (isPrivate && !target.login) throw new RegistryError('SHIFTER_REGISTRY_AUTH_FAILED', 'credentials required');
     return { digest, private: isPrivate };
+  }
+  /** Digests whose blobs the registry of a reference does not serve (an attacker's registry naming others' layers). */
+  unproven = new Set<string>();
+  proofs: { familiar: string; digest: string; login: PullTarget['login'] | undefined }[] = [];
+  async prove(target: PullTarget & { digest: string }) {
+    this.proofs.push({ familiar: target.reference.familiar, digest: target.digest, login: target.login });
+    if (this.unproven.has(target.reference.familiar)) throw new IntegrityError('SHIFTER_BLOB_UNPROVEN', 'the registry does not serve the blob');
   }
   async fetch(target: PullTarget & { digest: string; outDir: string }, onProgress: (p: never) => void) {
     this.fetches++;
@@ -408,5 +415,157 @@ describe('ImageService.importImage polling', () => {
     const again = await service.importImage('cluster', 'custom', 'again', self, { filepath: file });
     expect(again.status).toBe('FAILURE');
     expect(queue.enqueued).toHaveLength(1);
+  });
+});
+
+describe('ImageService: access per tag, proofs, requesters (isolation attacks)', () => {
+  const carol: Caller = { uid: 1005, gid: 1005, user: 'carol', groups: [1005], authorizedLocations: null };
+  const metaOf = (id: string) => parseMeta(readFileSync(join(dir, 'images', `${id}.meta`), 'utf8'));
+  const modeOf = async (id: string) => (await stat(join(dir, 'images', `${id}.squashfs`))).mode & 0o777;
+
+  it('keeps a public tag public for everyone when identical content is pulled privately from another location', async () => {
+    puller.digests.set('reg.example/team/copy:1', digestOf(1));
+    puller.privateRepos.add('reg.example/team/copy:1');
+    await service.pull('cluster', 'docker', 'busybox', alice);
+    await queue.drain();
+    await service.pull('cluster', 'docker', 'reg.example/team/copy:1', withLogin(bob));
+    await queue.drain();
+    // The private pull reused the file, but only after its registry proved it serves the blobs, with bob's login.
+    expect(puller.fetches).toBe(1);
+    expect(puller.proofs).toEqual([{ familiar: 'reg.example/team/copy:1', digest: digestOf(1), login: { username: 'user', password: 'pa:ss' } }]);
+    for (const anyone of [alice, carol]) {
+      expect(await service.lookup('cluster', 'docker', 'busybox', anyone)).toMatchObject({ status: 'READY', private: false, userAcl: [], tags: ['busybox:latest'] });
+      await expect(service.lookup('cluster', 'docker', 'reg.example/team/copy:1', anyone)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+      expect((await service.list('cluster', anyone)).map((r) => r.tags)).toEqual([['busybox:latest']]);
+    }
+    const bobs = await service.lookup('cluster', 'docker', 'reg.example/team/copy:1', bob);
+    expect(bobs.tags).toEqual(['busybox:latest', 'reg.example/team/copy:1']);
+    // The image file stays public: it was proved public by the public tag.
+    expect(metaOf(bobs.imageId!).userACL ?? []).toEqual([]);
+    expect(await modeOf(bobs.imageId!)).toBe(0o644);
+  });
+
+  it('never shows a private tag when identical content is later pulled publicly; the file becomes public, the tag stays hidden', async () => {
+    puller.digests.set('reg.example/team/secret:1', digestOf(2));
+    puller.privateRepos.add('reg.example/team/secret:1');
+    puller.digests.set('busybox:2', digestOf(2));
+    await service.pull('cluster', 'docker', 'reg.example/team/secret:1', withLogin(bob));
+    await queue.drain();
+    const id = digestOf(2).slice(7);
+    expect(metaOf(id).userACL).toEqual([1001]);
+    expect(await modeOf(id)).toBe(0o600);
+    await service.pull('cluster', 'docker', 'busybox:2', alice);
+    await queue.drain();
+    expect(puller.proofs.map((p) => p.familiar)).toEqual(['busybox:2']);
+    expect(metaOf(id).userACL ?? []).toEqual([]);
+    expect((await service.list('cluster', carol)).map((r) => r.tags)).toEqual([['busybox:2']]);
+    expect(await service.lookup('cluster', 'docker', 'busybox:2', carol)).toMatchObject({ tags: ['busybox:2'], private: false });
+    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', carol)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    // Bob keeps his tag, private to him.
+    const bobs = await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob);
+    expect(bobs.tagAccess.find((t) => t.tag === 'reg.example/team/secret:1')).toMatchObject({ private: true, userAcl: [1001] });
+  });
+
+  it('refuses an image already on the system when the pull\'s registry does not prove it serves the blobs', async () => {
+    puller.digests.set('reg.example/team/secret:1', digestOf(3));
+    puller.privateRepos.add('reg.example/team/secret:1');
+    await service.pull('cluster', 'docker', 'reg.example/team/secret:1', withLogin(bob));
+    await queue.drain();
+    // The attacker's registry serves a manifest naming the victim's content and never the blobs.
+    puller.digests.set('evil.example/x:1', digestOf(3));
+    puller.unproven.add('evil.example/x:1');
+    await service.pull('cluster', 'docker', 'evil.example/x:1', alice);
+    await queue.drain();
+    const answer = await service.pull('cluster', 'docker', 'evil.example/x:1', alice);
+    expect(answer.status).toBe('FAILURE');
+    expect(answer.error?.code).toBe('SHIFTER_BLOB_UNPROVEN');
+    await expect(service.lookup('cluster', 'docker', 'evil.example/x:1', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    expect(await service.list('cluster', alice)).toEqual([]);
+    const id = digestOf(3).slice(7);
+    expect(metaOf(id).userACL).toEqual([1001]);
+    expect(await modeOf(id)).toBe(0o600);
+    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual(['reg.example/team/secret:1']);
+  });
+
+  it('does not let an anonymous caller who failed first deny the tag to a caller with a login', async () => {
+    puller.privateRepos.add('busybox:latest');
+    await service.pull('cluster', 'docker', 'busybox', bob);
+    await queue.drain();
+    expect((await service.pull('cluster', 'docker', 'busybox', bob)).error?.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
+    // Alice's POST with a login, within the failure's hold time: a job of her own, not bob's failure.
+    const alices = await service.pull('cluster', 'docker', 'busybox', withLogin(alice));
+    expect(alices.status).toBe('PENDING');
+    await queue.drain();
+    expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
+  });
+
+  it('keys in-flight attempts by login: anonymous callers share one, a login never joins another\'s', async () => {
+    puller.privateRepos.add('busybox:latest');
+    const anonymous = await Promise.all([service.pull('cluster', 'docker', 'busybox', bob), service.pull('cluster', 'docker', 'busybox', carol)]);
+    expect(anonymous[0].recordId).toBe(anonymous[1].recordId);
+    const withAliceLogin = await Promise.all([service.pull('cluster', 'docker', 'busybox', withLogin(alice)), service.pull('cluster', 'docker', 'busybox', withLogin(alice))]);
+    expect(withAliceLogin[0].recordId).toBe(withAliceLogin[1].recordId);
+    expect(withAliceLogin[0].recordId).not.toBe(anonymous[0].recordId);
+    const otherLogin: Caller = { ...carol, authorizedLocations: { default: 'carol:other' } };
+    const carols = await service.pull('cluster', 'docker', 'busybox', otherLogin);
+    expect(new Set([anonymous[0].recordId, withAliceLogin[0].recordId, carols.recordId]).size).toBe(3);
+    expect(queue.enqueued).toHaveLength(3);
+    await queue.drain();
+    expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
+    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+  });
+
+  it('shows outsiders nothing of a private pull: not in the queue, not in a POST answer', async () => {
+    puller.privateRepos.add('busybox:latest');
+    const alices = await service.pull('cluster', 'docker', 'busybox', withLogin(alice), { allowedUids: [1006] });
+    expect(alices.userAcl).toEqual([1000, 1006]);
+    expect(await service.queue('cluster', alice)).toEqual([{ status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' }]);
+    expect(await service.queue('cluster', bob)).toEqual([]);
+    // An outsider's POST starts their own attempt and learns nothing of alice's.
+    const bobs = await service.pull('cluster', 'docker', 'busybox', bob);
+    expect(bobs.recordId).not.toBe(alices.recordId);
+    expect(bobs.userAcl).toEqual([1001]);
+    // Someone sharing alice's login (not in her ACL) joins her attempt but sees only its state.
+    const sharer: Caller = { ...carol, authorizedLocations: { default: 'user:pa:ss' } };
+    const joined = await service.pull('cluster', 'docker', 'busybox', sharer);
+    expect(joined.recordId).toBe(alices.recordId);
+    expect(joined).toMatchObject({ userAcl: [], groupAcl: [], imageId: null, statusMessage: 'PENDING', requester: null });
+    // A pull without a login can only reach public content: others may see it in the queue.
+    expect(await service.queue('cluster', carol)).toEqual([{ status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' }]);
+    await queue.drain();
+    expect(await service.queue('cluster', bob)).toEqual([]);
+    // After the pull: the failure of bob's anonymous attempt is his; the READY private tag is invisible to him.
+    const again = await service.pull('cluster', 'docker', 'busybox', bob);
+    expect(again.error?.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
+    expect(again.userAcl).toEqual([1001]);
+    expect(JSON.stringify(again)).not.toContain('1006');
+  });
+});
+
+describe('ImageService: concurrent pulls of identical content', () => {
+  it('settles the file on the merge of every READY record of the content, whichever job wrote it last', async () => {
+    puller.digests.set('reg.example/team/secret:1', digestOf(9));
+    puller.privateRepos.add('reg.example/team/secret:1');
+    const id = digestOf(9).slice(7);
+    // A public pull of the same content elsewhere finishes while this private pull is between its put and READY:
+    // its record is READY, but the file on disk is the private pull's.
+    const update = store.update.bind(store);
+    let injected = false;
+    store.update = async (recordId, patch, expectations) => {
+      if (!injected && patch.status === 'READY' && patch.imageId === id) {
+        injected = true;
+        await store.insert({ system: 'cluster', itype: 'docker', status: 'READY', imageId: id, tags: ['busybox:9'], private: false, lastPull: now });
+      }
+      return update(recordId, patch, expectations);
+    };
+    await service.pull('cluster', 'docker', 'reg.example/team/secret:1', withLogin(bob));
+    await queue.drain();
+    expect(injected).toBe(true);
+    const meta = parseMeta(readFileSync(join(dir, 'images', `${id}.meta`), 'utf8'));
+    expect(meta.userACL ?? []).toEqual([]);
+    expect(await service.lookup('cluster', 'docker', 'busybox:9', alice)).toMatchObject({ imageId: id, private: false });
+    // Bob's tag is still his alone.
+    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual(['reg.example/team/secret:1']);
   });
 });

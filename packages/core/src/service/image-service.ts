@@ -22,6 +22,7 @@ import { writeMetaFile } from '../meta/meta-format.js';
 import {
   IN_FLIGHT_STATUSES,
   isInFlightStatus,
+  type AccessList,
   type ImageProgress,
   type ImageRecord,
   type ImageRecordPatch,
@@ -31,7 +32,21 @@ import {
 } from '../metadata/index.js';
 import { parseReference, type ImageReference, type ParseReferenceOptions } from '../reference/index.js';
 import type { Transfer } from '../transfer/index.js';
-import { canRead, containsAll, unionIds, type Caller } from './caller.js';
+import {
+  accessAllows,
+  canSeeRecord,
+  canSeeTag,
+  fileAccessOf,
+  importRequester,
+  isPublicAccess,
+  mergeAccess,
+  pullRequester,
+  PUBLIC_ACCESS,
+  sameAccess,
+  tagAccessOf,
+  viewFor,
+} from './access.js';
+import { containsAll, unionIds, type Caller } from './caller.js';
 import { parseExpirationTimeout } from './expiration.js';
 import type { ImagePuller, PullProgress, PullTarget } from './image-puller.js';
 import { checkSquashfs, sha256File } from './squashfs-check.js';
@@ -253,15 +268,15 @@ export class ImageService {
    * @param itype - `docker` or `custom`
    * @param tag - image tag
    * @param caller - verified caller
-   * @returns the READY record
-   * @throws {@link NotFoundError} `SHIFTER_SYSTEM_UNKNOWN`; `SHIFTER_IMAGE_NOT_FOUND` when absent or private to
-   *   others (both look the same, so private images do not leak); `SHIFTER_REF_INVALID` for a malformed tag
+   * @returns the caller's view of the READY record (only the tags they may see; see {@link viewFor})
+   * @throws {@link NotFoundError} `SHIFTER_SYSTEM_UNKNOWN`; `SHIFTER_IMAGE_NOT_FOUND` when absent or the tag is
+   *   private to others (both look the same, so private images do not leak); `SHIFTER_REF_INVALID` for a malformed tag
    */
   async lookup(system: string, itype: string, tag: string, caller: Caller): Promise<ImageRecord> {
     this.system(system);
     const key = this.normalizeTag(itype, tag);
     let record = await this.store.findReadyByTag(system, itype, key);
-    if (!record || !canRead(record, caller)) {
+    if (!record || !canSeeTag(record, key, caller)) {
       throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `no image ${itype}:${key} on system ${system}`);
     }
     const now = this.now();
@@ -272,24 +287,28 @@ export class ImageService {
     if (this.config.metrics) {
       this.recordMetric({ user: caller.user, uid: caller.uid, system, itype, tag: key, imageId: record.imageId ?? '', time: now });
     }
-    return record;
+    return viewFor(record, caller) ?? record;
   }
 
   /**
-   * READY images of a system the caller may see.
+   * READY images of a system the caller may see, each as the caller's view: only the tags they may see (see
+   * {@link viewFor}).
    * @throws {@link NotFoundError} `SHIFTER_SYSTEM_UNKNOWN`
    */
   async list(system: string, caller: Caller): Promise<ImageRecord[]> {
     this.system(system);
     const records = await this.store.list({ system, status: 'READY' });
-    return records.filter((record) => canRead(record, caller));
+    return records.flatMap((record) => viewFor(record, caller) ?? []);
   }
 
   /**
-   * Start or join a pull. Idempotent: a pull in flight for the tag is returned as is (the registry is not
-   * contacted); a READY image newer than `pullUpdateTimeout` that the caller may use is returned without a job; a
-   * FAILURE of the last {@link FAILURE_HOLD_MS} is returned so pollers see it (for a retryable registry failure the
-   * READY image, if any, keeps being served instead); otherwise a new job starts.
+   * Start or join a pull. Idempotent: a pull in flight for the tag with the same registry login (anonymous callers
+   * share one) is returned (the registry is not contacted); a READY image newer than `pullUpdateTimeout` whose tag the
+   * caller may see is returned without a job; a FAILURE of the last {@link FAILURE_HOLD_MS} made with the same login
+   * is returned so pollers see it (for a retryable registry failure the READY image, if any, keeps being served
+   * instead); otherwise a new job starts. A caller never joins, nor inherits the failure of, an attempt made with
+   * another login, so nobody can deny a tag to others by failing first. Everything returned is the caller's view
+   * ({@link viewFor}).
    *
    * @param system - system name
    * @param itype - must be `docker`
@@ -307,48 +326,54 @@ export class ImageService {
     const { key, reference } = this.parseDockerTag(tag);
     checkRegistryAllowed(reference, this.config);
     const requested = this.requestedAcl(caller, acl);
+    const login = pickLogin(caller.authorizedLocations, reference.location);
+    const requester = pullRequester(login);
+    const view = (record: ImageRecord): ImageRecord => viewFor(record, caller) ?? record;
 
-    const inFlight = await this.store.findInFlight(system, itype, key);
-    if (inFlight) return inFlight;
+    const inFlight = await this.store.findInFlight(system, itype, key, requester);
+    if (inFlight) return view(inFlight);
 
     const now = this.now();
     const ready = await this.store.findReadyByTag(system, itype, key);
-    const readable = ready !== null && canRead(ready, caller);
+    const readable = ready !== null && canSeeTag(ready, key, caller);
     if (ready && readable) {
       const fresh = now - (ready.lastPull ?? 0) < this.pullUpdateMs;
-      const aclCovered =
-        ready.private !== true || (containsAll(ready.userAcl, requested.userAcl) && containsAll(ready.groupAcl, requested.groupAcl));
-      if (fresh && aclCovered) return this.touch(ready, now);
+      const access = tagAccessOf(ready, key);
+      const aclCovered = isPublicAccess(access) || (containsAll(access.userAcl, requested.userAcl) && containsAll(access.groupAcl, requested.groupAcl));
+      if (fresh && aclCovered) return view(await this.touch(ready, now));
     }
 
-    const failure = await this.recentFailure(system, itype, key, now);
+    const failure = await this.recentFailure(system, itype, key, requester, now);
     if (failure) {
       const transient = failure.error !== null && lookupErrorCode(failure.error.code).retryable;
-      return ready && readable && transient ? this.touch(ready, now) : failure;
+      return view(ready && readable && transient ? await this.touch(ready, now) : failure);
     }
 
     const { record, created } = await this.store.createOrGetInFlight({
       system,
       itype,
       pulltag: key,
+      requester,
       status: 'INIT',
       statusMessage: 'Pull requested',
       lastPull: now,
       userAcl: requested.userAcl,
       groupAcl: requested.groupAcl,
+      // A pull without a login can only reach public content.
+      ...(login ? {} : { private: false }),
     });
-    if (!created) return record;
+    if (!created) return view(record);
     auditRecord(this.logger, 'pull.request', caller, { system, type: itype, tag: key, recordId: record.recordId, userAcl: requested.userAcl, groupAcl: requested.groupAcl });
-    const login = pickLogin(caller.authorizedLocations, reference.location);
     const payload: Record<string, JsonValue> = { recordId: record.recordId, tag: key };
     // The login lives under the payload's secrets, which the store erases when the job ends.
     if (login) payload[JOB_SECRETS_KEY] = { login: { username: login.username, password: login.password } };
-    return this.dispatch(record, 'pull', system, payload);
+    return view(await this.dispatch(record, 'pull', system, payload));
   }
 
-  private async recentFailure(system: string, itype: string, key: string, now: number): Promise<ImageRecord | undefined> {
+  /** A FAILURE of the last {@link FAILURE_HOLD_MS} of this tag, made by this requester (never another's). */
+  private async recentFailure(system: string, itype: string, key: string, requester: string, now: number): Promise<ImageRecord | undefined> {
     return (await this.store.findByTag(system, itype, key)).find(
-      (record) => record.status === 'FAILURE' && record.pulltag === key && now - record.updatedAt < FAILURE_HOLD_MS,
+      (record) => record.status === 'FAILURE' && record.pulltag === key && record.requester === requester && now - record.updatedAt < FAILURE_HOLD_MS,
     );
   }
 
@@ -396,20 +421,27 @@ export class ImageService {
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'filepath must be an absolute path');
     }
     const key = this.normalizeTag(itype, tag);
-    const inFlight = await this.store.findInFlight(system, itype, key);
-    if (inFlight) return inFlight;
+    // Each caller's import is their own attempt: it reads the file as them.
+    const requester = importRequester(caller.uid);
+    const view = (record: ImageRecord): ImageRecord => viewFor(record, caller) ?? record;
+    const inFlight = await this.store.findInFlight(system, itype, key, requester);
+    if (inFlight) return view(inFlight);
     // Clients poll an import by re-posting it, as for pulls: a fresh failure answers them instead of a new attempt.
     const now = this.now();
-    const failure = await this.recentFailure(system, itype, key, now);
-    if (failure) return failure;
+    const failure = await this.recentFailure(system, itype, key, requester, now);
+    if (failure) return view(failure);
     const ready = await this.store.findReadyByTag(system, itype, key);
-    if (ready && canRead(ready, caller) && ready.filepath === request.filepath && now - (ready.lastPull ?? 0) < this.pullUpdateMs) return ready;
+    // The same import again, or a poll just after this tag joined a record of identical content another file made
+    // (its filepath is that file's): answered with the image.
+    const sameImport = ready !== null && (ready.filepath === request.filepath || now - (ready.lastPull ?? 0) < FAILURE_HOLD_MS);
+    if (ready && canSeeTag(ready, key, caller) && sameImport && now - (ready.lastPull ?? 0) < this.pullUpdateMs) return view(ready);
     const requested = this.requestedAcl(caller, request);
     const isPrivate = (request.allowedUids?.length ?? 0) > 0 || (request.allowedGids?.length ?? 0) > 0;
     const { record, created } = await this.store.createOrGetInFlight({
       system,
       itype,
       pulltag: key,
+      requester,
       status: 'INIT',
       statusMessage: 'Import requested',
       lastPull: this.now(),
@@ -419,10 +451,10 @@ export class ImageService {
       userAcl: isPrivate ? requested.userAcl : [],
       groupAcl: isPrivate ? requested.groupAcl : [],
     });
-    if (!created) return record;
+    if (!created) return view(record);
     auditRecord(this.logger, 'import.request', caller, { system, type: itype, tag: key, recordId: record.recordId, filepath: request.filepath, private: isPrivate, userAcl: record.userAcl, groupAcl: record.groupAcl });
     const importCaller = { uid: caller.uid, gid: caller.gid, groups: [...caller.groups], user: caller.user };
-    return this.dispatch(record, 'import', system, { recordId: record.recordId, tag: key, filepath: request.filepath, caller: importCaller });
+    return view(await this.dispatch(record, 'import', system, { recordId: record.recordId, tag: key, filepath: request.filepath, caller: importCaller }));
   }
 
   /**
@@ -497,14 +529,16 @@ export class ImageService {
   }
 
   /**
-   * Pulls and imports in flight on a system (any authenticated caller).
+   * Pulls and imports in flight on a system that `caller` may see: their own (or ones naming them in their ACL), and
+   * ones known to be public (resolved public, or pulls without a registry login). Others' private requests are not
+   * listed, not even by tag. Without a caller (internal use) every entry is listed.
    * @throws `SHIFTER_SYSTEM_UNKNOWN`
    */
-  async queue(system: string): Promise<QueueEntry[]> {
+  async queue(system: string, caller?: Caller): Promise<QueueEntry[]> {
     this.system(system);
     const records = await this.store.list({ system, status: [...IN_FLIGHT_STATUSES] });
     return records
-      .filter((record) => record.pulltag !== null)
+      .filter((record) => record.pulltag !== null && (caller === undefined || canSeeRecord(record, caller)))
       .map((record) => ({ status: record.status, image: record.pulltag!, status_message: record.statusMessage }));
   }
 
@@ -665,16 +699,19 @@ export class ImageService {
     const id = digestHex(digest);
     const isPrivate = resolved.private;
     const now = this.now();
+    // What this pull proved: the tag is public, or private to the ACL the request asked for.
+    const access: AccessList = isPrivate ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] } : PUBLIC_ACCESS;
+    // Known from here on: whether the queue may show this pull to others.
+    await this.setState(record.recordId, 'PULLING', { step: 'Resolved tag' }, { private: isPrivate });
 
     const existing = await this.store.findReadyByImageId(job.system, id);
-    const aclFor = (base: ImageRecord | null) => ({
-      userAcl: isPrivate ? unionIds(base?.private ? base.userAcl : [], record.userAcl) : [],
-      groupAcl: isPrivate ? unionIds(base?.private ? base.groupAcl : [], record.groupAcl) : [],
-    });
-
     if (existing && (await transfer.exists(id, { signal: context.signal }))) {
+      // SECURITY: the image is on the system already, but this pull's registry must still prove, to this pull's
+      // login, that it serves every blob of it; a manifest naming someone else's private layers proves nothing.
+      await this.setState(record.recordId, 'PULLING', { step: 'Image already on the system: checking the registry serves it' });
+      await this.puller.prove({ ...target, digest });
       await this.setState(record.recordId, 'TRANSFER', { step: 'Image already on the system: updating metadata' });
-      await this.mergeInto(existing, record, payload.tag, { ...aclFor(existing), private: isPrivate, manifestDigest: digest, now }, transfer);
+      await this.attachTag(existing, record, payload.tag, access, { manifestDigest: digest, now, onDisk: fileAccessOf(existing) }, transfer);
       return { imageId: id, metadataOnly: true };
     }
 
@@ -700,7 +737,9 @@ export class ImageService {
         },
         (progress) => this.onPullProgress(record.recordId, progress, context),
       );
-      const acl = aclFor(existing);
+      // The file's ACL: this pull's, widened by a READY record of the same content (whose file this replaces).
+      const current = await this.store.findReadyByImageId(job.system, id);
+      const fileAcl = current ? mergeAccess(fileAccessOf(current), access) : access;
       const metaPath = join(scratch, `${id}.meta`);
       writeMetaFile(metaPath, {
         format: 'squashfs',
@@ -708,11 +747,11 @@ export class ImageService {
         cmd: pulled.metadata.cmd,
         workdir: pulled.metadata.workdir,
         env: pulled.metadata.env,
-        userACL: acl.userAcl,
-        groupACL: acl.groupAcl,
+        userACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
+        groupACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
       });
       await this.setState(record.recordId, 'TRANSFER', { step: 'Transferring image' });
-      await transfer.put(pulled.squashfsPath, metaPath, id, { private: isPrivate, signal: context.signal });
+      await transfer.put(pulled.squashfsPath, metaPath, id, { private: !isPublicAccess(fileAcl), signal: context.signal });
 
       const metadata = pulled.metadata;
       const patch: ImageRecordPatch = {
@@ -725,26 +764,28 @@ export class ImageService {
       };
       const raced = await this.store.findReadyByImageId(job.system, id);
       if (raced && raced.recordId !== record.recordId) {
-        await this.mergeInto(raced, record, payload.tag, { ...aclFor(raced), private: isPrivate, manifestDigest: digest, now }, null);
+        await this.attachTag(raced, record, payload.tag, access, { manifestDigest: digest, now, onDisk: fileAcl }, transfer);
       } else {
         await this.store.update(
           record.recordId,
           {
             ...patch,
-            ...acl,
+            private: !isPublicAccess(fileAcl),
+            userAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
+            groupAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
             status: 'READY',
             statusMessage: 'Image ready',
             progress: null,
             error: null,
             imageId: id,
             manifestDigest: digest,
-            private: isPrivate,
             lastPull: now,
             expiration: this.expirationFrom(now),
           },
           { expectStatus: [...IN_FLIGHT_STATUSES] },
         );
-        await this.store.moveTag(record.recordId, payload.tag);
+        await this.store.moveTag(record.recordId, payload.tag, access);
+        await this.settleFileAccess(job.system, id, fileAcl, transfer);
       }
       this.progressWrittenAt.delete(record.recordId);
       this.progressStatus.delete(record.recordId);
@@ -775,21 +816,25 @@ export class ImageService {
   }
 
   /**
-   * A pull found its image already READY on the system: update that record (ACL, privacy, last pull), write a new
-   * `.meta` when the ACL changed, point the tag at it and drop the pull record.
+   * A pull or import found its content already READY on the system (same image id): give `tag` to that record with
+   * `access` (merged with the access the tag already has there, when it is there: a re-pull adds to a tag's ACL and
+   * never narrows it), widen the image file's ACL to cover it (rewriting the `.meta` when what is on disk differs),
+   * and drop the request record. Other tags of the record keep their own access, so nobody loses an image or sees a
+   * tag they could not see before.
+   *
+   * @param onDisk - the ACL the `.meta` on disk has now (the target's file ACL, or what this job just wrote)
    */
-  private async mergeInto(
+  private async attachTag(
     target: ImageRecord,
-    pullRecord: ImageRecord,
+    request: ImageRecord,
     tag: string,
-    update: { userAcl: number[]; groupAcl: number[]; private: boolean; manifestDigest: string; now: number },
-    transfer: Transfer | null,
+    access: AccessList,
+    update: { manifestDigest?: string; now: number; onDisk: AccessList },
+    transfer: Transfer,
   ): Promise<void> {
-    const aclChanged =
-      target.private !== update.private ||
-      target.userAcl.join(',') !== update.userAcl.join(',') ||
-      target.groupAcl.join(',') !== update.groupAcl.join(',');
-    if (aclChanged && transfer && target.imageId) {
+    const tagAccess = target.tags.includes(tag) ? mergeAccess(tagAccessOf(target, tag), access) : access;
+    const fileAcl = mergeAccess(fileAccessOf(target), access);
+    if (!sameAccess(fileAcl, update.onDisk) && target.imageId) {
       const scratch = await mkdtemp(join(this.config.storage.expandDir, 'meta-'));
       try {
         const metaPath = join(scratch, `${target.imageId}.meta`);
@@ -799,27 +844,66 @@ export class ImageService {
           cmd: target.cmd ? [...target.cmd] : null,
           workdir: target.workdir,
           env: [...target.env],
-          userACL: update.userAcl,
-          groupACL: update.groupAcl,
+          userACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
+          groupACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
           ...(target.user && target.filepath ? { user: target.user } : {}),
         });
-        await transfer.putMeta(metaPath, target.imageId, { private: update.private });
+        await transfer.putMeta(metaPath, target.imageId, { private: !isPublicAccess(fileAcl) });
       } finally {
         await rm(scratch, { recursive: true, force: true });
       }
     }
     await this.store.update(target.recordId, {
-      userAcl: update.userAcl,
-      groupAcl: update.groupAcl,
-      private: update.private,
-      manifestDigest: update.manifestDigest,
+      private: !isPublicAccess(fileAcl),
+      userAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
+      groupAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
+      ...(update.manifestDigest ? { manifestDigest: update.manifestDigest } : {}),
       lastPull: update.now,
       expiration: this.expirationFrom(update.now),
     });
-    await this.store.moveTag(target.recordId, tag);
-    await this.store.delete(pullRecord.recordId);
-    this.progressWrittenAt.delete(pullRecord.recordId);
-    this.progressStatus.delete(pullRecord.recordId);
+    await this.store.moveTag(target.recordId, tag, tagAccess);
+    await this.store.delete(request.recordId);
+    this.progressWrittenAt.delete(request.recordId);
+    this.progressStatus.delete(request.recordId);
+  }
+
+  /**
+   * After a job made its own READY record for image `id`: if concurrent jobs of identical content (from other tags)
+   * made READY records of their own meanwhile, the file on disk is the last one written, with that job's ACL. Make the
+   * `.meta` (and every such record's file ACL) the merge of them all, so no tag's users lose the image. Whichever job
+   * finishes last sees every record, so the file converges on the merge.
+   * @param written - the ACL this job wrote into the `.meta`
+   */
+  private async settleFileAccess(system: string, id: string, written: AccessList, transfer: Transfer): Promise<void> {
+    const twins = (await this.store.list({ system, status: 'READY' })).filter((candidate) => candidate.imageId === id);
+    if (twins.length < 2) return;
+    const merged = twins.map((twin) => fileAccessOf(twin)).reduce((a, b) => mergeAccess(a, b));
+    const newest = twins.reduce((a, b) => (b.updatedAt > a.updatedAt ? b : a));
+    if (!sameAccess(merged, written)) {
+      const scratch = await mkdtemp(join(this.config.storage.expandDir, 'meta-'));
+      try {
+        const metaPath = join(scratch, `${id}.meta`);
+        writeMetaFile(metaPath, {
+          format: 'squashfs',
+          entrypoint: newest.entrypoint ? [...newest.entrypoint] : null,
+          cmd: newest.cmd ? [...newest.cmd] : null,
+          workdir: newest.workdir,
+          env: [...newest.env],
+          userACL: isPublicAccess(merged) ? [] : [...merged.userAcl],
+          groupACL: isPublicAccess(merged) ? [] : [...merged.groupAcl],
+          ...(newest.user && newest.filepath ? { user: newest.user } : {}),
+        });
+        await transfer.putMeta(metaPath, id, { private: !isPublicAccess(merged) });
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
+    for (const twin of twins) {
+      if (sameAccess(fileAccessOf(twin), merged)) continue;
+      await this.store
+        .update(twin.recordId, { private: !isPublicAccess(merged), userAcl: isPublicAccess(merged) ? [] : [...merged.userAcl], groupAcl: isPublicAccess(merged) ? [] : [...merged.groupAcl] })
+        .catch(() => undefined);
+    }
   }
 
   private async runImport(job: JobRecord, payload: ImportPayload, context: JobContext): Promise<JsonValue> {
@@ -843,6 +927,16 @@ export class ImageService {
       await this.setState(record.recordId, 'HASHING', { step: 'Validating and hashing' });
       await checkSquashfs(copy);
       const id = await sha256File(copy);
+      // The caller read these very bytes as themselves: that is the proof of the content.
+      const access: AccessList = record.private === true ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] } : PUBLIC_ACCESS;
+      const existing = await this.store.findReadyByImageId(job.system, id);
+      if (existing && existing.recordId !== record.recordId && (await transfer.exists(id, { signal: context.signal }))) {
+        // Identical content is on the system already: the file (and its .meta) stay; this tag joins it.
+        await this.setState(record.recordId, 'TRANSFER', { step: 'Image already on the system: updating metadata' }, { imageId: id });
+        await this.attachTag(existing, record, payload.tag, access, { now: this.now(), onDisk: fileAccessOf(existing) }, transfer);
+        return { imageId: id };
+      }
+      const fileAcl = existing ? mergeAccess(fileAccessOf(existing), access) : access;
       const metaPath = join(scratch, `${id}.meta`);
       writeMetaFile(metaPath, {
         format: 'squashfs',
@@ -850,29 +944,34 @@ export class ImageService {
         cmd: null,
         workdir: null,
         env: [],
-        userACL: record.userAcl.length > 0 ? [...record.userAcl] : [],
-        groupACL: record.groupAcl.length > 0 ? [...record.groupAcl] : [],
+        userACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
+        groupACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
         user: payload.caller.user,
       });
       await this.setState(record.recordId, 'TRANSFER', { step: 'Transferring image' }, { imageId: id });
-      await transfer.put(copy, metaPath, id, { private: record.private === true, signal: context.signal });
+      await transfer.put(copy, metaPath, id, { private: !isPublicAccess(fileAcl), signal: context.signal });
       const now = this.now();
-      const existing = await this.store.findReadyByImageId(job.system, id);
-      if (existing && existing.recordId !== record.recordId) {
-        await this.mergeInto(
-          existing,
-          record,
-          payload.tag,
-          { userAcl: [...record.userAcl], groupAcl: [...record.groupAcl], private: record.private === true, manifestDigest: existing.manifestDigest ?? '', now },
-          null,
-        );
+      const raced = await this.store.findReadyByImageId(job.system, id);
+      if (raced && raced.recordId !== record.recordId) {
+        await this.attachTag(raced, record, payload.tag, access, { now, onDisk: fileAcl }, transfer);
       } else {
         await this.store.update(
           record.recordId,
-          { status: 'READY', statusMessage: 'Image ready', progress: null, imageId: id, lastPull: now, expiration: this.expirationFrom(now) },
+          {
+            status: 'READY',
+            statusMessage: 'Image ready',
+            progress: null,
+            imageId: id,
+            lastPull: now,
+            expiration: this.expirationFrom(now),
+            private: !isPublicAccess(fileAcl),
+            userAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
+            groupAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
+          },
           { expectStatus: [...IN_FLIGHT_STATUSES] },
         );
-        await this.store.moveTag(record.recordId, payload.tag);
+        await this.store.moveTag(record.recordId, payload.tag, access);
+        await this.settleFileAccess(job.system, id, fileAcl, transfer);
       }
       return { imageId: id };
     } finally {

@@ -10,3 +10,4 @@ export * from './registry-puller.js';
 export * from './audit.js';
 export * from './import-reader.js';
 export * from './registry-policy.js';
+export * from './access.js';

@@ -8,7 +8,7 @@ import { FsBlobStore, collectBlobCache } from '../blob-store/index.js';
 import type { ShifterConfig } from '../config/index.js';
 import { convertImage, type LayerSource } from '../convert/index.js';
 import { parsePlatform } from '../manifest/select-platform.js';
-import { RegistryClient } from '../registry/index.js';
+import { BlobProofs, RegistryClient } from '../registry/index.js';
 import type { ImagePuller, PullTarget } from './image-puller.js';
 
 /**
@@ -18,6 +18,8 @@ import type { ImagePuller, PullTarget } from './image-puller.js';
  */
 export function createRegistryPuller(config: ShifterConfig): ImagePuller {
   const blobs = new FsBlobStore(config.storage.cacheDir);
+  // Proofs that registries serve cached blobs, kept per registry, repository and login (never shared across logins).
+  const blobProofs = new BlobProofs();
   const clientFor = (target: PullTarget): RegistryClient =>
     new RegistryClient({
       registries: config.registries,
@@ -25,6 +27,7 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
       ...(target.login ? { credentials: () => ({ username: target.login!.username, password: target.login!.password }) } : {}),
       limits: config.limits,
       retry: { attempts: config.limits.retries + 1 },
+      blobProofs,
     });
   return {
     async resolve(target) {
@@ -36,6 +39,20 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
           ...(target.signal ? { signal: target.signal } : {}),
         });
         return { digest: resolved.manifestDigest, private: resolved.usedCredentials };
+      } finally {
+        await client.close();
+      }
+    },
+    async prove(target) {
+      const client = clientFor(target);
+      try {
+        // The manifest by digest and the config are fetched from this registry and verified; each layer is proved
+        // (or downloaded and verified) by fetchBlob.
+        const resolved = await client.resolveImage(
+          { ...target.reference, digest: target.digest },
+          { platform: parsePlatform(target.platform), ...(target.signal ? { signal: target.signal } : {}) },
+        );
+        await Promise.all(resolved.layers.map((layer) => client.fetchBlob(target.reference, layer, blobs, target.signal ? { signal: target.signal } : {})));
       } finally {
         await client.close();
       }

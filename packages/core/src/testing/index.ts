@@ -6,3 +6,4 @@ export * from './contracts/job-queue-contract.js';
 export * from './contracts/transfer-contract.js';
 export * from './netns.js';
 export * from './free-port.js';
+export * from './fake-registry.js';

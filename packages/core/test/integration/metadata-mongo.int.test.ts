@@ -48,6 +48,32 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
     }
   });
 
+  it('moves records of one ACL per record onto the ACL per tag when it connects', async () => {
+    const database = `${prefix}_migrate`;
+    const first = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
+    const { MongoClient } = await import('mongodb');
+    const client = new MongoClient(serviceValue('mongo'));
+    try {
+      const record = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [7] });
+      await first.close();
+      await client.connect();
+      const images = client.db(database).collection<{ _id: string }>('images');
+      await images.updateOne({ _id: record.recordId }, { $unset: { tagAccess: '', requester: '' } });
+      expect(await images.findOne({ _id: record.recordId })).not.toHaveProperty('tagAccess');
+      const second = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
+      const access = { private: true, userAcl: [2001], groupAcl: [7] };
+      expect((await second.get(record.recordId))?.tagAccess).toEqual([{ tag: 'a:1', ...access }, { tag: 'b:1', ...access }]);
+      const stored = (await images.findOne({ _id: record.recordId })) as Record<string, unknown> | null;
+      expect(stored?.tagAccess).toEqual([{ tag: 'a:1', ...access }, { tag: 'b:1', ...access }]);
+      expect(stored?.requester).toBeNull();
+      expect(await second.migrateRecordsToTagAccess()).toBe(0);
+      await second.dropDatabase();
+      await second.close();
+    } finally {
+      await client.close();
+    }
+  });
+
   it('reports SHIFTER_STORE_UNAVAILABLE when the server cannot be reached', async () => {
     await expect(
       MongoMetadataStore.connect({ url: 'mongodb://127.0.0.1:1/', clientOptions: { serverSelectionTimeoutMS: 300 } }),

@@ -5,13 +5,14 @@
  * A private image pulled by one user is refused to the other, by the gateway (lookup) and by the runtime (id:).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
-import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { buildFakeImage, freePort, haveRoot, haveServices, makeLayer, serviceValue, startFakeRegistry } from '@shifter/core/testing';
 import { RuntimeEnv } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
@@ -99,7 +100,9 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
     expect((await env.runAs(user2, [`--image=${tag}`, 'echo', 'ok'])).stdout).toBe('ok\n');
   });
 
-  it('a private image pulled by one user is refused to the other by the gateway and by the runtime', async () => {
+  it('a public tag stays public for the other user, by tag and by id, when identical content is pulled privately', async () => {
+    // private/busybox on the token registry is byte-identical to the public test/busybox the first test pulled.
+    const publicTag = `${serviceValue('registry')}/test/busybox:latest`;
     const tag = `${serviceValue('registryToken')}/private/busybox:latest`;
     const credentials = { default: `${process.env.SHIFTER_TEST_REGISTRY_USER}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD}` };
     const image = await client(user).pullAndWait('docker', tag, { credentials });
@@ -107,10 +110,43 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
     const own = await env.runAs(user, [`--image=docker:${tag}`, 'echo', 'mine']);
     expect(own.stderr, log).toBe('');
     expect(own.stdout).toBe('mine\n');
+    // The private tag is the puller's alone: the gateway does not show it to the other user.
     const byTag = await env.runAs(user2, [`--image=docker:${tag}`, 'echo', 'stolen']);
-    expect(byTag.status).toBe(66); // the gateway does not show it to them
-    const byId = await env.runAs(user2, [`--image=id:${image.id}`, 'echo', 'stolen']);
-    expect(byId.status).toBe(77); // the runtime enforces the .meta ACL itself
-    expect(byId.stdout).toBe('');
+    expect(byTag.status).toBe(66);
+    // The public tag, and the public file behind both, keep working for everyone.
+    const publicRun = await env.runAs(user2, [`--image=docker:${publicTag}`, 'echo', 'still public']);
+    expect(publicRun.stderr, log).toBe('');
+    expect(publicRun.stdout).toBe('still public\n');
+    const byId = await env.runAs(user2, [`--image=id:${image.id}`, 'echo', 'public content']);
+    expect(byId.stdout).toBe('public content\n');
+  });
+
+  it('a private image of unique content pulled by one user is refused to the other by the gateway and by the runtime', async () => {
+    // A private registry (Basic auth, loopback) serving busybox plus a layer of its own, public nowhere.
+    const registry = serviceValue('registry');
+    const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+    const manifest = (await (await fetch(`http://${registry}/v2/test/busybox/manifests/latest`, { headers: { accept } })).json()) as { layers: { digest: string; mediaType: string }[] };
+    const base = manifest.layers.map(async (layer) => ({
+      bytes: Buffer.from(await (await fetch(`http://${registry}/v2/test/busybox/blobs/${layer.digest}`)).arrayBuffer()),
+      mediaType: layer.mediaType,
+    }));
+    const secret = await makeLayer([{ path: 'secret/' }, { path: 'secret/key.txt', content: `only ${user} ${randomBytes(8).toString('hex')}\n` }]);
+    const login = { username: 'owner', password: randomBytes(12).toString('hex') };
+    const fake = await startFakeRegistry({ images: { 'owner/secret:1': buildFakeImage([...(await Promise.all(base)), secret]) }, basicAuth: login });
+    try {
+      const tag = `${fake.host}/owner/secret:1`;
+      const image = await client(user).pullAndWait('docker', tag, { credentials: { default: `${login.username}:${login.password}` } });
+      expect(image.status, log).toBe('READY');
+      const own = await env.runAs(user, [`--image=docker:${tag}`, 'cat', '/secret/key.txt']);
+      expect(own.stderr, log).toBe('');
+      expect(own.stdout).toContain(`only ${user}`);
+      const byTag = await env.runAs(user2, [`--image=docker:${tag}`, 'cat', '/secret/key.txt']);
+      expect(byTag.status).toBe(66); // the gateway does not show it to them
+      const byId = await env.runAs(user2, [`--image=id:${image.id}`, 'cat', '/secret/key.txt']);
+      expect(byId.status).toBe(77); // the runtime enforces the .meta ACL itself
+      expect(byId.stdout).toBe('');
+    } finally {
+      await fake.close();
+    }
   });
 });

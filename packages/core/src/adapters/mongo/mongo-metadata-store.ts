@@ -4,7 +4,7 @@
  * and unique indexes, and single-document atomic writes — no transactions, no partial indexes, no `$expr`.
  *
  * How the invariants hold without transactions:
- * - **One in-flight record per (system, itype, pulltag):** every document carries `inflightKey`, unique-indexed. It
+ * - **One in-flight record per (system, itype, pulltag, requester):** every document carries `inflightKey`, unique-indexed. It
  *   is the key itself while the record is in flight and `~<recordId>` (unique by construction) otherwise, so a plain
  *   unique index does what a partial one would, and FerretDB enforces it.
  * - **Compare-and-set:** FerretDB 1.x does not apply a filtered update atomically (it reads, then writes by `_id`;
@@ -33,6 +33,7 @@ import type { JobError, JobRecord, JsonValue, NewJob } from '../../jobs/job-reco
 import { eraseEndedJobSecrets } from '../../jobs/job-record.js';
 import {
   fillImageRecord,
+  type AccessList,
   type ImageRecord,
   type ImageRecordPatch,
   type LookupMetric,
@@ -54,6 +55,7 @@ import {
   checkExpectations,
   inFlightConflict,
   inFlightKey,
+  inFlightKeyOf,
   isClaimable,
   newJobRecord,
   recordNotFound,
@@ -61,7 +63,11 @@ import {
   storeUnavailable,
   validateNewImageRecord,
   validatePatch,
+  withTag,
+  withoutTag,
+  tagMoveChanges,
 } from '../../metadata/store-helpers.js';
+import { upgradeRecordAccess } from '../../metadata/access-migration.js';
 
 /** Options of {@link MongoMetadataStore.connect}. */
 export interface MongoMetadataStoreOptions extends MetadataStoreOptions {
@@ -167,6 +173,7 @@ export class MongoMetadataStore implements MetadataStore {
         options.now ?? Date.now,
       );
       await store.#createIndexes();
+      await store.migrateRecordsToTagAccess();
       return store;
     } catch (error) {
       if (!options.client) await client.close().catch(() => undefined);
@@ -182,6 +189,31 @@ export class MongoMetadataStore implements MetadataStore {
     await this.#images.createIndex({ expiration: 1 }, { name: 'expiration' });
     await this.#metrics.createIndex({ system: 1, time: -1 }, { name: 'system_time' });
     await this.#jobs.createIndex({ system: 1, status: 1, createdAt: 1 }, { name: 'system_status_created' });
+  }
+
+  /**
+   * Bring every stored record onto the access model per tag ({@link upgradeRecordAccess}); called by
+   * {@link MongoMetadataStore.connect}. Records already on it are not rewritten; each rewrite is a compare-and-set,
+   * so several gateways opening at once agree. Reads also upgrade a record of the old shape on the fly (a process of
+   * an older version may still write some during a rolling upgrade).
+   * @returns how many records were rewritten
+   */
+  async migrateRecordsToTagAccess(): Promise<number> {
+    let rewritten = 0;
+    const old = await this.#images
+      .find({ $or: [{ tagAccess: { $exists: false } }, { requester: { $exists: false } }] })
+      .project<{ _id: string }>({ _id: 1 })
+      .toArray();
+    for (const { _id } of old) {
+      // Reading upgrades the record (#toRecord); writing it back persists the upgrade. A second process doing the
+      // same meanwhile only costs a revision.
+      await this.#casRecord(_id, (current) => ({ ...current, revision: current.revision + 1 }))
+        .then(() => rewritten++)
+        .catch((error: unknown) => {
+          if (!(ShifterError.isInstance(error) && error.code === 'SHIFTER_IMAGE_NOT_FOUND')) throw error;
+        });
+    }
+    return rewritten;
   }
 
   async #run<T>(what: string, body: () => Promise<T>): Promise<T> {
@@ -236,7 +268,9 @@ export class MongoMetadataStore implements MetadataStore {
   #toRecord(document: ImageDocument | null): ImageRecord | null {
     if (!document) return null;
     const { _id, inflightKey: _key, labels, ...rest } = document;
-    return { recordId: _id, ...rest, labels: Object.fromEntries(labels.map(({ key, value }) => [key, value])) };
+    const record = { recordId: _id, ...rest, labels: Object.fromEntries(labels.map(({ key, value }) => [key, value])) } as ImageRecord;
+    // A document of the old shape (one ACL per record) reads as the model per tag; the migration persists it.
+    return upgradeRecordAccess(record) ?? record;
   }
 
   async #insertRecord(record: ImageRecord): Promise<void> {
@@ -328,8 +362,8 @@ export class MongoMetadataStore implements MetadataStore {
     );
   }
 
-  async findInFlight(system: string, itype: string, pulltag: string): Promise<ImageRecord | null> {
-    const key = JSON.stringify([system, itype, pulltag]);
+  async findInFlight(system: string, itype: string, pulltag: string, requester: string | null = null): Promise<ImageRecord | null> {
+    const key = inFlightKeyOf(system, itype, pulltag, requester);
     return this.#run('findInFlight', async () => this.#toRecord(await this.#images.findOne({ inflightKey: key })));
   }
 
@@ -369,27 +403,21 @@ export class MongoMetadataStore implements MetadataStore {
     });
   }
 
-  async moveTag(recordId: string, tag: string): Promise<ImageRecord> {
+  async moveTag(recordId: string, tag: string, access?: AccessList): Promise<ImageRecord> {
     return this.#run('moveTag', async () => {
       // Pointer, then add, then remove from the others: a concurrent findReadyByTag sees old or new, never nothing.
       const current = await this.#images.findOne({ _id: recordId }, { projection: { system: 1, itype: 1 } });
       if (!current) throw recordNotFound(recordId);
       await this.#pointTag(current.system, current.itype, tag, recordId);
       const target = await this.#casRecord(recordId, (current) =>
-        current.tags.includes(tag)
-          ? current
-          : { ...current, tags: [...current.tags, tag], revision: current.revision + 1, updatedAt: this.#now() },
+        tagMoveChanges(current, tag, access) ? withTag(current, tag, access, this.#now()) : current,
       );
       const others = await this.#images
         .find({ system: target.system, itype: target.itype, tags: tag, _id: { $ne: recordId } })
         .project<{ _id: string }>({ _id: 1 })
         .toArray();
       for (const other of others) {
-        await this.#casRecord(other._id, (current) =>
-          current.tags.includes(tag)
-            ? { ...current, tags: current.tags.filter((t) => t !== tag), revision: current.revision + 1, updatedAt: this.#now() }
-            : current,
-        ).catch((error: unknown) => {
+        await this.#casRecord(other._id, (current) => (current.tags.includes(tag) ? withoutTag(current, tag, this.#now()) : current)).catch((error: unknown) => {
           // Deleted meanwhile: nothing left to untag.
           if (!(ShifterError.isInstance(error) && error.code === 'SHIFTER_IMAGE_NOT_FOUND')) throw error;
         });
@@ -400,11 +428,7 @@ export class MongoMetadataStore implements MetadataStore {
 
   async removeTag(recordId: string, tag: string): Promise<ImageRecord> {
     return this.#run('removeTag', () =>
-      this.#casRecord(recordId, (current) =>
-        current.tags.includes(tag)
-          ? { ...current, tags: current.tags.filter((t) => t !== tag), revision: current.revision + 1, updatedAt: this.#now() }
-          : current,
-      ),
+      this.#casRecord(recordId, (current) => (current.tags.includes(tag) ? withoutTag(current, tag, this.#now()) : current)),
     );
   }
 

@@ -281,6 +281,69 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         expect((await store.removeTag(b.recordId, 'absent')).tags).toEqual(['app:latest']);
       });
 
+      it('keeps an ACL per tag: a moved tag carries its own access, the other tags keep theirs', async () => {
+        const shared = await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'READY',
+          tags: ['reg-a/app:1'],
+          tagAccess: [{ tag: 'reg-a/app:1', private: false, userAcl: [], groupAcl: [] }],
+          private: false,
+        });
+        expect(shared.tagAccess).toEqual([{ tag: 'reg-a/app:1', private: false, userAcl: [], groupAcl: [] }]);
+        const privateAccess = { private: true, userAcl: [2002], groupAcl: [] };
+        const moved = await store.moveTag(shared.recordId, 'reg-b/app:1', privateAccess);
+        expect(moved.tags).toEqual(['reg-a/app:1', 'reg-b/app:1']);
+        expect(moved.tagAccess).toEqual([
+          { tag: 'reg-a/app:1', private: false, userAcl: [], groupAcl: [] },
+          { tag: 'reg-b/app:1', ...privateAccess },
+        ]);
+        // The record-level ACL (the image file's) is not the store's to change.
+        expect(moved.private).toBe(false);
+        // Moving again with another access replaces that tag's entry only; without access it keeps it.
+        const widened = await store.moveTag(shared.recordId, 'reg-b/app:1', { private: true, userAcl: [2001, 2002], groupAcl: [] });
+        expect(widened.tagAccess[1]).toEqual({ tag: 'reg-b/app:1', private: true, userAcl: [2001, 2002], groupAcl: [] });
+        expect((await store.moveTag(shared.recordId, 'reg-b/app:1')).tagAccess[1]?.userAcl).toEqual([2001, 2002]);
+        expect(await store.get(shared.recordId)).toEqual(await store.findReadyByTag('sysa', 'docker', 'reg-b/app:1'));
+        // A tag leaving a record takes its entry along.
+        const other = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY' });
+        const taken = await store.moveTag(other.recordId, 'reg-b/app:1', { private: false, userAcl: [], groupAcl: [] });
+        expect(taken.tagAccess).toEqual([{ tag: 'reg-b/app:1', private: false, userAcl: [], groupAcl: [] }]);
+        expect((await store.get(shared.recordId))?.tagAccess).toEqual([{ tag: 'reg-a/app:1', private: false, userAcl: [], groupAcl: [] }]);
+        const removed = await store.removeTag(shared.recordId, 'reg-a/app:1');
+        expect(removed.tags).toEqual([]);
+        expect(removed.tagAccess).toEqual([]);
+      });
+
+      it('gives each tag of a record inserted with one ACL (as upstream keeps them) that ACL', async () => {
+        const record = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [30] });
+        const expected = { private: true, userAcl: [2001], groupAcl: [30] };
+        expect(record.tagAccess).toEqual([{ tag: 'a:1', ...expected }, { tag: 'b:1', ...expected }]);
+        expect((await store.get(record.recordId))?.tagAccess).toEqual(record.tagAccess);
+        // A tag moved onto it without an access of its own gets the record-level ACL too.
+        expect((await store.moveTag(record.recordId, 'c:1')).tagAccess[2]).toEqual({ tag: 'c:1', ...expected });
+      });
+
+      it('keys in-flight records by requester too: each login its own attempt, the same login one', async () => {
+        const anonymous = await Promise.all(Array.from({ length: 10 }, () => store.createOrGetInFlight(pull('private/app:1', { requester: 'anonymous' }))));
+        expect(anonymous.filter((r) => r.created)).toHaveLength(1);
+        const loginA = await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:aaaa' }));
+        const loginB = await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:bbbb' }));
+        expect(loginA.created).toBe(true);
+        expect(loginB.created).toBe(true);
+        expect(new Set([anonymous[0]!.record.recordId, loginA.record.recordId, loginB.record.recordId]).size).toBe(3);
+        expect((await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:aaaa' }))).record.recordId).toBe(loginA.record.recordId);
+        expect((await store.findInFlight('sysa', 'docker', 'private/app:1', 'login:bbbb'))?.recordId).toBe(loginB.record.recordId);
+        expect((await store.findInFlight('sysa', 'docker', 'private/app:1', 'anonymous'))?.recordId).toBe(anonymous[0]!.record.recordId);
+        expect(await store.findInFlight('sysa', 'docker', 'private/app:1', 'login:cccc')).toBeNull();
+        // A record without a requester keeps the key it always had.
+        expect(await store.findInFlight('sysa', 'docker', 'private/app:1')).toBeNull();
+        const legacy = await store.createOrGetInFlight(pull('private/app:1'));
+        expect(legacy.created).toBe(true);
+        expect((await store.findInFlight('sysa', 'docker', 'private/app:1'))?.recordId).toBe(legacy.record.recordId);
+        expect(loginA.record.requester).toBe('login:aaaa');
+      });
+
       it('lists by system, status, expiry and last pull', async () => {
         const a = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', expiration: T0 - 1, lastPull: T0 - 100 });
         advance(1);
