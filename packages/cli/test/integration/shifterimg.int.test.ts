@@ -225,6 +225,28 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(listed.images.some((image) => image.tag.includes(plainTag()))).toBe(true);
   });
 
+  it("accepts upstream's option order and pullnb; every usage error exits 64", async () => {
+    const images = await shifterimg(bob, ['-v', 'images']);
+    expect(images.code, images.stderr).toBe(0);
+    expect(images.stdout).toContain(plainTag());
+    expect(images.stderr).toMatch(/^list: \[/);
+    const lookup = await shifterimg(bob, ['-v', 'lookup', plainTag()]);
+    expect(lookup.code, lookup.stderr).toBe(0);
+    expect(lookup.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    const pullnb = await shifterimg(alice, ['--user', bob.name, '--group', String(bob.uid), 'pullnb', plainTag()]);
+    expect(pullnb.code, pullnb.stderr).toBe(0);
+    expect(pullnb.stdout).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+\n$`));
+    const usage: string[][] = [[], ['--user', 'alice'], ['fetch', 'x'], ['--user', bob.name, 'push', 'x'], ['pull'], ['lookup', 'a', 'b'], ['images', '--bogus'], ['--bogus', 'images'], ['pull', 'x', '--user']];
+    for (const args of usage) {
+      const result = await shifterimg(alice, args);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(64);
+      expect(result.stderr, args.join(' ')).toMatch(/^SHIFTER_USAGE_INVALID_ARGUMENT: /);
+    }
+    const envelope = await shifterimg(alice, ['fetch', '--json']);
+    expect(envelope.code).toBe(64);
+    expect(schemaErrors('error', json(envelope))).toEqual([]);
+  });
+
   it('lookup: a missing image exits 66 and says how to pull it; --json prints the envelope', async () => {
     const missing = await shifterimg(alice, ['lookup', 'docker:nothing/here:1']);
     expect(missing.code).toBe(66);
