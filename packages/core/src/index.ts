@@ -25,3 +25,4 @@ export * from './image-builder/index.js';
 export * from './create-shifter.js';
 export * from './registry/index.js';
 export * from './service/pull-image.js';
+export * from './migrate/index.js';
