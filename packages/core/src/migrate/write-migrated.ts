@@ -22,6 +22,10 @@ function sameAccess(a: MigratedAccess, record: { private: boolean | null; userAc
   );
 }
 
+// NOTE (access per tag): with a tag ACL on the store (`moveTag(recordId, tag, access)`, `insert` giving each tag the
+// record-level ACL when `tagAccess` is omitted), the sibling may be any READY record of the same image and each
+// missing tag moves onto it with `image.access`; `insert` below already gives every tag the record's one ACL.
+
 /**
  * Bring one upstream image into the store, idempotently: a tag that already names this image is left alone, a tag
  * that names a different image (pulled since) stops the record (nothing is overwritten), the remaining tags go onto
