@@ -35,8 +35,8 @@ describe('parseUpstreamImage', () => {
     expect(reason({ status: 'EXPIRED' })).toMatch(/^status EXPIRED/);
     expect(reason({ system: 'other' })).toMatch(/not configured/);
     expect(reason({ tag: [] })).toMatch(/no usable tag/);
-    expect(reason({ id: '../x' })).toMatch(/not a file name/);
-    expect(reason({ id: '.hidden' })).toMatch(/not a file name/);
+    expect(reason({ id: '../x' })).toMatch(/not a hexadecimal id/);
+    expect(reason({ id: '.hidden' })).toMatch(/not a hexadecimal id/);
     expect(reason({ format: 'cramfs' })).toMatch(/only squashfs/);
     // Ids that are not manifest digests (imports' fasthash, native mode's v1 layer ids) are fine: they name files.
     expect(reason({ id: 'deadbeef' })).toBe('taken');

@@ -47,8 +47,8 @@ export type UpstreamImageFields = Omit<MigratedImage, 'cmd' | 'user'>;
 /** Either a value or the reason it was skipped. */
 export type Parsed<T> = { readonly ok: T } | { readonly skip: string };
 
-/** A file name stem upstream could have written and this product can open: no path separators, no dot-names. */
-export const SAFE_IMAGE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
+/** An image id the runtime opens: lower-case hexadecimal (upstream's digests, v1 layer ids and import hashes all are). */
+export const SAFE_IMAGE_ID = /^[0-9a-f]{1,128}$/;
 const TAG = /^[^\s\u0000-\u001f\u007f]{1,1024}$/;
 
 /** Upstream's `_id` (an ObjectId or anything else) as text. */
@@ -99,7 +99,7 @@ export function parseUpstreamImage(document: Record<string, unknown>, systems: R
   const tags = [...new Set(rawTags.filter((tag) => TAG.test(tag)))];
   if (tags.length === 0) return { skip: 'the record has no usable tag' };
   const imageId = document.id;
-  if (typeof imageId !== 'string' || !SAFE_IMAGE_ID.test(imageId)) return { skip: `image id ${JSON.stringify(imageId)} is not a file name this product can open` };
+  if (typeof imageId !== 'string' || !SAFE_IMAGE_ID.test(imageId)) return { skip: `image id ${JSON.stringify(imageId)} is not a hexadecimal id (the only ids the runtime opens)` };
   const format = document.format ?? 'squashfs';
   if (format !== 'squashfs') return { skip: `format ${JSON.stringify(format)}: only squashfs images are supported` };
   const users = idList(document.userACL, 'userACL');

@@ -198,7 +198,7 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
         expect(taken['migrated/public:1']).toMatchObject({ private: false });
         expect(taken['mine:latest']).toMatchObject({ itype: 'custom', private: false });
         const reasons = Object.fromEntries(report.images.skipped.map((skip) => [skip.tags.join(',') || skip.upstreamId, skip.reason]));
-        expect(reasons['evil/traversal:1']).toMatch(/is not a file name this product can open/);
+        expect(reasons['evil/traversal:1']).toMatch(/is not a hexadecimal id/);
         expect(reasons['gone/missing:1']).toMatch(/\.squashfs is missing$/);
         expect(reasons['odd/symlink:1']).toMatch(/is not a regular file$/);
         expect(reasons['odd/notsquashfs:1']).toMatch(/is not a squashfs image$/);
