@@ -22,6 +22,9 @@ describe('normalizeArgv (upstream option order)', () => {
     expect(normalizeArgv(['--help'])).toEqual({ argv: ['--help'] });
     expect(normalizeArgv(['-v', '-h'])).toEqual({ argv: ['--help'] });
     expect(normalizeArgv(['--version'])).toEqual({ argv: ['--version'] });
+    expect(normalizeArgv(['-h'])).toEqual({ argv: ['--help'] });
+    expect(normalizeArgv(['help'])).toEqual({ argv: ['--help'] });
+    expect(normalizeArgv(['help', 'pull'])).toEqual({ argv: ['pull', '--help'] });
   });
 
   it('makes a missing or unknown mode, or an option without its value, a usage error', () => {

@@ -15,7 +15,9 @@ export const MODES = ['autoexpire', 'expire', 'images', 'import', 'login', 'look
 // Options that take a value as the next argument when written without `=`, in any command.
 const VALUE_OPTIONS = new Set(['--user', '--group', '--config', '--username']);
 // Arguments oclif answers itself when they come first.
-const PASS_THROUGH = new Set(['--help', '-h', '--version', 'help']);
+const PASS_THROUGH = new Set(['--help', '--version']);
+// Help spellings oclif does not know at the top level: `-h` (upstream's) and `help [MODE]`.
+const HELP = new Set(['-h', 'help']);
 
 /** The result of {@link normalizeArgv}: arguments for oclif, or the message of a usage error. */
 export type NormalizedArgv = { readonly argv: string[] } | { readonly usage: string };
@@ -37,6 +39,10 @@ export function normalizeArgv(argv: readonly string[]): NormalizedArgv {
   const modes = `one of ${MODES.join(', ')}`;
   if (argv.length === 0) return { usage: `a mode is required: ${modes} (see --help)` };
   if (PASS_THROUGH.has(argv[0]!)) return { argv: [...argv] };
+  if (HELP.has(argv[0]!)) {
+    const mode = argv[1];
+    return { argv: mode !== undefined && (MODES as readonly string[]).includes(mode) ? [mode, '--help'] : ['--help'] };
+  }
   const leading: string[] = [];
   let index = 0;
   for (; index < argv.length; index++) {

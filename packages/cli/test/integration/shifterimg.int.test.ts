@@ -242,6 +242,7 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(64);
       expect(result.stderr, args.join(' ')).toMatch(/^SHIFTER_USAGE_INVALID_ARGUMENT: /);
     }
+    for (const args of [['-h'], ['help', 'pull'], ['-v', '--help']]) expect((await shifterimg(alice, args)).code, args.join(' ')).toBe(0);
     const envelope = await shifterimg(alice, ['fetch', '--json']);
     expect(envelope.code).toBe(64);
     expect(schemaErrors('error', json(envelope))).toEqual([]);
