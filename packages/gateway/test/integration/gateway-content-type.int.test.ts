@@ -77,7 +77,11 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
       {
         gateway: { host: '127.0.0.1', port, bodyLimit: 4096 },
         storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
-        systems: { [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [user] } },
+        systems: {
+          [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [user] },
+          // A system whose munged cannot be reached: its requests fail with 503.
+          nomunge: { transfer: { kind: 'local', imageDir }, mungeSocketPath: join(dir, 'no-such-socket') },
+        },
         metadata: { kind: 'sqlite', path: join(dir, 'gateway.db') },
         queue: { kind: 'in-process', concurrency: 1 },
         jobs: { pullUpdateTimeout: 300, imageExpirationTimeout: '1:00:00:00' },
@@ -134,6 +138,7 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
     expect((await hit('400 malformed body', 'POST', `/api/pull/${SYSTEM}/docker/busybox/`, await asUser(), '{"allowed_uids": ')).status).toBe(400);
     expect((await hit('400 bad tag', 'POST', `/api/pull/${SYSTEM}/docker/..%2F..%2Fetc/`, await asUser(), '{}')).status).toBe(400);
     expect((await hit('413 body too large', 'POST', `/api/pull/${SYSTEM}/docker/busybox/`, await asUser(), JSON.stringify({ allowed_uids: '1,'.repeat(4000) }))).status).toBe(413);
+    expect((await hit('503 munged unreachable', 'GET', '/api/list/nomunge/', await asUser())).status).toBe(503);
     expect((await hit('400 form-encoded garbage', 'POST', `/api/pull/${SYSTEM}/docker/busybox/`, await asUser(), 'a=b', 'application/x-www-form-urlencoded')).status).toBe(400);
 
     for (const { route, answer } of seen) {
