@@ -266,6 +266,22 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(envelope.code).toBe('SHIFTER_REGISTRY_MANIFEST_UNKNOWN');
   });
 
+  it("pull with upstream's ~/.udiRoot/.cred (no credentials.json): the munge-encoded login reaches the private registry", async () => {
+    const login = `${process.env.SHIFTER_TEST_REGISTRY_USER ?? ''}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}`;
+    // As upstream's `shifterimg login` writes it: `<system>:<location>=<munge credential of "user:password">`, made by the user.
+    const credential = execFileSync('runuser', ['-u', alice.name, '--', 'munge', '-S', serviceValue('munge'), '-s', login], { encoding: 'utf8' }).trim();
+    const directory = join(alice.home, '.udiRoot');
+    await mkdir(directory, { mode: 0o700 });
+    await writeFile(join(directory, '.cred'), `${system}:default=${credential}\n`, { mode: 0o600 });
+    execFileSync('chown', ['-R', `${alice.uid}`, directory]);
+    const pull = await shifterimg(alice, ['-v', 'pull', privateTag()]);
+    expect(pull.code, `${pull.stdout}${pull.stderr}\n${gatewayLog}`).toBe(0);
+    expect(pull.stdout.trim().split('\n').at(-1)).toMatch(/status: READY$/);
+    const own = json(await shifterimg(alice, ['lookup', privateTag(), '--json'])) as { userACL: number[] };
+    expect(own.userACL).toContain(alice.uid);
+    expect((await shifterimg(bob, ['lookup', privateTag()])).code).toBe(66);
+  });
+
   it('login + pull: a private image is seen by the user who pulled it and the users they named, not by others', async () => {
     const login = await shifterimg(alice, ['login', '--username', process.env.SHIFTER_TEST_REGISTRY_USER ?? '', '--password-stdin', '--json'], {
       stdin: `${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}\n`,
