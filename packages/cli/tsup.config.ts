@@ -55,6 +55,16 @@ export default defineConfig([
     banner: { js: "import { createRequire as __shifterCreateRequire } from 'node:module'; const require = __shifterCreateRequire(import.meta.url);" },
   },
   {
+    // The argument reordering of upstream's option order (no dependencies), which bin/run.cjs applies before it picks
+    // the lookup fast path or the full CLI.
+    ...shared,
+    entry: { 'upstream-argv': 'src/upstream-argv.ts' },
+    format: ['cjs'],
+    outExtension: () => ({ js: '.cjs' }),
+    clean: false,
+    esbuildOptions,
+  },
+  {
     // The oclif-free lookup fast path, as CommonJS: bin/run.cjs require()s it without starting Node's ESM loader,
     // which saves about 30 ms of CPU per lookup on the 2-core VM.
     ...shared,

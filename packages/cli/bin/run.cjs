@@ -4,15 +4,19 @@
 // path does not understand (such as --help), goes to the full CLI in dist/index.js.
 'use strict';
 
+// Upstream's option order (`shifterimg -v lookup IMG`) is turned into oclif's (`lookup -v IMG`) first, so both take
+// the same path; a missing or unknown mode is reported by the full CLI as a usage error (exit 64).
 async function main() {
   const argv = process.argv.slice(2);
-  const code = argv[0] === 'lookup' ? await require('../dist/fast-lookup.cjs').runFastLookup(argv) : undefined;
+  // `lookup …` (run on every job start) is already in oclif's order: it skips even this small module.
+  const normalized = argv[0] === 'lookup' ? { argv } : require('../dist/upstream-argv.cjs').normalizeArgv(argv);
+  const code = normalized.argv && normalized.argv[0] === 'lookup' ? await require('../dist/fast-lookup.cjs').runFastLookup(normalized.argv) : undefined;
   if (code !== undefined) {
     process.exitCode = code;
     return;
   }
-  const { execute } = await import('../dist/index.js');
-  await execute({ dir: __dirname });
+  const { runShifterimg } = await import('../dist/index.js');
+  await runShifterimg(argv, { dir: __dirname });
 }
 
 main().catch((error) => {

@@ -1,6 +1,7 @@
 import { Command } from '@oclif/core/command';
 import { CLIError, ExitError } from '@oclif/core/errors';
 import * as Flags from '@oclif/core/flags';
+import type { Input, ParserOutput } from '@oclif/core/interfaces';
 import { ShifterError, toShifterError } from '@shifter/core';
 import { type CliConfig, resolveConfigPath } from './cli-config.js';
 import { reportError } from './error-envelope.js';
@@ -52,6 +53,21 @@ export abstract class BaseCommand extends Command {
     if (this.#verbose) process.stderr.write(`${label}: ${JSON.stringify(value)}\n`);
   }
 
+  /**
+   * oclif's parser, with every refusal a usage error (exit 64): besides its parse errors it throws plain CLIErrors
+   * ("Flag --user expects a value", "Unexpected flag"), which would otherwise count as internal failures.
+   */
+  protected override async parse<F extends Record<string, any>, B extends Record<string, any>, A extends Record<string, any>>(
+    options?: Input<F, B, A>,
+    argv?: string[],
+  ): Promise<ParserOutput<F, B, A>> {
+    try {
+      return await super.parse(options, argv);
+    } catch (error) {
+      throw error instanceof CLIError && !(error instanceof ExitError) ? usageError(error) : error;
+    }
+  }
+
   /** Only `--json` on the command line turns JSON on (oclif's CONTENT_TYPE variable is deliberately ignored). */
   override jsonEnabled(): boolean {
     if (!(this.constructor as typeof BaseCommand).enableJsonFlag) return false;
@@ -77,14 +93,17 @@ export abstract class BaseCommand extends Command {
  */
 export function toCliError(error: unknown): ShifterError {
   if (ShifterError.isInstance(error)) return error;
-  if (error instanceof CLIError && 'parse' in error) {
-    // oclif's parse messages are multi-line ("The following errors occurred:\n  --x …\nSee more help with --help").
-    const message = error.message
-      .split('\n')
-      .map((line) => line.trim())
-      .filter((line) => line !== '' && !/^The following errors? occurred:?$/.test(line) && !/^See more help with/.test(line))
-      .join('; ');
-    return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${message} (see --help)`, { cause: error });
-  }
+  if (error instanceof CLIError && 'parse' in error) return usageError(error);
   return toShifterError(error);
+}
+
+/** An oclif parser refusal as `SHIFTER_USAGE_INVALID_ARGUMENT` (exit 64). */
+function usageError(error: CLIError): ShifterError {
+  // oclif's parse messages are multi-line ("The following errors occurred:\n  --x …\nSee more help with --help").
+  const message = error.message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !/^The following errors? occurred:?$/.test(line) && !/^See more help with/.test(line))
+    .join('; ');
+  return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${message} (see --help)`, { cause: error });
 }

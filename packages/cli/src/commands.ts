@@ -4,7 +4,7 @@ import { Images } from './commands/images.js';
 import { Import } from './commands/import.js';
 import { Login } from './commands/login.js';
 import { Lookup } from './commands/lookup.js';
-import { Pull } from './commands/pull.js';
+import { Pull, Pullnb } from './commands/pull.js';
 import { Queue } from './commands/queue.js';
 import { Status } from './commands/status.js';
 
@@ -20,6 +20,7 @@ export const COMMANDS = {
   login: Login,
   lookup: Lookup,
   pull: Pull,
+  pullnb: Pullnb,
   queue: Queue,
   status: Status,
 };

@@ -3,6 +3,7 @@ import { constants } from 'node:fs';
 import { chmod, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, ShifterError } from '@shifter/core';
+import { type CredDecoder, readUpstreamCred } from './upstream-cred.js';
 
 /** Directory under the home directory holding the login store (upstream's directory). */
 export const CREDENTIAL_DIR = '.udiRoot';
@@ -18,6 +19,9 @@ interface StoreFile {
 /** Registry logins of one system, by location (`default` for any other), as `"user:password"`. */
 export type SystemCredentials = Record<string, string>;
 
+// The store of a user who never logged in with this client (frozen: save() builds a new one from it).
+const ABSENT: StoreFile = Object.freeze({ version: 1, systems: Object.freeze({}) }) as StoreFile;
+
 const LOCATION = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$/;
 
 /**
@@ -31,19 +35,31 @@ export class CredentialStore {
   /** Path of the store file. */
   readonly path: string;
 
-  /** @param home - the user's home directory */
-  constructor(home: string) {
+  readonly #upstream: CredDecoder | undefined;
+
+  /**
+   * @param home - the user's home directory
+   * @param options - `upstream`: decoder for upstream's munge-encoded `~/.udiRoot/.cred`, read when there is no
+   *   `credentials.json` (a user who logged in with upstream's client keeps those logins)
+   */
+  constructor(home: string, options: { upstream?: CredDecoder } = {}) {
     this.directory = join(home, CREDENTIAL_DIR);
     this.path = join(this.directory, CREDENTIAL_FILE);
+    this.#upstream = options.upstream;
   }
 
   /**
-   * The logins saved for `system` (empty when none).
+   * The logins saved for `system` (empty when none). Without `credentials.json`, the logins of upstream's `.cred`
+   * (when a decoder was given and the file exists).
    * @throws ConfigError `SHIFTER_CONFIG_INSECURE` when the file is readable by others or not owned by the caller;
    *   `SHIFTER_CONFIG_INVALID` when it is not the store's JSON
    */
   async read(system: string): Promise<SystemCredentials> {
     const store = await this.#load();
+    if (store === ABSENT && this.#upstream) {
+      const upstream = await readUpstreamCred(this.directory, system, this.#upstream, process.getuid?.() ?? -1);
+      if (upstream) return upstream;
+    }
     return { ...(store.systems[system] ?? {}) };
   }
 
@@ -61,7 +77,8 @@ export class CredentialStore {
     }
     if (/[\r\n]/.test(password)) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'the password must not hold a newline');
     await this.#ensureDirectory();
-    const store = await this.#load();
+    const loaded = await this.#load();
+    const store: StoreFile = loaded === ABSENT ? { version: 1, systems: {} } : loaded;
     (store.systems[system] ??= {})[location] = `${username}:${password}`;
     await this.#write(store);
   }
@@ -92,7 +109,7 @@ export class CredentialStore {
       }
       text = await readFile(this.path, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, systems: {} };
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return ABSENT;
       if (ShifterError.isInstance(error)) throw error;
       throw ioError(`cannot read ${this.path}`, error);
     }

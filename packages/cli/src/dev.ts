@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { Config } from '@oclif/core/config';
 import { handle } from '@oclif/core/handle';
 import { run } from '@oclif/core/run';
+import { ShifterError } from '@shifter/core';
+import { reportError } from './error-envelope.js';
+import { normalizeArgv } from './upstream-argv.js';
 
 /**
  * Run the CLI from its TypeScript sources (bin/dev.js): the explicit command map is taken from `src/index.ts`
@@ -13,9 +16,14 @@ export async function runFromSources(binUrl: string, argv: string[]): Promise<vo
   const root = new URL('..', binUrl).pathname;
   const pjson = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
   pjson.oclif.commands = { ...pjson.oclif.commands, target: './src/index.ts' };
+  const normalized = normalizeArgv(argv);
+  if ('usage' in normalized) {
+    process.exitCode = reportError(new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage), argv.includes('--json'), false);
+    return;
+  }
   try {
     const config = await Config.load({ root, pjson });
-    await run(argv, config);
+    await run(normalized.argv, config);
   } catch (error) {
     await handle(error as Error);
   }

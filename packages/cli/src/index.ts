@@ -7,4 +7,6 @@ export { DEFAULT_UDIROOT_CONF, loadCliConfig, resolveConfigPath, type CliConfig 
 export { CredentialStore } from './credential-store.js';
 export { parseImageArgument, type ImageArgument } from './image-argument.js';
 export { useServices, type CliServices, type GatewayApi } from './services.js';
+export { MODES, normalizeArgv, type NormalizedArgv } from './upstream-argv.js';
 export { execute } from '@oclif/core/execute';
+export { runShifterimg } from './main.js';

@@ -24,6 +24,7 @@ export const RESULT_SCHEMAS = {
     .strict(),
   lookup: ImageResponseSchema,
   pull: ImageResponseSchema,
+  pullnb: ImageResponseSchema,
   queue: z.object({ system: z.string(), queue: z.array(QueueEntrySchema) }).strict(),
   status: StatusResponseSchema,
 } as const;

@@ -3,6 +3,7 @@ import { type CliConfig, loadCliConfig } from './cli-config.js';
 import { CredentialStore } from './credential-store.js';
 import { type CliEnvironment, readCliEnvironment } from './env.js';
 import { signWithMunge } from './munge-sign.js';
+import { unmungeDecoder } from './upstream-cred.js';
 
 /** The gateway calls the commands make (a `GatewayClient`, or a stub in tests). */
 export type GatewayApi = Pick<
@@ -38,7 +39,7 @@ const defaultServices: CliServices = {
     }),
   credentialStore: (environment) => {
     if (!environment.home) throw new ConfigError('SHIFTER_CONFIG_INVALID', 'HOME is not set: the login store lives in $HOME/.udiRoot');
-    return new CredentialStore(environment.home);
+    return new CredentialStore(environment.home, { upstream: unmungeDecoder(environment.mungeSocket) });
   },
   stdin: () => process.stdin,
   sign: (payload, environment) => signWithMunge(payload, environment.mungeSocket),

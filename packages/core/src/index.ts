@@ -317,6 +317,7 @@ export {
   createRegistryPuller,
   statusMessageOf,
   toImageResponse,
+  upstreamJson,
   type AclRequest,
   type Authenticator,
   type AuthenticatorOptions,
@@ -354,3 +355,6 @@ export {
   type Shifter,
   type ShifterComponents,
 } from './create-shifter.js';
+
+// Migration from an upstream Shifter site (MongoDB records and image directory).
+export * from './migrate/index.js';

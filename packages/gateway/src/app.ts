@@ -23,6 +23,7 @@ import {
   ShifterError,
   StatusResponseSchema,
   toImageResponse,
+  upstreamJson,
   type Authenticator,
   type Caller,
   type ImageRecord,
@@ -56,6 +57,9 @@ export interface GatewayDeps {
   /** Collect process metrics (default true). */
   readonly defaultMetrics?: boolean;
 }
+
+/** The one Content-Type of every JSON answer, exactly as upstream's client requires it (no charset parameter). */
+export const JSON_TYPE = 'application/json';
 
 const jsonSchema = (schema: z.ZodType, io: 'input' | 'output' = 'output'): Record<string, unknown> => {
   const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -153,7 +157,7 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
     offered.set(route.url, set);
   });
   app.setValidatorCompiler(() => (data) => ({ value: data }));
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.setSerializerCompiler(() => (data) => upstreamJson(data));
 
   app.removeAllContentTypeParsers();
   // Upstream clients post JSON with whatever content type curl picks (often form-urlencoded); read every body as JSON.
@@ -170,6 +174,14 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
     }
   });
 
+  // Upstream's C client takes a JSON answer only when its Content-Type is exactly `application/json`; fastify appends
+  // `; charset=utf-8` to every JSON type (even one set explicitly), so the parameter is dropped here, after it. JSON is
+  // UTF-8 by definition (RFC 8259), so nothing is lost.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    const type = reply.getHeader('content-type');
+    if (typeof type === 'string' && type !== JSON_TYPE && /^application\/json\s*;/i.test(type)) reply.header('content-type', JSON_TYPE);
+    done(null, payload);
+  });
   registerErrorHandler(app);
   registerMetrics(app, { defaultMetrics: deps.defaultMetrics ?? true });
 
@@ -214,13 +226,13 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
   );
 
   // A frozen record (the SQLite store hands out frozen, shared records) can never change, so its response body is
-  // serialised once; the body is the same bytes JSON.stringify(toImageResponse(record)) gives.
+  // serialised once; the body is the same bytes upstreamJson(toImageResponse(record)) gives.
   const lookupBodies = new WeakMap<ImageRecord, string>();
   const lookupBody = (record: ImageRecord): string => {
-    if (!Object.isFrozen(record)) return JSON.stringify(toImageResponse(record, { labels }));
+    if (!Object.isFrozen(record)) return upstreamJson(toImageResponse(record, { labels }));
     let body = lookupBodies.get(record);
     if (body === undefined) {
-      body = JSON.stringify(toImageResponse(record, { labels }));
+      body = upstreamJson(toImageResponse(record, { labels }));
       lookupBodies.set(record, body);
     }
     return body;
@@ -232,7 +244,7 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
     async (request, reply) => {
       const caller = await authenticate(request, request.params.system);
       const record = await service.lookup(request.params.system, request.params.type, tagOf(request.params), caller);
-      return reply.type('application/json; charset=utf-8').send(lookupBody(record));
+      return reply.type(JSON_TYPE).send(lookupBody(record));
     },
   );
 

@@ -1,20 +1,24 @@
 /**
- * `shifter-gateway serve --config FILE [--host H] [--port P] [--with-workers]` and
- * `shifter-gateway worker --config FILE --system NAME`.
+ * `shifter-gateway serve --config FILE [--host H] [--port P] [--with-workers]`,
+ * `shifter-gateway worker --config FILE --system NAME` and
+ * `shifter-gateway migrate-upstream --config FILE [--mongo-url URL] [--mongo-database NAME] [--image-dir SYSTEM=DIR]… [--dry-run] [--json]`.
  *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 64 usage, 78 configuration, 69 unavailable store, 70 other.
  */
 import { parseArgs } from 'node:util';
 import { ExitCode, ShifterError, configFileFromEnvironment, loadConfig, processEnvironment, toShifterError } from '@shifter/core';
+import { formatMigrationReport, runMigration } from './migrate-command.js';
 import { GATEWAY_VERSION, startGateway, startWorker } from './server.js';
 
 const USAGE = `usage:
   shifter-gateway serve  --config FILE [--host HOST] [--port PORT] [--with-workers]
   shifter-gateway worker --config FILE --system NAME
+  shifter-gateway migrate-upstream --config FILE [--mongo-url URL] [--mongo-database NAME]
+                                   [--image-dir SYSTEM=DIR]... [--dry-run] [--json]
   shifter-gateway --version
 
 The config file is Shifter's JSON config or an upstream imagemanager.json; without --config, SHIFTER_CONFIG or
-GWCONFIG name it. See docs/gateway.md and docs/configuration.md.`;
+GWCONFIG name it. See docs/gateway.md and docs/configuration.md; migrate-upstream: docs/migration.md.`;
 
 function fail(error: unknown): never {
   const shifterError = toShifterError(error);
@@ -35,6 +39,11 @@ export async function main(argv: readonly string[]): Promise<void> {
         port: { type: 'string' },
         system: { type: 'string' },
         'with-workers': { type: 'boolean' },
+        'mongo-url': { type: 'string' },
+        'mongo-database': { type: 'string' },
+        'image-dir': { type: 'string', multiple: true },
+        'dry-run': { type: 'boolean' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -49,7 +58,7 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const command = positionals[0];
-  if (values.help || (command !== 'serve' && command !== 'worker') || positionals.length > 1) {
+  if (values.help || (command !== 'serve' && command !== 'worker' && command !== 'migrate-upstream') || positionals.length > 1) {
     (values.help ? process.stdout : process.stderr).write(`${USAGE}\n`);
     if (!values.help) process.exit(ExitCode.USAGE);
     return;
@@ -72,6 +81,21 @@ export async function main(argv: readonly string[]): Promise<void> {
     });
   } catch (error) {
     fail(error);
+  }
+
+  if (command === 'migrate-upstream') {
+    try {
+      const report = await runMigration(config, {
+        mongoUrl: values['mongo-url'],
+        mongoDatabase: values['mongo-database'],
+        imageDirs: values['image-dir'],
+        dryRun: values['dry-run'] === true,
+      });
+      process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatMigrationReport(report));
+      return;
+    } catch (error) {
+      fail(error);
+    }
   }
 
   let stop: () => Promise<void>;

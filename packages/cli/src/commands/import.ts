@@ -22,8 +22,8 @@ export class Import extends BaseCommand {
     image: Args.string({ ignoreStdin: true, description: 'TYPE:TAG or TAG (type custom)', required: true }),
   };
   static override flags = {
-    user: Flags.string({ summary: 'Users (names or uids, comma-separated) who may also use the image.', helpValue: 'USERS', multiple: true }),
-    group: Flags.string({ summary: 'Groups (names or gids, comma-separated) who may use the image.', helpValue: 'GROUPS', multiple: true }),
+    user: Flags.string({ summary: 'Users (names or uids, comma-separated) who may also use the image.', helpValue: 'USERS', multiple: true, multipleNonGreedy: true }),
+    group: Flags.string({ summary: 'Groups (names or gids, comma-separated) who may use the image.', helpValue: 'GROUPS', multiple: true, multipleNonGreedy: true }),
   };
 
   async run(): Promise<GatewayImage> {

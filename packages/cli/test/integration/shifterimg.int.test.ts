@@ -227,6 +227,29 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(listed.images.some((image) => image.tag.includes(plainTag()))).toBe(true);
   });
 
+  it("accepts upstream's option order and pullnb; every usage error exits 64", async () => {
+    const images = await shifterimg(bob, ['-v', 'images']);
+    expect(images.code, images.stderr).toBe(0);
+    expect(images.stdout).toContain(plainTag());
+    expect(images.stderr).toMatch(/^list: \[/);
+    const lookup = await shifterimg(bob, ['-v', 'lookup', plainTag()]);
+    expect(lookup.code, lookup.stderr).toBe(0);
+    expect(lookup.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    const pullnb = await shifterimg(alice, ['--user', bob.name, '--group', String(bob.uid), 'pullnb', plainTag()]);
+    expect(pullnb.code, pullnb.stderr).toBe(0);
+    expect(pullnb.stdout).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+\n$`));
+    const usage: string[][] = [[], ['--user', 'alice'], ['fetch', 'x'], ['--user', bob.name, 'push', 'x'], ['pull'], ['lookup', 'a', 'b'], ['images', '--bogus'], ['--bogus', 'images'], ['pull', 'x', '--user']];
+    for (const args of usage) {
+      const result = await shifterimg(alice, args);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(64);
+      expect(result.stderr, args.join(' ')).toMatch(/^SHIFTER_USAGE_INVALID_ARGUMENT: /);
+    }
+    for (const args of [['-h'], ['help', 'pull'], ['-v', '--help']]) expect((await shifterimg(alice, args)).code, args.join(' ')).toBe(0);
+    const envelope = await shifterimg(alice, ['fetch', '--json']);
+    expect(envelope.code).toBe(64);
+    expect(schemaErrors('error', json(envelope))).toEqual([]);
+  });
+
   it('lookup: a missing image exits 66 and says how to pull it; --json prints the envelope', async () => {
     const missing = await shifterimg(alice, ['lookup', 'docker:nothing/here:1']);
     expect(missing.code).toBe(66);
@@ -243,6 +266,22 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     const envelope = json(result) as { code: string };
     expect(schemaErrors('error', envelope)).toEqual([]);
     expect(envelope.code).toBe('SHIFTER_REGISTRY_MANIFEST_UNKNOWN');
+  });
+
+  it("pull with upstream's ~/.udiRoot/.cred (no credentials.json): the munge-encoded login reaches the private registry", async () => {
+    const login = `${process.env.SHIFTER_TEST_REGISTRY_USER ?? ''}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}`;
+    // As upstream's `shifterimg login` writes it: `<system>:<location>=<munge credential of "user:password">`, made by the user.
+    const credential = execFileSync('runuser', ['-u', alice.name, '--', 'munge', '-S', serviceValue('munge'), '-s', login], { encoding: 'utf8' }).trim();
+    const directory = join(alice.home, '.udiRoot');
+    await mkdir(directory, { mode: 0o700 });
+    await writeFile(join(directory, '.cred'), `${system}:default=${credential}\n`, { mode: 0o600 });
+    execFileSync('chown', ['-R', `${alice.uid}`, directory]);
+    const pull = await shifterimg(alice, ['-v', 'pull', privateTag()]);
+    expect(pull.code, `${pull.stdout}${pull.stderr}\n${gatewayLog}`).toBe(0);
+    expect(pull.stdout.trim().split('\n').at(-1)).toMatch(/status: READY$/);
+    const own = json(await shifterimg(alice, ['lookup', privateTag(), '--json'])) as { userACL: number[] };
+    expect(own.userACL).toContain(alice.uid);
+    expect((await shifterimg(bob, ['lookup', privateTag()])).code).toBe(66);
   });
 
   it('login + pull: a private image is seen by the user who pulled it and the users they named, not by others', async () => {

@@ -247,6 +247,18 @@ describe('shifterimg pull', () => {
     expect(client.pullAndWait).not.toHaveBeenCalled();
   });
 
+  it("pullnb is upstream's single non-blocking pull: one request, its state printed, ACLs sent, --json as pull", async () => {
+    install({ pull: async () => image({ status: 'PENDING', id: 'MISSING' }) });
+    const run = await runCli(['pullnb', '--user', '1001', '--group', '0', 'ubuntu']);
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:ubuntu, status: PENDING\n$/);
+    expect(client.pull).toHaveBeenCalledWith('docker', 'ubuntu', { allowedUids: [1001], allowedGids: [0], credentials: {} });
+    expect(client.pullAndWait).not.toHaveBeenCalled();
+    const json = await runCli(['pullnb', 'ubuntu', '--json']);
+    expect(schemaErrors('pullnb', JSON.parse(json.stdout))).toEqual([]);
+    expect((await runCli(['pullnb'])).exitCode).toBe(64);
+  });
+
   it('exits with the failed job\'s catalogue code', async () => {
     install({
       pullAndWait: async () => {

@@ -59,3 +59,24 @@ export function toImageResponse(record: ImageRecord, options: { labels?: boolean
   if (record.status === 'FAILURE' && record.error) response.code = record.error.code;
   return response;
 }
+
+// Keys whose numbers upstream writes from Python floats (`time.time()`), so always with a fractional part.
+const FLOAT_KEYS = /"(last_pull|time)":(-?\d+)(?=[,}\]])/g;
+
+/**
+ * Serialise a gateway answer as upstream's gateway does: `last_pull` (and a metrics row's `time`) always carry a
+ * fractional part (`1700000000.0`, never `1700000000`), because upstream's client reads them as doubles and an
+ * integer there is shown as 1970. Everything else is `JSON.stringify`.
+ *
+ * The rewrite is safe on any JSON text: an unescaped `"` only ever delimits a string, so `"last_pull":<digits>`
+ * followed by `,`, `}` or `]` can only be that key with an integral number value.
+ * @param value - an image response, a list answer, metrics rows or any other JSON value
+ * @returns the JSON text
+ * @example
+ * ```ts
+ * upstreamJson({ last_pull: 1_700_000_000 }); // '{"last_pull":1700000000.0}'
+ * ```
+ */
+export function upstreamJson(value: unknown): string {
+  return JSON.stringify(value).replace(FLOAT_KEYS, '"$1":$2.0');
+}

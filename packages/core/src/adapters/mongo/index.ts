@@ -4,3 +4,4 @@
  * @packageDocumentation
  */
 export * from './mongo-metadata-store.js';
+export * from './upstream-source.js';

@@ -77,7 +77,10 @@ export interface MongoMetadataStoreOptions extends MetadataStoreOptions {
   readonly client?: MongoClient;
   /** Database name (default `shifter`). */
   readonly database?: string;
-  /** Prefix of the collection names (default none: `images`, `metrics`, `jobs`). */
+  /**
+   * Prefix of the collection names (default {@link DEFAULT_COLLECTION_PREFIX}: `shifter_images`, `shifter_metrics`,
+   * `shifter_jobs`, …), so the store never shares a collection with upstream Shifter's `images` and `metrics`.
+   */
   readonly collectionPrefix?: string;
   /** Extra driver options (timeouts, TLS). */
   readonly clientOptions?: MongoClientOptions;
@@ -111,6 +114,9 @@ interface LockDocument {
 interface MetricDocument extends LookupMetric {
   _id?: ObjectId;
 }
+
+/** Default prefix of the collection names: upstream Shifter's database may be the same one, with `images`/`metrics`. */
+export const DEFAULT_COLLECTION_PREFIX = 'shifter_';
 
 const MAX_CAS_RETRIES = 50;
 const DUPLICATE_KEY = 11000;
@@ -169,9 +175,10 @@ export class MongoMetadataStore implements MetadataStore {
         client,
         !options.client,
         client.db(options.database ?? 'shifter'),
-        options.collectionPrefix ?? '',
+        options.collectionPrefix ?? DEFAULT_COLLECTION_PREFIX,
         options.now ?? Date.now,
       );
+      await store.#refuseForeignDocuments();
       await store.#createIndexes();
       await store.migrateRecordsToTagAccess();
       return store;
@@ -179,6 +186,24 @@ export class MongoMetadataStore implements MetadataStore {
       if (!options.client) await client.close().catch(() => undefined);
       throw storeUnavailable(error, 'connecting to MongoDB');
     }
+  }
+
+  /**
+   * Refuse to start on collections holding documents this store did not write (upstream Shifter's `images` or
+   * `metrics` documents, when a prefix makes the names meet): writing next to them would mix two schemas, and upstream
+   * would read our records. Every document of ours has `inflightKey` (images) and `imageId` (metrics).
+   */
+  async #refuseForeignDocuments(): Promise<void> {
+    const image = await this.#images.findOne({ inflightKey: { $exists: false } } as never, { projection: { _id: 1 } });
+    const metric = await this.#metrics.findOne({ imageId: { $exists: false } } as never, { projection: { _id: 1 } });
+    const foreign = image ? this.#images.collectionName : metric ? this.#metrics.collectionName : null;
+    if (foreign === null) return;
+    throw new StoreError(
+      'SHIFTER_STORE_FOREIGN_DATA',
+      `collection ${foreign} of database ${this.#db.databaseName} holds documents this store did not write (upstream Shifter's?): ` +
+        'use another database or collection prefix, and bring upstream records over with "shifter-gateway migrate-upstream"',
+      { details: { database: this.#db.databaseName, collection: foreign } },
+    );
   }
 
   async #createIndexes(): Promise<void> {
