@@ -301,10 +301,31 @@ TEST(config_continuation_and_errors)
    CHECK(parse_conf(&c, "udiMount=/u\n", err) != 0); /* required keys */
    CHECK(strstr(err, "loopMount") != NULL);
    CHECK(parse_conf(&c, MINIMAL "gatewayTimeout=ten\n", err) != 0);
-   CHECK(parse_conf(&c, MINIMAL "populateEtcDynamically=maybe\n", err) != 0);
-   CHECK(parse_conf(&c, MINIMAL "imageGateway=https://gw:443\n", err) != 0);
+   CHECK(parse_conf(&c, MINIMAL "imageGateway=ftp://gw:443\n", err) != 0);
+   CHECK(parse_conf(&c, MINIMAL "imageGateway=https://gw:443 http://gw2\ngatewayCaFile=/etc/ca.pem\n", err) == 0);
+   STREQ(c.gatewayCaFile, "/etc/ca.pem");
+   CHECK(parse_conf(&c, MINIMAL "gatewayCaFile=ca.pem\n", err) != 0); /* relative */
    CHECK(parse_conf(&c, MINIMAL "mountPropagationStyle=shared\n", err) != 0);
    CHECK(parse_conf(&c, MINIMAL "optionalSshdAsRoot=1\nnodeContextPrefix=x\nkmodBasePath=/lib\n", err) == 0);
+}
+
+/* Spellings upstream tolerated: read as upstream read them (strtol; a misspelt module subkey ignored), warned. */
+TEST(config_upstream_spellings)
+{
+   struct udi_config c;
+   char err[512];
+   CHECK(parse_conf(&c, MINIMAL "allowLocalChroot=yes\nmountUdiRootWritable=true\nallowLibcPwdCalls=2x\n"
+                             "module_mpich_copypath=/opt/mpich\n", err) == 0);
+   CHECK(!c.allowLocalChroot && !c.mountUdiRootWritable && c.allowLibcPwdCalls);
+   CHECK(c.warnings.n == 4);
+   STREQ(c.warnings.v[0], "line 7: allowLocalChroot=yes is not 0 or 1: read as 0 (off), as upstream Shifter's strtol "
+                          "read it; write allowLocalChroot=0 or allowLocalChroot=1");
+   CHECK(strstr(c.warnings.v[2], "read as 1 (on)") != NULL);
+   STREQ(c.warnings.v[3], "line 10: module_mpich_copypath is ignored, as upstream Shifter ignored it; the key is "
+                          "module_mpich_copyPath");
+   CHECK(udi_config_module(&c, "mpich") && !udi_config_module(&c, "mpich")->copyPath);
+   CHECK(parse_conf(&c, MINIMAL "allowLocalChroot=1\nmodule_mpich_copyPath=/x\n", err) == 0 && c.warnings.n == 0);
+   CHECK(parse_conf(&c, MINIMAL "module_mpich_copydir=/x\n", err) != 0); /* not a known subkey in any case */
 }
 
 TEST(config_modules)
@@ -488,6 +509,7 @@ int main(void)
    RUN(shifterconfig_signature);
    RUN(resolve_in_root);
    RUN(lookup_helpers);
+   RUN(config_upstream_spellings);
    printf("%d passed, %d failed\n", passed, failed);
    return failed ? 1 : 0;
 }
