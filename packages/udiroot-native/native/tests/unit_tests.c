@@ -480,6 +480,21 @@ TEST(lookup_helpers)
    CHECK(udi_parse_http_url("https://gw:7777", &h, &p) != 0);
    CHECK(udi_parse_http_url("http://gw:77x", &h, &p) != 0);
    CHECK(udi_parse_http_url("http://gw:80/api", &h, &p) != 0);
+   {
+      bool tls = false;
+      CHECK(udi_parse_gateway_url("https://gw.example.org", &tls, &h, &p) == 0 && tls);
+      STREQ(h, "gw.example.org");
+      STREQ(p, "443");
+      CHECK(udi_parse_gateway_url("https://[::1]:8443/", &tls, &h, &p) == 0 && tls);
+      STREQ(h, "::1");
+      STREQ(p, "8443");
+      CHECK(udi_parse_gateway_url("http://gw", &tls, &h, &p) == 0 && !tls);
+      STREQ(p, "80");
+      CHECK(udi_parse_gateway_url("ftp://gw:21", &tls, &h, &p) != 0);
+      CHECK(udi_parse_gateway_url("https://:443", &tls, &h, &p) != 0);
+      CHECK(udi_parse_gateway_url("https://[::1]x:443", &tls, &h, &p) != 0);
+      CHECK(udi_parse_gateway_url("https://gw:443/api/", &tls, &h, &p) != 0);
+   }
    STREQ(udi_json_top_string("{\"status\":\"READY\",\"id\":\"abc123\"}", "id"), "abc123");
    STREQ(udi_json_top_string("{\"meta\":{\"id\":\"nested\"},\"x\":[1,{\"id\":2}],\"id\":\"top\"}", "id"), "top");
    CHECK(udi_json_top_string("{\"meta\":{\"id\":\"nested\"}}", "id") == NULL);
