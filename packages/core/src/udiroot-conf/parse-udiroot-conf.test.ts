@@ -171,10 +171,10 @@ describe('parseUdiRootConf', () => {
     expect(parseUdiRootConf('allowLocalChroot=1\nmodule_a_copyPath=/x\n').warnings).toEqual([]);
   });
 
-  it('reads gatewayCaFile', () => {
-    expect(parseUdiRootConf('imageGateway=https://gw:8443 http://gw2:8000\ngatewayCaFile=/etc/shifter/gw-ca.pem\n')).toMatchObject({
+  it('reads gatewayCaPath', () => {
+    expect(parseUdiRootConf('imageGateway=https://gw:8443 http://gw2:8000\ngatewayCaPath=/etc/shifter/gw-ca.pem\n')).toMatchObject({
       imageGateway: ['https://gw:8443', 'http://gw2:8000'],
-      gatewayCaFile: '/etc/shifter/gw-ca.pem',
+      gatewayCaPath: '/etc/shifter/gw-ca.pem',
     });
   });
 

@@ -104,8 +104,11 @@ export interface UdiRootConf {
   imageGateway: string[];
   /** Seconds a client waits for the gateway. */
   gatewayTimeout: number | null;
-  /** PEM file of the CA(s) that sign `https://` gateways' certificates (absolute path); `null` = system trust store. */
-  gatewayCaFile: string | null;
+  /**
+   * CA(s) that sign `https://` gateways' certificates: a PEM file or a directory hashed by `openssl rehash` (absolute
+   * path); `null` = the system trust store.
+   */
+  gatewayCaPath: string | null;
   /** Name of this system as the gateway knows it. */
   system: string | null;
   /** Image type used when a request names none (usually `docker`). */
@@ -164,7 +167,7 @@ const KEYS: Record<string, Kind> = {
   perNodeCacheAllowedFsType: 'spaceList',
   imageGateway: 'spaceList',
   gatewayTimeout: 'integer',
-  gatewayCaFile: 'string',
+  gatewayCaPath: 'string',
   system: 'string',
   defaultImageType: 'string',
   defaultModules: 'commaList',
@@ -222,7 +225,7 @@ function emptyConf(): UdiRootConf {
     perNodeCacheAllowedFsType: [],
     imageGateway: [],
     gatewayTimeout: null,
-    gatewayCaFile: null,
+    gatewayCaPath: null,
     system: null,
     defaultImageType: null,
     defaultModules: [],

@@ -172,7 +172,7 @@ static int assign(struct udi_config *c, const char *key, const char *v, char **w
       { "sitePreMountHook", &c->sitePreMountHook }, { "sitePostMountHook", &c->sitePostMountHook },
       { "optUdiImage", &c->optUdiImage }, { "perNodeCachePath", &c->perNodeCachePath },
       { "system", &c->system }, { "defaultImageType", &c->defaultImageType }, { "batchType", &c->batchType },
-      { "gatewayCaFile", &c->gatewayCaFile }, { NULL, NULL } };
+      { "gatewayCaPath", &c->gatewayCaPath }, { NULL, NULL } };
    struct { const char *k; struct strv *sv; const char *delims; } lists[] = {
       { "usersToImport", &c->usersToImport, " \t" }, { "siteEnv", &c->siteEnv, " \t" },
       { "siteEnvAppend", &c->siteEnvAppend, " \t" }, { "siteEnvPrepend", &c->siteEnvPrepend, " \t" },
@@ -336,8 +336,8 @@ int udi_config_validate(const struct udi_config *c, char *err, size_t errlen)
    for (size_t i = 0; i < c->imageGateway.n; i++)
       if (!str_starts(c->imageGateway.v[i], "http://") && !str_starts(c->imageGateway.v[i], "https://"))
          ERR("imageGateway %s: expected http://host[:port] or https://host[:port]", c->imageGateway.v[i]);
-   if (c->gatewayCaFile && c->gatewayCaFile[0] != '/')
-      ERR("gatewayCaFile must be an absolute path");
+   if (c->gatewayCaPath && c->gatewayCaPath[0] != '/')
+      ERR("gatewayCaPath must be an absolute path");
    for (size_t i = 0; i < c->defaultModules.n; i++)
       if (!udi_config_module(c, c->defaultModules.v[i]))
          ERR("defaultModules names unknown module %s", c->defaultModules.v[i]);
@@ -452,7 +452,7 @@ char *udi_config_json(const struct udi_config *c)
    json_kv_list(&o, "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType);
    json_kv_list(&o, "imageGateway", &c->imageGateway);
    o = xasprintf("%s\"gatewayTimeout\":%d,", o, c->gatewayTimeout);
-   json_kv_str(&o, "gatewayCaFile", c->gatewayCaFile);
+   json_kv_str(&o, "gatewayCaPath", c->gatewayCaPath);
    json_kv_str(&o, "system", c->system);
    json_kv_str(&o, "defaultImageType", c->defaultImageType);
    json_kv_list(&o, "defaultModules", &c->defaultModules);

@@ -67,7 +67,7 @@ struct udi_config {
    struct strv perNodeCacheAllowedFsType;    /* allowed fs= values; empty = {xfs} */
    struct strv imageGateway;        /* http:// or https://host:port URLs, tried in a shuffled order */
    int gatewayTimeout;              /* seconds per gateway attempt (default 10) */
-   char *gatewayCaFile;             /* PEM CA bundle for https gateways; NULL = the system trust store */
+   char *gatewayCaPath;             /* CA file (PEM) or hashed CA directory for https gateways; NULL = the system store */
    char *system;                    /* platform name sent to the gateway */
    char *defaultImageType;          /* type used when the descriptor has none (default docker) */
    struct strv defaultModules;      /* modules active when --module is not given */

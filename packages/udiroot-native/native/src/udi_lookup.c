@@ -1,10 +1,12 @@
 /* udi_lookup.c -- gateway lookup in an unprivileged child (see udi_lookup.h). TLS (https:// gateways) is OpenSSL's
-   libssl, used only after the child has become the user.
+   libssl, loaded with dlopen in the child when it first meets an https URL, after the drop to the user: the
+   privileged process never maps it, and runs without https gateways pay nothing for it (bench/RESULTS.md).
 
    Memory policy: short-lived; never freed. */
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <munge.h>
 #include <netdb.h>
@@ -16,12 +18,55 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "udi_lookup.h"
 #include "udi_misc.h"
+
+/** Macros **/
+
+#ifndef UDI_LIBSSL
+#define UDI_LIBSSL "libssl.so.3" /* the soname of the libssl the headers belong to (the Makefile finds it) */
+#endif
+
+/* The OpenSSL functions used here, called through pointers that tls_load fills with dlsym (libcrypto's come
+   through libssl's handle, which depends on it). Each name below is redirected to its pointer, so the code reads as
+   plain OpenSSL, header macros such as SSL_set_tlsext_host_name included. */
+#define UDI_OPENSSL_FUNCS(X)                                                                                          \
+   X(TLS_client_method) X(SSL_CTX_new) X(SSL_CTX_ctrl) X(SSL_CTX_set_verify) X(SSL_CTX_load_verify_locations)         \
+   X(SSL_CTX_set_default_verify_paths) X(SSL_new) X(SSL_set_fd) X(SSL_get0_param) X(SSL_ctrl) X(SSL_set1_host)        \
+   X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result) X(SSL_write) X(SSL_read) X(SSL_is_init_finished)          \
+   X(SSL_shutdown) X(SSL_free) X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string)                      \
+   X(ERR_reason_error_string) X(ERR_peek_last_error) X(ERR_get_error)
+#define UDI_OPENSSL_PTR(name) static __typeof__(&name) p_##name;
+UDI_OPENSSL_FUNCS(UDI_OPENSSL_PTR)
+#define TLS_client_method (*p_TLS_client_method)
+#define SSL_CTX_new (*p_SSL_CTX_new)
+#define SSL_CTX_ctrl (*p_SSL_CTX_ctrl)
+#define SSL_CTX_set_verify (*p_SSL_CTX_set_verify)
+#define SSL_CTX_load_verify_locations (*p_SSL_CTX_load_verify_locations)
+#define SSL_CTX_set_default_verify_paths (*p_SSL_CTX_set_default_verify_paths)
+#define SSL_new (*p_SSL_new)
+#define SSL_set_fd (*p_SSL_set_fd)
+#define SSL_get0_param (*p_SSL_get0_param)
+#define SSL_ctrl (*p_SSL_ctrl)
+#define SSL_set1_host (*p_SSL_set1_host)
+#define SSL_connect (*p_SSL_connect)
+#define SSL_get_error (*p_SSL_get_error)
+#define SSL_get_verify_result (*p_SSL_get_verify_result)
+#define SSL_write (*p_SSL_write)
+#define SSL_read (*p_SSL_read)
+#define SSL_is_init_finished (*p_SSL_is_init_finished)
+#define SSL_shutdown (*p_SSL_shutdown)
+#define SSL_free (*p_SSL_free)
+#define X509_VERIFY_PARAM_set1_ip_asc (*p_X509_VERIFY_PARAM_set1_ip_asc)
+#define X509_verify_cert_error_string (*p_X509_verify_cert_error_string)
+#define ERR_reason_error_string (*p_ERR_reason_error_string)
+#define ERR_peek_last_error (*p_ERR_peek_last_error)
+#define ERR_get_error (*p_ERR_get_error)
 
 /** Functions **/
 
@@ -304,12 +349,39 @@ static ssize_t conn_recv(struct gw_conn *cn, char *buf, size_t len, bool *timed_
    }
 }
 
+/* Load libssl (system library directories only: the process is setuid, so LD_LIBRARY_PATH is ignored) and resolve
+   the functions above. Returns 0, or -1 after printing why (once). */
+static int tls_load(void)
+{
+   static int state; /* 0 not tried, 1 loaded, -1 failed */
+   void *h;
+   if (state)
+      return state > 0 ? 0 : -1;
+   state = -1;
+   h = dlopen(UDI_LIBSSL, RTLD_NOW | RTLD_LOCAL);
+   if (!h) {
+      WARN("https gateways need OpenSSL's %s: %s", UDI_LIBSSL, dlerror());
+      return -1;
+   }
+#define UDI_OPENSSL_SYM(name)                                                                                         \
+   if (!(*(void **)&p_##name = dlsym(h, #name))) {                                                                    \
+      WARN("%s has no %s", UDI_LIBSSL, #name);                                                                        \
+      return -1;                                                                                                      \
+   }
+   UDI_OPENSSL_FUNCS(UDI_OPENSSL_SYM)
+   state = 1;
+   return 0;
+}
+
 /* The TLS client context of this lookup, made on first use: TLS 1.2 or newer, peer verification on, trust anchors
-   from gatewayCaFile or else the system store. Runs as the user, so the CA file must be readable by users (it holds
-   only public certificates). Exits UDI_EX_CONFIG when gatewayCaFile cannot be loaded. */
+   from gatewayCaPath (a PEM file, read whole, or a directory hashed by `openssl rehash`, read lazily: only the
+   issuers a chain needs) or else OpenSSL's default store (on Debian the whole system bundle plus /etc/ssl/certs).
+   Runs as the user, so the CA path must be readable by users (it holds only public certificates). Exits
+   UDI_EX_CONFIG when gatewayCaPath cannot be used. */
 static SSL_CTX *tls_context(const struct udi_config *c)
 {
    static SSL_CTX *ctx;
+   struct stat st;
    if (ctx)
       return ctx;
    ctx = SSL_CTX_new(TLS_client_method());
@@ -318,15 +390,16 @@ static SSL_CTX *tls_context(const struct udi_config *c)
       _exit(UDI_EX_SOFTWARE);
    }
    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-   if (c->gatewayCaFile) {
-      if (access(c->gatewayCaFile, R_OK) != 0) {
-         fprintf(stderr, "%s: gatewayCaFile %s: %s (it must be readable by users)\n", udi_progname, c->gatewayCaFile,
+   if (c->gatewayCaPath) {
+      bool dir = stat(c->gatewayCaPath, &st) == 0 && S_ISDIR(st.st_mode);
+      if (access(c->gatewayCaPath, dir ? R_OK | X_OK : R_OK) != 0) {
+         fprintf(stderr, "%s: gatewayCaPath %s: %s (it must be readable by users)\n", udi_progname, c->gatewayCaPath,
                  strerror(errno));
          _exit(UDI_EX_CONFIG);
       }
-      if (SSL_CTX_load_verify_locations(ctx, c->gatewayCaFile, NULL) != 1) {
-         fprintf(stderr, "%s: gatewayCaFile %s: no PEM certificate could be loaded (%s)\n", udi_progname,
-                 c->gatewayCaFile, ERR_reason_error_string(ERR_get_error()));
+      if (SSL_CTX_load_verify_locations(ctx, dir ? NULL : c->gatewayCaPath, dir ? c->gatewayCaPath : NULL) != 1) {
+         fprintf(stderr, "%s: gatewayCaPath %s: no PEM certificate could be loaded (%s)\n", udi_progname,
+                 c->gatewayCaPath, ERR_reason_error_string(ERR_get_error()));
          _exit(UDI_EX_CONFIG);
       }
    } else {
@@ -336,12 +409,17 @@ static SSL_CTX *tls_context(const struct udi_config *c)
 }
 
 /* Start TLS on cn->fd for host (a name: SNI and name check; an address: address check). Returns 0, or -1 with
-   *untrusted set when the certificate did not verify (the reason is always printed: a site must see it). */
+   *untrusted set when the certificate did not verify or OpenSSL cannot be loaded (the reason is always printed: a
+   site must see it). */
 static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char *url, const char *host,
                      bool *untrusted)
 {
    unsigned char addr[16];
    int rc;
+   if (tls_load()) {
+      *untrusted = true;
+      return -1;
+   }
    cn->ssl = SSL_new(tls_context(c));
    if (!cn->ssl || SSL_set_fd(cn->ssl, cn->fd) != 1)
       return -1;
@@ -363,7 +441,7 @@ static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char 
       if (vr != X509_V_OK) {
          *untrusted = true;
          WARN("gateway %s: TLS certificate not trusted: %s (trust anchors: %s)", url,
-              X509_verify_cert_error_string(vr), c->gatewayCaFile ? c->gatewayCaFile : "the system store");
+              X509_verify_cert_error_string(vr), c->gatewayCaPath ? c->gatewayCaPath : "the system store");
       } else {
          VERBOSE("gateway %s: TLS handshake failed: %s", url, ERR_reason_error_string(ERR_peek_last_error()));
       }
@@ -389,7 +467,7 @@ static void conn_close(struct gw_conn *cn)
 /* Outcome of one attempt beyond "no id": what the caller reports when no gateway answers. */
 struct attempt_flags {
    bool not_found; /* a gateway answered 404 */
-   bool untrusted; /* a gateway's TLS certificate did not verify */
+   bool untrusted; /* a gateway's TLS certificate did not verify (or OpenSSL is missing) */
 };
 
 /* One attempt against url; returns the id or NULL (reason on stderr with --verbose, always for an untrusted
@@ -483,7 +561,7 @@ fail:
    munge credential is to be sent, e.g. a workload manager plugin at submit time). Tries every imageGateway URL in
    a shuffled order with a fresh credential each. Returns 0 with *id set, or UDI_EX_NOINPUT (a gateway answered 404
    and none had the image), UDI_EX_CONFIG (no gateway answered and a TLS certificate did not verify, or
-   gatewayCaFile cannot be loaded: the latter exits), UDI_EX_UNAVAILABLE (no gateway answered). Messages go to
+   gatewayCaPath cannot be loaded: the latter exits), UDI_EX_UNAVAILABLE (no gateway answered). Messages go to
    stderr. */
 int udi_lookup_as_caller(const struct udi_config *c, const char *type, const char *tag, char **id)
 {
@@ -560,7 +638,7 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
       FATAL(UDI_EX_NOINPUT, "image %s:%s not found on the image gateway", type, tag);
    if (WIFEXITED(status) && WEXITSTATUS(status) == UDI_EX_CONFIG)
       FATAL(UDI_EX_CONFIG, "failed to look up %s:%s: no image gateway could be trusted; check imageGateway and "
-            "gatewayCaFile in udiRoot.conf", type, tag);
+            "gatewayCaPath in udiRoot.conf", type, tag);
    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || total == 0)
       FATAL(UDI_EX_UNAVAILABLE, "failed to look up %s:%s on the image gateway(s)", type, tag);
    return xstrdup(idbuf);

@@ -3,7 +3,7 @@
    The lookup runs in a forked child that drops to the user (groups, gid, uid; verified) before any network I/O or
    munge call, so the credential is the user's and a hostile gateway talks only to an unprivileged process. The
    child speaks minimal HTTP/1.1 to each `imageGateway` URL (http://host[:port], or https://host[:port] over TLS 1.2+
-   with OpenSSL, the certificate verified against `gatewayCaFile` or the system trust store, name or address
+   with OpenSSL, the certificate verified against `gatewayCaPath` or the system trust store, name or address
    checked) in a shuffled order, `gatewayTimeout` seconds each, sending
    `GET /api/lookup/<system>/<type>/<tag-url-escaped>/` with the header `authentication: <munge credential>`, and
    returns the `"id"` field of a 200 JSON answer through a pipe. No TLS code runs with privileges.

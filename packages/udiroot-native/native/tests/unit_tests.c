@@ -302,9 +302,9 @@ TEST(config_continuation_and_errors)
    CHECK(strstr(err, "loopMount") != NULL);
    CHECK(parse_conf(&c, MINIMAL "gatewayTimeout=ten\n", err) != 0);
    CHECK(parse_conf(&c, MINIMAL "imageGateway=ftp://gw:443\n", err) != 0);
-   CHECK(parse_conf(&c, MINIMAL "imageGateway=https://gw:443 http://gw2\ngatewayCaFile=/etc/ca.pem\n", err) == 0);
-   STREQ(c.gatewayCaFile, "/etc/ca.pem");
-   CHECK(parse_conf(&c, MINIMAL "gatewayCaFile=ca.pem\n", err) != 0); /* relative */
+   CHECK(parse_conf(&c, MINIMAL "imageGateway=https://gw:443 http://gw2\ngatewayCaPath=/etc/ca.pem\n", err) == 0);
+   STREQ(c.gatewayCaPath, "/etc/ca.pem");
+   CHECK(parse_conf(&c, MINIMAL "gatewayCaPath=ca.pem\n", err) != 0); /* relative */
    CHECK(parse_conf(&c, MINIMAL "mountPropagationStyle=shared\n", err) != 0);
    CHECK(parse_conf(&c, MINIMAL "optionalSshdAsRoot=1\nnodeContextPrefix=x\nkmodBasePath=/lib\n", err) == 0);
 }

@@ -1,11 +1,11 @@
 /**
  * Tag lookups through `https://` image gateways, from the setuid runtime's unprivileged child. A test CA made here
- * with `openssl` signs the gateways' certificates; `gatewayCaFile` in udiRoot.conf names it. The real gateway
+ * with `openssl` signs the gateways' certificates; `gatewayCaPath` in udiRoot.conf names it. The real gateway
  * (`shifter-gateway serve`, SQLite store) listens on plain HTTP and is fronted by a small TLS proxy (node:tls), as a
  * site fronts it with a TLS terminator; a TLS gateway double checks the munge credential to show who asked.
  */
 import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -73,6 +73,7 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   let deadHttps: string;
   let deadHttp: string;
   let testCa: string;
+  let testCaDir: string; // a hashed CA directory (openssl rehash) holding the test CA
   let wrongCa: string;
   let tag: string;
   let imageId: string;
@@ -90,6 +91,10 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     const wrong = makeCa(tlsDir, 'wrong');
     testCa = good.ca;
     wrongCa = wrong.ca;
+    testCaDir = join(tlsDir, 'ca-dir');
+    mkdirSync(testCaDir, { mode: 0o755 });
+    copyFileSync(testCa, join(testCaDir, 'site-ca.pem'));
+    execFileSync('openssl', ['rehash', testCaDir], { stdio: 'pipe' });
     const serverCert = good.sign('gateway', 'IP:127.0.0.1,DNS:localhost');
     const otherCert = good.sign('other', 'DNS:gateway.other.example');
 
@@ -183,14 +188,19 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   });
 
   const conf = (gateways: string, ca: string | null) =>
-    env.writeConf(`imageGateway=${gateways}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=20\n${ca ? `gatewayCaFile=${ca}\n` : ''}`);
+    env.writeConf(`imageGateway=${gateways}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=20\n${ca ? `gatewayCaPath=${ca}\n` : ''}`);
 
-  it('looks a tag up through the real gateway behind TLS, verified against gatewayCaFile, and runs it', async () => {
+  it('looks a tag up through the real gateway behind TLS, verified against gatewayCaPath (file or directory), and runs it', async () => {
     conf(httpsUrl, testCa);
     const r = await env.runAs(user, [`--image=docker:${tag}`, 'sh', '-c', 'echo $SHIFTER_IMAGE']);
     expect(r.stderr, log).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(`${imageId}\n`);
+    // gatewayCaPath may also be a hashed directory, read lazily.
+    conf(httpsUrl, testCaDir);
+    const fromDir = await env.runAs(user, [`--image=docker:${tag}`, 'sh', '-c', 'echo $SHIFTER_IMAGE']);
+    expect(fromDir.stderr).toBe('');
+    expect(fromDir.stdout).toBe(`${imageId}\n`);
   });
 
   it('sends the caller\'s own munge credential over TLS (the lookup runs as the user) and checks a host name', async () => {
@@ -223,8 +233,12 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     expect(r.status).toBe(78);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`gateway ${httpsUrl}: TLS certificate not trusted: unable to get local issuer certificate (trust anchors: ${wrongCa})`);
-    expect(r.stderr).toContain('check imageGateway and gatewayCaFile in udiRoot.conf');
-    // Without gatewayCaFile the system trust store applies, which does not know the test CA either.
+    expect(r.stderr).toContain('check imageGateway and gatewayCaPath in udiRoot.conf');
+    const emptyDir = join(env.dir, 'tls', 'empty-ca-dir');
+    mkdirSync(emptyDir, { mode: 0o755 });
+    conf(httpsUrl, emptyDir);
+    expect((await env.runAs(user, [`--image=${tag}`, 'true'])).status).toBe(78);
+    // Without gatewayCaPath the system trust store applies, which does not know the test CA either.
     conf(httpsUrl, null);
     const system = await env.runAs(user, [`--image=${tag}`, 'true']);
     expect(system.status).toBe(78);
@@ -249,12 +263,18 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     }
   });
 
-  it('says so when the user cannot read gatewayCaFile (exit 78)', async () => {
+  it('says so when the user cannot read gatewayCaPath, or it holds no certificate (exit 78)', async () => {
     const unreadable = join(env.dir, 'tls', 'root-only-ca.pem');
     writeFileSync(unreadable, readFileSync(testCa), { mode: 0o600 });
     conf(httpsUrl, unreadable);
     const r = await env.runAs(user, [`--image=${tag}`, 'true']);
     expect(r.status).toBe(78);
-    expect(r.stderr).toContain(`gatewayCaFile ${unreadable}: Permission denied (it must be readable by users)`);
+    expect(r.stderr).toContain(`gatewayCaPath ${unreadable}: Permission denied (it must be readable by users)`);
+    const notPem = join(env.dir, 'tls', 'not-a-ca.pem');
+    writeFileSync(notPem, 'not a certificate\n', { mode: 0o644 });
+    conf(httpsUrl, notPem);
+    const bad = await env.runAs(user, [`--image=${tag}`, 'true']);
+    expect(bad.status).toBe(78);
+    expect(bad.stderr).toContain(`gatewayCaPath ${notPem}: no PEM certificate could be loaded`);
   });
 });
