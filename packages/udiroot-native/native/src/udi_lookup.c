@@ -35,12 +35,12 @@
 /* The OpenSSL functions used here, called through pointers that tls_load fills with dlsym (libcrypto's come
    through libssl's handle, which depends on it). Each name below is redirected to its pointer, so the code reads as
    plain OpenSSL, header macros such as SSL_set_tlsext_host_name included. */
-#define UDI_OPENSSL_FUNCS(X)                                                                                          \
-   X(TLS_client_method) X(SSL_CTX_new) X(SSL_CTX_ctrl) X(SSL_CTX_set_verify) X(SSL_CTX_load_verify_locations)         \
-   X(SSL_CTX_set_default_verify_paths) X(SSL_new) X(SSL_set_fd) X(SSL_get0_param) X(SSL_ctrl) X(SSL_set1_host)        \
-   X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result) X(SSL_write) X(SSL_read) X(SSL_is_init_finished)          \
-   X(SSL_shutdown) X(SSL_free) X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string)                      \
-   X(ERR_reason_error_string) X(ERR_peek_last_error) X(ERR_get_error)
+#define UDI_OPENSSL_FUNCS(X)                                                                                 \
+   X(TLS_client_method) X(SSL_CTX_new) X(SSL_CTX_ctrl) X(SSL_CTX_set_verify) X(SSL_CTX_load_verify_locations) \
+   X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_free) X(SSL_new) X(SSL_set_fd) X(SSL_get0_param) X(SSL_ctrl)  \
+   X(SSL_set1_host) X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result) X(SSL_write) X(SSL_read)         \
+   X(SSL_is_init_finished) X(SSL_shutdown) X(SSL_free) X(X509_VERIFY_PARAM_set1_ip_asc)                       \
+   X(X509_verify_cert_error_string) X(ERR_reason_error_string) X(ERR_peek_last_error) X(ERR_get_error)
 #define UDI_OPENSSL_PTR(name) static __typeof__(&name) p_##name;
 UDI_OPENSSL_FUNCS(UDI_OPENSSL_PTR)
 #define TLS_client_method (*p_TLS_client_method)
@@ -62,6 +62,7 @@ UDI_OPENSSL_FUNCS(UDI_OPENSSL_PTR)
 #define SSL_is_init_finished (*p_SSL_is_init_finished)
 #define SSL_shutdown (*p_SSL_shutdown)
 #define SSL_free (*p_SSL_free)
+#define SSL_CTX_free (*p_SSL_CTX_free)
 #define X509_VERIFY_PARAM_set1_ip_asc (*p_X509_VERIFY_PARAM_set1_ip_asc)
 #define X509_verify_cert_error_string (*p_X509_verify_cert_error_string)
 #define ERR_reason_error_string (*p_ERR_reason_error_string)
@@ -376,18 +377,20 @@ static int tls_load(void)
 /* The TLS client context of this lookup, made on first use: TLS 1.2 or newer, peer verification on, trust anchors
    from gatewayCaPath (a PEM file, read whole, or a directory hashed by `openssl rehash`, read lazily: only the
    issuers a chain needs) or else OpenSSL's default store (on Debian the whole system bundle plus /etc/ssl/certs).
-   Runs as the user, so the CA path must be readable by users (it holds only public certificates). Exits
-   UDI_EX_CONFIG when gatewayCaPath cannot be used. */
+   Runs as the user, so the CA path must be readable by users (it holds only public certificates). Returns NULL,
+   having said why (once), when gatewayCaPath cannot be used. */
 static SSL_CTX *tls_context(const struct udi_config *c)
 {
    static SSL_CTX *ctx;
+   static bool failed;
    struct stat st;
-   if (ctx)
+   if (ctx || failed)
       return ctx;
+   failed = true;
    ctx = SSL_CTX_new(TLS_client_method());
    if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
-      fprintf(stderr, "%s: cannot set up TLS\n", udi_progname);
-      _exit(UDI_EX_SOFTWARE);
+      fprintf(stderr, "%s: cannot set up TLS: %s\n", udi_progname, ERR_reason_error_string(ERR_get_error()));
+      return ctx = NULL;
    }
    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
    if (c->gatewayCaPath) {
@@ -395,16 +398,19 @@ static SSL_CTX *tls_context(const struct udi_config *c)
       if (access(c->gatewayCaPath, dir ? R_OK | X_OK : R_OK) != 0) {
          fprintf(stderr, "%s: gatewayCaPath %s: %s (it must be readable by users)\n", udi_progname, c->gatewayCaPath,
                  strerror(errno));
-         _exit(UDI_EX_CONFIG);
+         SSL_CTX_free(ctx);
+         return ctx = NULL;
       }
       if (SSL_CTX_load_verify_locations(ctx, dir ? NULL : c->gatewayCaPath, dir ? c->gatewayCaPath : NULL) != 1) {
          fprintf(stderr, "%s: gatewayCaPath %s: no PEM certificate could be loaded (%s)\n", udi_progname,
                  c->gatewayCaPath, ERR_reason_error_string(ERR_get_error()));
-         _exit(UDI_EX_CONFIG);
+         SSL_CTX_free(ctx);
+         return ctx = NULL;
       }
    } else {
       SSL_CTX_set_default_verify_paths(ctx);
    }
+   failed = false;
    return ctx;
 }
 
@@ -416,7 +422,7 @@ static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char 
 {
    unsigned char addr[16];
    int rc;
-   if (tls_load()) {
+   if (tls_load() || !tls_context(c)) {
       *untrusted = true;
       return -1;
    }
@@ -560,35 +566,39 @@ fail:
 /* Resolve type:tag as the calling process (no fork, no identity change: the caller must already be the user whose
    munge credential is to be sent, e.g. a workload manager plugin at submit time). Tries every imageGateway URL in
    a shuffled order with a fresh credential each. Returns 0 with *id set, or UDI_EX_NOINPUT (a gateway answered 404
-   and none had the image), UDI_EX_CONFIG (no gateway answered and a TLS certificate did not verify, or
-   gatewayCaPath cannot be loaded: the latter exits), UDI_EX_UNAVAILABLE (no gateway answered). Messages go to
-   stderr. */
+   and none had the image), UDI_EX_CONFIG (no gateway answered, and a TLS certificate did not verify or
+   gatewayCaPath or libssl could not be used), UDI_EX_UNAVAILABLE (no gateway answered). Never exits; messages go
+   to stderr; the SIGPIPE disposition is restored before returning. */
 int udi_lookup_as_caller(const struct udi_config *c, const char *type, const char *tag, char **id)
 {
    struct strv order = { 0 };
    struct attempt_flags fl = { false, false };
-   signal(SIGPIPE, SIG_IGN); /* a TLS write to a closed socket must fail, not kill */
+   unsigned seed = (unsigned)(getpid() ^ time(NULL));
+   void (*old_sigpipe)(int) = signal(SIGPIPE, SIG_IGN); /* a TLS write to a closed socket must fail, not kill */
+   int rc = -1;
+   *id = NULL;
    strv_init(&order);
    for (size_t i = 0; i < c->imageGateway.n; i++)
       strv_push(&order, c->imageGateway.v[i]);
-   srand((unsigned)(getpid() ^ time(NULL)));
    for (size_t i = order.n; i > 1; i--) { /* Fisher-Yates: spread the load of many nodes over gateways */
-      size_t j = (size_t)rand() % i;
+      size_t j = (size_t)rand_r(&seed) % i;
       char *t = order.v[i - 1];
       order.v[i - 1] = order.v[j];
       order.v[j] = t;
    }
-   for (size_t i = 0; i < order.n; i++) {
+   for (size_t i = 0; i < order.n && !*id; i++) {
       /* A munge credential can be used once: every attempt gets a fresh one, so a gateway that received it
          before failing cannot make the next attempt look like a replay. */
       char *cred = NULL, *request, *host, *port;
       bool tls;
       if (munge_encode(&cred, NULL, NULL, 0) != EMUNGE_SUCCESS || !cred) {
          fprintf(stderr, "%s: cannot get a munge credential (is munged running?)\n", udi_progname);
-         return UDI_EX_UNAVAILABLE;
+         rc = UDI_EX_UNAVAILABLE;
+         break;
       }
       if (udi_parse_gateway_url(order.v[i], &tls, &host, &port)) {
          WARN("imageGateway %s is not http://host[:port] or https://host[:port]; skipped", order.v[i]);
+         free(cred);
          continue;
       }
       request = xasprintf("GET /api/lookup/%s/%s/%s/ HTTP/1.1\r\nHost: %s:%s\r\nauthentication: %s\r\n"
@@ -597,14 +607,18 @@ int udi_lookup_as_caller(const struct udi_config *c, const char *type, const cha
                           strchr(host, ':') ? xasprintf("[%s]", host) : host, port, cred);
       free(cred);
       *id = try_gateway(c, order.v[i], request, &fl);
-      if (*id)
-         return 0;
    }
+   signal(SIGPIPE, old_sigpipe);
+   if (*id)
+      return 0;
+   if (rc >= 0)
+      return rc;
    return fl.not_found ? UDI_EX_NOINPUT : fl.untrusted ? UDI_EX_CONFIG : UDI_EX_UNAVAILABLE;
 }
 
 /* Resolve type:tag to an image id, or exit UDI_EX_UNAVAILABLE (no gateway answered) / UDI_EX_NOINPUT (a gateway
-   answered 404 and none had the image). Preconditions: euid 0 (the child must be able to switch to the user). */
+   answered 404 and none had the image) / UDI_EX_CONFIG (none answered and an https one was not trusted).
+   Preconditions: euid 0 (the child must be able to switch to the user). */
 char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, const char *type, const char *tag)
 {
    int pfd[2], status;
