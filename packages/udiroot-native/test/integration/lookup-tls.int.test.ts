@@ -64,6 +64,8 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   let env: RuntimeEnv;
   let user: string;
   let uid: number;
+  let user2: string;
+  let uid2: number;
   let gateway: ChildProcess | undefined;
   let log = '';
   let httpUrl: string; // the real gateway, plain HTTP
@@ -84,6 +86,8 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   beforeAll(async () => {
     user = serviceValue('user');
     uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));
+    user2 = process.env.SHIFTER_TEST_USER2 ?? 'shiftertest2';
+    uid2 = Number(execFileSync('id', ['-u', user2], { encoding: 'utf8' }));
     env = new RuntimeEnv();
     const tlsDir = join(env.dir, 'tls');
     mkdirSync(tlsDir, { mode: 0o755 });
@@ -203,13 +207,17 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     expect(fromDir.stdout).toBe(`${imageId}\n`);
   });
 
-  it('sends the caller\'s own munge credential over TLS (the lookup runs as the user) and checks a host name', async () => {
+  it('sends the caller\'s own munge credential over TLS (the lookup runs as that user, for either user) and checks a host name', async () => {
     conf(doubleUrl, testCa);
     seenUids.length = 0;
     const r = await env.runAs(user, ['--image=docker:double:latest', 'echo', 'ok']);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('ok\n');
     expect(seenUids).toEqual([uid]);
+    // Another user's lookup carries that user's credential, never the first one's (nor root's).
+    seenUids.length = 0;
+    expect((await env.runAs(user2, ['--image=docker:double:latest', 'echo', 'ok'])).stdout).toBe('ok\n');
+    expect(seenUids).toEqual([uid2]);
     // Over TLS, a tag the gateway does not know is still "not found".
     expect((await env.runAs(user, ['--image=docker:nosuch:latest', 'true'])).status).toBe(66);
   });
