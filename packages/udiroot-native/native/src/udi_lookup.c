@@ -37,10 +37,11 @@
    plain OpenSSL, header macros such as SSL_set_tlsext_host_name included. */
 #define UDI_OPENSSL_FUNCS(X)                                                                                 \
    X(TLS_client_method) X(SSL_CTX_new) X(SSL_CTX_ctrl) X(SSL_CTX_set_verify) X(SSL_CTX_load_verify_locations) \
-   X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_free) X(SSL_new) X(SSL_set_fd) X(SSL_get0_param) X(SSL_ctrl)  \
-   X(SSL_set1_host) X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result) X(SSL_write) X(SSL_read)         \
-   X(SSL_is_init_finished) X(SSL_shutdown) X(SSL_free) X(X509_VERIFY_PARAM_set1_ip_asc)                       \
-   X(X509_verify_cert_error_string) X(ERR_reason_error_string) X(ERR_peek_last_error) X(ERR_get_error)
+   X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_free) X(SSL_CTX_set_options) X(SSL_new) X(SSL_set_fd)        \
+   X(SSL_get0_param) X(SSL_ctrl) X(SSL_set1_host) X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result)    \
+   X(SSL_write) X(SSL_read) X(SSL_is_init_finished) X(SSL_shutdown) X(SSL_free)                                \
+   X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string) X(ERR_reason_error_string)               \
+   X(ERR_peek_last_error) X(ERR_get_error)
 #define UDI_OPENSSL_PTR(name) static __typeof__(&name) p_##name;
 UDI_OPENSSL_FUNCS(UDI_OPENSSL_PTR)
 #define TLS_client_method (*p_TLS_client_method)
@@ -63,6 +64,7 @@ UDI_OPENSSL_FUNCS(UDI_OPENSSL_PTR)
 #define SSL_shutdown (*p_SSL_shutdown)
 #define SSL_free (*p_SSL_free)
 #define SSL_CTX_free (*p_SSL_CTX_free)
+#define SSL_CTX_set_options (*p_SSL_CTX_set_options)
 #define X509_VERIFY_PARAM_set1_ip_asc (*p_X509_VERIFY_PARAM_set1_ip_asc)
 #define X509_verify_cert_error_string (*p_X509_verify_cert_error_string)
 #define ERR_reason_error_string (*p_ERR_reason_error_string)
@@ -393,6 +395,9 @@ static SSL_CTX *tls_context(const struct udi_config *c)
       return ctx = NULL;
    }
    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+   /* Some TLS terminators close without close_notify; the end of the stream is then taken as the end of the answer,
+      which try_gateway checks against Content-Length or the chunked framing (a truncated answer is refused). */
+   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
    if (c->gatewayCaPath) {
       bool dir = stat(c->gatewayCaPath, &st) == 0 && S_ISDIR(st.st_mode);
       if (access(c->gatewayCaPath, dir ? R_OK | X_OK : R_OK) != 0) {
@@ -535,7 +540,7 @@ static char *try_gateway(const struct udi_config *c, const char *url, const char
    conn_close(&cn);
    buf[len] = '\0';
    {
-      char *body = strstr(buf, "\r\n\r\n"), *id;
+      char *body = strstr(buf, "\r\n\r\n"), *id, *cl;
       int status = 0;
       if (!body || sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
          return NULL;
@@ -549,8 +554,14 @@ static char *try_gateway(const struct udi_config *c, const char *url, const char
       body += 4;
       for (char *h = buf; *h; h++)
          *h = (char)((*h >= 'A' && *h <= 'Z') ? *h + 32 : *h);
-      if (strstr(buf, "\r\ntransfer-encoding: chunked") && dechunk(body)) {
-         VERBOSE("gateway %s: malformed chunked body", url);
+      if (strstr(buf, "\r\ntransfer-encoding: chunked")) {
+         if (dechunk(body)) {
+            VERBOSE("gateway %s: malformed chunked body", url);
+            return NULL;
+         }
+      } else if ((cl = strstr(buf, "\r\ncontent-length:")) && strlen(body) < strtoul(cl + 17, NULL, 10)) {
+         /* A TLS peer may close without close_notify (accepted, see tls_context): a short body is a failure. */
+         VERBOSE("gateway %s: answer shorter than its Content-Length", url);
          return NULL;
       }
       id = udi_json_top_string(body, "id");

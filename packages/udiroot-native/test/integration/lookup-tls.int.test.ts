@@ -72,6 +72,8 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   let httpsUrl: string; // the real gateway behind the TLS proxy (certificate for 127.0.0.1 and localhost)
   let doubleUrl: string; // TLS gateway double that decodes the credential
   let otherNameUrl: string; // TLS server whose certificate names another host
+  let abruptUrl: string; // answers, then drops the connection without a TLS close_notify
+  let truncatedUrl: string; // the same, with fewer bytes than its Content-Length
   let deadHttps: string;
   let deadHttp: string;
   let testCa: string;
@@ -160,6 +162,23 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     });
     servers.push(double);
     doubleUrl = `https://localhost:${await listening(double)}`;
+
+    // Raw TLS servers that answer and then destroy the socket: no close_notify, as some TLS terminators do.
+    const abrupt = (body: string, contentLength: number) =>
+      createTlsServer({ key: serverCert.key, cert: serverCert.cert }, (socket) => {
+        sockets.push(socket);
+        socket.on('error', () => socket.destroy());
+        socket.once('data', () => {
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${contentLength}\r\n\r\n${body}`, () => socket.destroy());
+        });
+      });
+    const whole = JSON.stringify({ status: 'READY', id: 'ab'.repeat(32) });
+    const abruptServer = abrupt(whole, whole.length);
+    servers.push(abruptServer);
+    abruptUrl = `https://127.0.0.1:${await listening(abruptServer)}`;
+    const truncatedServer = abrupt(whole, whole.length + 100);
+    servers.push(truncatedServer);
+    truncatedUrl = `https://127.0.0.1:${await listening(truncatedServer)}`;
 
     const other = createTlsServer({ key: otherCert.key, cert: otherCert.cert }, (socket) => socket.destroy());
     servers.push(other);
@@ -251,6 +270,18 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     const system = await env.runAs(user, [`--image=${tag}`, 'true']);
     expect(system.status).toBe(78);
     expect(system.stderr).toContain('(trust anchors: the system store)');
+  });
+
+  it('takes an answer whose connection ends without close_notify when it is complete, and refuses a truncated one', async () => {
+    // The id this server answers is not in imagePath, so a successful lookup ends in "image not found" (66) after it.
+    conf(abruptUrl, testCa);
+    const complete = await env.runAs(user, ['--image=docker:any:latest', 'true']);
+    expect(complete.stderr).toContain(`image ${'ab'.repeat(32)} not found`);
+    expect(complete.status).toBe(66);
+    conf(truncatedUrl, testCa);
+    const truncated = await env.runAs(user, ['--image=docker:any:latest', '--verbose', 'true']);
+    expect(truncated.status).toBe(69);
+    expect(truncated.stderr).toContain('answer shorter than its Content-Length');
   });
 
   it('refuses a certificate for another host name, even one the CA signed', async () => {
