@@ -7,14 +7,21 @@
  * With the harness's registry and munged available, a last variant resolves the tag through the real gateway
  * (`shifter-gateway serve`, SQLite store) after pulling the image through it.
  *
+ * The https variants repeat both lookups over TLS (a test CA made here with `openssl`, `gatewayCaPath` naming it; the
+ * real gateway fronted by a node:tls proxy), and with `gatewayCaPath` holding the whole system CA bundle plus the
+ * test CA (one PEM file, the cost of a large trust store) or a hashed directory of the same anchors. With BENCH_RUNTIME_COMPARE_REV=<git revision>, the runtime of that revision
+ * is built too and its `id:` start-up measured alongside (e.g. a revision from before OpenSSL was linked).
+ *
  * Run as root: `bash bench/runtime/run.sh [runs]` (needs the harness fixtures and the test user; sets /dev/fuse to
  * 0666 for ch-run as documented in docs/runtime.md and puts the old mode back at the end).
  * Prints a table of medians and the ratios; writes the raw numbers to bench/out/runtime.json.
  */
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -76,10 +83,52 @@ try {
   await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
   const gatewayLine = `imageGateway=http://127.0.0.1:${(gateway.address() as AddressInfo).port}\nsystem=bench\n`;
 
+  // TLS: a test CA and a server certificate for 127.0.0.1 (P-256, as a site would issue today).
+  const tlsDir = join(env.dir, 'tls');
+  mkdirSync(tlsDir, { mode: 0o755 });
+  const pem = (name: string) => join(tlsDir, name);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=bench CA',
+    '-keyout', pem('ca-key.pem'), '-out', pem('ca.pem'), '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'pipe' });
+  writeFileSync(pem('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=gateway',
+    '-keyout', pem('server-key.pem'), '-out', pem('server.csr')], { stdio: 'pipe' });
+  execFileSync('openssl', ['x509', '-req', '-in', pem('server.csr'), '-CA', pem('ca.pem'), '-CAkey', pem('ca-key.pem'), '-CAcreateserial',
+    '-days', '2', '-extfile', pem('server.ext'), '-out', pem('server.pem')], { stdio: 'pipe' });
+  writeFileSync(pem('bundle.pem'), readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8') + readFileSync(pem('ca.pem'), 'utf8'));
+  for (const name of ['ca.pem', 'bundle.pem']) chmodSync(pem(name), 0o644);
+  // The same anchors as a hashed directory (as /etc/ssl/certs is), read lazily.
+  mkdirSync(pem('ca-dir'), { mode: 0o755 });
+  execFileSync('sh', ['-c', `cp /etc/ssl/certs/*.pem ${pem('ca-dir')}/ 2>/dev/null; cp ${pem('ca.pem')} ${pem('ca-dir')}/bench-ca.pem; openssl rehash ${pem('ca-dir')}`]);
+  const tlsOptions = { key: readFileSync(pem('server-key.pem')), cert: readFileSync(pem('server.pem')) };
+  const httpsGateway = createHttpsServer(tlsOptions, (request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'READY', id }));
+  });
+  await new Promise<void>((resolve) => httpsGateway.listen(0, '127.0.0.1', resolve));
+  const httpsUrl = `https://127.0.0.1:${(httpsGateway.address() as AddressInfo).port}`;
+  const httpsLine = `imageGateway=${httpsUrl}\nsystem=bench\ngatewayCaPath=${pem('ca.pem')}\n`;
+  const httpsBundleLine = `imageGateway=${httpsUrl}\nsystem=bench\ngatewayCaPath=${pem('bundle.pem')}\n`;
+  const httpsDirLine = `imageGateway=${httpsUrl}\nsystem=bench\ngatewayCaPath=${pem('ca-dir')}\n`;
+  const proxySockets: Socket[] = [];
+  let tlsProxy: ReturnType<typeof createTlsServer> | undefined;
+
+  // Optionally the runtime of another revision, for its id: start-up on the same configuration.
+  const compareRev = process.env.BENCH_RUNTIME_COMPARE_REV;
+  let compareShifter: string | undefined;
+  if (compareRev) {
+    const src = join(env.dir, 'compare-src');
+    mkdirSync(src);
+    execFileSync('sh', ['-c', `git archive ${compareRev} packages/udiroot-native/native | tar -x -C ${src}`]);
+    const prefix = join(env.dir, 'compare');
+    execFileSync('make', ['-s', '-C', join(src, 'packages/udiroot-native/native'), `BUILD=${join(env.dir, 'compare-build')}`,
+      `CONFIG_FILE=${env.confPath}`, 'install', `PREFIX=${prefix}`], { stdio: 'pipe' });
+    compareShifter = join(prefix, 'bin', 'shifter');
+  }
+
   // The real gateway (optional): pull through it, then look the tag up from shifter.
   let realGateway: ChildProcess | undefined;
   const gatewayOnly: number[] = [];
   let realLine: string | undefined;
+  let realTlsLine: string | undefined;
   const registry = process.env.SHIFTER_TEST_REGISTRY;
   const mungeSocket = process.env.SHIFTER_TEST_MUNGE_SOCKET;
   const realTag = `${registry}/test/busybox:latest`;
@@ -130,6 +179,16 @@ try {
     });
     await client.pullAndWait('docker', realTag);
     realLine = `imageGateway=${url}\nsystem=bench\n`;
+    // The same gateway behind TLS (each TLS connection becomes one TCP connection to it).
+    tlsProxy = createTlsServer(tlsOptions, (socket) => {
+      const upstream = connect(port, '127.0.0.1');
+      proxySockets.push(socket, upstream);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+      socket.pipe(upstream).pipe(socket);
+    });
+    await new Promise<void>((resolve) => tlsProxy!.listen(0, '127.0.0.1', resolve));
+    realTlsLine = `imageGateway=https://127.0.0.1:${(tlsProxy.address() as AddressInfo).port}\nsystem=bench\ngatewayCaPath=${pem('ca.pem')}\n`;
     // The gateway's own share: the same lookup over HTTP from here, credentials made beforehand (not timed).
     const lookupUrl = `${url}/api/lookup/bench/docker/${encodeURIComponent(realTag)}/`;
     for (let i = 0; i < Math.min(runs, 50); i++) {
@@ -151,10 +210,33 @@ try {
       setup: () => env.writeConf(gatewayLine),
       args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
     },
+    'shifter lookup docker:tag (local gateway, https)': {
+      setup: () => env.writeConf(httpsLine),
+      args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
+    },
+    'shifter lookup (local gateway, https, CA bundle)': {
+      setup: () => env.writeConf(httpsBundleLine),
+      args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
+    },
+    'shifter lookup (local gateway, https, CA directory)': {
+      setup: () => env.writeConf(httpsDirLine),
+      args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
+    },
   };
+  if (compareShifter) {
+    const program = compareShifter;
+    variants[`shifter minimal conf (${compareRev})`] = { setup: () => env.writeConf(), args: asUser(program, `--image=id:${id}`, '/bin/true') };
+  }
   if (realLine) {
     const line = realLine;
     variants['shifter lookup docker:tag (real gateway)'] = {
+      setup: () => env.writeConf(line),
+      args: asUser(env.shifter, `--image=docker:${realTag}`, '/bin/true'),
+    };
+  }
+  if (realTlsLine) {
+    const line = realTlsLine;
+    variants['shifter lookup docker:tag (real gateway, https)'] = {
       setup: () => env.writeConf(line),
       args: asUser(env.shifter, `--image=docker:${realTag}`, '/bin/true'),
     };
@@ -190,6 +272,9 @@ try {
   }
   const unsetupMs = await once(env.unsetupRoot, []);
   await new Promise((resolve) => gateway.close(resolve));
+  await new Promise((resolve) => httpsGateway.close(resolve));
+  for (const socket of proxySockets) socket.destroy();
+  if (tlsProxy) await new Promise((resolve) => tlsProxy!.close(resolve));
   if (realGateway) {
     realGateway.kill('SIGTERM');
     await new Promise((resolve) => realGateway?.once('exit', resolve));
@@ -208,11 +293,23 @@ try {
   console.log(`shifter minimal / ch-run = ${(minimal / ch).toFixed(2)} (target <= 1.2)`);
   console.log(`shifter minimal - baseline = ${(minimal - base).toFixed(2)} ms`);
   console.log(`lookup overhead (docker:tag - id:) = ${(lookup - minimal).toFixed(2)} ms (budget <= 15 ms)`);
+  const https = med['shifter lookup docker:tag (local gateway, https)']!;
+  const bundle = med['shifter lookup (local gateway, https, CA bundle)']!;
+  console.log(`https vs http lookup (local gateway) = +${(https - lookup).toFixed(2)} ms (x${(https / lookup).toFixed(2)})`);
+  console.log(`  gatewayCaPath = system bundle + test CA instead of the test CA alone = +${(bundle - https).toFixed(2)} ms`);
+  const dir = med['shifter lookup (local gateway, https, CA directory)']!;
+  console.log(`  gatewayCaPath = hashed directory of the same anchors instead of the test CA alone = +${(dir - https).toFixed(2)} ms`);
   const real = med['shifter lookup docker:tag (real gateway)'];
   if (real !== undefined) {
     console.log(`lookup overhead, real gateway = ${(real - minimal).toFixed(2)} ms (budget <= 15 ms)`);
     console.log(`  of which the gateway answering one lookup (HTTP from the bench, median) = ${median(gatewayOnly).toFixed(2)} ms`);
   }
+  const realTls = med['shifter lookup docker:tag (real gateway, https)'];
+  if (real !== undefined && realTls !== undefined) {
+    console.log(`https vs http lookup (real gateway behind a node:tls proxy) = +${(realTls - real).toFixed(2)} ms (x${(realTls / real).toFixed(2)})`);
+  }
+  const compared = compareRev ? med[`shifter minimal conf (${compareRev})`] : undefined;
+  if (compared !== undefined) console.log(`id: start-up, this build - ${compareRev} = ${(minimal - compared).toFixed(2)} ms`);
   console.log(`reuse - baseline = ${(reuse - med[baseline2]!).toFixed(2)} ms (target <= 2 ms)`);
   console.log(`setupRoot ${setupMs.toFixed(1)} ms, unsetupRoot ${unsetupMs.toFixed(1)} ms`);
   mkdirSync('bench/out', { recursive: true });

@@ -129,6 +129,55 @@ describe('parseUdiRootConf', () => {
     ]);
   });
 
+  it('reads upstream spellings with upstream meaning and a warning: strtol booleans, a module subkey in the wrong case', () => {
+    const conf = parseUdiRootConf(
+      'allowLocalChroot=yes\nmountUdiRootWritable=true\npopulateEtcDynamically=1x\nmodule_mpich_copypath=/opt/mpich\nmodule_mpich_enabled=no\n',
+    );
+    // strtol("yes") and strtol("true") are 0: a word never turns on what upstream left off.
+    expect(conf.allowLocalChroot).toBe(false);
+    expect(conf.mountUdiRootWritable).toBe(false);
+    expect(conf.populateEtcDynamically).toBe(true); // strtol("1x") is 1, as upstream
+    // The misspelt subkey is ignored as upstream ignored it, but the module exists (upstream created it first).
+    expect(conf.modules.mpich).toMatchObject({ copyPath: null, enabled: false });
+    expect(conf.warnings).toEqual([
+      {
+        key: 'allowLocalChroot',
+        line: 1,
+        message: "allowLocalChroot=yes is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write allowLocalChroot=0 or allowLocalChroot=1",
+      },
+      {
+        key: 'mountUdiRootWritable',
+        line: 2,
+        message:
+          "mountUdiRootWritable=true is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write mountUdiRootWritable=0 or mountUdiRootWritable=1",
+      },
+      {
+        key: 'populateEtcDynamically',
+        line: 3,
+        message:
+          "populateEtcDynamically=1x is not 0 or 1: read as 1 (on), as upstream Shifter's strtol read it; write populateEtcDynamically=0 or populateEtcDynamically=1",
+      },
+      {
+        key: 'module_mpich_copypath',
+        line: 4,
+        message: 'module_mpich_copypath is ignored, as upstream Shifter ignored it; the key is module_mpich_copyPath',
+      },
+      {
+        key: 'module_mpich_enabled',
+        line: 5,
+        message: "module_mpich_enabled=no is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write module_mpich_enabled=0 or module_mpich_enabled=1",
+      },
+    ]);
+    expect(parseUdiRootConf('allowLocalChroot=1\nmodule_a_copyPath=/x\n').warnings).toEqual([]);
+  });
+
+  it('reads gatewayCaPath', () => {
+    expect(parseUdiRootConf('imageGateway=https://gw:8443 http://gw2:8000\ngatewayCaPath=/etc/shifter/gw-ca.pem\n')).toMatchObject({
+      imageGateway: ['https://gw:8443', 'http://gw2:8000'],
+      gatewayCaPath: '/etc/shifter/gw-ca.pem',
+    });
+  });
+
   it('rejects an unknown key with SHIFTER_CONFIG_INVALID and its line number', () => {
     const error = invalid('system=a\n\n# c\nsiteResources=/opt/gpu\n');
     expect(error.code).toBe('SHIFTER_CONFIG_INVALID');
@@ -144,7 +193,6 @@ describe('parseUdiRootConf', () => {
   it.each([
     ['a line without "="', 'just words\n', 1],
     ['an empty key', ' = value\n', 1],
-    ['a non-integer boolean', 'allowLocalChroot=yes\n', 1],
     ['a negative count', 'maxGroupCount=-1\n', 1],
     ['a bad size', 'perNodeCacheSizeLimit=10Q\n', 1],
     ['a bad propagation style', 'system=x\nmountPropagationStyle=shared\n', 2],

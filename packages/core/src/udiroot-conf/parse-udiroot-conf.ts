@@ -109,6 +109,11 @@ export interface UdiRootConf {
   imageGateway: string[];
   /** Seconds a client waits for the gateway. */
   gatewayTimeout: number | null;
+  /**
+   * CA(s) that sign `https://` gateways' certificates: a PEM file or a directory hashed by `openssl rehash` (absolute
+   * path); `null` = the system trust store.
+   */
+  gatewayCaPath: string | null;
   /** Name of this system as the gateway knows it. */
   system: string | null;
   /** Image type used when a request names none (usually `docker`). */
@@ -121,6 +126,12 @@ export interface UdiRootConf {
   batchType: string | null;
   /** Deprecated keys that were read and ignored, with their line numbers (upstream warns about them). */
   ignored: Array<{ key: string; line: number }>;
+  /**
+   * Spellings upstream Shifter tolerated, read with upstream's meaning (docs/udiroot-conf.md, "Upstream spellings"):
+   * a boolean that is not an integer (`yes`, `true` read as 0, as `strtol` reads them), a module subkey in the wrong
+   * case (ignored). `message` is the runtime's warning text, word for word.
+   */
+  warnings: Array<{ key: string; line: number; message: string }>;
 }
 
 type Kind = 'string' | 'boolean' | 'integer' | 'bytes' | 'spaceList' | 'commaList' | 'siteFsList' | 'propagation';
@@ -162,6 +173,7 @@ const KEYS: Record<string, Kind> = {
   perNodeCacheAllowedFsType: 'spaceList',
   imageGateway: 'spaceList',
   gatewayTimeout: 'integer',
+  gatewayCaPath: 'string',
   system: 'string',
   defaultImageType: 'string',
   defaultModules: 'commaList',
@@ -220,12 +232,14 @@ function emptyConf(): UdiRootConf {
     perNodeCacheAllowedFsType: [],
     imageGateway: [],
     gatewayTimeout: null,
+    gatewayCaPath: null,
     system: null,
     defaultImageType: null,
     defaultModules: [],
     modules: {},
     batchType: null,
     ignored: [],
+    warnings: [],
   };
 }
 
@@ -315,15 +329,20 @@ function parseBytes(value: string): number | undefined {
   return Math.floor(Number(match[1]) * 1024 ** exponent);
 }
 
-function convert(kind: Kind, value: string, source: string, line: number, key: string): unknown {
+function convert(kind: Kind, value: string, source: string, line: number, key: string, warn: (message: string) => void): unknown {
   switch (kind) {
     case 'string':
       if (value === '') fail(source, line, key, 'value is empty');
       return value;
-    case 'boolean':
-      // Upstream reads these with strtol() != 0; anything but an integer is a typo we refuse rather than read as 0.
-      if (!/^[+-]?\d+$/.test(value)) fail(source, line, key, `expected 0 or 1, got "${value}"`);
-      return Number.parseInt(value, 10) !== 0;
+    case 'boolean': {
+      // Upstream reads these with strtol() != 0, so `yes`/`true` meant 0 there: read them the same way (leading
+      // integer, else 0; never turning on what upstream left off) and warn with the accepted spelling.
+      const on = /^[+-]?0*[1-9]/.test(value);
+      if (!/^[+-]?\d+$/.test(value)) {
+        warn(`${key}=${value} is not 0 or 1: read as ${on ? '1 (on)' : '0 (off)'}, as upstream Shifter's strtol read it; write ${key}=0 or ${key}=1`);
+      }
+      return on;
+    }
     case 'integer':
       if (!/^\d+$/.test(value)) fail(source, line, key, `expected a non-negative integer, got "${value}"`);
       return Number.parseInt(value, 10);
@@ -367,8 +386,9 @@ export interface ParseUdiRootConfOptions {
  * @param options - where the text came from, for messages
  * @returns the normalised configuration
  * @throws {@link ConfigError} `SHIFTER_CONFIG_INVALID` on an unknown key, a line without `=`, an empty scalar, a
- *   malformed number, boolean, size or propagation style, or a malformed `module_<name>_<subkey>` key; the message
- *   and `details` carry the file name and the 1-based line number.
+ *   malformed number, size or propagation style, or a malformed `module_<name>_<subkey>` key; the message and
+ *   `details` carry the file name and the 1-based line number. A boolean that is not an integer and a module subkey
+ *   in the wrong case are not errors: they land in `warnings` (upstream's meaning).
  *
  * @example
  * ```ts
@@ -391,7 +411,7 @@ export function parseUdiRootConf(text: string, options: ParseUdiRootConfOptions 
     }
     const kind = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
     if (kind === undefined) fail(source, line, key, 'unknown key (see docs/udiroot-conf-ts.md for the accepted keys)');
-    const converted = convert(kind, value, source, line, key);
+    const converted = convert(kind, value, source, line, key, (message) => conf.warnings.push({ key, line, message }));
     if (isListKind(kind)) {
       (target[key] as string[]).push(...(converted as string[]));
     } else {
@@ -411,10 +431,19 @@ function assignModuleKey(conf: UdiRootConf, key: string, value: string, source: 
   // SECURITY: the name becomes a path component (/opt/udiImage/modules/<name>); the runtime accepts the same set.
   if (!/^[A-Za-z0-9-]+$/.test(name)) fail(source, line, key, `module name "${name}" may hold only letters, digits and "-"`);
   const kind = Object.hasOwn(MODULE_KEYS, subkey) ? MODULE_KEYS[subkey] : undefined;
-  if (kind === undefined) fail(source, line, key, `unknown module subkey "${subkey}" (one of ${Object.keys(MODULE_KEYS).join(', ')})`);
+  const meant = Object.keys(MODULE_KEYS).find((known) => known.toLowerCase() === subkey.toLowerCase());
+  if (kind === undefined && meant === undefined) {
+    fail(source, line, key, `unknown module subkey "${subkey}" (one of ${Object.keys(MODULE_KEYS).join(', ')})`);
+  }
   const module = (conf.modules[name] ??= emptyModule());
+  if (kind === undefined) {
+    // Upstream compared subkeys case-sensitively and ignored any other one (after creating the module), so
+    // module_mpich_copypath copied nothing there: the same here, with a warning naming the key it meant.
+    conf.warnings.push({ key, line, message: `${key} is ignored, as upstream Shifter ignored it; the key is module_${name}_${meant}` });
+    return;
+  }
   const target = module as unknown as Record<string, unknown>;
-  const converted = convert(kind, value, source, line, key);
+  const converted = convert(kind, value, source, line, key, (message) => conf.warnings.push({ key, line, message }));
   if (kind === 'siteFsList') {
     (target[subkey] as string[]).push(...(converted as string[]));
   } else {

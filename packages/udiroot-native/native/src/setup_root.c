@@ -3,7 +3,9 @@
    reuse it through var/shifterConfig.json.
 
    Usage: setupRoot [-V] [-v VOLMAP] [-s SSHPUBKEY] -u USER -U UID -G GID [-N "host/n …"] [-m MODULES] TYPE ID
-   Only `id` images are accepted (the prolog resolves tags at submit time). -s is accepted and refused: the
+   TYPE is `id` (the prolog resolves tags at submit time) or `local` with a host directory as ID: `local /` is the
+   CCM mode of upstream's Slurm plugin (the host's own tree as the image, with the site's /etc, mounts and modules),
+   allowed only with allowLocalChroot=1; the directory is opened as the user. -s is accepted and refused: the
    per-user sshd is not part of this runtime.
 
    Memory policy: short-lived; never freed. */
@@ -34,7 +36,8 @@ int main(int argc, char **argv)
    struct udi_meta meta;
    struct udi_volmap vols = { 0 };
    struct strv modules = { 0 };
-   char *volspec = NULL, *username = NULL, *nodes = NULL, *modspec = NULL, *meta_text, err[512], *sig;
+   char *volspec = NULL, *username = NULL, *nodes = NULL, *modspec = NULL, *meta_text, err[512], *sig, *image_file;
+   bool local_root;
    long uid = -1, gid = -1;
    int c;
 
@@ -61,17 +64,24 @@ int main(int argc, char **argv)
       case 'N': nodes = optarg; break;
       case 'm': modspec = optarg; break;
       default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] "
-                                   "[-m modules] id <id>");
+                                   "[-m modules] id <id> | local <dir>");
       }
    }
    if (argc - optind != 2 || !username || uid <= 0 || gid <= 0)
-      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] id <id>");
+      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] "
+                          "id <id> | local <dir>");
    udi_config_load(&cfg, CONFIG_FILE, true);
    udi_user_lookup(&user, &cfg, (uid_t)uid, (gid_t)gid);
    if (strcmp(user.name, username))
       FATAL(UDI_EX_NOUSER, "uid %ld is %s, not %s", uid, user.name, username);
-   if (udi_parse_image_ref(&ref, xasprintf("%s:%s", argv[optind], argv[optind + 1]), "id") || strcmp(ref.type, "id"))
-      FATAL(UDI_EX_DATAERR, "setupRoot needs an image id (type id)");
+   if (udi_parse_image_ref(&ref, xasprintf("%s:%s", argv[optind], argv[optind + 1]), "id") ||
+       (strcmp(ref.type, "id") && strcmp(ref.type, "local")))
+      FATAL(UDI_EX_DATAERR, "setupRoot needs an image id (id <id>) or a local directory (local <dir>)");
+   local_root = !strcmp(ref.type, "local");
+   if (local_root && !cfg.allowLocalChroot)
+      FATAL(UDI_EX_NOPERM, "local images (CCM mode) need allowLocalChroot=1 in udiRoot.conf");
+   if (local_root && ref.tag[0] != '/')
+      FATAL(UDI_EX_DATAERR, "local image %s: an absolute directory is required", ref.tag);
    if (volspec) {
       int rc = udi_volume_parse(&vols, volspec, false);
       if (rc)
@@ -95,17 +105,22 @@ int main(int argc, char **argv)
                strv_push(&modules, m->name);
          }
    }
-   meta_text = udi_load_meta_or_die(cfg.imagePath, cfg.imageWriter, ref.tag);
-   if (udi_meta_parse_text(&meta, meta_text, err, sizeof(err)))
-      FATAL(UDI_EX_DATAERR, "image %s: %s", ref.tag, err);
-   if (!udi_meta_allows(&meta, user.uid, user.gid, user.groups, user.n_groups))
-      FATAL(UDI_EX_NOPERM, "permission denied to image %s for %s", ref.tag, user.name);
+   if (local_root) {
+      /* A host directory has no .meta and no ACL; the user must be able to reach it (checked when it is opened). */
+      image_file = ref.tag;
+   } else {
+      meta_text = udi_load_meta_or_die(cfg.imagePath, cfg.imageWriter, ref.tag);
+      if (udi_meta_parse_text(&meta, meta_text, err, sizeof(err)))
+         FATAL(UDI_EX_DATAERR, "image %s: %s", ref.tag, err);
+      if (!udi_meta_allows(&meta, user.uid, user.gid, user.groups, user.n_groups))
+         FATAL(UDI_EX_NOPERM, "permission denied to image %s for %s", ref.tag, user.name);
+      image_file = xasprintf("%s/%s.squashfs", cfg.imagePath, ref.tag);
+   }
    sig = udi_root_signature(ref.tag, user.name, udi_volume_signature(&vols), &modules);
    udi_become_root(); // PRIV: already root; normalise groups to {0}
    udi_root_destroy(&cfg);
    {
-      struct udi_root_request req = { &cfg, ref.tag, xasprintf("%s/%s.squashfs", cfg.imagePath, ref.tag), false,
-                                      &user, &vols, &modules, nodes, sig };
+      struct udi_root_request req = { &cfg, ref.tag, image_file, local_root, &user, &vols, &modules, nodes, sig };
       udi_root_build(&req);
    }
    VERBOSE("root ready at %s", cfg.udiMount);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,14 +18,17 @@
 
 /** Functions **/
 
-/* Booleans are integers, non-zero meaning true (upstream reads them with strtol); anything else is refused rather
-   than silently read as 0. */
-static int parse_bool(const char *key, const char *v, bool *out, char *err, size_t errlen)
+/* Booleans are integers, non-zero meaning true. Upstream read them with strtol, so a word such as `yes` or `true`
+   meant 0 there: such a value is read the same way (its leading integer, else 0; never turning on what upstream
+   left off) and a warning naming the accepted spelling is queued in *warn. */
+static int parse_bool(const char *key, const char *v, bool *out, char **warn)
 {
    const char *d = (*v == '+' || *v == '-') ? v + 1 : v;
-   if (!*d || strspn(d, "0123456789") != strlen(d))
-      ERR("%s: expected 0 or 1, got \"%s\"", key, v);
-   *out = strspn(d, "0") != strlen(d);
+   size_t digits = strspn(d, "0123456789");
+   *out = strspn(d, "0") < digits; /* a non-zero digit in the leading integer */
+   if (!*d || d[digits])
+      *warn = xasprintf("%s=%s is not 0 or 1: read as %d (%s), as upstream Shifter's strtol read it; write %s=0 or "
+                        "%s=1", key, v, *out ? 1 : 0, *out ? "on" : "off", key, key);
    return 0;
 }
 
@@ -88,12 +92,13 @@ struct udi_module *udi_config_module(const struct udi_config *c, const char *nam
 
 /* Assign module_<name>_<subkey>; the module is created on first mention (enabled by default).
    Returns 0 or -1 with err. */
-static int assign_module(struct udi_config *c, const char *key, const char *v, char *err, size_t errlen)
+static int assign_module(struct udi_config *c, const char *key, const char *v, char **warn, char *err,
+                         size_t errlen)
 {
    static const char *subkeys[] = { "userhook", "roothook", "siteEnvPrepend", "siteEnvAppend", "siteEnvUnset",
                                     "siteEnv", "siteFs", "copyPath", "conflict", "enabled", NULL };
    const char *rest = key + strlen("module_"), *us = strchr(rest, '_');
-   const char *sub = NULL;
+   const char *sub = NULL, *misspelt = NULL;
    size_t namelen;
    struct udi_module *m;
    /* module_<name>_<subkey>: the name cannot contain '_' (upstream splits the key on '_'). */
@@ -105,11 +110,15 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
       if (!((rest[i] >= 'a' && rest[i] <= 'z') || (rest[i] >= 'A' && rest[i] <= 'Z') ||
             (rest[i] >= '0' && rest[i] <= '9') || rest[i] == '-'))
          ERR("invalid module name in \"%s\" (letters, digits and '-' only)", key);
-   for (int i = 0; subkeys[i]; i++)
+   for (int i = 0; subkeys[i]; i++) {
       if (!strcmp(us + 1, subkeys[i]))
          sub = subkeys[i];
-   if (!sub)
-      ERR("unknown module key \"%s\"", key);
+      else if (!strcasecmp(us + 1, subkeys[i]))
+         misspelt = subkeys[i];
+   }
+   if (!sub && !misspelt)
+      ERR("unknown module key \"%s\" (subkeys: userhook roothook siteEnv siteEnvPrepend siteEnvAppend siteEnvUnset "
+          "siteFs copyPath conflict enabled)", key);
    {
       char *name = xstrndup(rest, namelen);
       m = udi_config_module(c, name);
@@ -128,6 +137,13 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
          free(name);
       }
    }
+   /* Upstream compared subkeys case-sensitively and ignored any other one (after creating the module), so
+      module_mpich_copypath copied nothing there: the same here, with a warning naming the key it meant. */
+   if (!sub) {
+      *warn = xasprintf("%s is ignored, as upstream Shifter ignored it; the key is module_%s_%s", key, m->name,
+                        misspelt);
+      return 0;
+   }
    /* Module lists are replaced by a repeated key, except siteFs, which accumulates like the top-level one. */
    if ((!strcmp(sub, "userhook") || !strcmp(sub, "roothook") || !strcmp(sub, "copyPath")) && !*v)
       ERR("%s: value is empty", key);
@@ -140,12 +156,12 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
    else if (!strcmp(sub, "siteFs")) m->siteFs = m->siteFs ? xasprintf("%s;%s", m->siteFs, v) : xstrdup(v);
    else if (!strcmp(sub, "copyPath")) set_str(&m->copyPath, v);
    else if (!strcmp(sub, "conflict")) { strv_init(&m->conflict); strv_split(&m->conflict, v, " \t"); }
-   else if (!strcmp(sub, "enabled")) return parse_bool(key, v, &m->enabled, err, errlen);
+   else if (!strcmp(sub, "enabled")) return parse_bool(key, v, &m->enabled, warn);
    return 0;
 }
 
-/* Assign one key. Returns 0, or -1 with a message in err. */
-static int assign(struct udi_config *c, const char *key, const char *v, char *err, size_t errlen)
+/* Assign one key. Returns 0, or -1 with a message in err; *warn is set to a warning to report, if any. */
+static int assign(struct udi_config *c, const char *key, const char *v, char **warn, char *err, size_t errlen)
 {
    struct { const char *k; char **slot; } strs[] = {
       { "udiMount", &c->udiMount }, { "loopMount", &c->loopMount }, { "imagePath", &c->imagePath },
@@ -157,7 +173,7 @@ static int assign(struct udi_config *c, const char *key, const char *v, char *er
       { "optUdiImage", &c->optUdiImage }, { "perNodeCachePath", &c->perNodeCachePath },
       { "imageWriter", &c->imageWriter },
       { "system", &c->system }, { "defaultImageType", &c->defaultImageType }, { "batchType", &c->batchType },
-      { NULL, NULL } };
+      { "gatewayCaPath", &c->gatewayCaPath }, { NULL, NULL } };
    struct { const char *k; struct strv *sv; const char *delims; } lists[] = {
       { "usersToImport", &c->usersToImport, " \t" }, { "siteEnv", &c->siteEnv, " \t" },
       { "siteEnvAppend", &c->siteEnvAppend, " \t" }, { "siteEnvPrepend", &c->siteEnvPrepend, " \t" },
@@ -195,7 +211,7 @@ static int assign(struct udi_config *c, const char *key, const char *v, char *er
       }
    for (int i = 0; bools[i].k; i++)
       if (!strcmp(key, bools[i].k))
-         return parse_bool(key, v, bools[i].slot, err, errlen);
+         return parse_bool(key, v, bools[i].slot, warn);
    if (!strcmp(key, "maxGroupCount"))
       return parse_int(key, v, &c->maxGroupCount, err, errlen);
    if (!strcmp(key, "gatewayTimeout"))
@@ -210,7 +226,7 @@ static int assign(struct udi_config *c, const char *key, const char *v, char *er
       return 0;
    }
    if (str_starts(key, "module_"))
-      return assign_module(c, key, v, err, errlen);
+      return assign_module(c, key, v, warn, err, errlen);
    /* Keys upstream accepted but no longer acts on: accepted so old configurations keep working. */
    if (!strcmp(key, "optionalSshdAsRoot") || !strcmp(key, "autoLoadKernelModule") || !strcmp(key, "kmodBasePath") ||
        !strcmp(key, "kmodCacheFile")) {
@@ -234,6 +250,7 @@ static void config_init(struct udi_config *c)
    strv_init(&c->imageGateway);
    strv_init(&c->defaultModules);
    strv_init(&c->perNodeCacheAllowedFsType);
+   strv_init(&c->warnings);
    c->gatewayTimeout = 10;
    c->maxGroupCount = 0;
 }
@@ -275,7 +292,7 @@ int udi_config_parse_text(struct udi_config *c, const char *text, char *err, siz
          t = acc;
       }
       {
-         char *eq = strchr(t, '='), *key, *val, e2[512];
+         char *eq = strchr(t, '='), *key, *val, e2[512], *warn = NULL;
          if (!eq) {
             snprintf(err, errlen, "line %d: expected key=value", start);
             return -1;
@@ -287,10 +304,12 @@ int udi_config_parse_text(struct udi_config *c, const char *text, char *err, siz
             snprintf(err, errlen, "line %d: empty key", start);
             return -1;
          }
-         if (assign(c, key, val, e2, sizeof(e2))) {
+         if (assign(c, key, val, &warn, e2, sizeof(e2))) {
             snprintf(err, errlen, "line %d: %s", start, e2);
             return -1;
          }
+         if (warn)
+            strv_push(&c->warnings, xasprintf("line %d: %s", start, warn));
       }
       acc = NULL;
       line = nl ? nl + 1 : NULL;
@@ -316,8 +335,10 @@ int udi_config_validate(const struct udi_config *c, char *err, size_t errlen)
        strcmp(c->mountPropagationStyle, "slave"))
       ERR("mountPropagationStyle must be private or slave");
    for (size_t i = 0; i < c->imageGateway.n; i++)
-      if (!str_starts(c->imageGateway.v[i], "http://"))
-         ERR("imageGateway %s: only http://host:port URLs are supported by the runtime", c->imageGateway.v[i]);
+      if (!str_starts(c->imageGateway.v[i], "http://") && !str_starts(c->imageGateway.v[i], "https://"))
+         ERR("imageGateway %s: expected http://host[:port] or https://host[:port]", c->imageGateway.v[i]);
+   if (c->gatewayCaPath && c->gatewayCaPath[0] != '/')
+      ERR("gatewayCaPath must be an absolute path");
    for (size_t i = 0; i < c->defaultModules.n; i++)
       if (!udi_config_module(c, c->defaultModules.v[i]))
          ERR("defaultModules names unknown module %s", c->defaultModules.v[i]);
@@ -351,6 +372,8 @@ void udi_config_load(struct udi_config *c, const char *path, bool check_owner)
    close(fd);
    if (udi_config_parse_text(c, text, err, sizeof(err)) || udi_config_validate(c, err, sizeof(err)))
       FATAL(UDI_EX_CONFIG, "%s: %s", path, err);
+   for (size_t i = 0; i < c->warnings.n; i++)
+      WARN("%s %s", path, c->warnings.v[i]);
 }
 
 /* Append `"k":"v",` (or null) to the JSON being built. */
@@ -431,6 +454,7 @@ char *udi_config_json(const struct udi_config *c)
    json_kv_list(&o, "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType);
    json_kv_list(&o, "imageGateway", &c->imageGateway);
    o = xasprintf("%s\"gatewayTimeout\":%d,", o, c->gatewayTimeout);
+   json_kv_str(&o, "gatewayCaPath", c->gatewayCaPath);
    json_kv_str(&o, "system", c->system);
    json_kv_str(&o, "defaultImageType", c->defaultImageType);
    json_kv_list(&o, "defaultModules", &c->defaultModules);

@@ -1,8 +1,11 @@
 /* udi_config.h -- udiRoot.conf: the site's only source of trust for the runtime.
 
    Format: `key=value` lines, `#` starts a comment line, surrounding blanks trimmed, a trailing backslash joins
-   the next line with one space, no quoting. Unknown keys are fatal. The file must be owned by root and not
-   writable by group or other; its path is fixed at build time (CONFIG_FILE), never taken from the user.
+   the next line with one space, no quoting. Unknown keys are fatal. Spellings upstream Shifter tolerated are read
+   with upstream's meaning and a warning (docs/udiroot-conf.md, "Upstream spellings"): a boolean that is not an
+   integer is read as strtol reads it (`yes`/`true` are 0), a module subkey in the wrong case is ignored. The file
+   must be owned by root and not writable by group or other; its path is fixed at build time (CONFIG_FILE), never
+   taken from the user.
 
    Memory policy: parsed once per process and never freed. */
 
@@ -64,14 +67,16 @@ struct udi_config {
    char *imageWriter;               /* account besides root that may own image files (name or uid); NULL: root */
    unsigned long long perNodeCacheSizeLimit; /* bytes; 0 = no limit (enforced, unlike upstream) */
    struct strv perNodeCacheAllowedFsType;    /* allowed fs= values; empty = {xfs} */
-   struct strv imageGateway;        /* http://host:port URLs, tried in a shuffled order */
+   struct strv imageGateway;        /* http:// or https://host:port URLs, tried in a shuffled order */
    int gatewayTimeout;              /* seconds per gateway attempt (default 10) */
+   char *gatewayCaPath;             /* CA file (PEM) or hashed CA directory for https gateways; NULL: system */
    char *system;                    /* platform name sent to the gateway */
    char *defaultImageType;          /* type used when the descriptor has none (default docker) */
    struct strv defaultModules;      /* modules active when --module is not given */
    char *batchType;                 /* legacy, kept for compatibility */
    struct udi_module *modules;      /* module definitions in first-seen order */
    size_t n_modules;                /* number of modules */
+   struct strv warnings;            /* "line N: …" for each upstream spelling read with upstream's meaning */
 };
 
 /** Function prototypes **/

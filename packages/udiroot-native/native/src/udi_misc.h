@@ -27,7 +27,7 @@
 #define UDI_EX_SOFTWARE 70     /* internal error */
 #define UDI_EX_OSERR 71        /* a system call failed while building the container */
 #define UDI_EX_NOPERM 77       /* not installed setuid root, image ACL denies the user, privilege drop failed */
-#define UDI_EX_CONFIG 78       /* udiRoot.conf missing, not root-owned, writable by others, or invalid */
+#define UDI_EX_CONFIG 78       /* udiRoot.conf missing/not root-owned/invalid; untrusted https gateway */
 #define UDI_EX_UNTRUSTED 79    /* image directory, .meta or image file: symlink, not root's/imageWriter's, or g/o-writable */
 #define UDI_EX_EXEC_FAILED 127 /* the container command could not be executed */
 

@@ -43,6 +43,7 @@ struct allowed_devs {
 /** Globals **/
 
 static struct allowed_devs allowed;
+static const char *image_root; /* where bind_image_into_root reads the image: loopMount, or a local: directory */
 
 /** Functions **/
 
@@ -514,11 +515,14 @@ static void mount_site_volumes(const struct udi_root_request *r, const char *spe
    skipped. */
 static void bind_image_into_root(const struct udi_root_request *r, const char *sub, bool copy_dirs)
 {
-   const char *lm = r->config->loopMount, *um = r->config->udiMount;
+   const char *lm = image_root, *um = r->config->udiMount;
    char *src_dir = xasprintf("%s%s", lm, sub), *dst_dir = xasprintf("%s%s", um, sub);
    DIR *d;
    struct dirent *e;
-   struct stat sd;
+   struct stat sd, ums, lms;
+   /* A local: root may hold udiMount and loopMount themselves (`local /`): they are left out, as upstream does. */
+   Z_ (stat(um, &ums));
+   Z_ (stat(r->config->loopMount, &lms));
    /* The image's own /var, /opt or /etc may be a symlink (to "/", say); following it would walk the host. Such an
       entry is left out rather than resolved. */
    if (lstat(src_dir, &sd) != 0 || !S_ISDIR(sd.st_mode))
@@ -534,6 +538,8 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
       s = xasprintf("%s/%s", !strcmp(sub, "/") ? lm : src_dir, e->d_name);
       t = xasprintf("%s/%s", !strcmp(sub, "/") ? um : dst_dir, e->d_name);
       if (lstat(t, &ts) == 0 || lstat(s, &st) != 0)
+         continue;
+      if ((st.st_dev == ums.st_dev && st.st_ino == ums.st_ino) || (st.st_dev == lms.st_dev && st.st_ino == lms.st_ino))
          continue;
       if (S_ISLNK(st.st_mode)) {
          copy_symlink(s, t);
@@ -740,10 +746,13 @@ void udi_root_build(const struct udi_root_request *r)
 
    mkdir_p(um, 0755);
    mkdir_p(c->loopMount, 0755);
+   image_root = c->loopMount;
    if (r->local_root) {
       /* A local: root is a path the user names: it is opened with the user's file-system credentials, so only a
-         directory the user can reach becomes the image (never, say, a root-only directory through a symlink). */
-      int src, dst, e;
+         directory the user can reach becomes the image (never, say, a root-only directory through a symlink). Its
+         entries are then read through that descriptor, as upstream binds them straight from the directory: no
+         copy of the host's mount tree is made (setupRoot's `local /` runs in the global namespace). */
+      int src, e;
       if (!c->allowLocalChroot)
          FATAL(UDI_EX_NOPERM, "local: images are not allowed on this system");
       udi_fs_as_user(r->user);
@@ -752,11 +761,7 @@ void udi_root_build(const struct udi_root_request *r)
       udi_fs_as_root();
       if (src < 0)
          FATAL(UDI_EX_NOINPUT, "local image %s: %s", r->image_file, strerror(e));
-      dst = open(c->loopMount, O_PATH | O_DIRECTORY | O_CLOEXEC);
-      Tf (dst >= 0, "open %s", c->loopMount);
-      Zf (bind_fds(src, dst, MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY, true, MS_PRIVATE), "bind %s", r->image_file);
-      close(src);
-      close(dst);
+      image_root = xasprintf("/proc/self/fd/%d", src); /* kept open until the process ends */
    } else {
       mount_image_loop(r->image_file, c->loopMount, "squashfs", true, udi_image_writer_or_die(c->imageWriter));
    }
@@ -768,7 +773,7 @@ void udi_root_build(const struct udi_root_request *r)
    Zf (chdir(um), "chdir %s", um);
    Z_ (stat(um, &st));
    allowed.dev[0] = st.st_dev;
-   Z_ (stat(c->loopMount, &st));
+   Z_ (stat(image_root, &st));
    allowed.dev[1] = st.st_dev;
    Z_ (stat("/tmp", &st));
    allowed.dev[2] = st.st_dev;

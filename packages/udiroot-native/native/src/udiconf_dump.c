@@ -1,5 +1,6 @@
 /* udiconf_dump.c -- test/debug tool (never installed setuid): parse the udiRoot.conf given as the last argument with the
-   runtime's own parser and print it as normalised JSON (udi_config_json), or the error and exit UDI_EX_CONFIG.
+   runtime's own parser and print it as normalised JSON (udi_config_json) and its warnings on stderr (one per line),
+   or the error and exit UDI_EX_CONFIG.
    With --validate, also apply the runtime's checks (required keys, value domains). Used by the
    C/TypeScript parser parity test. No ownership check: it reads any file the caller can read.
 
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
       printf("{\"error\":%s}\n", json_quote(err));
       return UDI_EX_CONFIG;
    }
+   for (size_t i = 0; i < cfg.warnings.n; i++)
+      fprintf(stderr, "%s\n", cfg.warnings.v[i]);
    printf("%s\n", udi_config_json(&cfg));
    return 0;
 }

@@ -301,10 +301,31 @@ TEST(config_continuation_and_errors)
    CHECK(parse_conf(&c, "udiMount=/u\n", err) != 0); /* required keys */
    CHECK(strstr(err, "loopMount") != NULL);
    CHECK(parse_conf(&c, MINIMAL "gatewayTimeout=ten\n", err) != 0);
-   CHECK(parse_conf(&c, MINIMAL "populateEtcDynamically=maybe\n", err) != 0);
-   CHECK(parse_conf(&c, MINIMAL "imageGateway=https://gw:443\n", err) != 0);
+   CHECK(parse_conf(&c, MINIMAL "imageGateway=ftp://gw:443\n", err) != 0);
+   CHECK(parse_conf(&c, MINIMAL "imageGateway=https://gw:443 http://gw2\ngatewayCaPath=/etc/ca.pem\n", err) == 0);
+   STREQ(c.gatewayCaPath, "/etc/ca.pem");
+   CHECK(parse_conf(&c, MINIMAL "gatewayCaPath=ca.pem\n", err) != 0); /* relative */
    CHECK(parse_conf(&c, MINIMAL "mountPropagationStyle=shared\n", err) != 0);
    CHECK(parse_conf(&c, MINIMAL "optionalSshdAsRoot=1\nnodeContextPrefix=x\nkmodBasePath=/lib\n", err) == 0);
+}
+
+/* Spellings upstream tolerated: read as upstream read them (strtol; a misspelt module subkey ignored), warned. */
+TEST(config_upstream_spellings)
+{
+   struct udi_config c;
+   char err[512];
+   CHECK(parse_conf(&c, MINIMAL "allowLocalChroot=yes\nmountUdiRootWritable=true\nallowLibcPwdCalls=2x\n"
+                             "module_mpich_copypath=/opt/mpich\n", err) == 0);
+   CHECK(!c.allowLocalChroot && !c.mountUdiRootWritable && c.allowLibcPwdCalls);
+   CHECK(c.warnings.n == 4);
+   STREQ(c.warnings.v[0], "line 7: allowLocalChroot=yes is not 0 or 1: read as 0 (off), as upstream Shifter's strtol "
+                          "read it; write allowLocalChroot=0 or allowLocalChroot=1");
+   CHECK(strstr(c.warnings.v[2], "read as 1 (on)") != NULL);
+   STREQ(c.warnings.v[3], "line 10: module_mpich_copypath is ignored, as upstream Shifter ignored it; the key is "
+                          "module_mpich_copyPath");
+   CHECK(udi_config_module(&c, "mpich") && !udi_config_module(&c, "mpich")->copyPath);
+   CHECK(parse_conf(&c, MINIMAL "allowLocalChroot=1\nmodule_mpich_copyPath=/x\n", err) == 0 && c.warnings.n == 0);
+   CHECK(parse_conf(&c, MINIMAL "module_mpich_copydir=/x\n", err) != 0); /* not a known subkey in any case */
 }
 
 TEST(config_modules)
@@ -459,6 +480,21 @@ TEST(lookup_helpers)
    CHECK(udi_parse_http_url("https://gw:7777", &h, &p) != 0);
    CHECK(udi_parse_http_url("http://gw:77x", &h, &p) != 0);
    CHECK(udi_parse_http_url("http://gw:80/api", &h, &p) != 0);
+   {
+      bool tls = false;
+      CHECK(udi_parse_gateway_url("https://gw.example.org", &tls, &h, &p) == 0 && tls);
+      STREQ(h, "gw.example.org");
+      STREQ(p, "443");
+      CHECK(udi_parse_gateway_url("https://[::1]:8443/", &tls, &h, &p) == 0 && tls);
+      STREQ(h, "::1");
+      STREQ(p, "8443");
+      CHECK(udi_parse_gateway_url("http://gw", &tls, &h, &p) == 0 && !tls);
+      STREQ(p, "80");
+      CHECK(udi_parse_gateway_url("ftp://gw:21", &tls, &h, &p) != 0);
+      CHECK(udi_parse_gateway_url("https://:443", &tls, &h, &p) != 0);
+      CHECK(udi_parse_gateway_url("https://[::1]x:443", &tls, &h, &p) != 0);
+      CHECK(udi_parse_gateway_url("https://gw:443/api/", &tls, &h, &p) != 0);
+   }
    STREQ(udi_json_top_string("{\"status\":\"READY\",\"id\":\"abc123\"}", "id"), "abc123");
    STREQ(udi_json_top_string("{\"meta\":{\"id\":\"nested\"},\"x\":[1,{\"id\":2}],\"id\":\"top\"}", "id"), "top");
    CHECK(udi_json_top_string("{\"meta\":{\"id\":\"nested\"}}", "id") == NULL);
@@ -556,6 +592,7 @@ int main(void)
    RUN(resolve_in_root);
    RUN(lookup_helpers);
    RUN(trusted_image_files);
+   RUN(config_upstream_spellings);
    printf("%d passed, %d failed\n", passed, failed);
    return failed ? 1 : 0;
 }

@@ -21,11 +21,15 @@ interface Vector {
 }
 const vectors = JSON.parse(readFileSync(vectorsPath, 'utf8')) as { format: Vector[]; parse: Vector[]; invalid: Vector[] };
 
-function runDump(tool: string, text: string, extra: string[] = []): { status: number | null; json: Record<string, unknown> } {
+function runDump(
+  tool: string,
+  text: string,
+  extra: string[] = [],
+): { status: number | null; json: Record<string, unknown>; stderr: string } {
   const file = join(work, `${tool}-${Math.random().toString(36).slice(2)}`);
   writeFileSync(file, text);
   const result = spawnSync(join(build, tool), [...extra, file], { encoding: 'utf8' });
-  return { status: result.status, json: JSON.parse(result.stdout || 'null') as Record<string, unknown> };
+  return { status: result.status, json: JSON.parse(result.stdout || 'null') as Record<string, unknown>, stderr: result.stderr };
 }
 
 beforeAll(() => {
@@ -62,7 +66,7 @@ describe('.meta: C reader = TypeScript reader on the shared vectors', () => {
 
 // The runtime applies its defaults while parsing; the TypeScript parser reports "unset" as null.
 function withRuntimeDefaults(conf: UdiRootConf): Record<string, unknown> {
-  const { ignored: _ignored, ...rest } = conf;
+  const { ignored: _ignored, warnings: _warnings, ...rest } = conf;
   const out: Record<string, unknown> = { ...rest };
   for (const key of ['populateEtcDynamically', 'allowLibcPwdCalls', 'mountUdiRootWritable', 'allowLocalChroot']) {
     out[key] = out[key] ?? false;
@@ -112,6 +116,7 @@ perNodeCacheSizeLimit=200G
 perNodeCacheAllowedFsType=xfs
 imageGateway=http://gw1:7777 http://gw2:7777
 gatewayTimeout=5
+gatewayCaPath=/etc/shifter/gateway-ca.pem
 system=mycluster
 defaultImageType=docker
 defaultModules=mpich, gpu
@@ -133,21 +138,27 @@ nodeContextPrefix=x
   ['continuation lines', 'siteEnv=A=1 \\\n   B=2 \\\n# a comment inside\n C=3\nimageGateway=http://a:1 \\\nhttp://b:2\nsiteFs=/a:/a;\\\n/b:/b\n'],
   ['repeated list keys accumulate, scalars keep the last', 'siteEnv=A=1\nsiteEnv=B=2\nsystem=one\nsystem=two\nsiteFs=/a\nsiteFs=/b\n'],
   ['CRLF line ends', 'udiMount=/u\r\nsystem=s\r\nallowLocalChroot=1\r\n'],
+  [
+    'upstream spellings read with upstream meaning',
+    'allowLocalChroot=yes\nmountUdiRootWritable=true\nallowLibcPwdCalls=-1\npopulateEtcDynamically=\nmodule_mpich_copypath=/opt/mpich\n' +
+      'module_mpich_USERHOOK=/x\nmodule_gpu_enabled=on\nmodule_gpu_siteEnv=A=1\nimageGateway=https://gw:8443 http://gw2:8000\n',
+  ],
 ];
 
 describe('udiRoot.conf: C parser = TypeScript parser', () => {
   it.each(confs)('%s', (_name, text) => {
-    const fromTs = withRuntimeDefaults(parseUdiRootConf(text));
-    const { status, json } = runDump('udiconf-dump', text);
+    const parsed = parseUdiRootConf(text);
+    const { status, json, stderr } = runDump('udiconf-dump', text);
     expect(status).toBe(0);
-    expect(json).toEqual(fromTs);
+    expect(json).toEqual(withRuntimeDefaults(parsed));
+    // The same warnings, word for word (the runtime prints them on every start).
+    expect(stderr).toBe(parsed.warnings.map((w) => `line ${w.line}: ${w.message}\n`).join(''));
   });
 
   it.each([
     ['unknown key', 'bogusKey=1\n'],
     ['removed upstream key', 'siteResources=/x\n'],
     ['line without =', 'udiMount /x\n'],
-    ['bad boolean', 'allowLocalChroot=yes\n'],
     ['bad integer', 'gatewayTimeout=ten\n'],
     ['bad size', 'perNodeCacheSizeLimit=lots\n'],
     ['bad propagation', 'mountPropagationStyle=shared\n'],
