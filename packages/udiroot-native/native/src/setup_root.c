@@ -2,9 +2,11 @@
    root by the workload manager's prolog), so later `shifter` calls with the same image, user, volumes and modules
    reuse it through var/shifterConfig.json.
 
-   Usage: setupRoot [-V] [-v VOLMAP] [-s SSHPUBKEY] -u USER -U UID -G GID [-N "host/n …"] [-m MODULES] TYPE ID
+   Usage: setupRoot [-V] [-j JOBID] [-v VOLMAP] [-s SSHPUBKEY] -u USER -U UID -G GID [-N "host/n …"] [-m MODULES]
+                    TYPE ID
    Only `id` images are accepted (the prolog resolves tags at submit time). -s is accepted and refused: the
-   per-user sshd is not part of this runtime.
+   per-user sshd is not part of this runtime. With -j the root is job JOBID's own (udi_job.h), so jobs sharing a
+   node each get theirs and `unsetupRoot -j JOBID` removes only that one; without -j it is the node's udiMount.
 
    Memory policy: short-lived; never freed. */
 
@@ -17,6 +19,7 @@
 
 #include "udi_config.h"
 #include "udi_image.h"
+#include "udi_job.h"
 #include "udi_misc.h"
 #include "udi_mount.h"
 #include "udi_privs.h"
@@ -36,6 +39,7 @@ int main(int argc, char **argv)
    struct strv modules = { 0 };
    char *volspec = NULL, *username = NULL, *nodes = NULL, *modspec = NULL, *meta_text, err[512], *sig;
    long uid = -1, gid = -1;
+   unsigned long job = 0;
    int c;
 
    udi_progname = "setupRoot";
@@ -50,9 +54,13 @@ int main(int argc, char **argv)
    if (getuid() != 0 || geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "must be run by root");
    umask(022);
-   while ((c = getopt(argc, argv, "+Vv:s:u:U:G:N:m:")) != -1) {
+   while ((c = getopt(argc, argv, "+Vj:v:s:u:U:G:N:m:")) != -1) {
       switch (c) {
       case 'V': udi_verbose = 1; break;
+      case 'j':
+         if (udi_parse_job_id(optarg, &job))
+            FATAL(UDI_EX_USAGE, "invalid job id \"%s\"", optarg);
+         break;
       case 'v': volspec = optarg; break;
       case 's': FATAL(UDI_EX_USAGE, "-s (per-user sshd) is not supported by this runtime");
       case 'u': username = optarg; break;
@@ -60,13 +68,15 @@ int main(int argc, char **argv)
       case 'G': gid = strtol(optarg, NULL, 10); break;
       case 'N': nodes = optarg; break;
       case 'm': modspec = optarg; break;
-      default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] "
+      default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] "
                                    "[-m modules] id <id>");
       }
    }
    if (argc - optind != 2 || !username || uid <= 0 || gid <= 0)
-      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] id <id>");
+      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] id <id>");
    udi_config_load(&cfg, CONFIG_FILE, true);
+   if (job)
+      udi_config_use_job(&cfg, job);
    udi_user_lookup(&user, &cfg, (uid_t)uid, (gid_t)gid);
    if (strcmp(user.name, username))
       FATAL(UDI_EX_NOUSER, "uid %ld is %s, not %s", uid, user.name, username);

@@ -304,7 +304,8 @@ fail:
 }
 
 /* Resolve type:tag to an image id, or exit UDI_EX_UNAVAILABLE (no gateway answered) / UDI_EX_NOINPUT (a gateway
-   answered 404 and none had the image). Preconditions: euid 0 (the child must be able to switch to the user). */
+   answered 404 and none had the image). Preconditions: euid 0 (the child switches to the user), or already running
+   as u without privilege (shifter-lookup, the submit-time entry point), where there is nothing to drop. */
 char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, const char *type, const char *tag)
 {
    int pfd[2], status;
@@ -322,7 +323,10 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
       struct strv order = { 0 };
       bool not_found = false;
       close(pfd[0]);
-      udi_drop_to_user_nocheck_caps(u); // PRIV: child is the user from here on, before munge or network I/O
+      if (geteuid() == 0)
+         udi_drop_to_user_nocheck_caps(u); // PRIV: child is the user from here on, before munge or network I/O
+      else if (getuid() != u->uid)
+         _exit(UDI_EX_NOPERM);
       strv_init(&order);
       for (size_t i = 0; i < c->imageGateway.n; i++)
          strv_push(&order, c->imageGateway.v[i]);
