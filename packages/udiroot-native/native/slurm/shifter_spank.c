@@ -54,7 +54,7 @@ SPANK_PLUGIN(shifter, 1);
 /** Globals **/
 
 static char *opt_image;          /* --image value, or NULL */
-static char *opt_volume;         /* --volume values joined with ';', or NULL */
+static char *opt_volume;         /* --volume value (';'-separated maps), or NULL */
 static char *opt_module;         /* --module value, or NULL */
 static char conf_error[512];     /* non-empty: plugstack.conf arguments are broken (the message) */
 static bool container_aliases;   /* container_aliases=1: also --container-image / --container-mounts */
@@ -74,27 +74,21 @@ static int cb_image(int val, const char *arg, int remote)
    return 0;
 }
 
-/* --volume is repeatable; values join with ';' as the runtime's volume syntax does. --container-mounts (val 1)
-   separates maps with ',' as pyxis does. */
+/* --volume takes the runtime's ';'-separated maps; --container-mounts (val 1) separates them with ',' as pyxis
+   does. The last value wins: Slurm may run a callback more than once for the same option (upstream #190/#224). */
 static int cb_volume(int val, const char *arg, int remote)
 {
-   char *v, *old = opt_volume;
    (void)remote;
    if (!arg || !*arg) {
-      slurm_error("shifter: --volume needs a value (SRC:DST[:FLAGS])");
+      slurm_error("shifter: --volume needs a value (SRC:DST[:FLAGS][;…])");
       return -1;
    }
-   v = strdup(arg);
+   free(opt_volume);
+   opt_volume = strdup(arg);
    if (val == 1)
-      for (char *p = v; *p; p++)
+      for (char *p = opt_volume; *p; p++)
          if (*p == ',')
             *p = ';';
-   if (old && asprintf(&opt_volume, "%s;%s", old, v) >= 0) {
-      free(old);
-      free(v);
-   } else {
-      opt_volume = v;
-   }
    return 0;
 }
 
@@ -114,7 +108,7 @@ static int cb_module(int val, const char *arg, int remote)
 static struct spank_option options[] = {
    { "image", "TYPE:TAG", "Run the job's `shifter` commands in this image (docker:REPO:TAG or id:HEX).", 1, 0,
      cb_image },
-   { "volume", "SRC:DST[:FLAGS]", "Shifter volume maps for the job's containers (';'-separated, repeatable).", 1, 0,
+   { "volume", "SRC:DST[:FLAGS]", "Shifter volume maps for the job's containers (';'-separated).", 1, 0,
      cb_volume },
    { "module", "A,B|none", "Shifter site modules for the job's containers (default: the site's).", 1, 0, cb_module },
 };
@@ -314,6 +308,10 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
       return -1;
    spank_job_control_setenv(sp, "_SLURM_SPANK_OPTION_shifter_image", id_opt, 1); /* batch job → its srun steps */
    setenv("_SLURM_SPANK_OPTION_shifter_image", id_opt, 1);                      /* salloc shell → its srun steps */
+   if (container_aliases) { /* the alias would otherwise carry the tag into later steps */
+      spank_job_control_setenv(sp, "_SLURM_SPANK_OPTION_shifter_container_image", id_opt, 1);
+      setenv("_SLURM_SPANK_OPTION_shifter_container_image", id_opt, 1);
+   }
    free(opt_image);
    opt_image = id_opt;
    return 0;

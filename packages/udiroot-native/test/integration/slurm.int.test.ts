@@ -373,6 +373,28 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     }
   });
 
+  it('container_aliases=1 adds --container-image and --container-mounts (off by default)', async () => {
+    const off = await slurm(user, 'sbatch', [`--container-image=docker:${debianTag}`, '--wrap', 'true']);
+    expect(off.status).not.toBe(0);
+    node('restart-slurmd', slurmDir, `required ${plugin} container_aliases=1`);
+    try {
+      const before = await lookups();
+      const { r, out } = await batch(user, [
+        `--container-image=docker:${debianTag}`,
+        `--container-mounts=${join(env.dir, 'data')}:/data:ro,${join(env.dir, 'data')}:/data2`,
+        '--wrap',
+        "srun shifter -v sh -c 'grep ^ID= /etc/os-release; cat /data/hello.txt /data2/hello.txt' 2>&1",
+      ]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(out).toContain('ID=debian');
+      expect(out.match(/hello from the host/g)?.length).toBe(2);
+      expect(out).toContain('reusing the root of job');
+      expect(await lookups()).toBe(before + 1);
+    } finally {
+      node('restart-slurmd', slurmDir, `required ${plugin}`);
+    }
+  });
+
   it('a node that cannot build roots is drained (setupRoot missing)', async () => {
     const setup = join(env.dir, 'sbin', 'setupRoot');
     execFileSync('mv', [setup, `${setup}.away`]);
