@@ -31,7 +31,7 @@
    refusal, leaving nothing mounted it did not finish (a failed build exits before shifterConfig.json is written). */
 int main(int argc, char **argv)
 {
-   struct udi_config cfg;
+   struct udi_config cfg, base;
    struct udi_user user;
    struct udi_image_ref ref;
    struct udi_meta meta;
@@ -75,8 +75,7 @@ int main(int argc, char **argv)
    if (argc - optind != 2 || !username || uid <= 0 || gid <= 0)
       FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] id <id>");
    udi_config_load(&cfg, CONFIG_FILE, true);
-   if (job)
-      udi_config_use_job(&cfg, job);
+   base = cfg;
    udi_user_lookup(&user, &cfg, (uid_t)uid, (gid_t)gid);
    if (strcmp(user.name, username))
       FATAL(UDI_EX_NOUSER, "uid %ld is %s, not %s", uid, user.name, username);
@@ -114,6 +113,10 @@ int main(int argc, char **argv)
       FATAL(UDI_EX_NOPERM, "permission denied to image %s for %s", ref.tag, user.name);
    sig = udi_root_signature(ref.tag, user.name, udi_volume_signature(&vols), &modules);
    udi_become_root(); // PRIV: already root; normalise groups to {0}
+   if (job) {
+      udi_job_make_dir(&base, job);
+      udi_config_use_job(&cfg, job);
+   }
    udi_root_destroy(&cfg);
    {
       struct udi_root_request req = { &cfg, ref.tag, xasprintf("%s/%s.squashfs", cfg.imagePath, ref.tag), false,

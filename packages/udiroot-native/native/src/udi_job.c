@@ -20,6 +20,24 @@ char *udi_job_dir(const struct udi_config *c, unsigned long job)
    return xasprintf("%s.jobs/%lu", c->udiMount, job);
 }
 
+/* Create `<udiMount>.jobs` (0755) and the job's directory (0700, root's), so no other user on the node can look
+   into the job's root from the host; a process enters it only through `shifter` (root until it has chrooted).
+   Anything but a root-owned real directory there is fatal. Precondition: root; c not yet pointed at the job. */
+void udi_job_make_dir(const struct udi_config *c, unsigned long job)
+{
+   char *parent = xasprintf("%s.jobs", c->udiMount), *dir = udi_job_dir(c, job);
+   struct stat st;
+   if (mkdir(parent, 0755) != 0 && errno != EEXIST)
+      FATAL(UDI_EX_OSERR, "mkdir %s: %s", parent, strerror(errno));
+   if (lstat(parent, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+      FATAL(UDI_EX_CONFIG, "%s must be a directory owned by root and writable only by root", parent);
+   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+      FATAL(UDI_EX_OSERR, "mkdir %s: %s", dir, strerror(errno));
+   if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0)
+      FATAL(UDI_EX_CONFIG, "%s must be a directory owned by root", dir);
+   Zf (chmod(dir, 0700), "chmod %s", dir);
+}
+
 /* Point c at job's root and loop mount points (call before anything reads udiMount/loopMount). */
 void udi_config_use_job(struct udi_config *c, unsigned long job)
 {

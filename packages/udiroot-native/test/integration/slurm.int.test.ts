@@ -5,7 +5,7 @@
  * failure table in docs/slurm.md is exercised.
  */
 import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -158,7 +158,6 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   }, 600_000);
 
   afterAll(async () => {
-    if (process.env.SHIFTER_SLURM_KEEP === '1') return console.log(`kept ${env.dir}`); // debugging aid
     if (slurmDir) spawnSync(slurmNode, ['stop', slurmDir], { stdio: 'ignore' });
     await stopGateway();
     env?.cleanup();
@@ -322,6 +321,11 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     const first = batch(user, [`--image=docker:${debianTag}`, '--wrap',
       `srun shifter sh -c 'grep ^ID= /etc/os-release; ls /; while [ ! -e ${flag} ]; do sleep 0.2; done; grep ^ID= /etc/os-release'`]);
     for (let i = 0; i < 200 && jobMounts().length === 0; i++) await new Promise((res) => setTimeout(res, 100));
+    // The other user cannot look into the first job's root from the host either.
+    const firstRoot = join(`${env.udiMount}.jobs`, readdirSync(`${env.udiMount}.jobs`)[0]!, 'root');
+    const peek = await env.runAs(user2, [join(firstRoot, 'etc')], { program: '/bin/ls' });
+    expect(peek.status).not.toBe(0);
+    expect(peek.stderr).toContain('Permission denied');
     const second = await batch(user2, [`--image=docker:${busyboxTag}`, '--wrap', `srun shifter -v sh -c 'busybox | head -1; ls /proc/1 >/dev/null; touch ${flag}' 2>&1`]);
     const a = await first;
     expect(second.r.status, second.r.stderr).toBe(0);
