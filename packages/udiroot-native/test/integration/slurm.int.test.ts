@@ -177,14 +177,23 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     expect(env.loopDevices()).toEqual([]);
   });
 
-  it('#SBATCH --image= in a script; plain srun steps get SHIFTER_IMAGE', async () => {
+  it('#SBATCH --image= in a script (examples/slurm/job.sh); plain srun steps get SHIFTER_IMAGE', async () => {
+    const example = readFileSync(fileURLToPath(new URL('../../../../examples/slurm/job.sh', import.meta.url)), 'utf8');
+    expect(example).toContain('#SBATCH --image=docker:debian:bookworm');
     const script = join(work, 'job.sh');
-    writeFileSync(script, `#!/bin/sh\n#SBATCH --image=docker:${debianTag}\nsrun sh -c 'echo "step=$SHIFTER_IMAGETYPE:$SHIFTER_IMAGE"'\nsrun shifter sh -c 'grep ^ID= /etc/os-release'\n`, { mode: 0o755 });
+    writeFileSync(
+      script,
+      example.replace('#SBATCH --image=docker:debian:bookworm', `#SBATCH --image=docker:${debianTag}`) +
+        `srun sh -c 'echo "step=$SHIFTER_IMAGETYPE:$SHIFTER_IMAGE"'\n`,
+      { mode: 0o755 },
+    );
     const before = await lookups();
     const { r, out } = await batch(user, [script]);
     expect(r.status, r.stderr).toBe(0);
-    expect(out).toContain(`step=id:${debianId}`);
+    expect(out).toContain(`image id: ${debianId}`);
     expect(out).toContain('ID=debian');
+    expect(out).toContain(`running in ${debianId} as ${user}`);
+    expect(out).toContain(`step=id:${debianId}`);
     expect(await lookups()).toBe(before + 1);
     await settle();
     expect(jobMounts()).toEqual([]);
