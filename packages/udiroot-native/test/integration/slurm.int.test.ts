@@ -347,20 +347,33 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     expect(jobMounts()).toEqual([]);
   });
 
-  it('a job id in the environment is not trusted: another job root is never entered', async () => {
+  it('a job id in the environment is not trusted: a matching root of another job is never entered', async () => {
     const flag = join(work, 'victim-go');
     rmSync(flag, { force: true });
-    const victim = batch(user2, [`--image=docker:${busyboxTag}`, '--wrap', `srun sh -c 'while [ ! -e ${flag} ]; do sleep 0.2; done'`]);
+    // The same user and image, so only the job id stands between the caller and the root: the signature matches.
+    const victim = batch(user, [`--image=docker:${busyboxTag}`, '--wrap',
+      `srun shifter -v true 2>&1; srun sh -c 'while [ ! -e ${flag} ]; do sleep 0.2; done'`]);
     let victimJob = '';
-    for (let i = 0; i < 200 && !victimJob; i++) {
-      const q = spawnSync('squeue', ['-h', '-u', user2, '-t', 'R', '-o', '%i'], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' });
+    for (let i = 0; i < 300 && !victimJob; i++) {
+      const q = spawnSync('squeue', ['-h', '-u', user, '-t', 'R', '-o', '%i'], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' });
       victimJob = q.stdout.trim();
       if (!victimJob) await new Promise((res) => setTimeout(res, 100));
     }
-    const r = await slurm(user, 'srun', ['shifter', '-v', `--image=id:${busyboxId}`, 'true'], { SLURM_JOB_ID: victimJob, SLURM_JOBID: victimJob });
+    expect(victimJob).toMatch(/^\d+$/);
+    const forged = { SLURM_JOB_ID: victimJob, SLURM_JOBID: victimJob, SLURM_STEP_ID: '0' };
+    // Outside any step, with the victim's job id in the environment.
+    const direct = await env.runAs(user, ['-v', `--image=id:${busyboxId}`, 'echo', 'private'], { env: forged });
+    // Inside a step of another job, with the variable overridden after Slurm set it.
+    const inStep = await slurm(user, 'srun', ['sh', '-c', `SLURM_JOB_ID=${victimJob} SLURM_JOBID=${victimJob} shifter -v --image=id:${busyboxId} echo private 2>&1`]);
     writeFileSync(flag, '');
-    await victim;
-    expect(r.stderr).not.toContain(`reusing the root of job ${victimJob}`);
+    const v = await victim;
+    expect(v.out).toContain(`reusing the root of job ${victimJob}`); // the root was there and matched
+    expect(direct.status, direct.stderr).toBe(0);
+    expect(direct.stdout).toBe('private\n');
+    expect(direct.stderr).not.toContain('reusing the root');
+    expect(inStep.status, inStep.stderr).toBe(0);
+    expect(inStep.stdout).toContain('private');
+    expect(inStep.stdout).not.toContain('reusing the root');
   });
 
   it('failure: a broken plugstack argument is logged; jobs without --image run, --image is refused; node not drained', async () => {
@@ -368,7 +381,8 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     try {
       const plain = await slurm(user, 'srun', ['echo', 'plain-ok']);
       expect(plain.stdout).toBe('plain-ok\n');
-      expect(plain.stderr).toContain('shifter_config=/nonexistent/udiRoot.conf');
+      expect(plain.stderr).toContain('shifter: plugstack.conf: shifter_config=/nonexistent/udiRoot.conf');
+      expect(slurmdLog()).toContain('shifter: plugstack.conf: shifter_config=/nonexistent/udiRoot.conf');
       const withImage = await slurm(user, 'sbatch', [`--image=docker:${debianTag}`, '--wrap', 'true']);
       expect(withImage.status).not.toBe(0);
       expect(withImage.stderr).toContain('plugstack.conf arguments are broken');
