@@ -11,6 +11,11 @@
 #
 # Users run commands with SLURM_CONF=DIR/slurm.conf. Needs root, munged on its default socket, and the Debian
 # packages slurmctld, slurmd, slurm-client (scripts/test-harness.sh installs them).
+#
+# SLURM_NODE2_NETNS=NAME (at start) adds a second node: nodes are then n1 (this host, 127.0.0.1) and n2, a slurmd in
+# network namespace NAME (created here, with a veth pair NAME-h/NAME-n on 10.77.S.1/2 where S = CTLD_PORT % 250)
+# sharing this host's file systems and mounts (heterogeneous jobs need one node per component). NAME must start
+# with the caller's netns prefix; `stop` deletes the namespace.
 set -euo pipefail
 
 die() { echo "slurm-node: $*" >&2; exit 1; }
@@ -32,20 +37,28 @@ wait_for() { # what, seconds, command…
   die "$what did not come up (logs: $DIR/log)"
 }
 
-node_idle() { [[ $(SLURM_CONF=$DIR/slurm.conf sinfo -h -o %T 2>/dev/null) == idle ]]; }
-
 start_slurmd() {
-  rm -f "$DIR/run/slurmd.pid"
-  SLURM_CONF=$DIR/slurm.conf setsid slurmd -D -N localhost -f "$DIR/slurm.conf" </dev/null \
+  local netns node1=localhost
+  netns=$(cat "$DIR/run/node2-netns" 2>/dev/null || true)
+  [[ -n $netns ]] && node1=n1
+  rm -f "$DIR/run/slurmd.pid" "$DIR/run/slurmd-n1.pid"
+  SLURM_CONF=$DIR/slurm.conf setsid slurmd -D -N "$node1" -f "$DIR/slurm.conf" </dev/null \
     >>"$DIR/log/slurmd.out" 2>&1 &
   echo $! >"$DIR/run/slurmd.daemon"
+  if [[ -n $netns ]]; then
+    # nsenter, not `ip netns exec`: the second node must share this host's mounts (and /sys/fs/cgroup).
+    rm -f "$DIR/run/slurmd-n2.pid"
+    SLURM_CONF=$DIR/slurm.conf setsid nsenter --net="/run/netns/$netns" slurmd -D -N n2 -f "$DIR/slurm.conf" \
+      </dev/null >>"$DIR/log/slurmd-n2.out" 2>&1 &
+    echo $! >"$DIR/run/slurmd2.daemon"
+  fi
   # A node drained by an earlier failure test would stay drained in the saved state: resume it.
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 200; i++)); do
     local st
-    st=$(SLURM_CONF=$DIR/slurm.conf sinfo -h -o %T 2>/dev/null || true)
-    [[ $st == idle ]] && return 0
-    if [[ $st == drain* || $st == down* ]]; then
-      SLURM_CONF=$DIR/slurm.conf scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true
+    st=$(SLURM_CONF=$DIR/slurm.conf sinfo -h -o %T 2>/dev/null | sort -u | tr '\n' ' ' || true)
+    [[ $st == "idle " ]] && return 0
+    if [[ $st == *drain* || $st == *down* ]]; then
+      SLURM_CONF=$DIR/slurm.conf scontrol update nodename="$node1${netns:+,n2}" state=resume >/dev/null 2>&1 || true
     fi
     sleep 0.05
   done
@@ -73,18 +86,38 @@ start)
   mkdir -p "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/log"
   chmod 0755 "$DIR"
   chown slurm: "$DIR/state" "$DIR/run" "$DIR/log"
+  NETNS=${SLURM_NODE2_NETNS:-}
+  CTLD_HOST=localhost NODES="NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=2000 State=UNKNOWN"
+  PART_NODES=localhost SPOOL=$DIR/spool PIDFILE=$DIR/run/slurmd.pid
+  if [[ -n $NETNS ]]; then
+    SUB=$((CTLD_PORT % 250))
+    ip netns del "$NETNS" 2>/dev/null || true # left by a killed run
+    ip netns add "$NETNS"
+    ip link add "$NETNS-h" type veth peer name "$NETNS-n"
+    ip link set "$NETNS-n" netns "$NETNS"
+    ip addr add "10.77.$SUB.1/24" dev "$NETNS-h"
+    ip link set "$NETNS-h" up
+    ip -n "$NETNS" addr add "10.77.$SUB.2/24" dev "$NETNS-n"
+    ip -n "$NETNS" link set "$NETNS-n" up
+    ip -n "$NETNS" link set lo up
+    echo "$NETNS" >"$DIR/run/node2-netns"
+    CTLD_HOST="localhost(10.77.$SUB.1)" PART_NODES=n1,n2 SPOOL="$DIR/spool/%n" PIDFILE="$DIR/run/slurmd-%n.pid"
+    mkdir -p "$DIR/spool/n1" "$DIR/spool/n2"
+    NODES="NodeName=n1 NodeHostname=n1 NodeAddr=127.0.0.1 CPUs=2 RealMemory=2000 State=UNKNOWN
+NodeName=n2 NodeHostname=n2 NodeAddr=10.77.$SUB.2 CPUs=2 RealMemory=2000 State=UNKNOWN"
+  fi
   cat >"$DIR/slurm.conf.new" <<CONF
 ClusterName=ci
-SlurmctldHost=localhost
+SlurmctldHost=$CTLD_HOST
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
 CredType=cred/munge
 SlurmUser=slurm
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+SlurmdSpoolDir=$SPOOL
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
+SlurmdPidFile=$PIDFILE
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 SlurmdDebug=info
@@ -101,8 +134,8 @@ MinJobAge=30
 KillWait=5
 PlugStackConfig=$DIR/plugstack.conf
 PrologFlags=Alloc,Contain
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=2000 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+$NODES
+PartitionName=debug Nodes=$PART_NODES Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
   chmod 0644 "$DIR/slurm.conf.new"
   mv -f "$DIR/slurm.conf.new" "$DIR/slurm.conf"
@@ -116,11 +149,17 @@ CONF
 restart-slurmd)
   write_plugstack "$DIR" "${3:-}"
   stop_pidfile "$DIR/run/slurmd.daemon"
+  stop_pidfile "$DIR/run/slurmd2.daemon"
   start_slurmd
   ;;
 stop)
   stop_pidfile "$DIR/run/slurmd.daemon"
+  stop_pidfile "$DIR/run/slurmd2.daemon"
   stop_pidfile "$DIR/run/slurmctld.daemon"
+  if [[ -s $DIR/run/node2-netns ]]; then
+    ip netns del "$(<"$DIR/run/node2-netns")" 2>/dev/null || true
+    rm -f "$DIR/run/node2-netns"
+  fi
   ;;
 *) die "unknown command $cmd" ;;
 esac

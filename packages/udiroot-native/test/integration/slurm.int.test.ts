@@ -253,6 +253,38 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     expect(jobMounts()).toEqual([]);
   });
 
+  it('heterogeneous jobs (two nodes): each component gets its own root on its node, its steps reuse it', async () => {
+    const hetDir = join(env.dir, 'slurm-het');
+    const conf = `SLURM_CONF=${hetDir}/slurm.conf`;
+    execFileSync(slurmNode, ['start', hetDir, String(await freePort()), String(await freePort()), `required ${plugin}`], {
+      env: { ...process.env, SLURM_NODE2_NETNS: `slhet${process.pid % 10000}` },
+      stdio: 'pipe',
+    });
+    try {
+      const script = join(work, 'het.sh');
+      writeFileSync(
+        script,
+        `#!/bin/sh\n#SBATCH --image=docker:${debianTag}\n#SBATCH -n1\n#SBATCH hetjob\n#SBATCH -n1\n` +
+          `srun --het-group=0,1 shifter -v sh -c 'echo "on=$SLURMD_NODENAME $(grep ^ID= /etc/os-release)"' 2>&1\n`,
+        { mode: 0o755 },
+      );
+      const out = join(work, 'het.out');
+      const before = await lookups();
+      const r = await run('runuser', ['-u', user, '--', 'env', '-i', `PATH=${env.dir}/bin:/usr/bin:/bin`, conf, 'HOME=/tmp', 'sbatch', '--wait', '-o', out, script], { cwd: work });
+      const text = existsSync(out) ? readFileSync(out, 'utf8') : '';
+      expect(r.status, `${r.stderr}\n${text}`).toBe(0);
+      expect(text).toContain('on=n1 ID=debian');
+      expect(text).toContain('on=n2 ID=debian');
+      expect(text.match(/reusing the root of job \d+/g)?.length, text).toBe(2);
+      expect(new Set(text.match(/reusing the root of job \d+/g)).size).toBe(2); // one root per component
+      expect(await lookups()).toBe(before + 1);
+      for (let i = 0; i < 300 && jobMounts().length > 0; i++) await new Promise((res) => setTimeout(res, 100));
+      expect(jobMounts()).toEqual([]);
+    } finally {
+      execFileSync(slurmNode, ['stop', hetDir], { stdio: 'pipe' });
+    }
+  });
+
   it('failure: an unknown image fails the submission at once, no job is queued', async () => {
     const r = await slurm(user, 'sbatch', [`--image=docker:${serviceValue('registry')}/test/nosuch:latest`, '--wrap', 'true']);
     expect(r.status).not.toBe(0);
