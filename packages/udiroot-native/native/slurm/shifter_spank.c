@@ -61,6 +61,8 @@ static bool container_aliases;   /* container_aliases=1: also --container-image 
 
 /** Functions **/
 
+/* Option callbacks: run in srun/sbatch/salloc (remote 0) and again in slurmstepd (remote 1), possibly more than once
+   for one option; each keeps the last value. A missing value is refused (-1 fails the command). */
 static int cb_image(int val, const char *arg, int remote)
 {
    (void)val;
@@ -175,6 +177,8 @@ static void parse_args(int ac, char **av)
    }
 }
 
+/* Every context: parse the plugstack arguments (a problem is logged, never fatal) and, where users give options
+   (srun, sbatch/salloc, slurmstepd), register them. Always 0, so a bad argument cannot break jobs without --image. */
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
    spank_context_t ctx = spank_context();
@@ -258,7 +262,8 @@ static int run_capture(char *const argv[], char *out, char *err)
    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-/* Submit time (sbatch, salloc, srun; as the user): validate and resolve once. */
+/* Submit time (sbatch, salloc, srun; as the user, after the options are parsed): validate and resolve once through
+   shifter-lookup, then hand the id to the job. -1 fails the command with the message already printed. */
 int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 {
    spank_context_t ctx = spank_context();
@@ -317,7 +322,8 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
    return 0;
 }
 
-/* Steps (slurmstepd, before the tasks start): the job's container request as the runtime's variables. */
+/* Steps (slurmstepd, as the user, before the tasks start): the job's container request as the runtime's variables,
+   for the batch script and every task of every step. */
 int slurm_spank_user_init(spank_t sp, int ac, char **av)
 {
    (void)ac;
@@ -350,7 +356,9 @@ static int job_items(spank_t sp, uint32_t *job, uid_t *uid, gid_t *gid)
    return 0;
 }
 
-/* Job prolog (root, every node of the allocation): build this job's root. */
+/* Job prolog (root, every node of the allocation; SPANK_SHIFTER_* from submission): build this job's root. 0 for
+   jobs without --image and for the request's own faults (the steps then fail with the runtime's message); -1, which
+   drains the node, only when the node cannot build roots. */
 int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
 {
    const char *image = getenv("SPANK_SHIFTER_IMAGE"), *volume = getenv("SPANK_SHIFTER_VOLUME"),
@@ -424,7 +432,7 @@ int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
    return -1;
 }
 
-/* Job epilog (root, every node): remove this job's root, and only it. */
+/* Job epilog (root, every node): remove this job's root, and only it; -1 (drain) only if unsetupRoot fails. */
 int slurm_spank_job_epilog(spank_t sp, int ac, char **av)
 {
    char *argv[4], out[OUT_MAX], err[OUT_MAX], jobs[16];

@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "udi_config.h"
@@ -45,6 +46,14 @@ int main(int argc, char **argv)
    int c;
 
    udi_progname = "shifter-lookup";
+   openlog("shifter-lookup", LOG_PID, LOG_AUTHPRIV);
+   {
+      struct strv a = { 0 };
+      strv_init(&a);
+      for (int i = 0; i < argc; i++)
+         strv_push(&a, argv[i]);
+      syslog(LOG_INFO, "uid=%u argv=%s", getuid(), strv_join(&a, " "));
+   }
    if (geteuid() != getuid() || getegid() != getgid())
       FATAL(UDI_EX_NOPERM, "must not be installed set-id");
    while ((c = getopt(argc, argv, "+v:m:")) != -1) {
