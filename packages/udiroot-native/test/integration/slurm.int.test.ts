@@ -296,9 +296,12 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     const r = await slurm(user, 'sbatch', [`--image=docker:${debianTag}`, '--volume=/tmp:/etc', '--wrap', 'true']);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('invalid volume');
+    expect(r.stdout).toBe(''); // no "Submitted batch job"
     const s = await slurm(user, 'srun', [`--image=docker:${debianTag}`, '--volume=/tmp:/x:bogus', 'true']);
     expect(s.status).not.toBe(0);
     expect(s.stderr).toContain('invalid volume');
+    const queued = spawnSync('squeue', ['-h', '-u', user], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' });
+    expect(queued.stdout.trim()).toBe('');
   });
 
   it('failure: a volume missing on the node fails the job, not the node', async () => {
@@ -317,6 +320,7 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
       const r = await slurm(user, 'sbatch', [`--image=docker:${debianTag}`, '--wrap', 'true']);
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain('failed to look up');
+      expect(r.stdout).toBe('');
     } finally {
       await startGateway();
     }
