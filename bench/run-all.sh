@@ -10,5 +10,6 @@ run bash bench/convert/run.sh
 run bash bench/gateway/run.sh
 run node bench/cli/lookup-cold.mjs --runs 30
 run bash bench/runtime/run.sh 100
+run bash bench/slurm/run.sh 20
 run bash bench/munge/run.sh
 run bash bench/metadata/run.sh

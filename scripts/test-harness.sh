@@ -45,7 +45,8 @@ LARGE_FIXTURES=(big debian)
 
 APT_PACKAGES=(docker-registry skopeo umoci busybox-static debootstrap squashfs-tools squashfs-tools-ng squashfuse
   redis-server munge libmunge-dev apache2-utils openssl openssh-server openssh-client charliecloud jq iproute2 zstd
-  util-linux curl ca-certificates xfsprogs rsync clang-format cppcheck shellcheck libssl-dev)
+  util-linux curl ca-certificates xfsprogs rsync clang-format cppcheck shellcheck libssl-dev slurmctld slurmd
+  slurm-client libslurm-dev)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Installation

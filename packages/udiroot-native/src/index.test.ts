@@ -130,6 +130,7 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
       }),
     ).toEqual(['-V', '-v', '/scratch:/data:ro;/a:/b', '-u', 'alice', '-U', '1000', '-G', '100', '-N', 'node1/2 node2/1', '-m', 'mpich', 'id', 'abcdef01']);
     expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6 })).toEqual(['-u', 'bob', '-U', '5', '-G', '6', 'id', 'ab']);
+    expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6, job: 42, verbose: true })).toEqual(['-V', '-j', '42', '-u', 'bob', '-U', '5', '-G', '6', 'id', 'ab']);
   });
 
   it.each([
@@ -139,6 +140,9 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
     [{ imageId: 'ab', user: 'a', uid: 1, gid: -1 }, 'gid'],
     [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, hosts: { 'bad host': 1 } }, 'hosts'],
     [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, hosts: { n: 0 } }, 'hosts'],
+    [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, job: 0 }, 'job'],
+    [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, job: 4294967296 }, 'job'],
+    [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, job: 1.5 }, 'job'],
   ])('refuses %j', (options, field) => {
     expect(() => buildSetupRootArgs(options)).toThrow(expect.objectContaining({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT', details: { field } }));
   });
@@ -154,6 +158,8 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
       expect(setup.stdout).toBe('-u a -U 1 -G 2 id ab\n');
       const teardown = await runUnsetupRoot({ programPath: fake, verbose: true });
       expect(teardown.stdout).toBe('-V\n');
+      expect((await runUnsetupRoot({ programPath: fake, job: 7 })).stdout).toBe('-j 7\n');
+      await expect(runUnsetupRoot({ programPath: fake, job: -1 })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
       await expect(runSetupRoot({ programPath: fake, imageId: 'zz', user: 'a', uid: 1, gid: 2 })).rejects.toMatchObject({
         code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
       });

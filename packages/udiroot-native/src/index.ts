@@ -219,8 +219,15 @@ export interface SetupRootOptions {
   modules?: string[] | 'none';
   /** Nodes and task counts for `/var/hostsfile`, e.g. `{ node1: 2, node2: 1 }`. */
   hosts?: Record<string, number>;
+  /** `-j`: build job `job`'s own root (`<udiMount>.jobs/<job>/root`, docs/slurm.md) instead of the node's. */
+  job?: number;
   /** `-V`. */
   verbose?: boolean;
+}
+
+/** A Slurm job id as `setupRoot -j` / `unsetupRoot -j` accept it. */
+function validJob(job: number): boolean {
+  return Number.isSafeInteger(job) && job >= 1 && job <= 4294967295;
 }
 
 /**
@@ -238,8 +245,10 @@ export function buildSetupRootArgs(options: SetupRootOptions): string[] {
   for (const [field, value] of [['uid', options.uid], ['gid', options.gid]] as const) {
     if (!Number.isSafeInteger(value) || value <= 0) throw invalid(`${field} must be a positive integer (root is refused)`, field);
   }
+  if (options.job !== undefined && !validJob(options.job)) throw invalid('job must be an integer from 1 to 4294967295', 'job');
   const args: string[] = [];
   if (options.verbose) args.push('-V');
+  if (options.job !== undefined) args.push('-j', String(options.job));
   const volumes = (options.volumes ?? []).map(volumeArg);
   if (volumes.length > 0) args.push('-v', volumes.join(';'));
   args.push('-u', options.user, '-U', String(options.uid), '-G', String(options.gid));
@@ -277,12 +286,15 @@ export function runSetupRoot(options: SetupRootOptions & SpawnSettings & { progr
 }
 
 /**
- * Run `unsetupRoot` (as root, from an epilog): unmount everything setupRoot built. Idempotent.
+ * Run `unsetupRoot` (as root, from an epilog): unmount everything setupRoot built (with `job`, only that job's
+ * root). Idempotent.
  *
- * @param options - `programPath` (default `unsetupRoot`), `verbose`, spawn settings
+ * @param options - `programPath` (default `unsetupRoot`), `verbose`, `job` (`-j`), spawn settings
  * @returns exit status and output
- * @throws {@link ShifterError} `SHIFTER_TOOL_NOT_FOUND`
+ * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` for a bad job id; `SHIFTER_TOOL_NOT_FOUND`
  */
-export function runUnsetupRoot(options: SpawnSettings & { programPath?: string; verbose?: boolean } = {}): Promise<RunShifterResult> {
-  return spawnProgram(options.programPath ?? 'unsetupRoot', options.verbose ? ['-V'] : [], options);
+export function runUnsetupRoot(options: SpawnSettings & { programPath?: string; verbose?: boolean; job?: number } = {}): Promise<RunShifterResult> {
+  if (options.job !== undefined && !validJob(options.job)) return Promise.reject(invalid('job must be an integer from 1 to 4294967295', 'job'));
+  const args = [...(options.verbose ? ['-V'] : []), ...(options.job !== undefined ? ['-j', String(options.job)] : [])];
+  return spawnProgram(options.programPath ?? 'unsetupRoot', args, options);
 }

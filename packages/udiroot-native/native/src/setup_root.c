@@ -2,11 +2,13 @@
    root by the workload manager's prolog), so later `shifter` calls with the same image, user, volumes and modules
    reuse it through var/shifterConfig.json.
 
-   Usage: setupRoot [-V] [-v VOLMAP] [-s SSHPUBKEY] -u USER -U UID -G GID [-N "host/n …"] [-m MODULES] TYPE ID
+   Usage: setupRoot [-V] [-j JOBID] [-v VOLMAP] [-s SSHPUBKEY] -u USER -U UID -G GID [-N "host/n …"] [-m MODULES]
+                    TYPE ID
    TYPE is `id` (the prolog resolves tags at submit time) or `local` with a host directory as ID: `local /` is the
    CCM mode of upstream's Slurm plugin (the host's own tree as the image, with the site's /etc, mounts and modules),
    allowed only with allowLocalChroot=1; the directory is opened as the user. -s is accepted and refused: the
-   per-user sshd is not part of this runtime.
+   per-user sshd is not part of this runtime. With -j the root is job JOBID's own (udi_job.h), so jobs sharing a
+   node each get theirs and `unsetupRoot -j JOBID` removes only that one; without -j it is the node's udiMount.
 
    Memory policy: short-lived; never freed. */
 
@@ -19,6 +21,7 @@
 
 #include "udi_config.h"
 #include "udi_image.h"
+#include "udi_job.h"
 #include "udi_misc.h"
 #include "udi_mount.h"
 #include "udi_privs.h"
@@ -30,7 +33,7 @@
    refusal, leaving nothing mounted it did not finish (a failed build exits before shifterConfig.json is written). */
 int main(int argc, char **argv)
 {
-   struct udi_config cfg;
+   struct udi_config cfg, base;
    struct udi_user user;
    struct udi_image_ref ref;
    struct udi_meta meta;
@@ -39,6 +42,7 @@ int main(int argc, char **argv)
    char *volspec = NULL, *username = NULL, *nodes = NULL, *modspec = NULL, *meta_text, err[512], *sig, *image_file;
    bool local_root;
    long uid = -1, gid = -1;
+   unsigned long job = 0;
    int c;
 
    udi_progname = "setupRoot";
@@ -53,9 +57,13 @@ int main(int argc, char **argv)
    if (getuid() != 0 || geteuid() != 0)
       FATAL(UDI_EX_NOPERM, "must be run by root");
    umask(022);
-   while ((c = getopt(argc, argv, "+Vv:s:u:U:G:N:m:")) != -1) {
+   while ((c = getopt(argc, argv, "+Vj:v:s:u:U:G:N:m:")) != -1) {
       switch (c) {
       case 'V': udi_verbose = 1; break;
+      case 'j':
+         if (udi_parse_job_id(optarg, &job))
+            FATAL(UDI_EX_USAGE, "invalid job id \"%s\"", optarg);
+         break;
       case 'v': volspec = optarg; break;
       case 's': FATAL(UDI_EX_USAGE, "-s (per-user sshd) is not supported by this runtime");
       case 'u': username = optarg; break;
@@ -63,14 +71,15 @@ int main(int argc, char **argv)
       case 'G': gid = strtol(optarg, NULL, 10); break;
       case 'N': nodes = optarg; break;
       case 'm': modspec = optarg; break;
-      default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] "
+      default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] "
                                    "[-m modules] id <id> | local <dir>");
       }
    }
    if (argc - optind != 2 || !username || uid <= 0 || gid <= 0)
-      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] "
+      FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] [-m modules] "
                           "id <id> | local <dir>");
    udi_config_load(&cfg, CONFIG_FILE, true);
+   base = cfg;
    udi_user_lookup(&user, &cfg, (uid_t)uid, (gid_t)gid);
    if (strcmp(user.name, username))
       FATAL(UDI_EX_NOUSER, "uid %ld is %s, not %s", uid, user.name, username);
@@ -118,6 +127,10 @@ int main(int argc, char **argv)
    }
    sig = udi_root_signature(ref.tag, user.name, udi_volume_signature(&vols), &modules);
    udi_become_root(); // PRIV: already root; normalise groups to {0}
+   if (job) {
+      udi_job_make_dir(&base, job);
+      udi_config_use_job(&cfg, job);
+   }
    udi_root_destroy(&cfg);
    {
       struct udi_root_request req = { &cfg, ref.tag, image_file, local_root, &user, &vols, &modules, nodes, sig };

@@ -21,6 +21,7 @@
 #include "udi_config.h"
 #include "udi_env.h"
 #include "udi_image.h"
+#include "udi_job.h"
 #include "udi_lookup.h"
 #include "udi_misc.h"
 #include "udi_mount.h"
@@ -192,7 +193,7 @@ int main(int argc, char **argv)
    struct udi_meta meta;
    struct udi_volmap vols = { 0 };
    struct strv host_env = { 0 }, env = { 0 }, args, modules;
-   char *image_id, *image_file = NULL, *sig, *cwd, *meta_text, err[512], *imagetype, *imagetag;
+   char *image_id, *image_file = NULL, *sig, *cwd, *meta_text, err[512], *imagetype, *imagetag, *root_dir;
    bool local_root = false;
    mode_t user_umask;
    uid_t uid = getuid();
@@ -306,22 +307,34 @@ int main(int argc, char **argv)
    if (env_apply_site(&env, &cfg.siteEnv, &cfg.siteEnvAppend, &cfg.siteEnvPrepend, &cfg.siteEnvUnset))
       FATAL(UDI_EX_CONFIG, "malformed siteEnv entry in udiRoot.conf");
 
-   /* Reuse a root prepared by setupRoot, or build a private one. */
+   /* Reuse a root prepared by setupRoot (this job's, found through the trusted step daemon, or the node's), or build
+      a private one. */
    sig = udi_root_signature(image_id, user.name, udi_volume_signature(&vols), &modules);
    udi_become_root(); // PRIV: uid/gid 0/0/0, groups {0}
-   if (udi_root_reusable(&cfg, sig)) {
-      VERBOSE("reusing the root at %s", cfg.udiMount);
-   } else {
-      struct udi_root_request req = { &cfg, image_id, image_file, local_root, &user, &vols, &modules, NULL, sig };
-      PHASE("env");
-      Z_ (unshare(CLONE_NEWNS));
-      Z_ (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL));
-      PHASE("unshare");
-      udi_root_destroy(&cfg);
-      PHASE("destroy");
-      udi_root_build(&req);
+   root_dir = cfg.udiMount;
+   {
+      unsigned long job = udi_slurm_job_of_caller();
+      struct udi_config jobcfg = cfg;
+      if (job)
+         udi_config_use_job(&jobcfg, job);
+      if (job && udi_root_reusable(&jobcfg, sig)) {
+         root_dir = jobcfg.udiMount;
+         VERBOSE("reusing the root of job %lu at %s", job, root_dir);
+      } else if (udi_root_reusable(&cfg, sig)) {
+         VERBOSE("reusing the root at %s", cfg.udiMount);
+      } else {
+         struct udi_root_request req = { &cfg,  image_id, image_file, local_root, &user,
+                                         &vols, &modules, NULL,     sig };
+         PHASE("env");
+         Z_ (unshare(CLONE_NEWNS));
+         Z_ (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL));
+         PHASE("unshare");
+         udi_root_destroy(&cfg);
+         PHASE("destroy");
+         udi_root_build(&req);
+      }
    }
-   Zf (chdir(cfg.udiMount), "chdir %s", cfg.udiMount);
+   Zf (chdir(root_dir), "chdir %s", root_dir);
    Z_ (chroot("."));
    Z_ (chdir("/"));
 

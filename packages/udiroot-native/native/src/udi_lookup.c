@@ -629,7 +629,8 @@ int udi_lookup_as_caller(const struct udi_config *c, const char *type, const cha
 
 /* Resolve type:tag to an image id, or exit UDI_EX_UNAVAILABLE (no gateway answered) / UDI_EX_NOINPUT (a gateway
    answered 404 and none had the image) / UDI_EX_CONFIG (none answered and an https one was not trusted).
-   Preconditions: euid 0 (the child must be able to switch to the user). */
+   Preconditions: euid 0 (the child switches to the user), or already running as u without privilege
+   (shifter-lookup, the submit-time entry point), where there is nothing to drop. */
 char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, const char *type, const char *tag)
 {
    int pfd[2], status;
@@ -647,7 +648,10 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
       char *id = NULL;
       int rc;
       close(pfd[0]);
-      udi_drop_to_user_nocheck_caps(u); // PRIV: child is the user from here on, before munge, TLS or network I/O
+      if (geteuid() == 0)
+         udi_drop_to_user_nocheck_caps(u); // PRIV: child is the user from here on, before munge, TLS or network I/O
+      else if (getuid() != u->uid)
+         _exit(UDI_EX_NOPERM);
       rc = udi_lookup_as_caller(c, type, tag, &id);
       if (rc == 0)
          (void)!write(pfd[1], id, strlen(id));

@@ -15,6 +15,7 @@
 #include "udi_config.h"
 #include "udi_env.h"
 #include "udi_image.h"
+#include "udi_job.h"
 #include "udi_lookup.h"
 #include "udi_misc.h"
 #include "udi_mount.h"
@@ -569,6 +570,33 @@ static void test_trusted_image_files(void)
    rmdir(dir);
 }
 
+TEST(job_roots)
+{
+   struct udi_config c;
+   unsigned long j = 0;
+   memset(&c, 0, sizeof(c));
+   c.udiMount = "/var/udiMount";
+   c.loopMount = "/var/udiLoop";
+   CHECK(udi_parse_job_id("1", &j) == 0 && j == 1);
+   CHECK(udi_parse_job_id("4294967295", &j) == 0 && j == 4294967295UL);
+   CHECK(udi_parse_job_id("4294967296", &j) != 0);
+   CHECK(udi_parse_job_id("0", &j) != 0);
+   CHECK(udi_parse_job_id("012", &j) != 0);
+   CHECK(udi_parse_job_id("12a", &j) != 0);
+   CHECK(udi_parse_job_id("-1", &j) != 0);
+   CHECK(udi_parse_job_id("", &j) != 0);
+   CHECK(udi_parse_job_id(NULL, &j) != 0);
+   CHECK(udi_parse_job_id("12345678901", &j) != 0);
+   STREQ(udi_job_dir(&c, 42), "/var/udiMount.jobs/42");
+   udi_config_use_job(&c, 42);
+   STREQ(c.udiMount, "/var/udiMount.jobs/42/root");
+   STREQ(c.loopMount, "/var/udiMount.jobs/42/loop");
+   /* Outside any Slurm step (this test), there is no job, whatever the environment says. */
+   setenv("SLURM_JOB_ID", "42", 1);
+   CHECK(udi_slurm_job_of_caller() == 0);
+   unsetenv("SLURM_JOB_ID");
+}
+
 int main(void)
 {
    RUN(volume_validate_user);
@@ -593,6 +621,7 @@ int main(void)
    RUN(lookup_helpers);
    RUN(trusted_image_files);
    RUN(config_upstream_spellings);
+   RUN(job_roots);
    printf("%d passed, %d failed\n", passed, failed);
    return failed ? 1 : 0;
 }

@@ -5,7 +5,7 @@
  * registry, or convertImage from the harness fixtures' OCI layouts), and helpers to run commands as the test user.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createReadStream, chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertImage, pullImage, type LayerSource } from '@shifter/core';
@@ -167,6 +167,9 @@ export class RuntimeEnv {
 
   cleanup(): void {
     spawnSync(this.unsetupRoot, [], { stdio: 'ignore' });
+    // Per-job roots (setupRoot -j, the Slurm plugin's prolog) left by a job whose epilog did not run.
+    const jobs = `${this.udiMount}.jobs`;
+    if (existsSync(jobs)) for (const job of readdirSync(jobs)) spawnSync(this.unsetupRoot, ['-j', job], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
