@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import type { StoreSchemaStep } from '@shifter/core';
 import { MongoMetadataStore } from '@shifter/core/mongo';
 import { describeMetadataStoreContract, haveServices, serviceValue } from '@shifter/core/testing';
 
@@ -19,6 +20,34 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
         await dropper.close();
       },
     };
+  });
+
+  it('versions its record schema: a newer gateway migrates an older store, an older one refuses a newer store', async () => {
+    const database = `${prefix}_schema`;
+    const step: StoreSchemaStep = {
+      to: 2,
+      description: 'label every record with its origin',
+      migrateImage: (record) => ({ ...record, labels: { ...record.labels, 'org.example.origin': record.system } }),
+    };
+    const old = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] });
+    try {
+      const record = await old.insert({ system: 'cluster', itype: 'docker', status: 'READY', tags: ['a:1'] });
+      // Two gateways of the new release start together: the records are migrated once.
+      const [a, b] = await Promise.all([
+        MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [step] }),
+        MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [step] }),
+      ]);
+      expect(await a.findReadyByTag('cluster', 'docker', 'a:1')).toEqual({ ...record, labels: { 'org.example.origin': 'cluster' } });
+      await Promise.all([a.close(), b.close()]);
+      await expect(MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] })).rejects.toMatchObject({
+        code: 'SHIFTER_STORE_UNAVAILABLE',
+        retryable: false,
+        message: expect.stringMatching(/written by a newer Shifter/),
+      });
+    } finally {
+      await old.dropDatabase();
+      await old.close();
+    }
   });
 
   it('enforces the in-flight key across two connections (two gateway instances)', async () => {

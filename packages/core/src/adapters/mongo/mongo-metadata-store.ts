@@ -31,6 +31,7 @@ import { type Collection, type Db, MongoClient, type MongoClientOptions, ObjectI
 import { ShifterError, StoreError } from '../../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../../jobs/job-record.js';
 import { eraseEndedJobSecrets } from '../../jobs/job-record.js';
+import { migrateImageRecord, pendingStoreSchemaSteps, type StoreSchemaStep, storeSchemaVersion } from '../../metadata/store-schema.js';
 import {
   fillImageRecord,
   type ImageRecord,
@@ -75,6 +76,8 @@ export interface MongoMetadataStoreOptions extends MetadataStoreOptions {
   readonly collectionPrefix?: string;
   /** Extra driver options (timeouts, TLS). */
   readonly clientOptions?: MongoClientOptions;
+  /** @internal The record-model steps (default: this code's, `STORE_SCHEMA_STEPS`); tests give others. */
+  readonly schemaSteps?: readonly StoreSchemaStep[];
 }
 
 interface ImageDocument extends Omit<ImageRecord, 'recordId' | 'labels'> {
@@ -131,6 +134,7 @@ export class MongoMetadataStore implements MetadataStore {
   readonly #jobs: Collection<JobDocument>;
   readonly #locks: Collection<LockDocument>;
   readonly #tagPointers: Collection<TagPointerDocument>;
+  readonly #prefix: string;
   readonly #now: () => number;
   #closed = false;
 
@@ -143,6 +147,7 @@ export class MongoMetadataStore implements MetadataStore {
     this.#jobs = db.collection<JobDocument>(`${prefix}jobs`);
     this.#locks = db.collection<LockDocument>(`${prefix}locks`);
     this.#tagPointers = db.collection<TagPointerDocument>(`${prefix}tags`);
+    this.#prefix = prefix;
     this.#now = now;
   }
 
@@ -167,6 +172,7 @@ export class MongoMetadataStore implements MetadataStore {
         options.now ?? Date.now,
       );
       await store.#createIndexes();
+      await store.#migrateRecords(options.schemaSteps);
       return store;
     } catch (error) {
       if (!options.client) await client.close().catch(() => undefined);
@@ -182,6 +188,27 @@ export class MongoMetadataStore implements MetadataStore {
     await this.#images.createIndex({ expiration: 1 }, { name: 'expiration' });
     await this.#metrics.createIndex({ system: 1, time: -1 }, { name: 'system_time' });
     await this.#jobs.createIndex({ system: 1, status: 1, createdAt: 1 }, { name: 'system_status_created' });
+  }
+
+  // The record model's version (metadata/store-schema.ts) lives in `schema` as {_id: "records", version}. Several
+  // gateways may start at once: the migration runs under a lock, and steps are idempotent if one dies half-way.
+  async #migrateRecords(schemaSteps: readonly StoreSchemaStep[] | undefined): Promise<void> {
+    const schema = this.#db.collection<{ _id: string; version: number }>(`${this.#prefix}schema`);
+    const version = storeSchemaVersion(schemaSteps);
+    const current = await schema.findOne({ _id: 'records' });
+    if (current?.version === version) return;
+    pendingStoreSchemaSteps(current?.version, schemaSteps);
+    await this.#withLock('schema', async () => {
+      const locked = await schema.findOne({ _id: 'records' });
+      const steps = pendingStoreSchemaSteps(locked?.version, schemaSteps);
+      if (steps.length > 0) {
+        for await (const document of this.#images.find({})) {
+          const record = migrateImageRecord(this.#toRecord(document)!, steps);
+          await this.#images.replaceOne({ _id: document._id }, this.#toDocument(record));
+        }
+      }
+      await schema.updateOne({ _id: 'records' }, { $set: { version } }, { upsert: true });
+    });
   }
 
   async #run<T>(what: string, body: () => Promise<T>): Promise<T> {
