@@ -4,7 +4,20 @@
 // path does not understand (such as --help), goes to the full CLI in dist/index.js.
 'use strict';
 
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+
 async function main() {
+  for (const file of ['fast-lookup.cjs', 'index.js']) {
+    if (!existsSync(join(__dirname, '..', 'dist', file))) {
+      // A source checkout before `npm run build`: one line, not a module-resolution stack trace.
+      process.stderr.write(
+        `shifterimg: not built (${join(__dirname, '..', 'dist', file)} is missing): run \`npm run build\` in the Shifter checkout, or install the one-file shifterimg (docs/install.md)\n`,
+      );
+      process.exitCode = 69;
+      return;
+    }
+  }
   const argv = process.argv.slice(2);
   const code = argv[0] === 'lookup' ? await require('../dist/fast-lookup.cjs').runFastLookup(argv) : undefined;
   if (code !== undefined) {
