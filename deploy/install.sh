@@ -183,20 +183,32 @@ install_gateway_service() {
   staging=$(mktemp -d "$PREFIX/lib/shifter/.gateway.XXXXXX")
   log "copying the gateway and its production dependencies"
   mkdir -p "$staging/node_modules/@shifter"
-  # Production dependencies of the gateway and core, without core's optional test-only peer (vitest and its tools).
-  (cd "$ROOT" && npm ls --omit=dev --all --long --json -w @shifter/gateway 2>/dev/null) | node -e '
-    const skip = new Set(["vitest"]);
-    const out = new Set();
-    const walk = (deps) => {
-      for (const [name, dep] of Object.entries(deps ?? {})) {
-        if (skip.has(name) || !dep.path) continue;
-        out.add(dep.path);
-        walk(dep.dependencies);
+  # Production dependencies of the gateway and core, including core's optional store/queue drivers (mongodb,
+  # ioredis, bullmq) but not its test-only peer vitest: each root package and everything it requires, transitively.
+  (cd "$ROOT" && npm ls --all --long --json 2>/dev/null) | ROOT=$ROOT node -e '
+    const root = process.env.ROOT;
+    const manifest = (p) => JSON.parse(require("fs").readFileSync(`${root}/packages/${p}/package.json`, "utf8"));
+    const names = new Set(["mongodb", "ioredis", "bullmq"]);
+    for (const p of ["core", "gateway"]) for (const n of Object.keys(manifest(p).dependencies ?? {})) names.add(n);
+    const byPath = new Map();
+    const size = (d) => Object.keys(d?.dependencies ?? {}).length;
+    const index = (deps) => {
+      for (const dep of Object.values(deps ?? {})) {
+        if (!dep.path) continue;
+        if (!byPath.has(dep.path) || size(dep) > size(byPath.get(dep.path))) byPath.set(dep.path, dep);
+        index(dep.dependencies);
       }
+    };
+    const out = new Set();
+    const walk = (path) => {
+      if (out.has(path)) return;
+      out.add(path);
+      for (const [name, dep] of Object.entries(byPath.get(path)?.dependencies ?? {})) if (name !== "vitest" && dep.path) walk(dep.path);
     };
     let input = "";
     process.stdin.on("data", (c) => (input += c)).on("end", () => {
-      walk(JSON.parse(input).dependencies);
+      index(JSON.parse(input).dependencies);
+      for (const name of names) if (!name.startsWith("@shifter/")) walk(`${root}/node_modules/${name}`);
       for (const path of [...out].sort()) console.log(path);
     });' |
     while read -r dep; do
