@@ -21,6 +21,8 @@
 #   --unit-dir DIR       where the systemd units go (gateway) [/etc/systemd/system]
 #   --user NAME          the gateway's service user (gateway) [shifter]
 #   --force-config       overwrite an existing udiRoot.conf / gateway.json (default: keep it)
+#   --app-only           gateway: only the programs (shifter-gateway, shifterimg) under the prefix, no user, units
+#                        or configuration (the container images are built this way, deploy/compose/)
 #
 # Everything installed is owned by root; `shifter` is 4755, udiRoot.conf 0644 (the runtime refuses a configuration
 # not owned by root or writable by group/other). Re-running upgrades the files in place (temp file + rename).
@@ -35,14 +37,14 @@ log() { printf 'install.sh: %s\n' "$*" >&2; }
 
 (($# > 0)) || die "usage: install.sh gateway|login|compute [options] (--help)"
 case $1 in
-  -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
   gateway|login|compute) NODE_TYPE=$1; shift ;;
   *) die "unknown node type $1 (gateway, login or compute)" ;;
 esac
 
 PREFIX=/usr/local SYSCONFDIR=/etc/shifter GATEWAY_URL=http://127.0.0.1:8000 SYSTEM=cluster
 IMAGE_DIR=/var/shifter/images RUNTIME_DIR=/var/lib/shifter/runtime STATE_DIR=/var/lib/shifter
-CACHE_DIR=/var/cache/shifter UNIT_DIR=/etc/systemd/system SERVICE_USER=shifter FORCE_CONFIG=0
+CACHE_DIR=/var/cache/shifter UNIT_DIR=/etc/systemd/system SERVICE_USER=shifter FORCE_CONFIG=0 APP_ONLY=0
 while (($# > 0)); do
   case $1 in
     --prefix) PREFIX=$2; shift 2 ;;
@@ -56,6 +58,7 @@ while (($# > 0)); do
     --unit-dir) UNIT_DIR=$2; shift 2 ;;
     --user) SERVICE_USER=$2; shift 2 ;;
     --force-config) FORCE_CONFIG=1; shift ;;
+    --app-only) APP_ONLY=1; shift ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -303,6 +306,7 @@ case $NODE_TYPE in
   gateway)
     install_gateway_service
     install_shifterimg
+    if ((APP_ONLY)); then log "gateway programs installed into $PREFIX"; exit 0; fi
     install_man_pages
     ensure_service_user
     write_gateway_config
