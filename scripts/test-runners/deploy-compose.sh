@@ -59,6 +59,7 @@ cleanup() {
   rm -rf "$D"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # 1. dockerd ------------------------------------------------------------------------------------------------------
 ip link add "$BRIDGE" type bridge 2>/dev/null || true
@@ -67,7 +68,7 @@ ip link set "$BRIDGE" up
 dockerd --data-root "$D/docker" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" -H "$DOCKER_HOST" \
   --storage-driver overlay2 --bridge "$BRIDGE" >"$D/dockerd.log" 2>&1 &
 for _ in $(seq 100); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.1; done
-check "a private dockerd answers on $DOCKER_HOST" $DOCKER version --format '{{.Server.Version}}'
+check "a private dockerd answers on $DOCKER_HOST" $DOCKER version --format '{{.Server.Version}}' >/dev/null
 $DOCKER version >/dev/null 2>&1 || { tail -n 20 "$D/dockerd.log"; finish; }
 
 # 2. local base image -----------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ if [[ ! -s $rootfs_tar ]]; then
 fi
 check "Debian base rootfs from debootstrap" test -s "$rootfs_tar"
 $DOCKER import -c 'CMD ["/bin/bash"]' "$rootfs_tar" local/debian:bookworm >/dev/null 2>&1
-check "docker import local/debian:bookworm" $DOCKER image inspect local/debian:bookworm --format '{{.Id}}'
+check "docker import local/debian:bookworm" $DOCKER image inspect local/debian:bookworm --format '{{.Id}}' >/dev/null
 
 # 3. build and start ------------------------------------------------------------------------------------------------
 export SHIFTER_BUILD_CONTEXT=$D/context SHIFTER_TEST_BUILD_CONTEXT=$D/test-context
