@@ -37,7 +37,7 @@ log() { printf 'install.sh: %s\n' "$*" >&2; }
 
 (($# > 0)) || die "usage: install.sh gateway|login|compute [options] (--help)"
 case $1 in
-  -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,29p' "$0" | sed 's/^# \?//'; exit 0 ;;
   gateway|login|compute) NODE_TYPE=$1; shift ;;
   *) die "unknown node type $1 (gateway, login or compute)" ;;
 esac

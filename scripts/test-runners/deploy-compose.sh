@@ -21,6 +21,7 @@ passed=0 failed=0
 ok() { echo "ok - $*"; passed=$((passed + 1)); }
 not_ok() { echo "not ok - $*"; failed=$((failed + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+quiet() { "$@" >/dev/null 2>&1; }
 finish() { echo "$passed passed, $failed failed"; exit $((failed > 0)); }
 log() { printf '[deploy-compose %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -68,7 +69,7 @@ ip link set "$BRIDGE" up
 dockerd --data-root "$D/docker" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" -H "$DOCKER_HOST" \
   --storage-driver overlay2 --bridge "$BRIDGE" >"$D/dockerd.log" 2>&1 &
 for _ in $(seq 100); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.1; done
-check "a private dockerd answers on $DOCKER_HOST" $DOCKER version --format '{{.Server.Version}}' >/dev/null
+check "a private dockerd answers on $DOCKER_HOST" quiet $DOCKER version --format '{{.Server.Version}}'
 $DOCKER version >/dev/null 2>&1 || { tail -n 20 "$D/dockerd.log"; finish; }
 
 # 2. local base image -----------------------------------------------------------------------------------------------
@@ -86,7 +87,7 @@ if [[ ! -s $rootfs_tar ]]; then
 fi
 check "Debian base rootfs from debootstrap" test -s "$rootfs_tar"
 $DOCKER import -c 'CMD ["/bin/bash"]' "$rootfs_tar" local/debian:bookworm >/dev/null 2>&1
-check "docker import local/debian:bookworm" $DOCKER image inspect local/debian:bookworm --format '{{.Id}}' >/dev/null
+check "docker import local/debian:bookworm" quiet $DOCKER image inspect local/debian:bookworm --format '{{.Id}}'
 
 # 3. build and start ------------------------------------------------------------------------------------------------
 export SHIFTER_BUILD_CONTEXT=$D/context SHIFTER_TEST_BUILD_CONTEXT=$D/test-context
@@ -159,8 +160,8 @@ check "the worker container delivered $id.squashfs to the host's image directory
   test "$(stat -c '%a %u' "$D/images/$id.squashfs" 2>/dev/null)" = "644 600"
 check "its .meta too" test "$(stat -c '%a %u' "$D/images/$id.meta" 2>/dev/null)" = "644 600"
 check "the squashfs holds the image's files" sh -c "unsquashfs -l '$D/images/$id.squashfs' | grep -q 'squashfs-root/bin/busybox'"
-check "serve and the worker run as the service user (uid 600), not root" test \
-  "$($DOCKER top "$("${compose[@]}" ps -q serve)" -eo uid | tail -n +2 | sort -u | tr -d ' ')$($DOCKER top "$("${compose[@]}" ps -q worker-cluster)" -eo uid | tail -n +2 | sort -u | tr -d ' ')" = 600600
+uids=$($DOCKER exec "$("${compose[@]}" ps -q serve)" id -u)/$($DOCKER exec "$("${compose[@]}" ps -q worker-cluster)" id -u)
+check "serve and the worker run as the service user (uid 600), not root" test "$uids" = 600/600
 
 # 5. down and up again: the records stay -----------------------------------------------------------------------------
 "${compose[@]}" down >"$D/down.log" 2>&1

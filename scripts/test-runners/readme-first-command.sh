@@ -5,6 +5,8 @@
 # machine's own paths with its SHIFTER_DEMO_* knobs. It must end with a container run by the unprivileged test user
 # from an image pulled through the gateway; then the stop line it printed must stop the gateway.
 #
+# The clone's `npm ci` compiles better-sqlite3 from source (1-2 min on an idle 2-core machine, 9 min under load 13).
+# runner-timeout: 1500
 # Last line: "N passed, N failed".
 set -uo pipefail
 
