@@ -33,7 +33,7 @@ describe('pendingStoreSchemaSteps', () => {
       return undefined;
     })();
     expect(ShifterError.isInstance(newer)).toBe(true);
-    expect(newer).toMatchObject({ code: 'SHIFTER_STORE_UNAVAILABLE', retryable: false });
+    expect(newer).toMatchObject({ code: 'SHIFTER_STORE_SCHEMA_NEWER', retryable: false, exitCode: 78 });
     expect((newer as Error).message).toMatch(/newer Shifter \(record schema version 3; this gateway supports up to 2\)/);
     expect(() => pendingStoreSchemaSteps(0, [])).toThrow(/invalid schema version 0/);
     expect(() => pendingStoreSchemaSteps(1, [{ ...addOrigin, to: 3 }])).toThrow(/produces version 3, expected 2/);

@@ -4,7 +4,7 @@
  * Each store keeps the version its records were written under (SQLite: table `store_schema`; MongoDB: the document
  * `{_id: "records"}` of the `schema` collection). On open, a store whose version is older than this code's is
  * migrated: every image record goes through the pending {@link StoreSchemaStep}s, then the new version is written.
- * A store written by a newer Shifter is refused (`SHIFTER_STORE_UNAVAILABLE`, not retryable), so an older gateway
+ * A store written by a newer Shifter is refused (`SHIFTER_STORE_SCHEMA_NEWER`, exit 78), so an older gateway
  * never rewrites records it does not understand. A store that has no version yet (created before versioning) counts
  * as version 1. docs/upgrade.md tells admins how to back up and upgrade.
  *
@@ -41,8 +41,8 @@ export function storeSchemaVersion(steps: readonly StoreSchemaStep[] = STORE_SCH
 
 /**
  * The steps that bring a store of version `stored` (undefined: never versioned) to the version of `steps`.
- * @throws {@link StoreError} `SHIFTER_STORE_UNAVAILABLE` (not retryable) when the store is newer than `steps` know,
- *   or `steps` are out of order.
+ * @throws {@link StoreError} `SHIFTER_STORE_SCHEMA_NEWER` when the store is newer than `steps` know;
+ *   `SHIFTER_STORE_UNAVAILABLE` (not retryable) for an invalid stored version or `steps` out of order.
  */
 export function pendingStoreSchemaSteps(
   stored: number | undefined,
@@ -64,7 +64,7 @@ export function pendingStoreSchemaSteps(
   }
   if (version > supported) {
     throw new StoreError(
-      'SHIFTER_STORE_UNAVAILABLE',
+      'SHIFTER_STORE_SCHEMA_NEWER',
       `the metadata store was written by a newer Shifter (record schema version ${version}; this gateway supports up to ${supported}): upgrade this gateway, or restore the backup taken before the upgrade (docs/upgrade.md)`,
       { retryable: false, details: { storeVersion: version, supportedVersion: supported } },
     );

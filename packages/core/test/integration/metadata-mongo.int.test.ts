@@ -40,7 +40,7 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
       expect(await a.findReadyByTag('cluster', 'docker', 'a:1')).toEqual({ ...record, labels: { 'org.example.origin': 'cluster' } });
       await Promise.all([a.close(), b.close()]);
       await expect(MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] })).rejects.toMatchObject({
-        code: 'SHIFTER_STORE_UNAVAILABLE',
+        code: 'SHIFTER_STORE_SCHEMA_NEWER',
         retryable: false,
         message: expect.stringMatching(/written by a newer Shifter/),
       });
