@@ -28,6 +28,7 @@ read -r -a rw_paths <<<"$(all_values ReadWritePaths | tr '\n' ' ')"
 mapfile -t environment < <(all_values Environment)
 [[ -n $exec_start && -n $user ]] || { echo "run-unit.sh: $unit has no ExecStart or User" >&2; exit 65; }
 # systemd's quoting rules for ExecStart are close to the shell's for the units this is used with (no variables).
+exec_argv=()
 eval "exec_argv=($exec_start)"
 [[ $protect_system == strict ]] || { echo "run-unit.sh: only ProtectSystem=strict is emulated" >&2; exit 65; }
 
