@@ -304,6 +304,12 @@ case $NODE_TYPE in
     write_udiroot_conf
     ;;
   gateway)
+    # The service's tools: squashfs builders and munge (Debian packages squashfs-tools, squashfs-tools-ng, munge).
+    if ((APP_ONLY == 0)); then
+      for tool in mksquashfs tar2sqfs unsquashfs munge node; do
+        command -v "$tool" >/dev/null || log "WARNING: $tool is not installed; the gateway needs it (docs/install.md)"
+      done
+    fi
     install_gateway_service
     install_shifterimg
     if ((APP_ONLY)); then log "gateway programs installed into $PREFIX"; exit 0; fi
