@@ -98,6 +98,14 @@ else
   not_ok "systemd-analyze verify shifter-gateway.service shifter-worker@cluster.service"
 fi
 
+# The emulation itself: the gateway unit with a probe as ExecStart may write its state but nothing else.
+sed "s|^ExecStart=.*|ExecStart=/bin/sh -c 'id -un; touch $S/state/probe \&\& echo state-writable; touch $S/gw/etc/probe 2>/dev/null \|\| echo etc-read-only; touch /usr/probe 2>/dev/null \|\| echo usr-read-only; ls /root \| wc -l'|" \
+  "$S/units/shifter-gateway.service" >"$S/probe.service"
+probe=$(bash "$ROOT/scripts/lib/run-unit.sh" "$S/probe.service" 2>/dev/null | tr '\n' ' ')
+check "the unit emulation: service user, ReadWritePaths writable, the rest read-only, /root hidden ($probe)" \
+  test "$probe" = "$SERVICE_USER state-writable etc-read-only usr-read-only 0 "
+rm -f "$S/state/probe"
+
 # 3. serve + worker@cluster as the units run them (distributed mode on the harness's store and queue) -------------
 database=shifter_deploy_$$_$RANDOM
 cat >"$S/gw/etc/gateway.json" <<EOF
