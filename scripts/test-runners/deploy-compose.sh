@@ -10,7 +10,9 @@
 #   4. every service healthy; the busybox fixture pushed to the stack's registry; a munge-authenticated pull from the
 #      host (shifterimg as the unprivileged test user) reaches READY through the worker container, and the image
 #      lands in the host's image directory, owned by the service uid, 0644
-#   5. `docker-compose down` and `up` again: the record is still there (lookup answers the same id), all healthy
+#   5. `docker compose down` and `up` again with Compose v2 (the same files, the project 1.29 started): the record is
+#      still there (lookup answers the same id), all healthy. Compose v2 is built once from the Go module proxy
+#      (github.com/docker/compose/v2, ~3-6 min on 2 cores) and cached under /var/cache/shifter-compose/
 #   6. `down -v`, dockerd stopped, scratch removed
 #
 # Builds take 1-3 min (every run starts from an empty data root; only the rootfs and Node.js are cached).
@@ -35,6 +37,7 @@ for tool in dockerd docker-compose debootstrap skopeo; do
   command -v "$tool" >/dev/null || { not_ok "$tool is missing (scripts/test-harness.sh install)"; finish; }
 done
 DOCKER=/usr/bin/docker # Debian's docker.io client, matching its daemon
+COMPOSE_V2_VERSION=v2.29.7
 FERRETDB=${GOBIN:-${HOME:-/root}/go/bin}/ferretdb
 [[ -x $FERRETDB ]] || { not_ok "FerretDB binary $FERRETDB is missing (scripts/test-harness.sh install)"; finish; }
 
@@ -47,9 +50,12 @@ chmod 0755 "$D"
 export DOCKER_HOST=unix://$D/docker.sock COMPOSE_PROJECT_NAME=shiftertest COMPOSE_HTTP_TIMEOUT=300
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 compose=(docker-compose -f "$ROOT/deploy/compose/compose.yaml" -f "$ROOT/deploy/compose/test/compose.test.yaml")
+COMPOSE_V2=$CACHE/compose-$COMPOSE_V2_VERSION/docker-compose
+compose2=("$COMPOSE_V2" -f "$ROOT/deploy/compose/compose.yaml" -f "$ROOT/deploy/compose/test/compose.test.yaml")
 
 cleanup() {
   if [[ ${SHIFTER_COMPOSE_KEEP:-0} == 1 ]]; then log "kept $D (DOCKER_HOST=$DOCKER_HOST)"; return; fi
+  [[ ! -x $COMPOSE_V2 ]] || "${compose2[@]}" down -v --remove-orphans >/dev/null 2>&1
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1
   if [[ -s $D/dockerd.pid ]]; then
     local pid
@@ -63,6 +69,19 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Compose v2 (Debian 12 packages only 1.29): built from its Go module once, then cached.
+if [[ ! -x $COMPOSE_V2 ]] && command -v go >/dev/null; then
+  log "building Docker Compose $COMPOSE_V2_VERSION (go module proxy; cached in $COMPOSE_V2)"
+  gobin=$(mktemp -d "$D/gobin.XXXXXX")
+  if GOBIN=$gobin go install "github.com/docker/compose/v2/cmd@$COMPOSE_V2_VERSION" >"$D/compose-v2-build.log" 2>&1; then
+    mkdir -p "$(dirname "$COMPOSE_V2")"
+    install -m 0755 "$gobin/cmd" "$COMPOSE_V2.tmp" && mv -f "$COMPOSE_V2.tmp" "$COMPOSE_V2"
+  else
+    tail -n 20 "$D/compose-v2-build.log"
+  fi
+fi
+check "Docker Compose v2 is available" test -x "$COMPOSE_V2"
 
 # 1. dockerd ------------------------------------------------------------------------------------------------------
 ip link add "$BRIDGE" type bridge 2>/dev/null || true
@@ -165,10 +184,12 @@ check "the squashfs holds the image's files" sh -c "unsquashfs -l '$D/images/$id
 uids=$($DOCKER exec "$("${compose[@]}" ps -q serve)" id -u)/$($DOCKER exec "$("${compose[@]}" ps -q worker-cluster)" id -u)
 check "serve and the worker run as the service user (uid 600), not root" test "$uids" = 600/600
 
-# 5. down and up again: the records stay -----------------------------------------------------------------------------
-"${compose[@]}" down >"$D/down.log" 2>&1
-check "docker-compose down" test $? = 0
-check "docker-compose up again: all healthy" up
+# 5. down and up again, with Compose v2: the records stay -------------------------------------------------------------
+"${compose2[@]}" down >"$D/down.log" 2>&1
+check "docker compose (v2) down" test $? = 0
+check "no container is left" test -z "$($DOCKER ps -aq)"
+"${compose2[@]}" up -d --wait >"$D/up2.log" 2>&1 || tail -n 20 "$D/up2.log"
+check "docker compose (v2) up --wait: all healthy" wait_healthy
 check "the record survived down/up (lookup answers the same id)" test "$(simg lookup "$TAG" 2>&1)" = "$id"
 images=$(simg images 2>&1)
 check "shifterimg images lists it" grep -q 'test/busybox' <<<"$images"
