@@ -117,7 +117,9 @@ run_runner() {
   name=$(basename "$runner" .sh)
   log=$STATE/logs/runner-$label-$name.log
   harness_log "$label: runner $name"
-  (cd "$dir" && timeout --kill-after=30 "$RUNNER_TIMEOUT" bash "$runner") 2>&1 | tee "$log"
+  # A runner may ask for more time with a line `# runner-timeout: SECONDS`.
+  limit=$(sed -n 's/^# runner-timeout: \([0-9][0-9]*\)$/\1/p' "$runner" | head -n 1)
+  (cd "$dir" && timeout --kill-after=30 "${limit:-$RUNNER_TIMEOUT}" bash "$runner") 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   last=$(tail -n 1 "$log")
   if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then

@@ -46,7 +46,9 @@ LARGE_FIXTURES=(big debian)
 APT_PACKAGES=(docker-registry skopeo umoci busybox-static debootstrap squashfs-tools squashfs-tools-ng squashfuse
   redis-server munge libmunge-dev apache2-utils openssl openssh-server openssh-client charliecloud jq iproute2 zstd
   util-linux curl ca-certificates xfsprogs rsync clang-format cppcheck shellcheck libssl-dev slurmctld slurmd
-  slurm-client libslurm-dev)
+  slurm-client libslurm-dev
+  # deploy tests: systemd-analyze (package systemd; PID 1 stays what it is), dockerd + docker-compose 1.29
+  systemd docker.io docker-compose)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Installation

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { defineConfig, type Options } from 'tsup';
 import type { Plugin } from 'esbuild';
 
@@ -79,5 +79,26 @@ export default defineConfig([
     },
     banner: { js: "const __shifterImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
     onSuccess: async () => copyMungeAddon(),
+  },
+  {
+    // The one-file shifterimg of login nodes (docs/install.md): the CLI and the lookup fast path in one ES module
+    // that needs only Node >= 20. No source map: it is installed alone.
+    ...shared,
+    sourcemap: false,
+    entry: { shifterimg: 'src/standalone.ts' },
+    format: ['esm'],
+    outExtension: () => ({ js: '.mjs' }),
+    clean: false,
+    esbuildOptions(options) {
+      esbuildOptions(options);
+      const pjson = JSON.parse(readFileSync('package.json', 'utf8'));
+      options.define = {
+        ...options.define,
+        __SHIFTERIMG_PJSON__: JSON.stringify({ name: pjson.name, version: pjson.version, oclif: pjson.oclif }),
+      };
+    },
+    banner: {
+      js: "#!/usr/bin/env node\nimport { createRequire as __shifterCreateRequire } from 'node:module'; const require = __shifterCreateRequire(import.meta.url);",
+    },
   },
 ]);

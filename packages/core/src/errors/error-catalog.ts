@@ -121,6 +121,7 @@ export const ERROR_CATALOG = {
   SHIFTER_TRANSFER_FAILED: e(502, ExitCode.IOERR, true, 'Copying the image to the system failed'),
   SHIFTER_STORE_UNAVAILABLE: e(503, ExitCode.UNAVAILABLE, true, 'The metadata store or queue is unavailable'),
   SHIFTER_STORE_FOREIGN_DATA: e(500, ExitCode.CONFIG, false, "The metadata store's collections hold another program's records (upstream Shifter's)"),
+  SHIFTER_STORE_SCHEMA_NEWER: e(503, ExitCode.CONFIG, false, 'The metadata store was written by a newer Shifter: upgrade, or restore the backup'),
   SHIFTER_IO_FAILED: e(500, ExitCode.IOERR, true, 'A local file operation failed'),
   SHIFTER_BLOB_NOT_FOUND: e(404, ExitCode.NOINPUT, false, 'The blob is not in the local blob cache'),
   SHIFTER_NO_SPACE: e(507, ExitCode.CANTCREAT, false, 'A file system of the gateway is full'),

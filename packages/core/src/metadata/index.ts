@@ -2,3 +2,4 @@ export * from './image-record.js';
 export * from './metadata-store.js';
 export * from './sqlite-metadata-store.js';
 export * from './access-migration.js';
+export * from './store-schema.js';

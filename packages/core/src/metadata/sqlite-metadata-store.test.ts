@@ -51,6 +51,8 @@ describe('SqliteMetadataStore', () => {
         const { tagAccess: _access, requester: _requester, ...old } = JSON.parse(row.doc) as Record<string, unknown>;
         db.prepare('UPDATE images SET doc = ? WHERE record_id = ?').run(JSON.stringify(old), row.record_id);
       }
+      // …in a store of the record-model version before it (store-schema.ts step 2).
+      db.prepare('UPDATE store_schema SET version = 1').run();
       db.close();
       const second = new SqliteMetadataStore({ path });
       const migrated = await second.get(privateRecord.recordId);

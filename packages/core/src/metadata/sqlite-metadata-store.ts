@@ -41,7 +41,7 @@ import {
   withoutTag,
   tagMoveChanges,
 } from './store-helpers.js';
-import { upgradeRecordAccess } from './access-migration.js';
+import { migrateImageRecord, pendingStoreSchemaSteps, type StoreSchemaStep, storeSchemaVersion } from './store-schema.js';
 
 /** Options of {@link SqliteMetadataStore}. */
 export interface SqliteMetadataStoreOptions extends MetadataStoreOptions {
@@ -49,6 +49,8 @@ export interface SqliteMetadataStoreOptions extends MetadataStoreOptions {
   readonly path: string;
   /** How long a write waits for another process's lock, ms (default 5000). */
   readonly busyTimeoutMs?: number;
+  /** @internal The record-model steps (default: this code's, {@link STORE_SCHEMA_STEPS}); tests give others. */
+  readonly schemaSteps?: readonly StoreSchemaStep[];
 }
 
 /** Schema version this code writes. Older files are migrated on open; newer ones are refused. */
@@ -168,7 +170,7 @@ export class SqliteMetadataStore implements MetadataStore {
       // NOTE: NORMAL is durable across process crashes in WAL mode; only a power loss may drop the last commits.
       this.#db.pragma('synchronous = NORMAL');
       this.#db.pragma('foreign_keys = ON');
-      this.#migrate();
+      this.#migrate(options.schemaSteps);
     } catch (error) {
       throw storeUnavailable(error, `opening ${options.path}`);
     }
@@ -183,7 +185,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return statement;
   }
 
-  #migrate(): void {
+  #migrate(schemaSteps: readonly StoreSchemaStep[] | undefined): void {
     this.#db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
     const migrate = this.#db.transaction(() => {
       const row = this.#stmt('SELECT version FROM schema_version').get() as { version: number } | undefined;
@@ -198,25 +200,27 @@ export class SqliteMetadataStore implements MetadataStore {
       while (version < SQLITE_SCHEMA_VERSION) this.#db.exec(MIGRATIONS[version++]!);
       if (row) this.#stmt('UPDATE schema_version SET version = ?').run(version);
       else this.#stmt('INSERT INTO schema_version (version) VALUES (?)').run(version);
-      this.#migrateRecordsToTagAccess();
+      this.#migrateRecords(schemaSteps);
     });
     migrate.immediate();
   }
 
-  /**
-   * Bring every stored record onto the access model per tag ({@link upgradeRecordAccess}); runs inside the open
-   * transaction. Records already on it are not rewritten, so reopening costs one read of each record.
-   * @returns how many records were rewritten
-   */
-  #migrateRecordsToTagAccess(): number {
-    let rewritten = 0;
-    for (const row of this.#stmt('SELECT doc FROM images').all() as ImageRow[]) {
-      const upgraded = upgradeRecordAccess(JSON.parse(row.doc) as ImageRecord);
-      if (!upgraded) continue;
-      this.#stmt('UPDATE images SET doc = ? WHERE record_id = ?').run(JSON.stringify(upgraded), upgraded.recordId);
-      rewritten++;
+  // The record model's version (store-schema.ts), migrated in the same transaction as the table layout.
+  #migrateRecords(schemaSteps: readonly StoreSchemaStep[] | undefined): void {
+    this.#db.exec('CREATE TABLE IF NOT EXISTS store_schema (version INTEGER NOT NULL)');
+    const row = this.#stmt('SELECT version FROM store_schema').get() as { version: number } | undefined;
+    const steps = pendingStoreSchemaSteps(row?.version, schemaSteps);
+    if (steps.length > 0) {
+      for (const { doc } of this.#stmt('SELECT doc FROM images').all() as ImageRow[]) {
+        const record = migrateImageRecord(JSON.parse(doc) as ImageRecord, steps);
+        this.#replaceRecord(record);
+        this.#writeTags(record);
+      }
     }
-    return rewritten;
+    const version = storeSchemaVersion(schemaSteps);
+    if (row) {
+      if (row.version !== version) this.#stmt('UPDATE store_schema SET version = ?').run(version);
+    } else this.#stmt('INSERT INTO store_schema (version) VALUES (?)').run(version);
   }
 
   /** Run `body` in an IMMEDIATE transaction, mapping driver errors to catalogue errors. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import type { StoreSchemaStep } from '@shifter/core';
 import { MongoMetadataStore } from '@shifter/core/mongo';
 import { describeMetadataStoreContract, haveServices, serviceValue } from '@shifter/core/testing';
 
@@ -19,6 +20,34 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
         await dropper.close();
       },
     };
+  });
+
+  it('versions its record schema: a newer gateway migrates an older store, an older one refuses a newer store', async () => {
+    const database = `${prefix}_schema`;
+    const step: StoreSchemaStep = {
+      to: 2,
+      description: 'label every record with its origin',
+      migrateImage: (record) => ({ ...record, labels: { ...record.labels, 'org.example.origin': record.system } }),
+    };
+    const old = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] });
+    try {
+      const record = await old.insert({ system: 'cluster', itype: 'docker', status: 'READY', tags: ['a:1'] });
+      // Two gateways of the new release start together: the records are migrated once.
+      const [a, b] = await Promise.all([
+        MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [step] }),
+        MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [step] }),
+      ]);
+      expect(await a.findReadyByTag('cluster', 'docker', 'a:1')).toEqual({ ...record, labels: { 'org.example.origin': 'cluster' } });
+      await Promise.all([a.close(), b.close()]);
+      await expect(MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] })).rejects.toMatchObject({
+        code: 'SHIFTER_STORE_SCHEMA_NEWER',
+        retryable: false,
+        message: expect.stringMatching(/written by a newer Shifter/),
+      });
+    } finally {
+      await old.dropDatabase();
+      await old.close();
+    }
   });
 
   it('enforces the in-flight key across two connections (two gateway instances)', async () => {
@@ -57,8 +86,10 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
       const record = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [7] });
       await first.close();
       await client.connect();
-      const images = client.db(database).collection<{ _id: string }>('images');
+      const images = client.db(database).collection<{ _id: string }>('shifter_images');
       await images.updateOne({ _id: record.recordId }, { $unset: { tagAccess: '', requester: '' } });
+      // …in a store of the record-model version before it (store-schema.ts step 2).
+      await client.db(database).collection<{ _id: string; version: number }>('shifter_schema').updateOne({ _id: 'records' }, { $set: { version: 1 } });
       expect(await images.findOne({ _id: record.recordId })).not.toHaveProperty('tagAccess');
       const second = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
       const access = { private: true, userAcl: [2001], groupAcl: [7] };
@@ -66,7 +97,7 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
       const stored = (await images.findOne({ _id: record.recordId })) as Record<string, unknown> | null;
       expect(stored?.tagAccess).toEqual([{ tag: 'a:1', ...access }, { tag: 'b:1', ...access }]);
       expect(stored?.requester).toBeNull();
-      expect(await second.migrateRecordsToTagAccess()).toBe(0);
+      expect((await client.db(database).collection<{ _id: string; version: number }>('shifter_schema').findOne({ _id: 'records' }))?.version).toBe(2);
       await second.dropDatabase();
       await second.close();
     } finally {

@@ -31,6 +31,7 @@ import { type Collection, type Db, MongoClient, type MongoClientOptions, ObjectI
 import { ShifterError, StoreError } from '../../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../../jobs/job-record.js';
 import { eraseEndedJobSecrets } from '../../jobs/job-record.js';
+import { migrateImageRecord, pendingStoreSchemaSteps, type StoreSchemaStep, storeSchemaVersion } from '../../metadata/store-schema.js';
 import {
   fillImageRecord,
   type AccessList,
@@ -84,6 +85,8 @@ export interface MongoMetadataStoreOptions extends MetadataStoreOptions {
   readonly collectionPrefix?: string;
   /** Extra driver options (timeouts, TLS). */
   readonly clientOptions?: MongoClientOptions;
+  /** @internal The record-model steps (default: this code's, `STORE_SCHEMA_STEPS`); tests give others. */
+  readonly schemaSteps?: readonly StoreSchemaStep[];
 }
 
 interface ImageDocument extends Omit<ImageRecord, 'recordId' | 'labels'> {
@@ -143,6 +146,7 @@ export class MongoMetadataStore implements MetadataStore {
   readonly #jobs: Collection<JobDocument>;
   readonly #locks: Collection<LockDocument>;
   readonly #tagPointers: Collection<TagPointerDocument>;
+  readonly #prefix: string;
   readonly #now: () => number;
   #closed = false;
 
@@ -155,6 +159,7 @@ export class MongoMetadataStore implements MetadataStore {
     this.#jobs = db.collection<JobDocument>(`${prefix}jobs`);
     this.#locks = db.collection<LockDocument>(`${prefix}locks`);
     this.#tagPointers = db.collection<TagPointerDocument>(`${prefix}tags`);
+    this.#prefix = prefix;
     this.#now = now;
   }
 
@@ -180,7 +185,7 @@ export class MongoMetadataStore implements MetadataStore {
       );
       await store.#refuseForeignDocuments();
       await store.#createIndexes();
-      await store.migrateRecordsToTagAccess();
+      await store.#migrateRecords(options.schemaSteps);
       return store;
     } catch (error) {
       if (!options.client) await client.close().catch(() => undefined);
@@ -216,29 +221,25 @@ export class MongoMetadataStore implements MetadataStore {
     await this.#jobs.createIndex({ system: 1, status: 1, createdAt: 1 }, { name: 'system_status_created' });
   }
 
-  /**
-   * Bring every stored record onto the access model per tag ({@link upgradeRecordAccess}); called by
-   * {@link MongoMetadataStore.connect}. Records already on it are not rewritten; each rewrite is a compare-and-set,
-   * so several gateways opening at once agree. Reads also upgrade a record of the old shape on the fly (a process of
-   * an older version may still write some during a rolling upgrade).
-   * @returns how many records were rewritten
-   */
-  async migrateRecordsToTagAccess(): Promise<number> {
-    let rewritten = 0;
-    const old = await this.#images
-      .find({ $or: [{ tagAccess: { $exists: false } }, { requester: { $exists: false } }] })
-      .project<{ _id: string }>({ _id: 1 })
-      .toArray();
-    for (const { _id } of old) {
-      // Reading upgrades the record (#toRecord); writing it back persists the upgrade. A second process doing the
-      // same meanwhile only costs a revision.
-      await this.#casRecord(_id, (current) => ({ ...current, revision: current.revision + 1 }))
-        .then(() => rewritten++)
-        .catch((error: unknown) => {
-          if (!(ShifterError.isInstance(error) && error.code === 'SHIFTER_IMAGE_NOT_FOUND')) throw error;
-        });
-    }
-    return rewritten;
+  // The record model's version (metadata/store-schema.ts) lives in `schema` as {_id: "records", version}. Several
+  // gateways may start at once: the migration runs under a lock, and steps are idempotent if one dies half-way.
+  async #migrateRecords(schemaSteps: readonly StoreSchemaStep[] | undefined): Promise<void> {
+    const schema = this.#db.collection<{ _id: string; version: number }>(`${this.#prefix}schema`);
+    const version = storeSchemaVersion(schemaSteps);
+    const current = await schema.findOne({ _id: 'records' });
+    if (current?.version === version) return;
+    pendingStoreSchemaSteps(current?.version, schemaSteps);
+    await this.#withLock('schema', async () => {
+      const locked = await schema.findOne({ _id: 'records' });
+      const steps = pendingStoreSchemaSteps(locked?.version, schemaSteps);
+      if (steps.length > 0) {
+        for await (const document of this.#images.find({})) {
+          const record = migrateImageRecord(this.#toRecord(document)!, steps);
+          await this.#images.replaceOne({ _id: document._id }, this.#toDocument(record));
+        }
+      }
+      await schema.updateOne({ _id: 'records' }, { $set: { version } }, { upsert: true });
+    });
   }
 
   async #run<T>(what: string, body: () => Promise<T>): Promise<T> {
