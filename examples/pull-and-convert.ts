@@ -16,7 +16,14 @@
  */
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ExitCode, pullImage, parseReference, toShifterError, type PullImageProgress, type RegistryEndpointConfig } from '@shifter/core';
+import {
+  ExitCode,
+  pullImage,
+  parseReference,
+  toShifterError,
+  type PullImageProgress,
+  type RegistryEndpointConfig,
+} from '@shifter/core';
 
 /** The blob cache directory: `$SHIFTER_CACHE_DIR`, else the XDG cache directory. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -28,10 +35,14 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 function reportProgress(event: PullImageProgress): void {
   switch (event.phase) {
     case 'resolved':
-      process.stderr.write(`resolved ${event.manifestDigest}: ${event.layers} layers, ${(event.totalBytes / 1e6).toFixed(1)} MB\n`);
+      process.stderr.write(
+        `resolved ${event.manifestDigest}: ${event.layers} layers, ${(event.totalBytes / 1e6).toFixed(1)} MB\n`,
+      );
       break;
     case 'downloaded':
-      process.stderr.write(`layer ${event.index + 1} ${event.digest.slice(0, 19)} ${event.cached ? 'cached' : 'downloaded'}\n`);
+      process.stderr.write(
+        `layer ${event.index + 1} ${event.digest.slice(0, 19)} ${event.cached ? 'cached' : 'downloaded'}\n`,
+      );
       break;
     case 'convert':
       if (event.event.phase === 'squashfs') process.stderr.write(`building squashfs with ${event.event.tool}\n`);
@@ -48,7 +59,9 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.USAGE;
   }
   const env = process.env;
-  const credentials = env.SHIFTER_REGISTRY_USER ? { username: env.SHIFTER_REGISTRY_USER, password: env.SHIFTER_REGISTRY_PASSWORD ?? '' } : undefined;
+  const credentials = env.SHIFTER_REGISTRY_USER
+    ? { username: env.SHIFTER_REGISTRY_USER, password: env.SHIFTER_REGISTRY_PASSWORD ?? '' }
+    : undefined;
   const registries: Record<string, RegistryEndpointConfig> = {};
   if (env.SHIFTER_CA_FILE) {
     // Trust the CA for the reference's own registry, over https.
@@ -56,9 +69,9 @@ async function main(argv: string[]): Promise<number> {
     registries[host] = { url: `https://${host}`, caFile: resolve(env.SHIFTER_CA_FILE) };
   }
   const proxy = {
-    ...(env.HTTPS_PROXY ?? env.https_proxy ? { httpsProxy: env.HTTPS_PROXY ?? env.https_proxy } : {}),
-    ...(env.HTTP_PROXY ?? env.http_proxy ? { httpProxy: env.HTTP_PROXY ?? env.http_proxy } : {}),
-    ...(env.NO_PROXY ?? env.no_proxy ? { noProxy: env.NO_PROXY ?? env.no_proxy } : {}),
+    ...((env.HTTPS_PROXY ?? env.https_proxy) ? { httpsProxy: env.HTTPS_PROXY ?? env.https_proxy } : {}),
+    ...((env.HTTP_PROXY ?? env.http_proxy) ? { httpProxy: env.HTTP_PROXY ?? env.http_proxy } : {}),
+    ...((env.NO_PROXY ?? env.no_proxy) ? { noProxy: env.NO_PROXY ?? env.no_proxy } : {}),
   };
   const result = await pullImage(ref, {
     cacheDir: defaultCacheDir(env),
@@ -69,7 +82,9 @@ async function main(argv: string[]): Promise<number> {
     proxy,
     onProgress: reportProgress,
   });
-  process.stderr.write(`wrote ${result.squashfsPath} and ${result.metaPath}${result.usedCredentials ? ' (private image)' : ''}\n`);
+  process.stderr.write(
+    `wrote ${result.squashfsPath} and ${result.metaPath}${result.usedCredentials ? ' (private image)' : ''}\n`,
+  );
   process.stdout.write(`${result.id}\n`);
   return ExitCode.OK;
 }

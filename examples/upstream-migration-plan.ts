@@ -29,9 +29,15 @@ async function main(argv: string[]): Promise<number> {
   const store = new SqliteMetadataStore({ path: join(scratch, 'plan.db') });
   try {
     const report = await migrateUpstream({ source, store, systems, dryRun: true });
-    for (const image of report.images.taken) console.log(`take  ${image.system} ${image.itype}:${image.tags.join(',')} ${image.imageId.slice(0, 12)}${image.private ? ' private' : ''}`);
-    for (const skip of report.images.skipped) console.log(`skip  ${skip.system ?? '-'} ${skip.tags.join(',') || skip.upstreamId}: ${skip.reason}`);
-    console.log(`${report.images.taken.length} to take, ${report.images.skipped.length} to skip, ${report.metrics.taken} metrics rows`);
+    for (const image of report.images.taken)
+      console.log(
+        `take  ${image.system} ${image.itype}:${image.tags.join(',')} ${image.imageId.slice(0, 12)}${image.private ? ' private' : ''}`,
+      );
+    for (const skip of report.images.skipped)
+      console.log(`skip  ${skip.system ?? '-'} ${skip.tags.join(',') || skip.upstreamId}: ${skip.reason}`);
+    console.log(
+      `${report.images.taken.length} to take, ${report.images.skipped.length} to skip, ${report.metrics.taken} metrics rows`,
+    );
     return 0;
   } finally {
     await store.close();

@@ -58,7 +58,9 @@ async function startGateway() {
     JSON.stringify({
       gateway: { host: '127.0.0.1', port },
       storage: { cacheDir: join(work, 'cache'), expandDir: join(work, 'expand') },
-      systems: { [system]: { transfer: { kind: 'local', imageDir: join(work, 'images') }, mungeSocketPath: mungeSocket } },
+      systems: {
+        [system]: { transfer: { kind: 'local', imageDir: join(work, 'images') }, mungeSocketPath: mungeSocket },
+      },
       // The harness registry is no configured location (allowedRegistries defaults to "configured").
       allowedRegistries: 'any',
       metadata: { kind: 'sqlite', path: join(work, 'gateway.db') },
@@ -66,10 +68,14 @@ async function startGateway() {
       logLevel: 'warn',
     }),
   );
-  gateway = spawn(process.execPath, [join(repo, 'packages/gateway/bin/shifter-gateway.js'), 'serve', '--config', config], {
-    env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  gateway = spawn(
+    process.execPath,
+    [join(repo, 'packages/gateway/bin/shifter-gateway.js'), 'serve', '--config', config],
+    {
+      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   gatewayUrl = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
     try {
@@ -90,7 +96,10 @@ function stop() {
 const cpuFile = join(work, 'cpu');
 function time(command, args, env) {
   const start = process.hrtime.bigint();
-  const result = spawnSync('/usr/bin/time', ['-f', '%U %S', '-o', cpuFile, command, ...args], { env, encoding: 'utf8' });
+  const result = spawnSync('/usr/bin/time', ['-f', '%U %S', '-o', cpuFile, command, ...args], {
+    env,
+    encoding: 'utf8',
+  });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
   const [user, sys] = readFileSync(cpuFile, 'utf8').trim().split(/\s+/).map(Number);
@@ -164,8 +173,12 @@ try {
   ]) {
     console.log(`${name.padEnd(20)} ${fmt(s.median)}  ${fmt(s.p90)}  ${fmt(s.min)}  ${fmt(s.max)}  ${fmt(c)}`);
   }
-  console.log(`load average at the end: ${result.loadavg.map((v) => v.toFixed(2)).join(' ')} (wall times grow with it; CPU times much less)`);
-  console.log(`ratio shifterimg/curl (median): ${result.ratioMedian.toFixed(2)}x; target: shifterimg median <= 250 ms -> ${result.shifterimg.median <= 250 ? 'met' : 'NOT met'}`);
+  console.log(
+    `load average at the end: ${result.loadavg.map((v) => v.toFixed(2)).join(' ')} (wall times grow with it; CPU times much less)`,
+  );
+  console.log(
+    `ratio shifterimg/curl (median): ${result.ratioMedian.toFixed(2)}x; target: shifterimg median <= 250 ms -> ${result.shifterimg.median <= 250 ? 'met' : 'NOT met'}`,
+  );
   mkdirSync(join(repo, 'bench/out'), { recursive: true });
   writeFileSync(join(repo, 'bench/out/cli-lookup.json'), `${JSON.stringify(result, null, 2)}\n`);
 } finally {

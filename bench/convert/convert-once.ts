@@ -10,7 +10,13 @@ if (!layout || !tag || !outDir || !scratch) {
   console.error('usage: convert-once.ts LAYOUT TAG OUTDIR SCRATCH [mksquashfs|tar2sqfs]');
   process.exit(64);
 }
-interface Descriptor { mediaType: string; digest: string; size: number; annotations?: Record<string, string>; platform?: { os: string; architecture: string } }
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os: string; architecture: string };
+}
 const blob = (digest: string) => join(layout, 'blobs', ...digest.split(':'));
 const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
 let descriptor = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
@@ -19,7 +25,10 @@ if (descriptor && /index|list/.test(descriptor.mediaType)) {
   descriptor = inner.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64');
 }
 if (!descriptor) throw new Error(`no ${tag} in ${layout}`);
-const manifest = JSON.parse(readFileSync(blob(descriptor.digest), 'utf8')) as { config: Descriptor; layers: Descriptor[] };
+const manifest = JSON.parse(readFileSync(blob(descriptor.digest), 'utf8')) as {
+  config: Descriptor;
+  layers: Descriptor[];
+};
 const layers: LayerSource[] = manifest.layers.map((l) => ({
   digest: l.digest,
   mediaType: l.mediaType,

@@ -7,13 +7,26 @@ import { type LayerSource } from '@shifter/core';
 import { flattenLayers, mergeLayers } from '@shifter/core/internal';
 
 const [layout, mode] = process.argv.slice(2) as [string, 'merge' | 'disk'];
-interface Descriptor { mediaType: string; digest: string; size: number; platform?: { architecture: string } }
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { architecture: string };
+}
 const blob = (d: string) => join(layout, 'blobs', ...d.split(':'));
 const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
 let desc = index.manifests[0] as Descriptor;
-if (/index|list/.test(desc.mediaType)) desc = JSON.parse(readFileSync(blob(desc.digest), 'utf8')).manifests.find((m: Descriptor) => m.platform?.architecture === 'amd64');
+if (/index|list/.test(desc.mediaType))
+  desc = JSON.parse(readFileSync(blob(desc.digest), 'utf8')).manifests.find(
+    (m: Descriptor) => m.platform?.architecture === 'amd64',
+  );
 const manifest = JSON.parse(readFileSync(blob(desc.digest), 'utf8')) as { layers: Descriptor[] };
-const layers: LayerSource[] = manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, open: async () => createReadStream(blob(l.digest), { highWaterMark: 1 << 20 }) }));
+const layers: LayerSource[] = manifest.layers.map((l) => ({
+  digest: l.digest,
+  mediaType: l.mediaType,
+  size: l.size,
+  open: async () => createReadStream(blob(l.digest), { highWaterMark: 1 << 20 }),
+}));
 const scratch = mkdtempSync(join(process.env.SCRATCH ?? '/var/tmp', 'shifter-flat-'));
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();
@@ -29,4 +42,11 @@ if (mode === 'merge') {
 const wall = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 rmSync(scratch, { recursive: true, force: true });
-console.log(JSON.stringify({ mode, wallMs: Math.round(wall), userMs: Math.round(cpu.user / 1000), sysMs: Math.round(cpu.system / 1000) }));
+console.log(
+  JSON.stringify({
+    mode,
+    wallMs: Math.round(wall),
+    userMs: Math.round(cpu.user / 1000),
+    sysMs: Math.round(cpu.system / 1000),
+  }),
+);

@@ -16,7 +16,9 @@ void (async () => {
   for (let i = 0; i < count; i++) {
     // A long-ish path, like node_modules trees.
     const name = `usr/lib/node_modules/pkg${Math.floor(i / 1000)}/lib/deeply/nested/module-${i}.js`;
-    await new Promise<void>((resolve, reject) => tar.entry({ name, size: body.length, mode: 0o644 }, body, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      tar.entry({ name, size: body.length, mode: 0o644 }, body, (e) => (e ? reject(e) : resolve())),
+    );
   }
   tar.finalize();
 })();

@@ -100,7 +100,8 @@ function connection() {
 await Promise.all(Array.from({ length: Number(connections) }, connection));
 const elapsed = (performance.now() - started) / 1000;
 const sorted = latencies.subarray(0, completed).sort();
-const percentile = (p) => (completed === 0 ? 0 : Number(sorted[Math.min(completed - 1, Math.ceil((p / 100) * completed) - 1)].toFixed(2)));
+const percentile = (p) =>
+  completed === 0 ? 0 : Number(sorted[Math.min(completed - 1, Math.ceil((p / 100) * completed) - 1)].toFixed(2));
 process.stdout.write(
   `${JSON.stringify({
     requests: completed,

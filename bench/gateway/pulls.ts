@@ -23,4 +23,6 @@ while (!['READY', 'FAILURE'].includes(status)) {
   polls++;
 }
 const wallMs = performance.now() - started;
-process.stdout.write(`${JSON.stringify({ requests: n, status, wallMs: Math.round(wallMs), polls, distinctFirstStates: distinctFirst })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ requests: n, status, wallMs: Math.round(wallMs), polls, distinctFirstStates: distinctFirst })}\n`,
+);

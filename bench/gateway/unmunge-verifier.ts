@@ -17,7 +17,9 @@ export function createUnmungeVerifier(socketPath: string): MungeVerifier {
           if (code !== 0) return reject(new AuthError('SHIFTER_AUTH_INVALID'));
           const payload = out.split('\n\n').slice(1).join('\n\n');
           let authorizedLocations = null;
-          try { authorizedLocations = JSON.parse(payload).authorized_locations ?? null; } catch {}
+          try {
+            authorizedLocations = JSON.parse(payload).authorized_locations ?? null;
+          } catch {}
           const uid = Number(/^UID:.*\((\d+)\)/m.exec(out)?.[1]);
           const gid = Number(/^GID:.*\((\d+)\)/m.exec(out)?.[1]);
           const now = Math.floor(Date.now() / 1000);

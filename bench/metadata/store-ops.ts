@@ -30,7 +30,13 @@ async function pool(total: number, work: (i: number) => Promise<unknown>): Promi
 async function measure(store: MetadataStore): Promise<Record<string, number>> {
   const ids: string[] = [];
   for (let i = 0; i < records; i++) {
-    const r = await store.insert({ system: 'bench', itype: 'docker', status: 'READY', tags: [`img${i}:latest`], imageId: i.toString(16).padStart(64, '0') });
+    const r = await store.insert({
+      system: 'bench',
+      itype: 'docker',
+      status: 'READY',
+      tags: [`img${i}:latest`],
+      imageId: i.toString(16).padStart(64, '0'),
+    });
     ids.push(r.recordId);
   }
   console.error(`  ${records} inserted`);
@@ -38,14 +44,21 @@ async function measure(store: MetadataStore): Promise<Record<string, number>> {
   console.error(`  lookups: ${lookups.toFixed(0)}/s`);
   const updates = await pool(Math.min(records, 500), (i) => store.update(ids[i]!, { expiration: Date.now() + 1000 }));
   console.error(`  updates: ${updates.toFixed(0)}/s`);
-  const pulls = await pool(Math.min(records, 500), (i) => store.createOrGetInFlight({ system: 'bench', itype: 'docker', pulltag: `new${i % 250}:1`, status: 'INIT' }));
+  const pulls = await pool(Math.min(records, 500), (i) =>
+    store.createOrGetInFlight({ system: 'bench', itype: 'docker', pulltag: `new${i % 250}:1`, status: 'INIT' }),
+  );
   const jobs: string[] = [];
   for (let i = 0; i < 200; i++) jobs.push((await store.createJob({ kind: 'pull', system: 'bench' })).id);
   const claims = await pool(jobs.length, async (i) => {
     const job = await store.claimJob(jobs[i]!, { owner: `w${i}`, leaseMs: 60_000 });
     if (job) await store.completeJob(job.id, `w${i}`, null);
   });
-  return { 'lookup (findReadyByTag)': lookups, 'CAS update': updates, 'createOrGetInFlight (4 per key)': pulls, 'claim + complete': claims };
+  return {
+    'lookup (findReadyByTag)': lookups,
+    'CAS update': updates,
+    'createOrGetInFlight (4 per key)': pulls,
+    'claim + complete': claims,
+  };
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'shifter-bench-store-'));
@@ -64,5 +77,7 @@ console.log(`${records} READY records, ${CONCURRENCY} operations in flight`);
 console.log('| operation | SQLite ops/s | MongoDB store on FerretDB ops/s | SQLite ÷ FerretDB |');
 console.log('|---|---:|---:|---:|');
 for (const name of Object.keys(sqliteRates)) {
-  console.log(`| ${name} | ${sqliteRates[name]!.toFixed(0)} | ${mongoRates[name]!.toFixed(0)} | ${(sqliteRates[name]! / mongoRates[name]!).toFixed(1)} |`);
+  console.log(
+    `| ${name} | ${sqliteRates[name]!.toFixed(0)} | ${mongoRates[name]!.toFixed(0)} | ${(sqliteRates[name]! / mongoRates[name]!).toFixed(1)} |`,
+  );
 }

@@ -15,7 +15,11 @@ const count = Number(process.argv[3] ?? 5000);
 async function encodeMany(n: number): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < n; i += 200) {
-    out.push(...(await Promise.all(Array.from({ length: Math.min(200, n - i) }, (_, j) => mungeEncode(`{"n":${i + j}}`, { socketPath })))));
+    out.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(200, n - i) }, (_, j) => mungeEncode(`{"n":${i + j}}`, { socketPath })),
+      )),
+    );
   }
   return out;
 }
@@ -63,7 +67,10 @@ for (const concurrency of [1, 4]) {
   const batch = processBatch.splice(0, processBatch.length / (concurrency === 1 ? 2 : 1));
   const start = performance.now();
   await pool(batch, concurrency, unmunge);
-  results.push({ name: `unmunge process per credential, ${concurrency} in flight`, rate: batch.length / ((performance.now() - start) / 1000) });
+  results.push({
+    name: `unmunge process per credential, ${concurrency} in flight`,
+    rate: batch.length / ((performance.now() - start) / 1000),
+  });
 }
 
 const peer = results.find((r) => r.name.startsWith('unmunge') && r.name.includes('4 in flight'))!.rate;

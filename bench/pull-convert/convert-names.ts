@@ -11,7 +11,14 @@ if (!layer || !outDir || !scratch || !maxNames) {
 }
 const started = performance.now();
 const result = await convertImage(
-  [{ digest: `sha256:${'0'.repeat(64)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', size: statSync(layer).size, open: async () => createReadStream(layer) }],
+  [
+    {
+      digest: `sha256:${'0'.repeat(64)}`,
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      size: statSync(layer).size,
+      open: async () => createReadStream(layer),
+    },
+  ],
   {},
   outDir,
   {

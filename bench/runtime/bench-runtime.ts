@@ -87,18 +87,81 @@ try {
   const tlsDir = join(env.dir, 'tls');
   mkdirSync(tlsDir, { mode: 0o755 });
   const pem = (name: string) => join(tlsDir, name);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=bench CA',
-    '-keyout', pem('ca-key.pem'), '-out', pem('ca.pem'), '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'pipe' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=bench CA',
+      '-keyout',
+      pem('ca-key.pem'),
+      '-out',
+      pem('ca.pem'),
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+    ],
+    { stdio: 'pipe' },
+  );
   writeFileSync(pem('server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=gateway',
-    '-keyout', pem('server-key.pem'), '-out', pem('server.csr')], { stdio: 'pipe' });
-  execFileSync('openssl', ['x509', '-req', '-in', pem('server.csr'), '-CA', pem('ca.pem'), '-CAkey', pem('ca-key.pem'), '-CAcreateserial',
-    '-days', '2', '-extfile', pem('server.ext'), '-out', pem('server.pem')], { stdio: 'pipe' });
-  writeFileSync(pem('bundle.pem'), readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8') + readFileSync(pem('ca.pem'), 'utf8'));
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      '/CN=gateway',
+      '-keyout',
+      pem('server-key.pem'),
+      '-out',
+      pem('server.csr'),
+    ],
+    { stdio: 'pipe' },
+  );
+  execFileSync(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      pem('server.csr'),
+      '-CA',
+      pem('ca.pem'),
+      '-CAkey',
+      pem('ca-key.pem'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      pem('server.ext'),
+      '-out',
+      pem('server.pem'),
+    ],
+    { stdio: 'pipe' },
+  );
+  writeFileSync(
+    pem('bundle.pem'),
+    readFileSync('/etc/ssl/certs/ca-certificates.crt', 'utf8') + readFileSync(pem('ca.pem'), 'utf8'),
+  );
   for (const name of ['ca.pem', 'bundle.pem']) chmodSync(pem(name), 0o644);
   // The same anchors as a hashed directory (as /etc/ssl/certs is), read lazily.
   mkdirSync(pem('ca-dir'), { mode: 0o755 });
-  execFileSync('sh', ['-c', `cp /etc/ssl/certs/*.pem ${pem('ca-dir')}/ 2>/dev/null; cp ${pem('ca.pem')} ${pem('ca-dir')}/bench-ca.pem; openssl rehash ${pem('ca-dir')}`]);
+  execFileSync('sh', [
+    '-c',
+    `cp /etc/ssl/certs/*.pem ${pem('ca-dir')}/ 2>/dev/null; cp ${pem('ca.pem')} ${pem('ca-dir')}/bench-ca.pem; openssl rehash ${pem('ca-dir')}`,
+  ]);
   const tlsOptions = { key: readFileSync(pem('server-key.pem')), cert: readFileSync(pem('server.pem')) };
   const httpsGateway = createHttpsServer(tlsOptions, (request, response) => {
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'READY', id }));
@@ -119,8 +182,19 @@ try {
     mkdirSync(src);
     execFileSync('sh', ['-c', `git archive ${compareRev} packages/udiroot-native/native | tar -x -C ${src}`]);
     const prefix = join(env.dir, 'compare');
-    execFileSync('make', ['-s', '-C', join(src, 'packages/udiroot-native/native'), `BUILD=${join(env.dir, 'compare-build')}`,
-      `CONFIG_FILE=${env.confPath}`, 'install', `PREFIX=${prefix}`], { stdio: 'pipe' });
+    execFileSync(
+      'make',
+      [
+        '-s',
+        '-C',
+        join(src, 'packages/udiroot-native/native'),
+        `BUILD=${join(env.dir, 'compare-build')}`,
+        `CONFIG_FILE=${env.confPath}`,
+        'install',
+        `PREFIX=${prefix}`,
+      ],
+      { stdio: 'pipe' },
+    );
     compareShifter = join(prefix, 'bin', 'shifter');
   }
 
@@ -147,7 +221,13 @@ try {
       JSON.stringify({
         gateway: { host: '127.0.0.1', port },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        systems: { bench: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: mungeSocket, admins: ['root'] } },
+        systems: {
+          bench: {
+            transfer: { kind: 'local', imageDir: env.imagePath },
+            mungeSocketPath: mungeSocket,
+            admins: ['root'],
+          },
+        },
         // The harness registry is no configured location (allowedRegistries defaults to "configured").
         allowedRegistries: 'any',
         metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
@@ -175,7 +255,17 @@ try {
       system: 'bench',
       timeoutMs: 120_000,
       authenticate: async (payload) =>
-        (await run('runuser', ['-u', user, '--', 'munge', '--socket', mungeSocket, ...(payload ? ['--string', payload] : ['--no-input'])])).stdout.trim(),
+        (
+          await run('runuser', [
+            '-u',
+            user,
+            '--',
+            'munge',
+            '--socket',
+            mungeSocket,
+            ...(payload ? ['--string', payload] : ['--no-input']),
+          ])
+        ).stdout.trim(),
     });
     await client.pullAndWait('docker', realTag);
     realLine = `imageGateway=${url}\nsystem=bench\n`;
@@ -192,7 +282,9 @@ try {
     // The gateway's own share: the same lookup over HTTP from here, credentials made beforehand (not timed).
     const lookupUrl = `${url}/api/lookup/bench/docker/${encodeURIComponent(realTag)}/`;
     for (let i = 0; i < Math.min(runs, 50); i++) {
-      const credential = (await run('runuser', ['-u', user, '--', 'munge', '--socket', mungeSocket, '--no-input'])).stdout.trim();
+      const credential = (
+        await run('runuser', ['-u', user, '--', 'munge', '--socket', mungeSocket, '--no-input'])
+      ).stdout.trim();
       const started = process.hrtime.bigint();
       const response = await fetch(lookupUrl, { headers: { authentication: credential } });
       await response.text();
@@ -200,12 +292,27 @@ try {
     }
   }
 
-  const asUser = (...command: string[]) => ['-u', user, '--', 'env', '-i', 'PATH=/usr/bin:/bin', `USER=${user}`, ...command];
+  const asUser = (...command: string[]) => [
+    '-u',
+    user,
+    '--',
+    'env',
+    '-i',
+    'PATH=/usr/bin:/bin',
+    `USER=${user}`,
+    ...command,
+  ];
   const variants: Record<string, { setup?: () => void; args: string[] }> = {
     'runuser /bin/true (baseline)': { args: asUser('/bin/true') },
     'ch-run IMG.sqfs -- /bin/true': { args: asUser('ch-run', sqfs, '--', '/bin/true') },
-    'shifter minimal conf': { setup: () => env.writeConf(), args: asUser(env.shifter, `--image=id:${id}`, '/bin/true') },
-    'shifter site-like conf': { setup: () => env.writeConf(siteConf), args: asUser(env.shifter, `--image=id:${id}`, '/bin/true') },
+    'shifter minimal conf': {
+      setup: () => env.writeConf(),
+      args: asUser(env.shifter, `--image=id:${id}`, '/bin/true'),
+    },
+    'shifter site-like conf': {
+      setup: () => env.writeConf(siteConf),
+      args: asUser(env.shifter, `--image=id:${id}`, '/bin/true'),
+    },
     'shifter lookup docker:tag (local gateway)': {
       setup: () => env.writeConf(gatewayLine),
       args: asUser(env.shifter, '--image=docker:busybox:latest', '/bin/true'),
@@ -225,7 +332,10 @@ try {
   };
   if (compareShifter) {
     const program = compareShifter;
-    variants[`shifter minimal conf (${compareRev})`] = { setup: () => env.writeConf(), args: asUser(program, `--image=id:${id}`, '/bin/true') };
+    variants[`shifter minimal conf (${compareRev})`] = {
+      setup: () => env.writeConf(),
+      args: asUser(program, `--image=id:${id}`, '/bin/true'),
+    };
   }
   if (realLine) {
     const line = realLine;
@@ -285,7 +395,9 @@ try {
   const ch = med['ch-run IMG.sqfs -- /bin/true']!;
   console.log(`runtime start-up, ${runs} runs per variant, median wall time of runuser + command (ms)`);
   for (const [name, value] of Object.entries(med)) {
-    console.log(`  ${name.padEnd(46)} ${value.toFixed(2).padStart(8)}  ×baseline ${(value / base).toFixed(2)}  ×ch-run ${(value / ch).toFixed(2)}`);
+    console.log(
+      `  ${name.padEnd(46)} ${value.toFixed(2).padStart(8)}  ×baseline ${(value / base).toFixed(2)}  ×ch-run ${(value / ch).toFixed(2)}`,
+    );
   }
   const minimal = med['shifter minimal conf']!;
   const lookup = med['shifter lookup docker:tag (local gateway)']!;
@@ -295,25 +407,39 @@ try {
   console.log(`lookup overhead (docker:tag - id:) = ${(lookup - minimal).toFixed(2)} ms (budget <= 15 ms)`);
   const https = med['shifter lookup docker:tag (local gateway, https)']!;
   const bundle = med['shifter lookup (local gateway, https, CA bundle)']!;
-  console.log(`https vs http lookup (local gateway) = +${(https - lookup).toFixed(2)} ms (x${(https / lookup).toFixed(2)})`);
-  console.log(`  gatewayCaPath = system bundle + test CA instead of the test CA alone = +${(bundle - https).toFixed(2)} ms`);
+  console.log(
+    `https vs http lookup (local gateway) = +${(https - lookup).toFixed(2)} ms (x${(https / lookup).toFixed(2)})`,
+  );
+  console.log(
+    `  gatewayCaPath = system bundle + test CA instead of the test CA alone = +${(bundle - https).toFixed(2)} ms`,
+  );
   const dir = med['shifter lookup (local gateway, https, CA directory)']!;
-  console.log(`  gatewayCaPath = hashed directory of the same anchors instead of the test CA alone = +${(dir - https).toFixed(2)} ms`);
+  console.log(
+    `  gatewayCaPath = hashed directory of the same anchors instead of the test CA alone = +${(dir - https).toFixed(2)} ms`,
+  );
   const real = med['shifter lookup docker:tag (real gateway)'];
   if (real !== undefined) {
     console.log(`lookup overhead, real gateway = ${(real - minimal).toFixed(2)} ms (budget <= 15 ms)`);
-    console.log(`  of which the gateway answering one lookup (HTTP from the bench, median) = ${median(gatewayOnly).toFixed(2)} ms`);
+    console.log(
+      `  of which the gateway answering one lookup (HTTP from the bench, median) = ${median(gatewayOnly).toFixed(2)} ms`,
+    );
   }
   const realTls = med['shifter lookup docker:tag (real gateway, https)'];
   if (real !== undefined && realTls !== undefined) {
-    console.log(`https vs http lookup (real gateway behind a node:tls proxy) = +${(realTls - real).toFixed(2)} ms (x${(realTls / real).toFixed(2)})`);
+    console.log(
+      `https vs http lookup (real gateway behind a node:tls proxy) = +${(realTls - real).toFixed(2)} ms (x${(realTls / real).toFixed(2)})`,
+    );
   }
   const compared = compareRev ? med[`shifter minimal conf (${compareRev})`] : undefined;
-  if (compared !== undefined) console.log(`id: start-up, this build - ${compareRev} = ${(minimal - compared).toFixed(2)} ms`);
+  if (compared !== undefined)
+    console.log(`id: start-up, this build - ${compareRev} = ${(minimal - compared).toFixed(2)} ms`);
   console.log(`reuse - baseline = ${(reuse - med[baseline2]!).toFixed(2)} ms (target <= 2 ms)`);
   console.log(`setupRoot ${setupMs.toFixed(1)} ms, unsetupRoot ${unsetupMs.toFixed(1)} ms`);
   mkdirSync('bench/out', { recursive: true });
-  writeFileSync('bench/out/runtime.json', JSON.stringify({ runs, medians: med, samples, gatewayOnly, setupMs, unsetupMs }, null, 2));
+  writeFileSync(
+    'bench/out/runtime.json',
+    JSON.stringify({ runs, medians: med, samples, gatewayOnly, setupMs, unsetupMs }, null, 2),
+  );
 } finally {
   chmodSync('/dev/fuse', fuseMode);
   env.cleanup();

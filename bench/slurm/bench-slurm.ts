@@ -51,7 +51,9 @@ try {
     JSON.stringify({
       gateway: { host: '127.0.0.1', port },
       storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-      systems: { bench: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: munge, admins: ['root'] } },
+      systems: {
+        bench: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: munge, admins: ['root'] },
+      },
       metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
       queue: { kind: 'in-process', concurrency: 2 },
       logLevel: 'warn',
@@ -76,24 +78,57 @@ try {
     system: 'bench',
     timeoutMs: 300_000,
     authenticate: async (payload) =>
-      (await execFileAsync('runuser', ['-u', user, '--', 'munge', '--socket', munge, ...(payload ? ['--string', payload] : ['--no-input'])])).stdout.trim(),
+      (
+        await execFileAsync('runuser', [
+          '-u',
+          user,
+          '--',
+          'munge',
+          '--socket',
+          munge,
+          ...(payload ? ['--string', payload] : ['--no-input']),
+        ])
+      ).stdout.trim(),
   });
   const image = await client.pullAndWait('docker', tag);
   if (image.status !== 'READY') throw new Error(`pull failed: ${JSON.stringify(image)}`);
 
-  execFileSync(slurmNode, ['start', slurmDir, String(await freePort()), String(await freePort()), `required ${plugin}`], { stdio: 'inherit' });
+  execFileSync(
+    slurmNode,
+    ['start', slurmDir, String(await freePort()), String(await freePort()), `required ${plugin}`],
+    { stdio: 'inherit' },
+  );
   const work = join(env.dir, 'work');
   mkdirSync(work, { mode: 0o1777 });
   execFileSync('chmod', ['1777', work]);
   const asUser = (program: string, args: string[]) =>
-    run('runuser', ['-u', user, '--', 'env', '-i', `PATH=${env.dir}/bin:/usr/bin:/bin`, `SLURM_CONF=${slurmDir}/slurm.conf`, 'HOME=/tmp', program, ...args], { cwd: work });
+    run(
+      'runuser',
+      [
+        '-u',
+        user,
+        '--',
+        'env',
+        '-i',
+        `PATH=${env.dir}/bin:/usr/bin:/bin`,
+        `SLURM_CONF=${slurmDir}/slurm.conf`,
+        'HOME=/tmp',
+        program,
+        ...args,
+      ],
+      { cwd: work },
+    );
   const plugstack = (line: string) => {
     writeFileSync(join(slurmDir, 'plugstack.conf.new'), `${line}\n`, { mode: 0o644 });
     renameSync(join(slurmDir, 'plugstack.conf.new'), join(slurmDir, 'plugstack.conf'));
   };
 
   // Submission, interleaved. The client reads plugstack.conf at every call, so swapping it changes what sbatch loads.
-  const submit: Record<string, number[]> = { 'no plugin': [], 'plugin, no --image': [], 'plugin, --image=docker:…': [] };
+  const submit: Record<string, number[]> = {
+    'no plugin': [],
+    'plugin, no --image': [],
+    'plugin, --image=docker:…': [],
+  };
   const variants: [string, string, string[]][] = [
     ['no plugin', '', []],
     ['plugin, no --image', `required ${plugin}`, []],
@@ -130,8 +165,12 @@ try {
   const per = Math.max(1, Math.ceil(runs / 3));
   let stepOutput = '';
   for (let round = 0; round < 3; round++) {
-    const withImage = await asUser('salloc', [`--image=docker:${tag}`, 'bash', '-c',
-      loop(per, timed('srun', 'srun /bin/true') + timed('shifter', 'srun shifter /bin/true'))]);
+    const withImage = await asUser('salloc', [
+      `--image=docker:${tag}`,
+      'bash',
+      '-c',
+      loop(per, timed('srun', 'srun /bin/true') + timed('shifter', 'srun shifter /bin/true')),
+    ]);
     if (withImage.status !== 0) throw new Error(`salloc --image failed: ${withImage.stderr}`);
     await settle(); // the epilog has run
     plugstack('');
@@ -142,7 +181,11 @@ try {
     execFileSync(slurmNode, ['restart-slurmd', slurmDir, `required ${plugin}`], { stdio: 'inherit' });
     stepOutput += withImage.stdout + without.stdout;
   }
-  const steps: Record<string, number[]> = { 'srun /bin/true, no plugin': [], 'srun /bin/true, plugin + --image': [], 'srun shifter /bin/true, plugin + --image': [] };
+  const steps: Record<string, number[]> = {
+    'srun /bin/true, no plugin': [],
+    'srun /bin/true, plugin + --image': [],
+    'srun shifter /bin/true, plugin + --image': [],
+  };
   for (const line of stepOutput.split('\n')) {
     const [label, s, e] = line.split(' ');
     if (!label || !s || !e) continue;
@@ -156,12 +199,17 @@ try {
   const st = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, median(v)]));
   const base = sub['no plugin']!;
   console.log(`sbatch submission, ${runs} runs per variant, median ms (× no plugin)`);
-  for (const [k, v] of Object.entries(sub)) console.log(`  ${k.padEnd(36)} ${v.toFixed(2).padStart(8)}  ${(v / base).toFixed(2)}×`);
+  for (const [k, v] of Object.entries(sub))
+    console.log(`  ${k.padEnd(36)} ${v.toFixed(2).padStart(8)}  ${(v / base).toFixed(2)}×`);
   const sbase = st['srun /bin/true, no plugin']!;
   console.log(`steps inside an allocation, ${runs} runs per variant, median ms (× srun without the plugin)`);
-  for (const [k, v] of Object.entries(st)) console.log(`  ${k.padEnd(42)} ${v.toFixed(2).padStart(8)}  ${(v / sbase).toFixed(2)}×`);
+  for (const [k, v] of Object.entries(st))
+    console.log(`  ${k.padEnd(42)} ${v.toFixed(2).padStart(8)}  ${(v / sbase).toFixed(2)}×`);
   mkdirSync('bench/out', { recursive: true });
-  writeFileSync('bench/out/slurm.json', JSON.stringify({ runs, submit, steps, medians: { submit: sub, steps: st } }, null, 2));
+  writeFileSync(
+    'bench/out/slurm.json',
+    JSON.stringify({ runs, submit, steps, medians: { submit: sub, steps: st } }, null, 2),
+  );
 } finally {
   execFileSync(slurmNode, ['stop', slurmDir], { stdio: 'inherit' });
   if (gateway && gateway.exitCode === null) {

@@ -52,7 +52,9 @@ export default defineConfig([
     clean: false,
     esbuildOptions,
     // Bundled CommonJS dependencies call require() for Node built-ins.
-    banner: { js: "import { createRequire as __shifterCreateRequire } from 'node:module'; const require = __shifterCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __shifterCreateRequire } from 'node:module'; const require = __shifterCreateRequire(import.meta.url);",
+    },
   },
   {
     // The argument reordering of upstream's option order (no dependencies), which bin/run.cjs applies before it picks

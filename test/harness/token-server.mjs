@@ -33,7 +33,8 @@ if (!configPath) {
 }
 const config = JSON.parse(readFileSync(configPath, 'utf8'));
 const ttl = Number(config.ttlSeconds ?? 5);
-if (!Number.isInteger(ttl) || ttl < 1) throw new Error(`ttlSeconds must be a positive integer, got ${config.ttlSeconds}`);
+if (!Number.isInteger(ttl) || ttl < 1)
+  throw new Error(`ttlSeconds must be a positive integer, got ${config.ttlSeconds}`);
 const key = createPrivateKey(readFileSync(config.keyFile));
 const certDerB64 = new X509Certificate(readFileSync(config.certFile)).raw.toString('base64');
 const users = new Map(Object.entries(config.users ?? {}));
@@ -83,7 +84,10 @@ function parseScope(scope) {
   return {
     type: scope.slice(0, first),
     name: scope.slice(first + 1, last),
-    actions: scope.slice(last + 1).split(',').filter(Boolean),
+    actions: scope
+      .slice(last + 1)
+      .split(',')
+      .filter(Boolean),
   };
 }
 
@@ -127,9 +131,14 @@ function send(res, status, body, headers = {}) {
 
 function refuse(res, message) {
   stats.refused += 1;
-  send(res, 401, { errors: [{ code: 'UNAUTHORIZED', message }] }, {
-    'www-authenticate': 'Basic realm="shifter-test-token-server"',
-  });
+  send(
+    res,
+    401,
+    { errors: [{ code: 'UNAUTHORIZED', message }] },
+    {
+      'www-authenticate': 'Basic realm="shifter-test-token-server"',
+    },
+  );
 }
 
 function readBody(req) {
@@ -149,7 +158,11 @@ function readBody(req) {
 }
 
 /** `scope` may repeat and each value may hold several space-separated scopes (both forms occur in the wild). */
-const scopesOf = (params) => params.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+const scopesOf = (params) =>
+  params
+    .getAll('scope')
+    .flatMap((s) => s.split(' '))
+    .filter(Boolean);
 
 async function handle(req, res) {
   const url = new URL(req.url ?? '/', 'http://token-server');
@@ -192,7 +205,9 @@ const server = createServer((req, res) => {
     })
     .finally(() => {
       const who = req.headers.authorization ? 'basic' : 'anon';
-      console.log(`${new Date().toISOString()} ${req.method} ${req.url} ${who} ${res.statusCode} ${Date.now() - started}ms`);
+      console.log(
+        `${new Date().toISOString()} ${req.method} ${req.url} ${who} ${res.statusCode} ${Date.now() - started}ms`,
+      );
     });
 });
 server.listen(config.port, config.host ?? '127.0.0.1', () => {

@@ -24,7 +24,10 @@ async function main() {
   const argv = process.argv.slice(2);
   // `lookup …` (run on every job start) is already in oclif's order: it skips even this small module.
   const normalized = argv[0] === 'lookup' ? { argv } : require('../dist/upstream-argv.cjs').normalizeArgv(argv);
-  const code = normalized.argv && normalized.argv[0] === 'lookup' ? await require('../dist/fast-lookup.cjs').runFastLookup(normalized.argv) : undefined;
+  const code =
+    normalized.argv && normalized.argv[0] === 'lookup'
+      ? await require('../dist/fast-lookup.cjs').runFastLookup(normalized.argv)
+      : undefined;
   if (code !== undefined) {
     process.exitCode = code;
     return;

@@ -57,10 +57,11 @@ export abstract class BaseCommand extends Command {
    * oclif's parser, with every refusal a usage error (exit 64): besides its parse errors it throws plain CLIErrors
    * ("Flag --user expects a value", "Unexpected flag"), which would otherwise count as internal failures.
    */
-  protected override async parse<F extends Record<string, any>, B extends Record<string, any>, A extends Record<string, any>>(
-    options?: Input<F, B, A>,
-    argv?: string[],
-  ): Promise<ParserOutput<F, B, A>> {
+  protected override async parse<
+    F extends Record<string, any>,
+    B extends Record<string, any>,
+    A extends Record<string, any>,
+  >(options?: Input<F, B, A>, argv?: string[]): Promise<ParserOutput<F, B, A>> {
     try {
       return await super.parse(options, argv);
     } catch (error) {
@@ -103,7 +104,9 @@ function usageError(error: CLIError): ShifterError {
   const message = error.message
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line !== '' && !/^The following errors? occurred:?$/.test(line) && !/^See more help with/.test(line))
+    .filter(
+      (line) => line !== '' && !/^The following errors? occurred:?$/.test(line) && !/^See more help with/.test(line),
+    )
     .join('; ');
   return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${message} (see --help)`, { cause: error });
 }

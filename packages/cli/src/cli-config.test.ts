@@ -25,10 +25,18 @@ describe('client configuration', () => {
         timeoutMs: 5000,
       });
       await writeFile(file, 'system=cluster\n');
-      await expect(loadCliConfig(file)).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_INVALID', details: { key: 'imageGateway' } });
+      await expect(loadCliConfig(file)).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_INVALID',
+        details: { key: 'imageGateway' },
+      });
       await writeFile(file, 'imageGateway=http://a\n');
-      await expect(loadCliConfig(file)).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_INVALID', details: { key: 'system' } });
-      await expect(loadCliConfig(join(dir, 'missing.conf'))).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_NOT_FOUND' });
+      await expect(loadCliConfig(file)).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_INVALID',
+        details: { key: 'system' },
+      });
+      await expect(loadCliConfig(join(dir, 'missing.conf'))).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_NOT_FOUND',
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

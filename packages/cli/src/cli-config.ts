@@ -36,12 +36,18 @@ export function resolveConfigPath(flag: string | undefined, environment: CliEnvi
 export async function loadCliConfig(file: string): Promise<CliConfig> {
   const conf = await loadUdiRootConf(file);
   if (conf.imageGateway.length === 0) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${file}: imageGateway is not set: add "imageGateway=http://HOST:PORT"`, {
-      details: { file, key: 'imageGateway' },
-    });
+    throw new ConfigError(
+      'SHIFTER_CONFIG_INVALID',
+      `${file}: imageGateway is not set: add "imageGateway=http://HOST:PORT"`,
+      {
+        details: { file, key: 'imageGateway' },
+      },
+    );
   }
   if (!conf.system) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${file}: system is not set: add "system=NAME"`, { details: { file, key: 'system' } });
+    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${file}: system is not set: add "system=NAME"`, {
+      details: { file, key: 'system' },
+    });
   }
   return {
     file,

@@ -35,7 +35,11 @@ export function commandSurface(): CommandSurface[] {
   return Object.entries(COMMANDS)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([command, cls]) => {
-      const flagDefinitions = { ...cls.baseFlags, ...(cls.flags ?? {}), ...(cls.enableJsonFlag ? { json: { type: 'boolean' } } : {}) } as Record<string, FlagLike>;
+      const flagDefinitions = {
+        ...cls.baseFlags,
+        ...(cls.flags ?? {}),
+        ...(cls.enableJsonFlag ? { json: { type: 'boolean' } } : {}),
+      } as Record<string, FlagLike>;
       const flags = Object.entries(flagDefinitions)
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([name, flag]) => {
@@ -47,7 +51,10 @@ export function commandSurface(): CommandSurface[] {
           if (flag.dependsOn?.length) surface.dependsOn = [...flag.dependsOn];
           return surface;
         });
-      const args = Object.entries((cls.args ?? {}) as Record<string, { required?: boolean }>).map(([name, arg]) => ({ name, required: arg.required === true }));
+      const args = Object.entries((cls.args ?? {}) as Record<string, { required?: boolean }>).map(([name, arg]) => ({
+        name,
+        required: arg.required === true,
+      }));
       return { command, args, flags };
     });
 }

@@ -26,7 +26,9 @@ describe('CredentialStore', () => {
     const home = await mkdtemp(join(tmpdir(), 'cred-'));
     try {
       const store = new CredentialStore(home);
-      await expect(store.save('a', 'default', 'a:b', 'p')).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+      await expect(store.save('a', 'default', 'a:b', 'p')).rejects.toMatchObject({
+        code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+      });
       await expect(store.save('a', '../x', 'u', 'p')).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
       await mkdir(store.directory, { recursive: true, mode: 0o700 });
       await writeFile(store.path, '{"nope": true}', { mode: 0o600 });

@@ -70,12 +70,18 @@ export class CredentialStore {
    */
   async save(system: string, location: string, username: string, password: string): Promise<void> {
     if (!LOCATION.test(location)) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `"${location}" is not a registry location name`, { details: { location } });
+      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `"${location}" is not a registry location name`, {
+        details: { location },
+      });
     }
     if (username === '' || username.includes(':') || /[\r\n]/.test(username)) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'the user name must be non-empty and hold no ":" or newline');
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        'the user name must be non-empty and hold no ":" or newline',
+      );
     }
-    if (/[\r\n]/.test(password)) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'the password must not hold a newline');
+    if (/[\r\n]/.test(password))
+      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'the password must not hold a newline');
     await this.#ensureDirectory();
     const loaded = await this.#load();
     const store: StoreFile = loaded === ABSENT ? { version: 1, systems: {} } : loaded;
@@ -92,7 +98,9 @@ export class CredentialStore {
     }
     const info = await lstat(this.directory);
     if (!info.isDirectory() || info.uid !== process.getuid?.()) {
-      throw new ConfigError('SHIFTER_CONFIG_INSECURE', `${this.directory} must be a directory you own`, { details: { path: this.directory } });
+      throw new ConfigError('SHIFTER_CONFIG_INSECURE', `${this.directory} must be a directory you own`, {
+        details: { path: this.directory },
+      });
     }
     // SECURITY: a directory others can list or enter would expose the temp file between create and rename.
     if ((info.mode & 0o077) !== 0) await chmod(this.directory, 0o700);
@@ -103,9 +111,13 @@ export class CredentialStore {
     try {
       const info = await lstat(this.path);
       if (!info.isFile() || info.uid !== process.getuid?.() || (info.mode & 0o077) !== 0) {
-        throw new ConfigError('SHIFTER_CONFIG_INSECURE', `${this.path} must be a regular file you own with mode 0600: run "chmod 600 ${this.path}" or log in again`, {
-          details: { path: this.path, mode: (info.mode & 0o777).toString(8) },
-        });
+        throw new ConfigError(
+          'SHIFTER_CONFIG_INSECURE',
+          `${this.path} must be a regular file you own with mode 0600: run "chmod 600 ${this.path}" or log in again`,
+          {
+            details: { path: this.path, mode: (info.mode & 0o777).toString(8) },
+          },
+        );
       }
       text = await readFile(this.path, 'utf8');
     } catch (error) {
@@ -115,24 +127,37 @@ export class CredentialStore {
     }
     try {
       const parsed = JSON.parse(text) as Partial<StoreFile>;
-      if (parsed.version !== 1 || typeof parsed.systems !== 'object' || parsed.systems === null) throw new Error('not a store');
+      if (parsed.version !== 1 || typeof parsed.systems !== 'object' || parsed.systems === null)
+        throw new Error('not a store');
       for (const locations of Object.values(parsed.systems)) {
-        if (typeof locations !== 'object' || locations === null || !Object.values(locations).every((value) => typeof value === 'string')) {
+        if (
+          typeof locations !== 'object' ||
+          locations === null ||
+          !Object.values(locations).every((value) => typeof value === 'string')
+        ) {
           throw new Error('not a store');
         }
       }
       return parsed as StoreFile;
     } catch {
-      throw new ConfigError('SHIFTER_CONFIG_INVALID', `${this.path} is not a shifterimg login store: remove it and log in again`, {
-        details: { path: this.path },
-      });
+      throw new ConfigError(
+        'SHIFTER_CONFIG_INVALID',
+        `${this.path} is not a shifterimg login store: remove it and log in again`,
+        {
+          details: { path: this.path },
+        },
+      );
     }
   }
 
   async #write(store: StoreFile): Promise<void> {
     const temporary = join(this.directory, `.${CREDENTIAL_FILE}.${randomBytes(6).toString('hex')}`);
     // O_EXCL|O_NOFOLLOW: never write through a planted file or symlink; mode 0600 from creation, not after.
-    const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const handle = await open(
+      temporary,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
     try {
       await handle.writeFile(`${JSON.stringify(store, null, 2)}\n`);
       await handle.sync();

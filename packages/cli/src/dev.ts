@@ -18,7 +18,11 @@ export async function runFromSources(binUrl: string, argv: string[]): Promise<vo
   pjson.oclif.commands = { ...pjson.oclif.commands, target: './src/index.ts' };
   const normalized = normalizeArgv(argv);
   if ('usage' in normalized) {
-    process.exitCode = reportError(new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage), argv.includes('--json'), false);
+    process.exitCode = reportError(
+      new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage),
+      argv.includes('--json'),
+      false,
+    );
     return;
   }
   try {

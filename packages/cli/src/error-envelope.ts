@@ -36,7 +36,8 @@ export function reportError(error: ShifterError, json: boolean, verbose: boolean
     process.stdout.write(`${JSON.stringify(errorEnvelope(error), null, 2)}\n`);
   } else {
     process.stderr.write(`${error.code}: ${error.message}\n`);
-    if (verbose && error.cause !== undefined) process.stderr.write(`cause: ${error.cause instanceof Error ? error.cause.stack : inspect(error.cause)}\n`);
+    if (verbose && error.cause !== undefined)
+      process.stderr.write(`cause: ${error.cause instanceof Error ? error.cause.stack : inspect(error.cause)}\n`);
   }
   return error.exitCode;
 }

@@ -53,5 +53,10 @@ export function formatPullLine(now: Date, type: string, tag: string, image: Gate
  * @param entries - the queue answer
  */
 export function formatQueue(entries: readonly GatewayQueueEntry[]): string {
-  return entries.map((entry) => `${entry.status.padEnd(11)} ${entry.image}${entry.status_message ? `  ${entry.status_message}` : ''}\n`).join('');
+  return entries
+    .map(
+      (entry) =>
+        `${entry.status.padEnd(11)} ${entry.image}${entry.status_message ? `  ${entry.status_message}` : ''}\n`,
+    )
+    .join('');
 }

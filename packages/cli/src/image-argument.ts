@@ -29,9 +29,13 @@ export function parseImageArgument(text: string, defaultType: string): ImageArgu
   // NOTE: upstream silently dropped characters outside its allowed set, which turned typos into other images;
   // refusing is safer. The gateway validates the reference fully.
   if (tag === '' || /[\s\u0000-\u001f\u007f]/.test(tag)) {
-    throw new ShifterError('SHIFTER_REF_INVALID', `"${text}" is not an image: use TYPE:TAG or TAG, e.g. docker:ubuntu:22.04`, {
-      details: { argument: text },
-    });
+    throw new ShifterError(
+      'SHIFTER_REF_INVALID',
+      `"${text}" is not an image: use TYPE:TAG or TAG, e.g. docker:ubuntu:22.04`,
+      {
+        details: { argument: text },
+      },
+    );
   }
   return { type, tag };
 }

@@ -17,10 +17,14 @@ export async function lookupImage(settings: CliConfig, client: GatewayApi, argum
     return await client.lookup(type, tag);
   } catch (error) {
     if (ShifterError.isInstance(error) && error.code === 'SHIFTER_IMAGE_NOT_FOUND') {
-      throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `image ${type}:${tag} not found on system ${settings.system}: pull it with "shifterimg pull ${type}:${tag}"`, {
-        cause: error,
-        details: { ...error.details, type, tag, system: settings.system },
-      });
+      throw new NotFoundError(
+        'SHIFTER_IMAGE_NOT_FOUND',
+        `image ${type}:${tag} not found on system ${settings.system}: pull it with "shifterimg pull ${type}:${tag}"`,
+        {
+          cause: error,
+          details: { ...error.details, type, tag, system: settings.system },
+        },
+      );
     }
     throw error;
   }

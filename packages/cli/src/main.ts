@@ -13,7 +13,11 @@ import { normalizeArgv } from './upstream-argv.js';
 export async function runShifterimg(argv: readonly string[], options: { dir: string }): Promise<void> {
   const normalized = normalizeArgv(argv);
   if ('usage' in normalized) {
-    process.exitCode = reportError(new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage), argv.includes('--json'), false);
+    process.exitCode = reportError(
+      new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage),
+      argv.includes('--json'),
+      false,
+    );
     return;
   }
   await execute({ dir: options.dir, args: normalized.argv });

@@ -23,14 +23,19 @@ describe('mungeEncodeWithCli', () => {
   it('passes the payload on stdin, never in the arguments, and returns the credential', async () => {
     const log = join(dir, 'log');
     const executable = await fakeMunge(`echo "$@" > ${log}.args; cat > ${log}.stdin; echo "MUNGE:abc:"`);
-    const credential = await mungeEncodeWithCli('{"authorized_locations":{"default":"u:secret"}}', { executable, socketPath: '/run/x.sock' });
+    const credential = await mungeEncodeWithCli('{"authorized_locations":{"default":"u:secret"}}', {
+      executable,
+      socketPath: '/run/x.sock',
+    });
     expect(credential).toBe('MUNGE:abc:');
     expect((await readFile(`${log}.args`, 'utf8')).trim()).toBe('-S /run/x.sock');
     expect(await readFile(`${log}.stdin`, 'utf8')).toBe('{"authorized_locations":{"default":"u:secret"}}');
   });
 
   it('reports a munged that cannot be reached as SHIFTER_AUTH_UNAVAILABLE', async () => {
-    const executable = await fakeMunge('cat >/dev/null; echo "munge: Error: Failed to access \\"/run/x.sock\\": No such file" >&2; exit 6');
+    const executable = await fakeMunge(
+      'cat >/dev/null; echo "munge: Error: Failed to access \\"/run/x.sock\\": No such file" >&2; exit 6',
+    );
     await expect(mungeEncodeWithCli('', { executable })).rejects.toMatchObject({
       code: 'SHIFTER_AUTH_UNAVAILABLE',
       message: expect.stringContaining('Failed to access'),

@@ -31,10 +31,14 @@ export function mungeEncodeWithCli(payload: string, options: MungeCliOptions = {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     child.on('error', (error: NodeJS.ErrnoException) => {
       reject(
-        new AuthError('SHIFTER_AUTH_UNAVAILABLE', `cannot run ${executable} (${error.code ?? error.message}): install munge or fix PATH`, {
-          cause: error,
-          details: { executable },
-        }),
+        new AuthError(
+          'SHIFTER_AUTH_UNAVAILABLE',
+          `cannot run ${executable} (${error.code ?? error.message}): install munge or fix PATH`,
+          {
+            cause: error,
+            details: { executable },
+          },
+        ),
       );
     });
     child.on('close', (code) => {

@@ -13,7 +13,12 @@ export const getentResolver: NameResolver = (database, name) =>
     execFile('getent', [database, name], { encoding: 'utf8', timeout: 10_000 }, (error, stdout) => {
       // getent exits 2 for "not found"; anything else is a real failure.
       if (error && (error as { code?: unknown }).code === 2) return resolve(undefined);
-      if (error) return reject(new ShifterError('SHIFTER_IO_FAILED', `cannot run getent ${database} ${name}: ${error.message}`, { cause: error }));
+      if (error)
+        return reject(
+          new ShifterError('SHIFTER_IO_FAILED', `cannot run getent ${database} ${name}: ${error.message}`, {
+            cause: error,
+          }),
+        );
       const id = Number(stdout.split('\n', 1)[0]?.split(':')[2]);
       resolve(Number.isInteger(id) ? id : undefined);
     });
@@ -27,21 +32,33 @@ export const getentResolver: NameResolver = (database, name) =>
  * @param resolver - name look-up (default {@link getentResolver})
  * @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT` for an unknown name or an id out of range
  */
-export async function resolveIds(values: readonly string[] | undefined, database: IdDatabase, resolver: NameResolver = getentResolver): Promise<number[]> {
+export async function resolveIds(
+  values: readonly string[] | undefined,
+  database: IdDatabase,
+  resolver: NameResolver = getentResolver,
+): Promise<number[]> {
   const ids = new Set<number>();
   const what = database === 'passwd' ? 'user' : 'group';
-  for (const item of (values ?? []).flatMap((value) => value.split(',')).map((part) => part.trim()).filter(Boolean)) {
+  for (const item of (values ?? [])
+    .flatMap((value) => value.split(','))
+    .map((part) => part.trim())
+    .filter(Boolean)) {
     if (/^\d+$/.test(item)) {
       const id = Number(item);
-      if (id > 0xfffffffe) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${what} id ${item} is out of range`);
+      if (id > 0xfffffffe)
+        throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${what} id ${item} is out of range`);
       ids.add(id);
       continue;
     }
     const id = await resolver(database, item);
     if (id === undefined) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `unknown ${what} "${item}": give a ${what} name or a numeric id`, {
-        details: { [what]: item },
-      });
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `unknown ${what} "${item}": give a ${what} name or a numeric id`,
+        {
+          details: { [what]: item },
+        },
+      );
     }
     ids.add(id);
   }

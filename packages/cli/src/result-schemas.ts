@@ -11,7 +11,9 @@ const QueueEntrySchema = QueueResponseSchema.shape.list.element;
 export const RESULT_SCHEMAS = {
   autoexpire: z.object({ expired: z.array(z.string()).describe('Ids of the images expired') }).strict(),
   error: ErrorResponseSchema.extend({ details: z.record(z.string(), z.unknown()) }).strict(),
-  expire: z.object({ type: z.string(), tag: z.string(), status: z.boolean().describe('True when the expiry started') }).strict(),
+  expire: z
+    .object({ type: z.string(), tag: z.string(), status: z.boolean().describe('True when the expiry started') })
+    .strict(),
   images: z.object({ system: z.string(), images: z.array(ImageResponseSchema) }).strict(),
   import: ImageResponseSchema,
   login: z
@@ -37,6 +39,13 @@ export type ResultSchemaName = keyof typeof RESULT_SCHEMAS;
  * @param name - command name or `error`
  */
 export function resultJsonSchema(name: ResultSchemaName): Record<string, unknown> {
-  const schema = z.toJSONSchema(RESULT_SCHEMAS[name], { io: 'output', target: 'draft-2020-12' }) as Record<string, unknown>;
-  return { $id: `https://shifter.invalid/schemas/cli/${name}.json`, title: `shifterimg ${name === 'error' ? 'error envelope' : name} --json`, ...schema };
+  const schema = z.toJSONSchema(RESULT_SCHEMAS[name], { io: 'output', target: 'draft-2020-12' }) as Record<
+    string,
+    unknown
+  >;
+  return {
+    $id: `https://shifter.invalid/schemas/cli/${name}.json`,
+    title: `shifterimg ${name === 'error' ? 'error envelope' : name} --json`,
+    ...schema,
+  };
 }

@@ -38,7 +38,8 @@ const defaultServices: CliServices = {
       authenticate: authenticate ?? ((payload) => current.sign(payload, environment)),
     }),
   credentialStore: (environment) => {
-    if (!environment.home) throw new ConfigError('SHIFTER_CONFIG_INVALID', 'HOME is not set: the login store lives in $HOME/.udiRoot');
+    if (!environment.home)
+      throw new ConfigError('SHIFTER_CONFIG_INVALID', 'HOME is not set: the login store lives in $HOME/.udiRoot');
     return new CredentialStore(environment.home, { upstream: unmungeDecoder(environment.mungeSocket) });
   },
   stdin: () => process.stdin,

@@ -27,7 +27,11 @@ async function main(raw: string[]): Promise<void> {
   // Upstream's option order (`shifterimg -v images`) as in bin/run.cjs; a missing or unknown mode exits 64.
   const normalized = normalizeArgv(raw);
   if ('usage' in normalized) {
-    process.exitCode = reportError(new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage), raw.includes('--json'), false);
+    process.exitCode = reportError(
+      new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', normalized.usage),
+      raw.includes('--json'),
+      false,
+    );
     return;
   }
   const argv = [...normalized.argv];
@@ -38,7 +42,10 @@ async function main(raw: string[]): Promise<void> {
   }
   const file = fileURLToPath(import.meta.url);
   const pjson = structuredClone(__SHIFTERIMG_PJSON__);
-  pjson.oclif = { ...pjson.oclif, commands: { strategy: 'explicit', target: `./${basename(file)}`, identifier: 'COMMANDS' } };
+  pjson.oclif = {
+    ...pjson.oclif,
+    commands: { strategy: 'explicit', target: `./${basename(file)}`, identifier: 'COMMANDS' },
+  };
   try {
     const config = await Config.load({ root: dirname(file), pjson: pjson as never });
     await run(argv, config);

@@ -21,7 +21,11 @@ export function openTerminal(): Prompter {
     input = new ReadStream(openSync('/dev/tty', 'r'));
     output = new WriteStream(openSync('/dev/tty', 'w'));
   } catch (error) {
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'no terminal to prompt on: pass --username and --password-stdin', { cause: error });
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      'no terminal to prompt on: pass --username and --password-stdin',
+      { cause: error },
+    );
   }
   return {
     ask: (question, { echo }) => readAnswer(input, output, question, echo),
@@ -79,6 +83,7 @@ export async function readPasswordFromStream(stream: NodeJS.ReadableStream = pro
   let text = '';
   for await (const chunk of stream) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
   const password = text.split(/\r?\n/, 1)[0] ?? '';
-  if (password === '') throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', '--password-stdin: standard input held no password');
+  if (password === '')
+    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', '--password-stdin: standard input held no password');
   return password;
 }

@@ -10,7 +10,18 @@
  */
 
 /** Every mode (command id) `shifterimg` knows; a unit test keeps it equal to the command map. */
-export const MODES = ['autoexpire', 'expire', 'images', 'import', 'login', 'lookup', 'pull', 'pullnb', 'queue', 'status'] as const;
+export const MODES = [
+  'autoexpire',
+  'expire',
+  'images',
+  'import',
+  'login',
+  'lookup',
+  'pull',
+  'pullnb',
+  'queue',
+  'status',
+] as const;
 
 // Options that take a value as the next argument when written without `=`, in any command.
 const VALUE_OPTIONS = new Set(['--user', '--group', '--config', '--username']);

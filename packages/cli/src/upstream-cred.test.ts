@@ -14,7 +14,9 @@ const fakeDecoder: CredDecoder = async (credential) => {
 
 describe("upstream's ~/.udiRoot/.cred", () => {
   it('parses system:location=credential lines, the credential keeping its own : and =', () => {
-    expect(parseUpstreamCred('sys:default=MUNGE:AwQ=:x=:\nsys:reg.example:5000=MUNGE:y:\n\ngarbage\n:x=y\nsys:=z\nsys:l=\n')).toEqual([
+    expect(
+      parseUpstreamCred('sys:default=MUNGE:AwQ=:x=:\nsys:reg.example:5000=MUNGE:y:\n\ngarbage\n:x=y\nsys:=z\nsys:l=\n'),
+    ).toEqual([
       { system: 'sys', location: 'default', credential: 'MUNGE:AwQ=:x=:' },
       { system: 'sys', location: 'reg.example:5000', credential: 'MUNGE:y:' },
     ]);
@@ -49,7 +51,9 @@ describe("upstream's ~/.udiRoot/.cred", () => {
     try {
       await mkdir(join(home, '.udiRoot'), { mode: 0o700 });
       await writeFile(join(home, '.udiRoot', '.cred'), `sys:default=MUNGE:${me}:a:b:\n`, { mode: 0o644 });
-      await expect(new CredentialStore(home, { upstream: fakeDecoder }).read('sys')).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_INSECURE' });
+      await expect(new CredentialStore(home, { upstream: fakeDecoder }).read('sys')).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_INSECURE',
+      });
     } finally {
       await rm(home, { recursive: true, force: true });
     }

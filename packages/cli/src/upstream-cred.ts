@@ -34,7 +34,11 @@ export function parseUpstreamCred(text: string): UpstreamCredLine[] {
     const colon = line.indexOf(':');
     const equals = line.indexOf('=', colon + 1);
     if (colon <= 0 || equals <= colon + 1 || equals === line.length - 1) continue;
-    lines.push({ system: line.slice(0, colon), location: line.slice(colon + 1, equals), credential: line.slice(equals + 1) });
+    lines.push({
+      system: line.slice(0, colon),
+      location: line.slice(colon + 1, equals),
+      credential: line.slice(equals + 1),
+    });
   }
   return lines;
 }
@@ -50,7 +54,12 @@ export function parseUpstreamCred(text: string): UpstreamCredLine[] {
  * @returns the logins by location, or null when there is no `.cred` file
  * @throws ConfigError `SHIFTER_CONFIG_INSECURE` when the file is not a regular file of the caller or others may read it
  */
-export async function readUpstreamCred(directory: string, system: string, decode: CredDecoder, uid: number): Promise<Record<string, string> | null> {
+export async function readUpstreamCred(
+  directory: string,
+  system: string,
+  decode: CredDecoder,
+  uid: number,
+): Promise<Record<string, string> | null> {
   const path = join(directory, UPSTREAM_CRED_FILE);
   let text: string;
   try {

@@ -28,12 +28,12 @@
 /** Macros **/
 
 /* NAPI_CALL: evaluate an N-API call; on failure throw a JS error naming the call and return NULL. */
-#define NAPI_CALL(env, call)                                                            \
-  do {                                                                                  \
-    if ((call) != napi_ok) {                                                            \
-      napi_throw_error((env), NULL, "shifter munge addon: " #call " failed");          \
-      return NULL;                                                                      \
-    }                                                                                   \
+#define NAPI_CALL(env, call)                                                                                           \
+  do {                                                                                                                 \
+    if ((call) != napi_ok) {                                                                                           \
+      napi_throw_error((env), NULL, "shifter munge addon: " #call " failed");                                          \
+      return NULL;                                                                                                     \
+    }                                                                                                                  \
   } while (0)
 
 /* Longest socket path accepted (sun_path is 108 bytes on Linux). */
@@ -47,22 +47,22 @@ typedef enum { OP_ENCODE, OP_DECODE } op_t;
 
 /* One encode or decode request, from the JS call to the settled Promise. */
 typedef struct {
-  op_t op;                   /* which libmunge call to make */
-  napi_async_work work;      /* the queued work item */
-  napi_deferred deferred;    /* settles the returned Promise */
+  op_t op;                          /* which libmunge call to make */
+  napi_async_work work;             /* the queued work item */
+  napi_deferred deferred;           /* settles the returned Promise */
   char socket[MAX_SOCKET_PATH + 1]; /* munged socket path, NUL-terminated */
-  char *input;               /* encode: payload bytes; decode: credential string (NUL-terminated); malloc'd */
-  size_t input_len;          /* length of input in bytes (without the NUL) */
-  int ttl;                   /* encode: credential lifetime in seconds; 0 = munged's default */
-  munge_err_t err;           /* result code of the libmunge call */
-  char message[256];         /* libmunge's error text, copied before the context is destroyed */
-  char *cred;                /* encode result, malloc'd by libmunge */
-  void *payload;             /* decode result payload, malloc'd by libmunge (may be NULL) */
-  int payload_len;           /* its length */
-  uid_t uid;                 /* decode: encoder's uid */
-  gid_t gid;                 /* decode: encoder's gid */
-  time_t encode_time;        /* decode: when the credential was encoded */
-  time_t decode_time;        /* decode: when it was decoded */
+  char *input;                      /* encode: payload bytes; decode: credential string (NUL-terminated); malloc'd */
+  size_t input_len;                 /* length of input in bytes (without the NUL) */
+  int ttl;                          /* encode: credential lifetime in seconds; 0 = munged's default */
+  munge_err_t err;                  /* result code of the libmunge call */
+  char message[256];                /* libmunge's error text, copied before the context is destroyed */
+  char *cred;                       /* encode result, malloc'd by libmunge */
+  void *payload;                    /* decode result payload, malloc'd by libmunge (may be NULL) */
+  int payload_len;                  /* its length */
+  uid_t uid;                        /* decode: encoder's uid */
+  gid_t gid;                        /* decode: encoder's gid */
+  time_t encode_time;               /* decode: when the credential was encoded */
+  time_t decode_time;               /* decode: when it was decoded */
 } request_t;
 
 /** Function prototypes **/
@@ -77,7 +77,8 @@ static napi_value queue_request(napi_env env, request_t *req);
 /*
  * Runs on a thread-pool thread. On entry req holds copies of every input; nothing here touches JS values.
  */
-static void execute(napi_env env, void *data) {
+static void execute(napi_env env, void *data)
+{
   (void)env;
   request_t *req = data;
   munge_ctx_t ctx = munge_ctx_create();
@@ -108,28 +109,33 @@ static void execute(napi_env env, void *data) {
 }
 
 /* Set a numeric property on obj; returns napi_ok or the failing status. */
-static napi_status set_number(napi_env env, napi_value obj, const char *name, double value) {
+static napi_status set_number(napi_env env, napi_value obj, const char *name, double value)
+{
   napi_value v;
   napi_status s = napi_create_double(env, value, &v);
-  if (s != napi_ok) return s;
+  if (s != napi_ok)
+    return s;
   return napi_set_named_property(env, obj, name, v);
 }
 
 /*
  * Runs on the JS thread after execute. Settles the Promise and frees the request.
  */
-static void complete(napi_env env, napi_status status, void *data) {
+static void complete(napi_env env, napi_status status, void *data)
+{
   request_t *req = data;
   napi_value result = NULL;
   int ok = status == napi_ok && req->err == EMUNGE_SUCCESS;
 
   if (ok && req->op == OP_ENCODE) {
-    if (napi_create_string_utf8(env, req->cred, NAPI_AUTO_LENGTH, &result) != napi_ok) ok = 0;
+    if (napi_create_string_utf8(env, req->cred, NAPI_AUTO_LENGTH, &result) != napi_ok)
+      ok = 0;
   } else if (ok) {
     napi_value payload;
     void *copy = NULL;
     if (napi_create_object(env, &result) != napi_ok ||
-        napi_create_buffer_copy(env, (size_t)req->payload_len, req->payload ? req->payload : "", &copy, &payload) != napi_ok ||
+        napi_create_buffer_copy(env, (size_t)req->payload_len, req->payload ? req->payload : "", &copy, &payload) !=
+            napi_ok ||
         napi_set_named_property(env, result, "payload", payload) != napi_ok ||
         set_number(env, result, "uid", (double)req->uid) != napi_ok ||
         set_number(env, result, "gid", (double)req->gid) != napi_ok ||
@@ -154,18 +160,21 @@ static void complete(napi_env env, napi_status status, void *data) {
   free_request(req);
 }
 
-static void free_request(request_t *req) {
+static void free_request(request_t *req)
+{
   free(req->input);
-  free(req->cred);     /* libmunge: the caller frees the credential */
-  free(req->payload);  /* libmunge: the caller frees the payload */
+  free(req->cred);    /* libmunge: the caller frees the credential */
+  free(req->payload); /* libmunge: the caller frees the payload */
   free(req);
 }
 
 /* Queue req on the thread pool and return its Promise. On failure req is freed and a JS error is pending. */
-static napi_value queue_request(napi_env env, request_t *req) {
+static napi_value queue_request(napi_env env, request_t *req)
+{
   napi_value promise, name;
   if (napi_create_promise(env, &req->deferred, &promise) != napi_ok ||
-      napi_create_string_utf8(env, req->op == OP_ENCODE ? "munge_encode" : "munge_decode", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_string_utf8(env, req->op == OP_ENCODE ? "munge_encode" : "munge_decode", NAPI_AUTO_LENGTH, &name) !=
+          napi_ok ||
       napi_create_async_work(env, NULL, name, execute, complete, req, &req->work) != napi_ok) {
     free_request(req);
     napi_throw_error(env, NULL, "shifter munge addon: cannot queue the request");
@@ -181,7 +190,8 @@ static napi_value queue_request(napi_env env, request_t *req) {
 }
 
 /* Copy a JS string argument into a fresh NUL-terminated heap buffer of at most max bytes. */
-static char *copy_string(napi_env env, napi_value value, size_t max, size_t *len_out) {
+static char *copy_string(napi_env env, napi_value value, size_t max, size_t *len_out)
+{
   size_t len;
   if (napi_get_value_string_utf8(env, value, NULL, 0, &len) != napi_ok) {
     napi_throw_type_error(env, NULL, "expected a string");
@@ -197,22 +207,26 @@ static char *copy_string(napi_env env, napi_value value, size_t max, size_t *len
     return NULL;
   }
   napi_get_value_string_utf8(env, value, buf, len + 1, &len);
-  if (len_out) *len_out = len;
+  if (len_out)
+    *len_out = len;
   return buf;
 }
 
 /* Fill req->socket from a JS string; returns 0 on success with a JS error pending otherwise. */
-static int set_socket(napi_env env, request_t *req, napi_value value) {
+static int set_socket(napi_env env, request_t *req, napi_value value)
+{
   size_t len;
   char *path = copy_string(env, value, MAX_SOCKET_PATH, &len);
-  if (path == NULL) return 0;
+  if (path == NULL)
+    return 0;
   memcpy(req->socket, path, len + 1);
   free(path);
   return 1;
 }
 
 /* encode(payload: Buffer, socketPath: string, ttl: number): Promise<string> */
-static napi_value js_encode(napi_env env, napi_callback_info info) {
+static napi_value js_encode(napi_env env, napi_callback_info info)
+{
   size_t argc = 3;
   napi_value argv[3];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -262,7 +276,8 @@ static napi_value js_encode(napi_env env, napi_callback_info info) {
 }
 
 /* decode(credential: string, socketPath: string): Promise<{uid, gid, payload, encodeTime, decodeTime}> */
-static napi_value js_decode(napi_env env, napi_callback_info info) {
+static napi_value js_decode(napi_env env, napi_callback_info info)
+{
   size_t argc = 2;
   napi_value argv[2];
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -284,10 +299,11 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
   return queue_request(env, req);
 }
 
-static napi_value init(napi_env env, napi_value exports) {
+static napi_value init(napi_env env, napi_value exports)
+{
   napi_property_descriptor props[] = {
-      {"encode", NULL, js_encode, NULL, NULL, NULL, napi_default, NULL},
-      {"decode", NULL, js_decode, NULL, NULL, NULL, napi_default, NULL},
+    { "encode", NULL, js_encode, NULL, NULL, NULL, napi_default, NULL },
+    { "decode", NULL, js_decode, NULL, NULL, NULL, napi_default, NULL },
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

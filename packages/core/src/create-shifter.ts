@@ -76,10 +76,13 @@ async function loadExport<T>(load: () => Promise<unknown>, name: string, what: s
   try {
     module = (await load()) as Loaded;
   } catch (error) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} cannot be loaded: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} cannot be loaded: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const value = module[name];
-  if (value === undefined) throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} is not available: its module has no ${name}`);
+  if (value === undefined)
+    throw new ConfigError('SHIFTER_CONFIG_INVALID', `${what} is not available: its module has no ${name}`);
   return value as T;
 }
 
@@ -90,10 +93,9 @@ export async function openDefaultStore(config: ShifterConfig): Promise<MetadataS
   if (config.metadata.kind === 'sqlite') {
     return new SqliteMetadataStore({ path: config.metadata.path });
   }
-  const MongoMetadataStore = await loadExport<{ connect?: (o: Record<string, unknown>) => Promise<MetadataStore> } & Constructor<MetadataStore>>(() => import('./adapters/mongo/index.js'),
-    'MongoMetadataStore',
-    'the MongoDB store',
-  );
+  const MongoMetadataStore = await loadExport<
+    { connect?: (o: Record<string, unknown>) => Promise<MetadataStore> } & Constructor<MetadataStore>
+  >(() => import('./adapters/mongo/index.js'), 'MongoMetadataStore', 'the MongoDB store');
   const options = { url: config.metadata.url, database: config.metadata.database };
   if (typeof MongoMetadataStore.connect === 'function') return MongoMetadataStore.connect(options);
   const store = new MongoMetadataStore(options) as MetadataStore & { connect?: () => Promise<void> };
@@ -106,10 +108,9 @@ export async function createDefaultQueue(config: ShifterConfig, store: MetadataS
   if (config.queue.kind === 'in-process') {
     return new InProcessJobQueue(store);
   }
-  const RedisJobQueue = await loadExport<new (store: MetadataStore, options: { url: string; prefix: string }) => JobQueue>(() => import('./adapters/redis/index.js'),
-    'RedisJobQueue',
-    'the Redis queue',
-  );
+  const RedisJobQueue = await loadExport<
+    new (store: MetadataStore, options: { url: string; prefix: string }) => JobQueue
+  >(() => import('./adapters/redis/index.js'), 'RedisJobQueue', 'the Redis queue');
   return new RedisJobQueue(store, { url: config.queue.url, prefix: config.queue.prefix });
 }
 
@@ -216,7 +217,14 @@ export async function createShifter(config: ShifterConfig, components: ShifterCo
     },
   });
 
-  const service = new ImageService({ config, store, queue, transferFor, puller: lazyPuller, ...(components.logger ? { logger: components.logger } : {}) });
+  const service = new ImageService({
+    config,
+    store,
+    queue,
+    transferFor,
+    puller: lazyPuller,
+    ...(components.logger ? { logger: components.logger } : {}),
+  });
   const authenticator = createAuthenticator({
     config,
     verifierFor,

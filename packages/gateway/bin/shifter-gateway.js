@@ -11,10 +11,14 @@ if (existsSync(built) && process.env.SHIFTER_GATEWAY_FROM_SOURCE !== '1') {
 } else {
   const source = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
   const tsx = import.meta.resolve('tsx');
-  const child = spawn(process.execPath, ['--conditions=@shifter/source', '--import', tsx, source, ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    cwd: process.cwd(),
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@shifter/source', '--import', tsx, source, ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+      cwd: process.cwd(),
+    },
+  );
   for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
 }

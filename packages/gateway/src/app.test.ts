@@ -1,4 +1,13 @@
-import { AuthError, NotFoundError, ShifterError, parseConfig, toImageResponse, upstreamJson, type Caller, type ImageRecord } from '@shifter/core';
+import {
+  AuthError,
+  NotFoundError,
+  ShifterError,
+  parseConfig,
+  toImageResponse,
+  upstreamJson,
+  type Caller,
+  type ImageRecord,
+} from '@shifter/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp, type GatewayImageService } from './app.js';
 
@@ -56,7 +65,11 @@ const service: GatewayImageService = {
   },
   async pull(system, type, tag, caller, acl) {
     calls.push({ method: 'pull', args: [system, type, tag, caller, acl] });
-    return record({ status: 'PULLING', imageId: null, progress: { step: 'Pulling layer 1/2', layer: 'sha256:aa', bytesDone: 2048, bytesTotal: 4096 } });
+    return record({
+      status: 'PULLING',
+      imageId: null,
+      progress: { step: 'Pulling layer 1/2', layer: 'sha256:aa', bytesDone: 2048, bytesTotal: 4096 },
+    });
   },
   async importImage() {
     return record({ status: 'PENDING' });
@@ -88,7 +101,8 @@ const authenticator = {
 };
 
 let app: Awaited<ReturnType<typeof buildApp>> | undefined;
-const build = async () => (app = await buildApp({ config, service, authenticator, version: '1.2.3', defaultMetrics: false }));
+const build = async () =>
+  (app = await buildApp({ config, service, authenticator, version: '1.2.3', defaultMetrics: false }));
 afterEach(async () => {
   calls.length = 0;
   await app?.close();
@@ -101,25 +115,41 @@ describe('buildApp: open endpoints', () => {
     expect(status.statusCode).toBe(200);
     expect(status.json()).toEqual({ status: 'up', version: '1.2.3', systems: ['cluster'] });
 
-    await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/secret-image%3A1/', headers: { authentication: 'alice:1000' } });
+    await gateway.inject({
+      method: 'GET',
+      url: '/api/lookup/cluster/docker/secret-image%3A1/',
+      headers: { authentication: 'alice:1000' },
+    });
     const metrics = await gateway.inject({ method: 'GET', url: '/metrics' });
     expect(metrics.statusCode).toBe(200);
     expect(metrics.body).toContain('shifter_gateway_requests_total');
     expect(metrics.body).toContain('route="/api/lookup/:system/:type/*"');
     expect(metrics.body).not.toContain('secret-image');
     // Counted per route, method and status (children of the label sets are reused across requests).
-    await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/other%3A1/', headers: { authentication: 'alice:1000' } });
+    await gateway.inject({
+      method: 'GET',
+      url: '/api/lookup/cluster/docker/other%3A1/',
+      headers: { authentication: 'alice:1000' },
+    });
     await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/x/' });
     const again = (await gateway.inject({ method: 'GET', url: '/metrics' })).body;
-    expect(again).toContain('shifter_gateway_requests_total{route="/api/lookup/:system/:type/*",method="GET",status_code="200"} 2');
-    expect(again).toContain('shifter_gateway_requests_total{route="/api/lookup/:system/:type/*",method="GET",status_code="401"} 1');
-    expect(again).toContain('shifter_gateway_request_duration_seconds_count{route="/api/lookup/:system/:type/*",method="GET"} 3');
+    expect(again).toContain(
+      'shifter_gateway_requests_total{route="/api/lookup/:system/:type/*",method="GET",status_code="200"} 2',
+    );
+    expect(again).toContain(
+      'shifter_gateway_requests_total{route="/api/lookup/:system/:type/*",method="GET",status_code="401"} 1',
+    );
+    expect(again).toContain(
+      'shifter_gateway_request_duration_seconds_count{route="/api/lookup/:system/:type/*",method="GET"} 3',
+    );
 
     const openapi = await gateway.inject({ method: 'GET', url: '/api/openapi.json' });
     expect(openapi.statusCode).toBe(200);
     const document = openapi.json() as { openapi: string; paths: Record<string, unknown> };
     expect(document.openapi).toBe('3.1.0');
-    expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/api/pull/{system}/{type}/{*}', '/api/status']));
+    expect(Object.keys(document.paths)).toEqual(
+      expect.arrayContaining(['/api/pull/{system}/{type}/{*}', '/api/status']),
+    );
     const ui = await gateway.inject({ method: 'GET', url: '/api/docs' });
     expect(ui.statusCode).toBeLessThan(400);
   });
@@ -140,32 +170,56 @@ describe('buildApp: authentication', () => {
     ] as const) {
       const response = await gateway.inject({ method, url });
       expect(response.statusCode, url).toBe(401);
-      expect(response.json()).toMatchObject({ status: 401, code: 'SHIFTER_AUTH_REQUIRED', error: 'SHIFTER_AUTH_REQUIRED' });
+      expect(response.json()).toMatchObject({
+        status: 401,
+        code: 'SHIFTER_AUTH_REQUIRED',
+        error: 'SHIFTER_AUTH_REQUIRED',
+      });
     }
   });
 
   it('maps verifier failures to their codes (replayed 401, munged down 503 with retry-after)', async () => {
     const gateway = await build();
-    const replayed = await gateway.inject({ method: 'GET', url: '/api/list/cluster/', headers: { authentication: 'replayed' } });
+    const replayed = await gateway.inject({
+      method: 'GET',
+      url: '/api/list/cluster/',
+      headers: { authentication: 'replayed' },
+    });
     expect(replayed.statusCode).toBe(401);
     expect(replayed.json().code).toBe('SHIFTER_AUTH_REPLAYED');
-    const down = await gateway.inject({ method: 'GET', url: '/api/list/cluster/', headers: { authentication: 'down' } });
+    const down = await gateway.inject({
+      method: 'GET',
+      url: '/api/list/cluster/',
+      headers: { authentication: 'down' },
+    });
     expect(down.statusCode).toBe(503);
     expect(down.headers['retry-after']).toBe('5');
   });
 
   it('answers an unknown system with 404 SHIFTER_SYSTEM_UNKNOWN', async () => {
     const gateway = await build();
-    const response = await gateway.inject({ method: 'GET', url: '/api/list/systemc/', headers: { authentication: 'alice:1' } });
+    const response = await gateway.inject({
+      method: 'GET',
+      url: '/api/list/systemc/',
+      headers: { authentication: 'alice:1' },
+    });
     expect(response.statusCode).toBe(404);
     expect(response.json().code).toBe('SHIFTER_SYSTEM_UNKNOWN');
   });
 
   it('answers 403 for a non-admin expire', async () => {
     const gateway = await build();
-    const response = await gateway.inject({ method: 'GET', url: '/api/expire/cluster/docker/busybox/', headers: { authentication: 'alice:1000' } });
+    const response = await gateway.inject({
+      method: 'GET',
+      url: '/api/expire/cluster/docker/busybox/',
+      headers: { authentication: 'alice:1000' },
+    });
     expect(response.statusCode).toBe(403);
-    const admin = await gateway.inject({ method: 'GET', url: '/api/expire/cluster/docker/busybox/', headers: { authentication: 'root:0' } });
+    const admin = await gateway.inject({
+      method: 'GET',
+      url: '/api/expire/cluster/docker/busybox/',
+      headers: { authentication: 'root:0' },
+    });
     expect(admin.json()).toEqual({ status: true });
   });
 });
@@ -181,7 +235,21 @@ describe('buildApp: routes', () => {
     expect(response.statusCode).toBe(200);
     expect(calls[0]?.args.slice(0, 3)).toEqual(['cluster', 'docker', '127.0.0.1:5000/test/busybox:latest']);
     expect(Object.keys(response.json()).sort()).toEqual(
-      ['ENTRY', 'ENV', 'LABELS', 'WORKDIR', 'groupACL', 'id', 'itype', 'last_pull', 'status', 'status_message', 'system', 'tag', 'userACL'].sort(),
+      [
+        'ENTRY',
+        'ENV',
+        'LABELS',
+        'WORKDIR',
+        'groupACL',
+        'id',
+        'itype',
+        'last_pull',
+        'status',
+        'status_message',
+        'system',
+        'tag',
+        'userACL',
+      ].sort(),
     );
     expect(response.json()).toMatchObject({ last_pull: 1_700_000_000, ENV: ['PATH=/bin'], LABELS: { a: 'b' } });
     // Upstream's client reads last_pull as a double; a whole second is still written with its fraction.
@@ -199,7 +267,12 @@ describe('buildApp: routes', () => {
       defaultMetrics: false,
     });
     app = gateway;
-    const get = () => gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/frozen%3A1/', headers: { authentication: 'alice:1000' } });
+    const get = () =>
+      gateway.inject({
+        method: 'GET',
+        url: '/api/lookup/cluster/docker/frozen%3A1/',
+        headers: { authentication: 'alice:1000' },
+      });
     const first = await get();
     const second = await get();
     next = plain;
@@ -211,7 +284,11 @@ describe('buildApp: routes', () => {
       expect(response.headers['content-type']).toBe('application/json');
       expect(response.headers['content-length']).toBe(first.headers['content-length']);
     }
-    const list = await gateway.inject({ method: 'GET', url: '/api/list/cluster/', headers: { authentication: 'alice:1000' } });
+    const list = await gateway.inject({
+      method: 'GET',
+      url: '/api/list/cluster/',
+      headers: { authentication: 'alice:1000' },
+    });
     expect(list.headers['content-type']).toBe(first.headers['content-type']);
   });
 
@@ -225,35 +302,68 @@ describe('buildApp: routes', () => {
     });
     expect(response.statusCode).toBe(200);
     expect(calls[0]?.args[4]).toEqual({ allowedUids: [1000, 1001], allowedGids: [1002, 1003] });
-    expect(response.json()).toMatchObject({ status: 'PULLING', id: 'MISSING', ENTRY: 'MISSING', status_message: 'Pulling layer 1/2 sha256:aa 2.0 KiB / 4.0 KiB' });
+    expect(response.json()).toMatchObject({
+      status: 'PULLING',
+      id: 'MISSING',
+      ENTRY: 'MISSING',
+      status_message: 'Pulling layer 1/2 sha256:aa 2.0 KiB / 4.0 KiB',
+    });
   });
 
   it('accepts a pull without a body', async () => {
     const gateway = await build();
-    const response = await gateway.inject({ method: 'POST', url: '/api/pull/cluster/docker/busybox/', headers: { authentication: 'a:1', 'content-type': 'application/json' } });
+    const response = await gateway.inject({
+      method: 'POST',
+      url: '/api/pull/cluster/docker/busybox/',
+      headers: { authentication: 'a:1', 'content-type': 'application/json' },
+    });
     expect(response.statusCode).toBe(200);
   });
 
   it('gives hostile bodies their 4xx: malformed JSON 400, bad ACL 400, oversized 413', async () => {
     const gateway = await build();
     const headers = { authentication: 'alice:1000', 'content-type': 'application/json' };
-    const malformed = await gateway.inject({ method: 'POST', url: '/api/pull/cluster/docker/busybox/', headers, payload: '{"allowed_uids": ' });
+    const malformed = await gateway.inject({
+      method: 'POST',
+      url: '/api/pull/cluster/docker/busybox/',
+      headers,
+      payload: '{"allowed_uids": ',
+    });
     expect(malformed.statusCode).toBe(400);
     expect(malformed.json().code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
-    const badAcl = await gateway.inject({ method: 'POST', url: '/api/pull/cluster/docker/busybox/', headers, payload: { allowed_uids: 'root; rm -rf /' } });
+    const badAcl = await gateway.inject({
+      method: 'POST',
+      url: '/api/pull/cluster/docker/busybox/',
+      headers,
+      payload: { allowed_uids: 'root; rm -rf /' },
+    });
     expect(badAcl.statusCode).toBe(400);
     expect(badAcl.json().details.issues[0].path).toBe('allowed_uids');
-    const huge = await gateway.inject({ method: 'POST', url: '/api/pull/cluster/docker/busybox/', headers, payload: { allowed_uids: '1,'.repeat(2000) } });
+    const huge = await gateway.inject({
+      method: 'POST',
+      url: '/api/pull/cluster/docker/busybox/',
+      headers,
+      payload: { allowed_uids: '1,'.repeat(2000) },
+    });
     expect(huge.statusCode).toBe(413);
     expect(huge.json().code).toBe('SHIFTER_REQUEST_TOO_LARGE');
-    const proto = await gateway.inject({ method: 'POST', url: '/api/pull/cluster/docker/busybox/', headers, payload: '{"__proto__": {"polluted": 1}}' });
+    const proto = await gateway.inject({
+      method: 'POST',
+      url: '/api/pull/cluster/docker/busybox/',
+      headers,
+      payload: '{"__proto__": {"polluted": 1}}',
+    });
     expect(proto.statusCode).toBe(200);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it('hides internal error messages and never answers a client error with 5xx', async () => {
     const gateway = await build();
-    const internal = await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/boom/', headers: { authentication: 'a:1' } });
+    const internal = await gateway.inject({
+      method: 'GET',
+      url: '/api/lookup/cluster/docker/boom/',
+      headers: { authentication: 'a:1' },
+    });
     expect(internal.statusCode).toBe(500);
     expect(internal.body).not.toContain('secret');
     const unknownRoute = await gateway.inject({ method: 'GET', url: '/api/nope' });
@@ -262,18 +372,36 @@ describe('buildApp: routes', () => {
     const wrongMethod = await gateway.inject({ method: 'DELETE', url: '/api/status' });
     expect(wrongMethod.statusCode).toBe(405);
     expect(wrongMethod.json()).toMatchObject({ code: 'SHIFTER_METHOD_NOT_ALLOWED' });
-    const missing = await gateway.inject({ method: 'GET', url: '/api/lookup/cluster/docker/missing%3Alatest/', headers: { authentication: 'a:1' } });
+    const missing = await gateway.inject({
+      method: 'GET',
+      url: '/api/lookup/cluster/docker/missing%3Alatest/',
+      headers: { authentication: 'a:1' },
+    });
     expect(missing.statusCode).toBe(404);
     expect(missing.json()).toMatchObject({ status: 404, code: 'SHIFTER_IMAGE_NOT_FOUND', message: 'no such image' });
   });
 
   it('returns metrics rows in upstream shape and queue entries', async () => {
     const gateway = await build();
-    const metrics = await gateway.inject({ method: 'GET', url: '/api/metrics/cluster/?limit=20', headers: { authentication: 'root:0' } });
-    expect(metrics.json()).toEqual([{ user: 'u', uid: 1, system: 'cluster', type: 'docker', tag: 't', id: 'i', time: 2 }]);
-    const badLimit = await gateway.inject({ method: 'GET', url: '/api/metrics/cluster/?limit=-3', headers: { authentication: 'root:0' } });
+    const metrics = await gateway.inject({
+      method: 'GET',
+      url: '/api/metrics/cluster/?limit=20',
+      headers: { authentication: 'root:0' },
+    });
+    expect(metrics.json()).toEqual([
+      { user: 'u', uid: 1, system: 'cluster', type: 'docker', tag: 't', id: 'i', time: 2 },
+    ]);
+    const badLimit = await gateway.inject({
+      method: 'GET',
+      url: '/api/metrics/cluster/?limit=-3',
+      headers: { authentication: 'root:0' },
+    });
     expect(badLimit.statusCode).toBe(400);
-    const queue = await gateway.inject({ method: 'GET', url: '/api/queue/cluster/', headers: { authentication: 'a:1' } });
+    const queue = await gateway.inject({
+      method: 'GET',
+      url: '/api/queue/cluster/',
+      headers: { authentication: 'a:1' },
+    });
     expect(queue.json()).toEqual({ list: [{ status: 'PULLING', image: 'busybox:latest', status_message: 'x' }] });
   });
 });

@@ -103,10 +103,17 @@ const safeJsonParse = (text: string): unknown =>
 function parseWith<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const result = schema.safeParse(value ?? {});
   if (!result.success) {
-    const issues = result.error.issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `invalid ${what}: ${issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; ')}`, {
-      details: { issues },
-    });
+    const issues = result.error.issues.map((issue) => ({
+      path: issue.path.map(String).join('.'),
+      message: issue.message,
+    }));
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `invalid ${what}: ${issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; ')}`,
+      {
+        details: { issues },
+      },
+    );
   }
   return result.data;
 }
@@ -134,9 +141,13 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
   const logger = deps.logger;
   const isInstance = logger !== undefined && typeof logger === 'object' && logger !== null && 'child' in logger;
   const app = Fastify({
-    ...(isInstance ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] } : { logger: (logger as FastifyServerOptions['logger']) ?? false }),
+    ...(isInstance
+      ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
+      : { logger: (logger as FastifyServerOptions['logger']) ?? false }),
     // Per-request loggers are bound only when a request actually logs (see LazyChildLogger).
-    ...(logger ? { childLoggerFactory: lazyChildLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'] } : {}),
+    ...(logger
+      ? { childLoggerFactory: lazyChildLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'] }
+      : {}),
     bodyLimit: config.gateway.bodyLimit,
     // Slow-client defences and the header limit (plugins/connection-guard.ts).
     ...serverTimeouts(config.gateway),
@@ -179,7 +190,8 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
   // UTF-8 by definition (RFC 8259), so nothing is lost.
   app.addHook('onSend', (_request, reply, payload, done) => {
     const type = reply.getHeader('content-type');
-    if (typeof type === 'string' && type !== JSON_TYPE && /^application\/json\s*;/i.test(type)) reply.header('content-type', JSON_TYPE);
+    if (typeof type === 'string' && type !== JSON_TYPE && /^application\/json\s*;/i.test(type))
+      reply.header('content-type', JSON_TYPE);
     done(null, payload);
   });
   registerErrorHandler(app);
@@ -199,25 +211,39 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/api/docs' });
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const authenticate = async (request: { headers: Record<string, string | string[] | undefined> }, system: string): Promise<Caller> => {
+  const authenticate = async (
+    request: { headers: Record<string, string | string[] | undefined> },
+    system: string,
+  ): Promise<Caller> => {
     const header = request.headers[GATEWAY_AUTH_HEADER];
     if (Array.isArray(header)) throw new ShifterError('SHIFTER_AUTH_INVALID', 'send exactly one authentication header');
     return authenticator.authenticate(system, header);
   };
   const labels = config.enableLabels;
 
-  app.get(GATEWAY_ROUTES.status, { schema: { summary: 'Liveness; needs no credentials', response: { 200: jsonSchema(StatusResponseSchema) } } }, async () => ({
-    status: 'up' as const,
-    version: deps.version ?? '0.0.0',
-    systems: service.systems(),
-  }));
+  app.get(
+    GATEWAY_ROUTES.status,
+    { schema: { summary: 'Liveness; needs no credentials', response: { 200: jsonSchema(StatusResponseSchema) } } },
+    async () => ({
+      status: 'up' as const,
+      version: deps.version ?? '0.0.0',
+      systems: service.systems(),
+    }),
+  );
 
   type SystemRequest = { Params: { system: string } };
   type ImageRequest = { Params: { system: string; type: string; '*': string } };
 
   app.get<SystemRequest>(
     GATEWAY_ROUTES.list,
-    { schema: { summary: 'READY images the caller may see', params: systemParams, security, response: { 200: jsonSchema(ListResponseSchema), ...errorResponses } } },
+    {
+      schema: {
+        summary: 'READY images the caller may see',
+        params: systemParams,
+        security,
+        response: { 200: jsonSchema(ListResponseSchema), ...errorResponses },
+      },
+    },
     async (request) => {
       const caller = await authenticate(request, request.params.system);
       const records = await service.list(request.params.system, caller);
@@ -240,7 +266,14 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
 
   app.get<ImageRequest>(
     GATEWAY_ROUTES.lookup,
-    { schema: { summary: 'Look up a READY image by tag (counts as use)', params: imageParams, security, response: { 200: jsonSchema(ImageResponseSchema), ...errorResponses } } },
+    {
+      schema: {
+        summary: 'Look up a READY image by tag (counts as use)',
+        params: imageParams,
+        security,
+        response: { 200: jsonSchema(ImageResponseSchema), ...errorResponses },
+      },
+    },
     async (request, reply) => {
       const caller = await authenticate(request, request.params.system);
       const record = await service.lookup(request.params.system, request.params.type, tagOf(request.params), caller);
@@ -284,28 +317,50 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
     async (request) => {
       const caller = await authenticate(request, request.params.system);
       const body = parseWith(ImportRequestBodySchema, request.body, 'import request body');
-      const record = await service.importImage(request.params.system, request.params.type, tagOf(request.params), caller, {
-        filepath: body.filepath,
-        format: body.format,
-        allowedUids: body.allowed_uids,
-        allowedGids: body.allowed_gids,
-      });
+      const record = await service.importImage(
+        request.params.system,
+        request.params.type,
+        tagOf(request.params),
+        caller,
+        {
+          filepath: body.filepath,
+          format: body.format,
+          allowedUids: body.allowed_uids,
+          allowedGids: body.allowed_gids,
+        },
+      );
       return toImageResponse(record, { labels });
     },
   );
 
   app.get<ImageRequest>(
     GATEWAY_ROUTES.expire,
-    { schema: { summary: 'Admin: expire an image', params: imageParams, security, response: { 200: jsonSchema(ExpireResponseSchema), ...errorResponses } } },
+    {
+      schema: {
+        summary: 'Admin: expire an image',
+        params: imageParams,
+        security,
+        response: { 200: jsonSchema(ExpireResponseSchema), ...errorResponses },
+      },
+    },
     async (request) => {
       const caller = await authenticate(request, request.params.system);
-      return { status: await service.expire(request.params.system, request.params.type, tagOf(request.params), caller) };
+      return {
+        status: await service.expire(request.params.system, request.params.type, tagOf(request.params), caller),
+      };
     },
   );
 
   app.get<SystemRequest>(
     GATEWAY_ROUTES.autoexpire,
-    { schema: { summary: 'Admin: expire unused images and clean stuck records', params: systemParams, security, response: { 200: jsonSchema(AutoexpireResponseSchema), ...errorResponses } } },
+    {
+      schema: {
+        summary: 'Admin: expire unused images and clean stuck records',
+        params: systemParams,
+        security,
+        response: { 200: jsonSchema(AutoexpireResponseSchema), ...errorResponses },
+      },
+    },
     async (request) => {
       const caller = await authenticate(request, request.params.system);
       return { status: await service.autoexpire(request.params.system, caller) };
@@ -327,13 +382,29 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
       const caller = await authenticate(request, request.params.system);
       const { limit } = parseWith(MetricsQuerySchema, request.query, 'query');
       const rows = await service.metrics(request.params.system, caller, limit);
-      return rows.map((row) => ({ user: row.user, uid: row.uid, system: row.system, type: row.itype, tag: row.tag, id: row.imageId, time: row.time / 1000 }));
+      return rows.map((row) => ({
+        user: row.user,
+        uid: row.uid,
+        system: row.system,
+        type: row.itype,
+        tag: row.tag,
+        id: row.imageId,
+        time: row.time / 1000,
+      }));
     },
   );
 
   app.get<SystemRequest>(
     GATEWAY_ROUTES.queue,
-    { schema: { summary: 'Pulls and imports in flight the caller may see: their own and public ones (needs credentials, unlike upstream)', params: systemParams, security, response: { 200: jsonSchema(QueueResponseSchema), ...errorResponses } } },
+    {
+      schema: {
+        summary:
+          'Pulls and imports in flight the caller may see: their own and public ones (needs credentials, unlike upstream)',
+        params: systemParams,
+        security,
+        response: { 200: jsonSchema(QueueResponseSchema), ...errorResponses },
+      },
+    },
     async (request) => {
       const caller = await authenticate(request, request.params.system);
       return { list: await service.queue(request.params.system, caller) };
@@ -350,10 +421,18 @@ export async function buildApp(deps: GatewayDeps): Promise<FastifyInstance> {
       url,
       schema: { hide: true },
       handler: async (request, reply) => {
-        const error = new ShifterError('SHIFTER_METHOD_NOT_ALLOWED', `${request.method.slice(0, 16)} is not offered here; use ${allow.join(', ')}`, {
-          details: { allow },
-        });
-        return reply.status(405).header('allow', allow.join(', ')).type('application/json').send(JSON.stringify(errorBody(error)));
+        const error = new ShifterError(
+          'SHIFTER_METHOD_NOT_ALLOWED',
+          `${request.method.slice(0, 16)} is not offered here; use ${allow.join(', ')}`,
+          {
+            details: { allow },
+          },
+        );
+        return reply
+          .status(405)
+          .header('allow', allow.join(', '))
+          .type('application/json')
+          .send(JSON.stringify(errorBody(error)));
       },
     });
   }

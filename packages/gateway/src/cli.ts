@@ -6,7 +6,14 @@
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 64 usage, 78 configuration, 69 unavailable store, 70 other.
  */
 import { parseArgs } from 'node:util';
-import { ExitCode, ShifterError, configFileFromEnvironment, loadConfig, processEnvironment, toShifterError } from '@shifter/core';
+import {
+  ExitCode,
+  ShifterError,
+  configFileFromEnvironment,
+  loadConfig,
+  processEnvironment,
+  toShifterError,
+} from '@shifter/core';
 import { formatMigrationReport, runMigration } from './migrate-command.js';
 import { GATEWAY_VERSION, startGateway, startWorker } from './server.js';
 
@@ -58,7 +65,11 @@ export async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   const command = positionals[0];
-  if (values.help || (command !== 'serve' && command !== 'worker' && command !== 'migrate-upstream') || positionals.length > 1) {
+  if (
+    values.help ||
+    (command !== 'serve' && command !== 'worker' && command !== 'migrate-upstream') ||
+    positionals.length > 1
+  ) {
     (values.help ? process.stdout : process.stderr).write(`${USAGE}\n`);
     if (!values.help) process.exit(ExitCode.USAGE);
     return;
@@ -68,7 +79,8 @@ export async function main(argv: readonly string[]): Promise<void> {
   const gateway: Record<string, unknown> = {};
   if (values.host !== undefined) gateway.host = values.host;
   if (values.port !== undefined) {
-    if (!/^\d{1,5}$/.test(values.port)) fail(new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `--port must be a number, got ${values.port}`));
+    if (!/^\d{1,5}$/.test(values.port))
+      fail(new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `--port must be a number, got ${values.port}`));
     gateway.port = Number(values.port);
   }
   let config;

@@ -6,4 +6,11 @@
 export { JSON_TYPE, buildApp, type GatewayDeps, type GatewayImageService } from './app.js';
 export { errorBody, toReplyError } from './plugins/error-handler.js';
 export { registerMetrics, type GatewayMetrics } from './plugins/metrics.js';
-export { GATEWAY_VERSION, createLogger, startGateway, startWorker, type RunningGateway, type StartGatewayOptions } from './server.js';
+export {
+  GATEWAY_VERSION,
+  createLogger,
+  startGateway,
+  startWorker,
+  type RunningGateway,
+  type StartGatewayOptions,
+} from './server.js';

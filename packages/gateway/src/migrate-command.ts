@@ -3,7 +3,14 @@
  * gateway's store (docs/migration.md). The work is `migrateUpstream` of `@shifter/core`; this file parses options and
  * prints the report.
  */
-import { type MigrationReport, type ShifterConfig, ShifterError, migrateUpstream, migrationSystems, openDefaultStore } from '@shifter/core';
+import {
+  type MigrationReport,
+  type ShifterConfig,
+  ShifterError,
+  migrateUpstream,
+  migrationSystems,
+  openDefaultStore,
+} from '@shifter/core';
 
 /** Options of {@link runMigration}. */
 export interface MigrationCommandOptions {
@@ -25,7 +32,10 @@ export async function runMigration(config: ShifterConfig, options: MigrationComm
   for (const entry of options.imageDirs ?? []) {
     const equals = entry.indexOf('=');
     if (equals <= 0 || !entry.slice(equals + 1).startsWith('/')) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `--image-dir takes SYSTEM=/absolute/dir, got ${JSON.stringify(entry)}`);
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `--image-dir takes SYSTEM=/absolute/dir, got ${JSON.stringify(entry)}`,
+      );
     }
     sourceDirs[entry.slice(0, equals)] = entry.slice(equals + 1);
   }
@@ -52,10 +62,16 @@ export function formatMigrationReport(report: MigrationReport): string {
   const lines: string[] = [];
   const verb = report.dryRun ? 'would take' : 'took';
   for (const image of report.images.taken) {
-    lines.push(`${verb}: ${image.system} ${image.itype} ${image.tags.join(',')} ${image.imageId}${image.private ? ' (private)' : ''}${image.copied ? ' (files copied)' : ''}`);
+    lines.push(
+      `${verb}: ${image.system} ${image.itype} ${image.tags.join(',')} ${image.imageId}${image.private ? ' (private)' : ''}${image.copied ? ' (files copied)' : ''}`,
+    );
   }
-  for (const image of report.images.unchanged) lines.push(`unchanged: ${image.system} ${image.itype} ${image.tags.join(',')} ${image.imageId}`);
-  for (const skip of report.images.skipped) lines.push(`skipped: record ${skip.upstreamId} ${skip.system ?? '-'} ${skip.tags.join(',') || '-'}: ${skip.reason}`);
+  for (const image of report.images.unchanged)
+    lines.push(`unchanged: ${image.system} ${image.itype} ${image.tags.join(',')} ${image.imageId}`);
+  for (const skip of report.images.skipped)
+    lines.push(
+      `skipped: record ${skip.upstreamId} ${skip.system ?? '-'} ${skip.tags.join(',') || '-'}: ${skip.reason}`,
+    );
   for (const skip of report.metrics.skipped) lines.push(`skipped metrics row ${skip.upstreamId}: ${skip.reason}`);
   lines.push(
     `${report.dryRun ? 'dry run, nothing written: ' : ''}images: ${report.images.taken.length} ${report.dryRun ? 'to take' : 'taken'}, ` +

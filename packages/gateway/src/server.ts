@@ -5,7 +5,13 @@
  * @packageDocumentation
  */
 import { readFileSync } from 'node:fs';
-import { checkDeployment, createShifter, type Shifter, type ShifterComponents, type ShifterConfig } from '@shifter/core';
+import {
+  checkDeployment,
+  createShifter,
+  type Shifter,
+  type ShifterComponents,
+  type ShifterConfig,
+} from '@shifter/core';
 import type { FastifyInstance } from 'fastify';
 import { destination, pino, type Logger } from 'pino';
 import { buildApp } from './app.js';
@@ -14,7 +20,8 @@ import { fdBudgetWarning } from './plugins/connection-guard.js';
 /** Version of this package (reported by /api/status). */
 export const GATEWAY_VERSION: string = (() => {
   try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
   } catch {
     return '0.0.0';
   }
@@ -57,11 +64,21 @@ export async function startGateway(config: ShifterConfig, options: StartGatewayO
   const shifter = await createShifter(config, { logger, ...options.components });
   try {
     if (config.queue.kind === 'in-process' || options.withWorkers) await shifter.service.startWorkers();
-    const app = await buildApp({ config, service: shifter.service, authenticator: shifter.authenticator, version: GATEWAY_VERSION, logger });
+    const app = await buildApp({
+      config,
+      service: shifter.service,
+      authenticator: shifter.authenticator,
+      version: GATEWAY_VERSION,
+      logger,
+    });
     const fdWarning = fdBudgetWarning(config.gateway);
-    if (fdWarning) logger.warn({ maxConnections: config.gateway.maxConnections, fdReserve: config.gateway.fdReserve }, fdWarning);
+    if (fdWarning)
+      logger.warn({ maxConnections: config.gateway.maxConnections, fdReserve: config.gateway.fdReserve }, fdWarning);
     const url = await app.listen({ host: config.gateway.host, port: config.gateway.port });
-    logger.info({ url, systems: shifter.service.systems(), metadata: config.metadata.kind, queue: config.queue.kind }, 'gateway listening');
+    logger.info(
+      { url, systems: shifter.service.systems(), metadata: config.metadata.kind, queue: config.queue.kind },
+      'gateway listening',
+    );
     let closing: Promise<void> | null = null;
     return {
       app,
@@ -83,7 +100,11 @@ export async function startGateway(config: ShifterConfig, options: StartGatewayO
  * Start `worker` for one system: the jobs of that system only, against the shared MongoDB store and Redis queue.
  * @throws {@link ConfigError} `SHIFTER_CONFIG_INVALID` unless the config uses mongo + redis and names the system
  */
-export async function startWorker(config: ShifterConfig, system: string, options: Omit<StartGatewayOptions, 'withWorkers'> = {}): Promise<Shifter> {
+export async function startWorker(
+  config: ShifterConfig,
+  system: string,
+  options: Omit<StartGatewayOptions, 'withWorkers'> = {},
+): Promise<Shifter> {
   checkDeployment(config, 'worker', system);
   const logger = options.logger ?? createLogger(config);
   const shifter = await createShifter(config, { logger, ...options.components });

@@ -11,7 +11,11 @@ describe('buildShifterArgs', () => {
       buildShifterArgs({
         image: 'docker:ubuntu:22.04',
         command: ['echo', '--not-an-option'],
-        volumes: [{ from: '/scratch/a', to: '/data', readOnly: true }, '/b:/c', { from: '/x', to: '/cache', perNodeCacheBytes: 1024 }],
+        volumes: [
+          { from: '/scratch/a', to: '/data', readOnly: true },
+          '/b:/c',
+          { from: '/x', to: '/cache', perNodeCacheBytes: 1024 },
+        ],
         entrypoint: true,
         workdir: '/work',
         env: { A: '1', B: 'two words' },
@@ -99,7 +103,9 @@ describe('runShifter', () => {
   });
 
   it('rejects invalid options before spawning', async () => {
-    await expect(runShifter({ shifterPath: fake, image: '' })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(runShifter({ shifterPath: fake, image: '' })).rejects.toMatchObject({
+      code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+    });
   });
 
   it('kills the process when the abort signal fires', async () => {
@@ -116,7 +122,7 @@ describe('runShifter', () => {
 });
 
 describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
-  it('builds the prolog command line in setupRoot\'s option order', () => {
+  it("builds the prolog command line in setupRoot's option order", () => {
     expect(
       buildSetupRootArgs({
         imageId: 'ABCDEF01',
@@ -128,9 +134,46 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
         hosts: { node1: 2, node2: 1 },
         verbose: true,
       }),
-    ).toEqual(['-V', '-v', '/scratch:/data:ro;/a:/b', '-u', 'alice', '-U', '1000', '-G', '100', '-N', 'node1/2 node2/1', '-m', 'mpich', 'id', 'abcdef01']);
-    expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6 })).toEqual(['-u', 'bob', '-U', '5', '-G', '6', 'id', 'ab']);
-    expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6, job: 42, verbose: true })).toEqual(['-V', '-j', '42', '-u', 'bob', '-U', '5', '-G', '6', 'id', 'ab']);
+    ).toEqual([
+      '-V',
+      '-v',
+      '/scratch:/data:ro;/a:/b',
+      '-u',
+      'alice',
+      '-U',
+      '1000',
+      '-G',
+      '100',
+      '-N',
+      'node1/2 node2/1',
+      '-m',
+      'mpich',
+      'id',
+      'abcdef01',
+    ]);
+    expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6 })).toEqual([
+      '-u',
+      'bob',
+      '-U',
+      '5',
+      '-G',
+      '6',
+      'id',
+      'ab',
+    ]);
+    expect(buildSetupRootArgs({ imageId: 'ab', user: 'bob', uid: 5, gid: 6, job: 42, verbose: true })).toEqual([
+      '-V',
+      '-j',
+      '42',
+      '-u',
+      'bob',
+      '-U',
+      '5',
+      '-G',
+      '6',
+      'id',
+      'ab',
+    ]);
   });
 
   it.each([
@@ -144,7 +187,9 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
     [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, job: 4294967296 }, 'job'],
     [{ imageId: 'ab', user: 'a', uid: 1, gid: 1, job: 1.5 }, 'job'],
   ])('refuses %j', (options, field) => {
-    expect(() => buildSetupRootArgs(options)).toThrow(expect.objectContaining({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT', details: { field } }));
+    expect(() => buildSetupRootArgs(options)).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT', details: { field } }),
+    );
   });
 
   it('spawns the programs with the built argv', async () => {
@@ -159,10 +204,14 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
       const teardown = await runUnsetupRoot({ programPath: fake, verbose: true });
       expect(teardown.stdout).toBe('-V\n');
       expect((await runUnsetupRoot({ programPath: fake, job: 7 })).stdout).toBe('-j 7\n');
-      await expect(runUnsetupRoot({ programPath: fake, job: -1 })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
-      await expect(runSetupRoot({ programPath: fake, imageId: 'zz', user: 'a', uid: 1, gid: 2 })).rejects.toMatchObject({
+      await expect(runUnsetupRoot({ programPath: fake, job: -1 })).rejects.toMatchObject({
         code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
       });
+      await expect(runSetupRoot({ programPath: fake, imageId: 'zz', user: 'a', uid: 1, gid: 2 })).rejects.toMatchObject(
+        {
+          code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+        },
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -83,10 +83,14 @@ function invalid(message: string, field: string): ShifterError {
 
 function volumeArg(volume: ShifterVolume | string): string {
   if (typeof volume === 'string') {
-    if (volume === '' || volume.includes(';')) throw invalid(`volume "${volume}" must be one from:to[:flags] entry`, 'volumes');
+    if (volume === '' || volume.includes(';'))
+      throw invalid(`volume "${volume}" must be one from:to[:flags] entry`, 'volumes');
     return volume;
   }
-  for (const [key, value] of [['from', volume.from], ['to', volume.to]] as const) {
+  for (const [key, value] of [
+    ['from', volume.from],
+    ['to', volume.to],
+  ] as const) {
     // The runtime silently drops characters outside this set; refusing here avoids binding a different path.
     if (!value.startsWith('/') || !PATH_CHARS.test(value)) {
       throw invalid(`volume ${key} "${value}" must be an absolute path of [A-Za-z0-9_.+-/]`, 'volumes');
@@ -136,7 +140,8 @@ export function buildShifterArgs(options: ShifterOptions): string[] {
   if (options.clearEnv) args.push('--clearenv');
   if (options.modules !== undefined) {
     const list = options.modules === 'none' ? ['none'] : options.modules;
-    if (list.length === 0 || list.some((m) => m === '' || m.includes(','))) throw invalid('modules must be non-empty names', 'modules');
+    if (list.length === 0 || list.some((m) => m === '' || m.includes(',')))
+      throw invalid('modules must be non-empty names', 'modules');
     args.push(`--module=${list.join(',')}`);
   }
   if (options.verbose) args.push('--verbose');
@@ -242,10 +247,15 @@ function validJob(job: number): boolean {
 export function buildSetupRootArgs(options: SetupRootOptions): string[] {
   if (!/^[0-9a-f]+$/i.test(options.imageId)) throw invalid('imageId must be hexadecimal', 'imageId');
   if (!options.user || /[\s:]/.test(options.user)) throw invalid('user must be a login name', 'user');
-  for (const [field, value] of [['uid', options.uid], ['gid', options.gid]] as const) {
-    if (!Number.isSafeInteger(value) || value <= 0) throw invalid(`${field} must be a positive integer (root is refused)`, field);
+  for (const [field, value] of [
+    ['uid', options.uid],
+    ['gid', options.gid],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw invalid(`${field} must be a positive integer (root is refused)`, field);
   }
-  if (options.job !== undefined && !validJob(options.job)) throw invalid('job must be an integer from 1 to 4294967295', 'job');
+  if (options.job !== undefined && !validJob(options.job))
+    throw invalid('job must be an integer from 1 to 4294967295', 'job');
   const args: string[] = [];
   if (options.verbose) args.push('-V');
   if (options.job !== undefined) args.push('-j', String(options.job));
@@ -255,13 +265,15 @@ export function buildSetupRootArgs(options: SetupRootOptions): string[] {
   const hosts = Object.entries(options.hosts ?? {});
   if (hosts.length > 0) {
     for (const [host, tasks] of hosts) {
-      if (!/^[A-Za-z0-9._-]+$/.test(host) || !Number.isSafeInteger(tasks) || tasks <= 0) throw invalid(`bad host entry ${host}/${tasks}`, 'hosts');
+      if (!/^[A-Za-z0-9._-]+$/.test(host) || !Number.isSafeInteger(tasks) || tasks <= 0)
+        throw invalid(`bad host entry ${host}/${tasks}`, 'hosts');
     }
     args.push('-N', hosts.map(([host, tasks]) => `${host}/${tasks}`).join(' '));
   }
   if (options.modules !== undefined) {
     const list = options.modules === 'none' ? ['none'] : options.modules;
-    if (list.length === 0 || list.some((m) => m === '' || m.includes(','))) throw invalid('modules must be non-empty names', 'modules');
+    if (list.length === 0 || list.some((m) => m === '' || m.includes(',')))
+      throw invalid('modules must be non-empty names', 'modules');
     args.push('-m', list.join(','));
   }
   args.push('id', options.imageId.toLowerCase());
@@ -275,7 +287,9 @@ export function buildSetupRootArgs(options: SetupRootOptions): string[] {
  * @returns exit status and output, as {@link runShifter}
  * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` from {@link buildSetupRootArgs}; `SHIFTER_TOOL_NOT_FOUND`
  */
-export function runSetupRoot(options: SetupRootOptions & SpawnSettings & { programPath?: string }): Promise<RunShifterResult> {
+export function runSetupRoot(
+  options: SetupRootOptions & SpawnSettings & { programPath?: string },
+): Promise<RunShifterResult> {
   let args: string[];
   try {
     args = buildSetupRootArgs(options);
@@ -293,8 +307,11 @@ export function runSetupRoot(options: SetupRootOptions & SpawnSettings & { progr
  * @returns exit status and output
  * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` for a bad job id; `SHIFTER_TOOL_NOT_FOUND`
  */
-export function runUnsetupRoot(options: SpawnSettings & { programPath?: string; verbose?: boolean; job?: number } = {}): Promise<RunShifterResult> {
-  if (options.job !== undefined && !validJob(options.job)) return Promise.reject(invalid('job must be an integer from 1 to 4294967295', 'job'));
+export function runUnsetupRoot(
+  options: SpawnSettings & { programPath?: string; verbose?: boolean; job?: number } = {},
+): Promise<RunShifterResult> {
+  if (options.job !== undefined && !validJob(options.job))
+    return Promise.reject(invalid('job must be an integer from 1 to 4294967295', 'job'));
   const args = [...(options.verbose ? ['-V'] : []), ...(options.job !== undefined ? ['-j', String(options.job)] : [])];
   return spawnProgram(options.programPath ?? 'unsetupRoot', args, options);
 }

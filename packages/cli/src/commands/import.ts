@@ -18,12 +18,26 @@ export class Import extends BaseCommand {
     '<%= config.bin %> <%= command.id %> /scratch/me/app.squashfs custom:myapp:1.0 --user alice',
   ];
   static override args = {
-    file: Args.string({ ignoreStdin: true, description: 'squashfs file to import (made absolute against the current directory)', required: true }),
+    file: Args.string({
+      ignoreStdin: true,
+      description: 'squashfs file to import (made absolute against the current directory)',
+      required: true,
+    }),
     image: Args.string({ ignoreStdin: true, description: 'TYPE:TAG or TAG (type custom)', required: true }),
   };
   static override flags = {
-    user: Flags.string({ summary: 'Users (names or uids, comma-separated) who may also use the image.', helpValue: 'USERS', multiple: true, multipleNonGreedy: true }),
-    group: Flags.string({ summary: 'Groups (names or gids, comma-separated) who may use the image.', helpValue: 'GROUPS', multiple: true, multipleNonGreedy: true }),
+    user: Flags.string({
+      summary: 'Users (names or uids, comma-separated) who may also use the image.',
+      helpValue: 'USERS',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
+    group: Flags.string({
+      summary: 'Groups (names or gids, comma-separated) who may use the image.',
+      helpValue: 'GROUPS',
+      multiple: true,
+      multipleNonGreedy: true,
+    }),
   };
 
   async run(): Promise<GatewayImage> {

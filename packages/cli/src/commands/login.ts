@@ -61,7 +61,10 @@ export class Login extends BaseCommand {
       }
     }
     await store.save(settings.system, args.location, username, password);
-    if (!this.jsonEnabled()) process.stderr.write(`Saved the login of ${username} for ${args.location} on ${settings.system} in ${store.path}\n`);
+    if (!this.jsonEnabled())
+      process.stderr.write(
+        `Saved the login of ${username} for ${args.location} on ${settings.system} in ${store.path}\n`,
+      );
     return { system: settings.system, location: args.location, username, file: store.path };
   }
 }

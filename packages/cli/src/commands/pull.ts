@@ -103,7 +103,10 @@ export class Pullnb extends PullCommand {
     'Posts one pull request for TYPE:TAG and prints the state the gateway reports, without following the job. Run it again, or "shifterimg pull", to follow the pull: the gateway treats a repeated request for the same pull as the same pull.',
     'Takes --user and --group as pull does.',
   ].join('\n\n');
-  static override examples = ['<%= config.bin %> <%= command.id %> docker:ubuntu:22.04', '<%= config.bin %> --user alice <%= command.id %> registry.example.org/team/app:1.2'];
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> docker:ubuntu:22.04',
+    '<%= config.bin %> --user alice <%= command.id %> registry.example.org/team/app:1.2',
+  ];
   static override args = Pull.args;
   static override flags = { user: Pull.flags.user, group: Pull.flags.group };
 

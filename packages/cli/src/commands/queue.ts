@@ -13,7 +13,8 @@ export interface QueueResult {
 /** `shifterimg queue`: pulls and imports in progress. */
 export class Queue extends BaseCommand {
   static override summary = 'Show the pulls and imports in progress on this system.';
-  static override description = 'Prints one line per image still being worked on: its state, the request and the progress message.';
+  static override description =
+    'Prints one line per image still being worked on: its state, the request and the progress message.';
   static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json'];
 
   async run(): Promise<QueueResult> {

@@ -13,7 +13,8 @@ export class Status extends BaseCommand {
     const settings = await this.settings(flags);
     const status = await this.client(settings).status();
     this.debugJson('status', status);
-    if (!this.jsonEnabled()) process.stdout.write(`up (version ${status.version}; systems: ${status.systems.join(', ') || 'none'})\n`);
+    if (!this.jsonEnabled())
+      process.stdout.write(`up (version ${status.version}; systems: ${status.systems.join(', ') || 'none'})\n`);
     return status;
   }
 }

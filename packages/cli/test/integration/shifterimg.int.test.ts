@@ -39,7 +39,6 @@ let bob: Actor;
 const root: Actor = { name: 'root', uid: 0, home: '' };
 const system = 'testsys';
 
-
 function run(command: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -90,7 +89,8 @@ async function makeActor(name: string): Promise<Actor> {
 async function waitForGateway(url: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    if (gateway?.exitCode !== null && gateway?.exitCode !== undefined) throw new Error(`gateway exited ${gateway.exitCode}:\n${gatewayLog}`);
+    if (gateway?.exitCode !== null && gateway?.exitCode !== undefined)
+      throw new Error(`gateway exited ${gateway.exitCode}:\n${gatewayLog}`);
     try {
       const response = await fetch(`${url}/api/status`);
       if (response.ok) return;
@@ -112,15 +112,26 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
 
     // The product as installed: the bundle, its package.json and bin/run.cjs, somewhere both test users can read.
     execFileSync('npx', ['tsup', '--metafile'], { cwd: cliRoot, stdio: 'pipe' });
-    type Metafile = { outputs: Record<string, { bytes: number; imports: Array<{ path: string; external?: boolean }> }> };
+    type Metafile = {
+      outputs: Record<string, { bytes: number; imports: Array<{ path: string; external?: boolean }> }>;
+    };
     const metafile: Metafile = { outputs: {} };
     for (const name of ['metafile-esm.json', 'metafile-cjs.json']) {
-      Object.assign(metafile.outputs, (JSON.parse(await readFile(join(cliRoot, 'dist', name), 'utf8')) as Metafile).outputs);
+      Object.assign(
+        metafile.outputs,
+        (JSON.parse(await readFile(join(cliRoot, 'dist', name), 'utf8')) as Metafile).outputs,
+      );
     }
     bundleImports = Object.fromEntries(
       ['index.js', 'fast-lookup.cjs'].map((name) => {
         const output = metafile.outputs[`dist/${name}`]!;
-        return [name, { bytes: output.bytes, external: output.imports.filter((entry) => entry.external).map((entry) => entry.path) }];
+        return [
+          name,
+          {
+            bytes: output.bytes,
+            external: output.imports.filter((entry) => entry.external).map((entry) => entry.path),
+          },
+        ];
       }),
     );
     await rm(join(cliRoot, 'dist', 'metafile-esm.json'));
@@ -160,16 +171,23 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
         logLevel: 'warn',
       }),
     );
-    gateway = spawn(process.execPath, [join(repoRoot, 'packages/gateway/bin/shifter-gateway.js'), 'serve', '--config', gatewayConfig], {
-      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    gateway = spawn(
+      process.execPath,
+      [join(repoRoot, 'packages/gateway/bin/shifter-gateway.js'), 'serve', '--config', gatewayConfig],
+      {
+        env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     gateway.stdout?.on('data', (chunk: Buffer) => (gatewayLog += chunk.toString()));
     gateway.stderr?.on('data', (chunk: Buffer) => (gatewayLog += chunk.toString()));
     await waitForGateway(gatewayUrl);
 
     configFile = join(work, 'udiRoot.conf');
-    await writeFile(configFile, `# test site\nimageGateway=${gatewayUrl}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=60\n`);
+    await writeFile(
+      configFile,
+      `# test site\nimageGateway=${gatewayUrl}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=60\n`,
+    );
     await chmod(configFile, 0o644);
   });
 
@@ -183,7 +201,9 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
 
   it('the installed bundles are self-contained: only Node built-ins are imported, fast path stays small', async () => {
     for (const [file, bundle] of Object.entries(bundleImports)) {
-      const foreign = bundle.external.filter((name) => !builtinModules.includes(name.replace(/^node:/, '')) && name !== 'typescript');
+      const foreign = bundle.external.filter(
+        (name) => !builtinModules.includes(name.replace(/^node:/, '')) && name !== 'typescript',
+      );
       expect(foreign, file).toEqual([]);
     }
     expect(bundleImports['fast-lookup.cjs']!.bytes).toBeLessThan(100 * 1024);
@@ -201,7 +221,12 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     const pull = await shifterimg(alice, ['pull', plainTag()]);
     expect(pull.code, `${pull.stderr}\n${gatewayLog}`).toBe(0);
     const lines = pull.stdout.trim().split('\n');
-    for (const line of lines) expect(line).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+$`));
+    for (const line of lines)
+      expect(line).toMatch(
+        new RegExp(
+          `^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+$`,
+        ),
+      );
     expect(lines.at(-1)).toMatch(/status: READY$/);
 
     const lookup = await shifterimg(bob, ['lookup', plainTag()]);
@@ -217,11 +242,15 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(schemaErrors('pull', json(pullJson))).toEqual([]);
   });
 
-  it('images: lists the image in upstream\'s table and as JSON', async () => {
+  it("images: lists the image in upstream's table and as JSON", async () => {
     const table = await shifterimg(bob, ['images']);
     expect(table.code, table.stderr).toBe(0);
     const row = table.stdout.split('\n').find((line) => line.includes(plainTag()));
-    expect(row).toMatch(new RegExp(`^testsys    docker     READY    [0-9a-f]{10}   \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d ${plainTag().replace(/[.]/g, '\\.')}`));
+    expect(row).toMatch(
+      new RegExp(
+        `^testsys    docker     READY    [0-9a-f]{10}   \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d ${plainTag().replace(/[.]/g, '\\.')}`,
+      ),
+    );
     const listed = json(await shifterimg(bob, ['images', '--json'])) as { images: Array<{ tag: string[] }> };
     expect(schemaErrors('images', listed)).toEqual([]);
     expect(listed.images.some((image) => image.tag.includes(plainTag()))).toBe(true);
@@ -237,14 +266,29 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(lookup.stdout).toMatch(/^[0-9a-f]{64}\n$/);
     const pullnb = await shifterimg(alice, ['--user', bob.name, '--group', String(bob.uid), 'pullnb', plainTag()]);
     expect(pullnb.code, pullnb.stderr).toBe(0);
-    expect(pullnb.stdout).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+\n$`));
-    const usage: string[][] = [[], ['--user', 'alice'], ['fetch', 'x'], ['--user', bob.name, 'push', 'x'], ['pull'], ['lookup', 'a', 'b'], ['images', '--bogus'], ['--bogus', 'images'], ['pull', 'x', '--user']];
+    expect(pullnb.stdout).toMatch(
+      new RegExp(
+        `^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d Pulling Image: docker:${plainTag().replace(/[.]/g, '\\.')}, status: [A-Z]+\n$`,
+      ),
+    );
+    const usage: string[][] = [
+      [],
+      ['--user', 'alice'],
+      ['fetch', 'x'],
+      ['--user', bob.name, 'push', 'x'],
+      ['pull'],
+      ['lookup', 'a', 'b'],
+      ['images', '--bogus'],
+      ['--bogus', 'images'],
+      ['pull', 'x', '--user'],
+    ];
     for (const args of usage) {
       const result = await shifterimg(alice, args);
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(64);
       expect(result.stderr, args.join(' ')).toMatch(/^SHIFTER_USAGE_INVALID_ARGUMENT: /);
     }
-    for (const args of [['-h'], ['help', 'pull'], ['-v', '--help']]) expect((await shifterimg(alice, args)).code, args.join(' ')).toBe(0);
+    for (const args of [['-h'], ['help', 'pull'], ['-v', '--help']])
+      expect((await shifterimg(alice, args)).code, args.join(' ')).toBe(0);
     const envelope = await shifterimg(alice, ['fetch', '--json']);
     expect(envelope.code).toBe(64);
     expect(schemaErrors('error', json(envelope))).toEqual([]);
@@ -253,7 +297,9 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
   it('lookup: a missing image exits 66 and says how to pull it; --json prints the envelope', async () => {
     const missing = await shifterimg(alice, ['lookup', 'docker:nothing/here:1']);
     expect(missing.code).toBe(66);
-    expect(missing.stderr).toBe(`SHIFTER_IMAGE_NOT_FOUND: image docker:nothing/here:1 not found on system testsys: pull it with "shifterimg pull docker:nothing/here:1"\n`);
+    expect(missing.stderr).toBe(
+      `SHIFTER_IMAGE_NOT_FOUND: image docker:nothing/here:1 not found on system testsys: pull it with "shifterimg pull docker:nothing/here:1"\n`,
+    );
     const envelope = await shifterimg(alice, ['lookup', 'nothing/here:1', '--json']);
     expect(envelope.code).toBe(66);
     expect(schemaErrors('error', json(envelope))).toEqual([]);
@@ -271,7 +317,11 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
   it("pull with upstream's ~/.udiRoot/.cred (no credentials.json): the munge-encoded login reaches the private registry", async () => {
     const login = `${process.env.SHIFTER_TEST_REGISTRY_USER ?? ''}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}`;
     // As upstream's `shifterimg login` writes it: `<system>:<location>=<munge credential of "user:password">`, made by the user.
-    const credential = execFileSync('runuser', ['-u', alice.name, '--', 'munge', '-S', serviceValue('munge'), '-s', login], { encoding: 'utf8' }).trim();
+    const credential = execFileSync(
+      'runuser',
+      ['-u', alice.name, '--', 'munge', '-S', serviceValue('munge'), '-s', login],
+      { encoding: 'utf8' },
+    ).trim();
     const directory = join(alice.home, '.udiRoot');
     await mkdir(directory, { mode: 0o700 });
     await writeFile(join(directory, '.cred'), `${system}:default=${credential}\n`, { mode: 0o600 });
@@ -285,14 +335,20 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
   });
 
   it('login + pull: a private image is seen by the user who pulled it and the users they named, not by others', async () => {
-    const login = await shifterimg(alice, ['login', '--username', process.env.SHIFTER_TEST_REGISTRY_USER ?? '', '--password-stdin', '--json'], {
-      stdin: `${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}\n`,
-    });
+    const login = await shifterimg(
+      alice,
+      ['login', '--username', process.env.SHIFTER_TEST_REGISTRY_USER ?? '', '--password-stdin', '--json'],
+      {
+        stdin: `${process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? ''}\n`,
+      },
+    );
     expect(login.code, login.stderr).toBe(0);
     const saved = json(login) as { file: string };
     expect(schemaErrors('login', saved)).toEqual([]);
     expect(saved.file).toBe(join(alice.home, '.udiRoot', 'credentials.json'));
-    const mode = execFileSync('stat', ['-c', '%a %u', saved.file, join(alice.home, '.udiRoot')], { encoding: 'utf8' }).trim().split('\n');
+    const mode = execFileSync('stat', ['-c', '%a %u', saved.file, join(alice.home, '.udiRoot')], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
     expect(mode).toEqual([`600 ${alice.uid}`, `700 ${alice.uid}`]);
 
     const pull = await shifterimg(alice, ['pull', privateTag()]);
@@ -306,7 +362,9 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(other.stderr).toMatch(/^SHIFTER_IMAGE_NOT_FOUND: /);
     const bobImages = json(await shifterimg(bob, ['images', '--json'])) as { images: Array<{ tag: string[] }> };
     expect(bobImages.images.some((image) => image.tag.includes(privateTag()))).toBe(false);
-    const aliceImages = json(await shifterimg(alice, ['images', '--json'])) as { images: Array<{ tag: string[]; userACL: number[] }> };
+    const aliceImages = json(await shifterimg(alice, ['images', '--json'])) as {
+      images: Array<{ tag: string[]; userACL: number[] }>;
+    };
     const privateImage = aliceImages.images.find((image) => image.tag.includes(privateTag()));
     // private/busybox on the token registry is byte-identical to the public test/busybox pulled above: one image, each
     // tag with its own access. Alice sees both tags, and the image is public because the public tag proved its content;
@@ -333,11 +391,20 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
   it('login: prompts on the terminal, echoes the user name but not the password', async () => {
     // script(1) gives the command a pseudo-terminal; the answers are typed into it with pauses, as a user would.
     const command = [process.execPath, cliBin, 'login', 'ptyreg'].join(' ');
-    const env = { PATH: '/usr/bin:/bin', HOME: alice.home, SHIFTER_CONFIG: configFile, SHIFTER_MUNGE_SOCKET: serviceValue('munge') };
+    const env = {
+      PATH: '/usr/bin:/bin',
+      HOME: alice.home,
+      SHIFTER_CONFIG: configFile,
+      SHIFTER_MUNGE_SOCKET: serviceValue('munge'),
+    };
     const assignments = Object.entries(env).map(([key, value]) => `${key}=${value}`);
-    const typed = spawn('runuser', ['-u', alice.name, '--', 'env', '-i', ...assignments, 'script', '-qec', command, '/dev/null'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const typed = spawn(
+      'runuser',
+      ['-u', alice.name, '--', 'env', '-i', ...assignments, 'script', '-qec', command, '/dev/null'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     let screen = '';
     typed.stdout.setEncoding('utf8').on('data', (chunk: string) => (screen += chunk));
     const waitFor = async (text: string): Promise<void> => {
@@ -356,7 +423,9 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     expect(code, screen).toBe(0);
     expect(screen).toContain('pty-user');
     expect(screen).not.toContain('pty-secret-42');
-    const store = JSON.parse(execFileSync('cat', [join(alice.home, '.udiRoot', 'credentials.json')], { encoding: 'utf8' }));
+    const store = JSON.parse(
+      execFileSync('cat', [join(alice.home, '.udiRoot', 'credentials.json')], { encoding: 'utf8' }),
+    );
     expect(store.systems[system].ptyreg).toBe('pty-user:pty-secret-42');
   });
 
@@ -396,7 +465,10 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
   it('failover: a dead gateway URL before a live one does not fail any request; all dead exits 69', async () => {
     const dead = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
     const failoverConfig = join(work, 'failover.conf');
-    await writeFile(failoverConfig, `imageGateway=${dead[0]} ${gatewayUrl} \\\n  ${dead[1]}\nsystem=${system}\ngatewayTimeout=10\n`);
+    await writeFile(
+      failoverConfig,
+      `imageGateway=${dead[0]} ${gatewayUrl} \\\n  ${dead[1]}\nsystem=${system}\ngatewayTimeout=10\n`,
+    );
     await chmod(failoverConfig, 0o644);
     for (let attempt = 0; attempt < 4; attempt++) {
       const result = await shifterimg(alice, ['lookup', plainTag()], { config: failoverConfig });

@@ -25,7 +25,11 @@ describe.skipIf(!ready)("upstream's .cred through munged", () => {
       const expired = munge('alice:s3:cret', { ttl: 1 });
       const other = munge('mallory:x', { user: process.env.SHIFTER_TEST_USER ?? 'shiftertest' });
       const fresh = munge('bob:pw');
-      await writeFile(join(home, '.udiRoot', '.cred'), `sys:default=${expired}\nsys:planted=${other}\nsys:reg.example:5000=${fresh}\nsys:bad=MUNGE:garbage:\n`, { mode: 0o600 });
+      await writeFile(
+        join(home, '.udiRoot', '.cred'),
+        `sys:default=${expired}\nsys:planted=${other}\nsys:reg.example:5000=${fresh}\nsys:bad=MUNGE:garbage:\n`,
+        { mode: 0o600 },
+      );
       await new Promise((resolve) => setTimeout(resolve, 2100));
       const store = new CredentialStore(home, { upstream: unmungeDecoder(serviceValue('munge')) });
       expect(await store.read('sys')).toEqual({ default: 'alice:s3:cret', 'reg.example:5000': 'bob:pw' });

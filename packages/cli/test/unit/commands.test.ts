@@ -23,7 +23,9 @@ function stubClient(overrides: Partial<Record<keyof GatewayApi, (...args: never[
     throw new Error(`${name} not expected`);
   };
   const names = ['lookup', 'pull', 'pullAndWait', 'list', 'expire', 'autoexpire', 'import', 'queue', 'status'] as const;
-  return Object.fromEntries(names.map((name) => [name, vi.fn(overrides[name] ?? notStubbed(name))])) as unknown as GatewayApi;
+  return Object.fromEntries(
+    names.map((name) => [name, vi.fn(overrides[name] ?? notStubbed(name))]),
+  ) as unknown as GatewayApi;
 }
 
 let home: string;
@@ -55,7 +57,7 @@ afterEach(async () => {
 });
 
 describe('shifterimg images', () => {
-  it('prints upstream\'s table, one row per tag, sorted by tag', async () => {
+  it("prints upstream's table, one row per tag, sorted by tag", async () => {
     install({
       list: async () => [
         image({ tag: ['ubuntu:latest', 'alpine:3'] }),
@@ -110,7 +112,9 @@ describe('shifterimg lookup', () => {
     const run = await runCli(['lookup', 'docker:nope:1']);
     expect(run.exitCode).toBe(66);
     expect(run.stdout).toBe('');
-    expect(run.stderr).toBe('SHIFTER_IMAGE_NOT_FOUND: image docker:nope:1 not found on system vmcluster: pull it with "shifterimg pull docker:nope:1"\n');
+    expect(run.stderr).toBe(
+      'SHIFTER_IMAGE_NOT_FOUND: image docker:nope:1 not found on system vmcluster: pull it with "shifterimg pull docker:nope:1"\n',
+    );
   });
 
   it('prints the error envelope under --json, valid against schemas/error.json', async () => {
@@ -176,8 +180,14 @@ describe('shifterimg lookup', () => {
 describe('shifterimg pull', () => {
   it('prints one upstream progress line per state change off a terminal', async () => {
     install({
-      pullAndWait: async (_type: string, _tag: string, _options: unknown, wait: { onUpdate: (image: GatewayImage) => void }) => {
-        for (const status of ['PENDING', 'PULLING', 'PULLING', 'CONVERSION', 'READY'] as const) wait.onUpdate(image({ status }));
+      pullAndWait: async (
+        _type: string,
+        _tag: string,
+        _options: unknown,
+        wait: { onUpdate: (image: GatewayImage) => void },
+      ) => {
+        for (const status of ['PENDING', 'PULLING', 'PULLING', 'CONVERSION', 'READY'] as const)
+          wait.onUpdate(image({ status }));
         return image();
       },
     });
@@ -195,7 +205,12 @@ describe('shifterimg pull', () => {
 
   it('redraws one line with the progress text on a terminal', async () => {
     install({
-      pullAndWait: async (_type: string, _tag: string, _options: unknown, wait: { onUpdate: (image: GatewayImage) => void }) => {
+      pullAndWait: async (
+        _type: string,
+        _tag: string,
+        _options: unknown,
+        wait: { onUpdate: (image: GatewayImage) => void },
+      ) => {
         wait.onUpdate(image({ status: 'PULLING', status_message: 'layer 1/2, 1.0/3.0 MB' }));
         wait.onUpdate(image({ status: 'READY', status_message: 'Image ready' }));
         return image();
@@ -208,7 +223,9 @@ describe('shifterimg pull', () => {
       expect(run.exitCode).toBe(0);
       const frames = run.stdout.split('\r\u001b[2K').filter(Boolean);
       expect(frames).toHaveLength(2);
-      expect(frames[0]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:ubuntu, status: PULLING \(layer 1\/2, 1\.0\/3\.0 MB\)$/);
+      expect(frames[0]).toMatch(
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:ubuntu, status: PULLING \(layer 1\/2, 1\.0\/3\.0 MB\)$/,
+      );
       expect(frames[1]).toMatch(/status: READY \(Image ready\)\n$/);
     } finally {
       if (descriptor) Object.defineProperty(process.stdout, 'isTTY', descriptor);
@@ -228,7 +245,17 @@ describe('shifterimg pull', () => {
     await new CredentialStore(home).save('vmcluster', 'default', 'alice', 's3:cret');
     await new CredentialStore(home).save('othersystem', 'default', 'bob', 'x');
     install({ pullAndWait: async () => image() });
-    const run = await runCli(['pull', 'private/busybox:latest', '--user', '1001,1002', '--user', 'root', '--group', '0', '--json']);
+    const run = await runCli([
+      'pull',
+      'private/busybox:latest',
+      '--user',
+      '1001,1002',
+      '--user',
+      'root',
+      '--group',
+      '0',
+      '--json',
+    ]);
     expect(run.exitCode).toBe(0);
     expect(client.pullAndWait).toHaveBeenCalledWith(
       'docker',
@@ -252,14 +279,18 @@ describe('shifterimg pull', () => {
     const run = await runCli(['pullnb', '--user', '1001', '--group', '0', 'ubuntu']);
     expect(run.exitCode).toBe(0);
     expect(run.stdout).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d Pulling Image: docker:ubuntu, status: PENDING\n$/);
-    expect(client.pull).toHaveBeenCalledWith('docker', 'ubuntu', { allowedUids: [1001], allowedGids: [0], credentials: {} });
+    expect(client.pull).toHaveBeenCalledWith('docker', 'ubuntu', {
+      allowedUids: [1001],
+      allowedGids: [0],
+      credentials: {},
+    });
     expect(client.pullAndWait).not.toHaveBeenCalled();
     const json = await runCli(['pullnb', 'ubuntu', '--json']);
     expect(schemaErrors('pullnb', JSON.parse(json.stdout))).toEqual([]);
     expect((await runCli(['pullnb'])).exitCode).toBe(64);
   });
 
-  it('exits with the failed job\'s catalogue code', async () => {
+  it("exits with the failed job's catalogue code", async () => {
     install({
       pullAndWait: async () => {
         throw new ShifterError('SHIFTER_REGISTRY_MANIFEST_UNKNOWN', 'docker:ubuntu:nope: no such tag');
@@ -289,7 +320,10 @@ describe('shifterimg login', () => {
     expect(output).toEqual({ system: 'vmcluster', location: 'registry.example.org', username: 'alice', file });
     expect((await stat(join(home, '.udiRoot'))).mode & 0o777).toBe(0o700);
     expect((await stat(file)).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ version: 1, systems: { vmcluster: { 'registry.example.org': 'alice:pa:ss word' } } });
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({
+      version: 1,
+      systems: { vmcluster: { 'registry.example.org': 'alice:pa:ss word' } },
+    });
   });
 
   it('never takes the location from standard input (it holds the password)', async () => {
@@ -348,7 +382,11 @@ describe('admin and queue commands', () => {
     install({ import: async () => image({ itype: 'custom', status: 'PENDING', id: 'MISSING' }) });
     const run = await runCli(['import', 'img.squashfs', 'mine:1', '--group', '100']);
     expect(run.exitCode).toBe(0);
-    expect(client.import).toHaveBeenCalledWith('custom', 'mine:1', { filepath: join(process.cwd(), 'img.squashfs'), allowedUids: [], allowedGids: [100] });
+    expect(client.import).toHaveBeenCalledWith('custom', 'mine:1', {
+      filepath: join(process.cwd(), 'img.squashfs'),
+      allowedUids: [],
+      allowedGids: [100],
+    });
     expect(run.stdout).toBe('Importing Image: custom:mine:1, status: PENDING\n');
     const json = JSON.parse((await runCli(['import', '/x.sqfs', 'custom:mine:1', '--json'])).stdout);
     expect(schemaErrors('import', json)).toEqual([]);

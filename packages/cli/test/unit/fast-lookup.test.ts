@@ -6,7 +6,13 @@ import { parseFastLookup, runFastLookup } from '../../src/fast-lookup.js';
 import { type GatewayApi, useServices } from '../../src/services.js';
 import { image, runCli, schemaErrors } from './helpers.js';
 
-const settings: CliConfig = { file: '/x', imageGateway: ['http://gw:1'], system: 'vmcluster', defaultImageType: 'docker', timeoutMs: 1000 };
+const settings: CliConfig = {
+  file: '/x',
+  imageGateway: ['http://gw:1'],
+  system: 'vmcluster',
+  defaultImageType: 'docker',
+  timeoutMs: 1000,
+};
 let lookup: GatewayApi['lookup'];
 let configFiles: string[];
 let restore: () => void;
@@ -35,8 +41,18 @@ async function fast(argv: string[]): Promise<{ stdout: string; stderr: string; e
 
 describe('parseFastLookup', () => {
   it('takes plain lookups in any order', () => {
-    expect(parseFastLookup(['lookup', 'ubuntu'])).toEqual({ image: 'ubuntu', config: undefined, json: false, verbose: false });
-    expect(parseFastLookup(['lookup', '--json', '--config', '/c', '-v', 'x:1'])).toEqual({ image: 'x:1', config: '/c', json: true, verbose: true });
+    expect(parseFastLookup(['lookup', 'ubuntu'])).toEqual({
+      image: 'ubuntu',
+      config: undefined,
+      json: false,
+      verbose: false,
+    });
+    expect(parseFastLookup(['lookup', '--json', '--config', '/c', '-v', 'x:1'])).toEqual({
+      image: 'x:1',
+      config: '/c',
+      json: true,
+      verbose: true,
+    });
     expect(parseFastLookup(['lookup', '--config=/c', 'x', '--verbose'])).toMatchObject({ config: '/c', verbose: true });
   });
 

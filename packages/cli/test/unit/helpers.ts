@@ -35,7 +35,8 @@ export interface CliRun {
 export async function runCli(argv: string[]): Promise<CliRun> {
   const [id, ...rest] = argv;
   // Typed loosely: each command class returns its own result type, so the union of classes has no common `run`.
-  const command = COMMANDS[id as keyof typeof COMMANDS] as unknown as { run(argv: string[], config: Config): Promise<unknown> } | undefined;
+  const command = COMMANDS[id as keyof typeof COMMANDS] as unknown as
+    { run(argv: string[], config: Config): Promise<unknown> } | undefined;
   if (!command) throw new Error(`no command ${id}`);
   const loaded = await oclifConfig();
   const { stdout, stderr, error, result } = await captureOutput(() => command.run(rest, loaded), { stripAnsi: false });

@@ -12,7 +12,18 @@ describe('command surface', () => {
   });
 
   it('has every command of the issue, each with a summary, a description and examples', () => {
-    expect(Object.keys(COMMANDS).sort()).toEqual(['autoexpire', 'expire', 'images', 'import', 'login', 'lookup', 'pull', 'pullnb', 'queue', 'status']);
+    expect(Object.keys(COMMANDS).sort()).toEqual([
+      'autoexpire',
+      'expire',
+      'images',
+      'import',
+      'login',
+      'lookup',
+      'pull',
+      'pullnb',
+      'queue',
+      'status',
+    ]);
     for (const command of Object.values(COMMANDS)) {
       expect(command.summary).toBeTruthy();
       expect(command.description).toBeTruthy();

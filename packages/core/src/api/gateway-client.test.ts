@@ -17,7 +17,10 @@ interface Seen {
   body: string;
 }
 
-type Handler = (request: IncomingMessage, body: string) => { status: number; body?: unknown; raw?: string; delayMs?: number };
+type Handler = (
+  request: IncomingMessage,
+  body: string,
+) => { status: number; body?: unknown; raw?: string; delayMs?: number };
 
 /** A real loopback HTTP server standing in for a gateway; records every request. */
 async function startGateway(handler: Handler): Promise<{ url: string; seen: Seen[]; server: Server }> {
@@ -26,7 +29,12 @@ async function startGateway(handler: Handler): Promise<{ url: string; seen: Seen
     let body = '';
     request.on('data', (chunk: Buffer) => (body += chunk.toString()));
     request.on('end', () => {
-      seen.push({ method: request.method ?? '', url: request.url ?? '', authentication: request.headers.authentication as string | undefined, body });
+      seen.push({
+        method: request.method ?? '',
+        url: request.url ?? '',
+        authentication: request.headers.authentication as string | undefined,
+        body,
+      });
       const answer = handler(request, body);
       const send = (): void => {
         response.statusCode = answer.status;
@@ -103,7 +111,12 @@ describe('GatewayClient', () => {
     const result = await client.lookup('docker', '127.0.0.1:5000/test/busybox:latest');
     expect(result.id).toBe('a'.repeat(64));
     expect(gw.seen).toEqual([
-      { method: 'GET', url: '/api/lookup/cluster/docker/127.0.0.1%3A5000%2Ftest%2Fbusybox%3Alatest/', authentication: 'cred-1:', body: '' },
+      {
+        method: 'GET',
+        url: '/api/lookup/cluster/docker/127.0.0.1%3A5000%2Ftest%2Fbusybox%3Alatest/',
+        authentication: 'cred-1:',
+        body: '',
+      },
     ]);
   });
 
@@ -175,7 +188,13 @@ describe('GatewayClient', () => {
   it('maps the error envelope to a ShifterError with the gateway code and does not fail over', async () => {
     const first = await gateway(() => ({
       status: 404,
-      body: { status: 404, error: 'SHIFTER_IMAGE_NOT_FOUND', code: 'SHIFTER_IMAGE_NOT_FOUND', message: 'no image docker:x on cluster', details: { tag: 'x' } },
+      body: {
+        status: 404,
+        error: 'SHIFTER_IMAGE_NOT_FOUND',
+        code: 'SHIFTER_IMAGE_NOT_FOUND',
+        message: 'no image docker:x on cluster',
+        details: { tag: 'x' },
+      },
     }));
     const second = await gateway(() => ({ status: 200, body: image() }));
     const client = new GatewayClient({ urls: [first.url, second.url], system: 'cluster', random: () => 0.99 });
@@ -188,20 +207,28 @@ describe('GatewayClient', () => {
   });
 
   it('keeps an unknown code from a newer gateway in details', async () => {
-    const gw = await gateway(() => ({ status: 500, body: { status: 500, error: 'x', code: 'SHIFTER_FUTURE_THING', message: 'new' } }));
+    const gw = await gateway(() => ({
+      status: 500,
+      body: { status: 500, error: 'x', code: 'SHIFTER_FUTURE_THING', message: 'new' },
+    }));
     const error = await caught(new GatewayClient({ urls: [gw.url], system: 's' }).list());
     expect(error.code).toBe('SHIFTER_INTERNAL');
     expect(error.details.gatewayCode).toBe('SHIFTER_FUTURE_THING');
   });
 
   it('understands upstream gateways that answer 404 {status, error, message}', async () => {
-    const gw = await gateway(() => ({ status: 404, body: { status: 404, error: 'image not found', message: 'Not Found: /api/lookup/x' } }));
+    const gw = await gateway(() => ({
+      status: 404,
+      body: { status: 404, error: 'image not found', message: 'Not Found: /api/lookup/x' },
+    }));
     const error = await caught(new GatewayClient({ urls: [gw.url], system: 's' }).lookup('docker', 'x'));
     expect(error.code).toBe('SHIFTER_IMAGE_NOT_FOUND');
   });
 
   it('rejects answers that are not the gateway protocol', async () => {
-    const gw = await gateway((request) => (request.url?.startsWith('/api/lookup') ? { status: 200, raw: 'hello' } : { status: 200, body: { nope: 1 } }));
+    const gw = await gateway((request) =>
+      request.url?.startsWith('/api/lookup') ? { status: 200, raw: 'hello' } : { status: 200, body: { nope: 1 } },
+    );
     const client = new GatewayClient({ urls: [gw.url], system: 's' });
     expect((await caught(client.lookup('docker', 'x'))).code).toBe('SHIFTER_GATEWAY_PROTOCOL');
     expect((await caught(client.list())).code).toBe('SHIFTER_GATEWAY_PROTOCOL');
@@ -215,10 +242,18 @@ describe('GatewayClient', () => {
   it('polls a pull until READY, reporting every state', async () => {
     const states = ['PENDING', 'PULLING', 'CONVERSION', 'READY'];
     let call = 0;
-    const gw = await gateway(() => ({ status: 200, body: image({ status: states[Math.min(call++, states.length - 1)] }) }));
+    const gw = await gateway(() => ({
+      status: 200,
+      body: image({ status: states[Math.min(call++, states.length - 1)] }),
+    }));
     const client = new GatewayClient({ urls: [gw.url], system: 'cluster', authenticate });
     const seenStates: string[] = [];
-    const done = await client.pullAndWait('docker', 'ubuntu:22.04', {}, { intervalMs: 5, onUpdate: (update) => seenStates.push(update.status) });
+    const done = await client.pullAndWait(
+      'docker',
+      'ubuntu:22.04',
+      {},
+      { intervalMs: 5, onUpdate: (update) => seenStates.push(update.status) },
+    );
     expect(done.status).toBe('READY');
     expect(seenStates).toEqual(states);
     expect(gw.seen.every((request) => request.method === 'POST')).toBe(true);
@@ -228,9 +263,15 @@ describe('GatewayClient', () => {
   it('turns a FAILURE record into the job error code', async () => {
     const gw = await gateway(() => ({
       status: 200,
-      body: image({ status: 'FAILURE', code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN', status_message: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN: no tag nope' }),
+      body: image({
+        status: 'FAILURE',
+        code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN',
+        status_message: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN: no tag nope',
+      }),
     }));
-    const error = await caught(new GatewayClient({ urls: [gw.url], system: 'c' }).pullAndWait('docker', 'x:nope', {}, { intervalMs: 1 }));
+    const error = await caught(
+      new GatewayClient({ urls: [gw.url], system: 'c' }).pullAndWait('docker', 'x:nope', {}, { intervalMs: 1 }),
+    );
     expect(error.code).toBe('SHIFTER_REGISTRY_MANIFEST_UNKNOWN');
     expect(error.message).toBe('docker:x:nope: no tag nope');
     expect(error.exitCode).toBe(66);
@@ -241,7 +282,12 @@ describe('GatewayClient', () => {
     const controller = new AbortController();
     const client = new GatewayClient({ urls: [gw.url], system: 'c' });
     // The caller gives up after the first answer, while the client waits the 10 s before its next poll.
-    const waiting = client.pullAndWait('docker', 'x', {}, { intervalMs: 10_000, signal: controller.signal, onUpdate: () => controller.abort() });
+    const waiting = client.pullAndWait(
+      'docker',
+      'x',
+      {},
+      { intervalMs: 10_000, signal: controller.signal, onUpdate: () => controller.abort() },
+    );
     expect((await caught(waiting)).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
   });
 
@@ -251,12 +297,16 @@ describe('GatewayClient', () => {
       if (url.startsWith('/api/doimport')) return { status: 200, body: image({ itype: 'custom', status: 'HASHING' }) };
       if (url.startsWith('/api/expire')) return { status: 200, body: { status: true } };
       if (url.startsWith('/api/autoexpire')) return { status: 200, body: { status: ['b'.repeat(64)] } };
-      if (url.startsWith('/api/queue')) return { status: 200, body: { list: [{ status: 'PULLING', image: 'docker:x' }] } };
-      if (url.startsWith('/api/metrics')) return { status: 200, body: [{ user: 'u', uid: 1, system: 's', type: 'docker', tag: 'x', id: 'i', time: 1 }] };
+      if (url.startsWith('/api/queue'))
+        return { status: 200, body: { list: [{ status: 'PULLING', image: 'docker:x' }] } };
+      if (url.startsWith('/api/metrics'))
+        return { status: 200, body: [{ user: 'u', uid: 1, system: 's', type: 'docker', tag: 'x', id: 'i', time: 1 }] };
       return { status: 200, body: { status: 'up', version: '0.1.0', systems: ['s'] } };
     });
     const client = new GatewayClient({ urls: [gw.url], system: 's', authenticate });
-    await expect(client.import('custom', 'mine:1', { filepath: '/scratch/img.squashfs', allowedUids: [7] })).resolves.toMatchObject({ status: 'HASHING' });
+    await expect(
+      client.import('custom', 'mine:1', { filepath: '/scratch/img.squashfs', allowedUids: [7] }),
+    ).resolves.toMatchObject({ status: 'HASHING' });
     await expect(client.expire('docker', 'x:1')).resolves.toEqual({ status: true });
     await expect(client.autoexpire()).resolves.toEqual({ status: ['b'.repeat(64)] });
     await expect(client.queue()).resolves.toEqual([{ status: 'PULLING', image: 'docker:x' }]);
@@ -270,7 +320,11 @@ describe('GatewayClient', () => {
       'GET /api/metrics/s/?limit=5',
       'GET /api/status',
     ]);
-    expect(JSON.parse(gw.seen[0]!.body)).toEqual({ filepath: '/scratch/img.squashfs', format: 'squashfs', allowed_uids: '7' });
+    expect(JSON.parse(gw.seen[0]!.body)).toEqual({
+      filepath: '/scratch/img.squashfs',
+      format: 'squashfs',
+      allowed_uids: '7',
+    });
     // The health check needs no credential, so none is made.
     expect(gw.seen[5]!.authentication).toBeUndefined();
   });
@@ -279,12 +333,34 @@ describe('GatewayClient', () => {
     // Node reads NODE_EXTRA_CA_CERTS only at start-up, so the client runs in a child process.
     const dir = await mkdtemp(join(tmpdir(), 'gw-tls-'));
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-        '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-      const server = createHttpsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_request, response) => {
-        response.setHeader('content-type', 'application/json');
-        response.end(JSON.stringify({ status: 'up', version: 'tls', systems: ['s'] }));
-      });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+        ],
+        { stdio: 'ignore' },
+      );
+      const server = createHttpsServer(
+        { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) },
+        (_request, response) => {
+          response.setHeader('content-type', 'application/json');
+          response.end(JSON.stringify({ status: 'up', version: 'tls', systems: ['s'] }));
+        },
+      );
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       servers.push(server as unknown as Server);
       const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -293,10 +369,17 @@ const client = new GatewayClient({ urls: [${JSON.stringify(url)}], system: 's' }
 console.log(JSON.stringify(await client.status()));`;
       const run = (extraCa: boolean) =>
         new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-          const child = spawn(process.execPath, ['--conditions=@shifter/source', '--import', 'tsx', '--input-type=module', '-e', script], {
-            env: { ...process.env, ...(extraCa ? { NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } : { NODE_EXTRA_CA_CERTS: '' }) },
-            stdio: ['ignore', 'pipe', 'pipe'],
-          });
+          const child = spawn(
+            process.execPath,
+            ['--conditions=@shifter/source', '--import', 'tsx', '--input-type=module', '-e', script],
+            {
+              env: {
+                ...process.env,
+                ...(extraCa ? { NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') } : { NODE_EXTRA_CA_CERTS: '' }),
+              },
+              stdio: ['ignore', 'pipe', 'pipe'],
+            },
+          );
           let stdout = '';
           let stderr = '';
           child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -318,7 +401,10 @@ console.log(JSON.stringify(await client.status()));`;
   it('uses the given undici dispatcher', async () => {
     const agent = new MockAgent();
     agent.disableNetConnect();
-    agent.get('http://gw.example:8000').intercept({ path: '/api/status' }).reply(200, { status: 'up', version: 'x', systems: [] });
+    agent
+      .get('http://gw.example:8000')
+      .intercept({ path: '/api/status' })
+      .reply(200, { status: 'up', version: 'x', systems: [] });
     const client = new GatewayClient({ urls: ['http://gw.example:8000/'], system: 's', dispatcher: agent });
     await expect(client.status()).resolves.toMatchObject({ status: 'up' });
     await agent.close();
@@ -342,15 +428,28 @@ console.log(JSON.stringify(await client.status()));`;
   it('refuses bad arguments before any request', async () => {
     const client = new GatewayClient({ urls: ['http://127.0.0.1:9'], system: 's' });
     expect((await caught(client.lookup('docker', ''))).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
-    expect((await caught(client.pull('docker', 'x', { allowedUids: [-1] }))).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
-    expect((await caught(client.import('custom', 'x', { filepath: 'relative.sqfs' }))).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
+    expect((await caught(client.pull('docker', 'x', { allowedUids: [-1] }))).code).toBe(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+    );
+    expect((await caught(client.import('custom', 'x', { filepath: 'relative.sqfs' }))).code).toBe(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+    );
     expect((await caught(client.metrics(0))).code).toBe('SHIFTER_USAGE_INVALID_ARGUMENT');
   });
 });
 
 describe('isWorkingStatus', () => {
   it('treats upstream working states and HASHING as working', () => {
-    for (const status of ['MISSING', 'INIT', 'PENDING', 'PULLING', 'EXAMINATION', 'CONVERSION', 'TRANSFER', 'HASHING']) {
+    for (const status of [
+      'MISSING',
+      'INIT',
+      'PENDING',
+      'PULLING',
+      'EXAMINATION',
+      'CONVERSION',
+      'TRANSFER',
+      'HASHING',
+    ]) {
       expect(isWorkingStatus(status)).toBe(true);
     }
     for (const status of ['READY', 'FAILURE', 'EXPIRED', 'EXPIRING']) expect(isWorkingStatus(status)).toBe(false);

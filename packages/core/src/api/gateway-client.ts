@@ -197,7 +197,9 @@ export class GatewayClient {
       try {
         parsed = new URL(raw);
       } catch {
-        throw new ConfigError('SHIFTER_CONFIG_INVALID', `imageGateway: "${raw}" is not a URL`, { details: { key: 'imageGateway', url: raw } });
+        throw new ConfigError('SHIFTER_CONFIG_INVALID', `imageGateway: "${raw}" is not a URL`, {
+          details: { key: 'imageGateway', url: raw },
+        });
       }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
         throw new ConfigError('SHIFTER_CONFIG_INVALID', `imageGateway: "${raw}" must be http:// or https://`, {
@@ -207,7 +209,9 @@ export class GatewayClient {
       return raw.replace(/\/+$/, '');
     });
     if (!options.system) {
-      throw new ConfigError('SHIFTER_CONFIG_INVALID', 'no system name configured: set system in udiRoot.conf', { details: { key: 'system' } });
+      throw new ConfigError('SHIFTER_CONFIG_INVALID', 'no system name configured: set system in udiRoot.conf', {
+        details: { key: 'system' },
+      });
     }
     const timeoutMs = options.timeoutMs ?? 60_000;
     if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
@@ -238,7 +242,11 @@ export class GatewayClient {
    *   an unexpected answer; any other code the gateway reports (`SHIFTER_AUTH_*`, `SHIFTER_SYSTEM_UNKNOWN`, …)
    */
   async lookup(type: string, tag: string): Promise<GatewayImage> {
-    const body = await this.#request({ method: 'GET', path: this.#imagePath('lookup', type, tag), authenticated: true });
+    const body = await this.#request({
+      method: 'GET',
+      path: this.#imagePath('lookup', type, tag),
+      authenticated: true,
+    });
     return expectImage(body);
   }
 
@@ -257,9 +265,16 @@ export class GatewayClient {
     const body: Record<string, string> = {};
     if (options.allowedUids?.length) body.allowed_uids = joinIds(options.allowedUids, 'allowedUids');
     if (options.allowedGids?.length) body.allowed_gids = joinIds(options.allowedGids, 'allowedGids');
-    const credentials = options.credentials && Object.keys(options.credentials).length > 0 ? options.credentials : undefined;
+    const credentials =
+      options.credentials && Object.keys(options.credentials).length > 0 ? options.credentials : undefined;
     const payload = credentials ? JSON.stringify({ authorized_locations: credentials }) : '';
-    const answer = await this.#request({ method: 'POST', path: this.#imagePath('pull', type, tag), body, payload, authenticated: true });
+    const answer = await this.#request({
+      method: 'POST',
+      path: this.#imagePath('pull', type, tag),
+      body,
+      payload,
+      authenticated: true,
+    });
     return expectImage(answer);
   }
 
@@ -275,13 +290,22 @@ export class GatewayClient {
    *   and its `status_message` when the pull ends in FAILURE; `SHIFTER_USAGE_INVALID_ARGUMENT` when `signal` aborts;
    *   the codes of {@link GatewayClient.pull}
    */
-  async pullAndWait(type: string, tag: string, options: GatewayPullOptions = {}, wait: GatewayWaitOptions = {}): Promise<GatewayImage> {
+  async pullAndWait(
+    type: string,
+    tag: string,
+    options: GatewayPullOptions = {},
+    wait: GatewayWaitOptions = {},
+  ): Promise<GatewayImage> {
     const intervalMs = wait.intervalMs ?? 500;
     for (;;) {
       if (wait.signal?.aborted) {
-        throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'stopped waiting; the pull goes on: check it with `shifterimg queue`', {
-          details: { type, tag },
-        });
+        throw new ShifterError(
+          'SHIFTER_USAGE_INVALID_ARGUMENT',
+          'stopped waiting; the pull goes on: check it with `shifterimg queue`',
+          {
+            details: { type, tag },
+          },
+        );
       }
       const image = await this.pull(type, tag, options);
       wait.onUpdate?.(image);
@@ -298,7 +322,11 @@ export class GatewayClient {
    * @throws {@link ShifterError} `SHIFTER_GATEWAY_UNAVAILABLE`, `SHIFTER_GATEWAY_PROTOCOL` or the gateway's code
    */
   async list(): Promise<GatewayImage[]> {
-    const body = await this.#request({ method: 'GET', path: `/api/list/${encodeURIComponent(this.#system)}/`, authenticated: true });
+    const body = await this.#request({
+      method: 'GET',
+      path: `/api/list/${encodeURIComponent(this.#system)}/`,
+      authenticated: true,
+    });
     const list = isObject(body) ? body.list : undefined;
     if (!Array.isArray(list)) throw protocolError('list answer has no "list" array');
     return list.map((item) => expectImage(item));
@@ -312,8 +340,13 @@ export class GatewayClient {
    * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND` when no such image exists
    */
   async expire(type: string, tag: string): Promise<GatewayExpireResult> {
-    const body = await this.#request({ method: 'GET', path: this.#imagePath('expire', type, tag), authenticated: true });
-    if (!isObject(body) || typeof body.status !== 'boolean') throw protocolError('expire answer has no boolean "status"');
+    const body = await this.#request({
+      method: 'GET',
+      path: this.#imagePath('expire', type, tag),
+      authenticated: true,
+    });
+    if (!isObject(body) || typeof body.status !== 'boolean')
+      throw protocolError('expire answer has no boolean "status"');
     return { status: body.status };
   }
 
@@ -322,7 +355,11 @@ export class GatewayClient {
    * @throws {@link AuthError} `SHIFTER_AUTH_FORBIDDEN` when the caller is not an admin of the system
    */
   async autoexpire(): Promise<GatewayAutoexpireResult> {
-    const body = await this.#request({ method: 'GET', path: `/api/autoexpire/${encodeURIComponent(this.#system)}/`, authenticated: true });
+    const body = await this.#request({
+      method: 'GET',
+      path: `/api/autoexpire/${encodeURIComponent(this.#system)}/`,
+      authenticated: true,
+    });
     if (!isObject(body) || !Array.isArray(body.status) || !body.status.every((id) => typeof id === 'string')) {
       throw protocolError('autoexpire answer has no "status" list of ids');
     }
@@ -340,14 +377,23 @@ export class GatewayClient {
    */
   async import(type: string, tag: string, options: GatewayImportOptions): Promise<GatewayImage> {
     if (!options.filepath.startsWith('/')) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `the file to import must be an absolute path, got "${options.filepath}"`, {
-        details: { filepath: options.filepath },
-      });
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `the file to import must be an absolute path, got "${options.filepath}"`,
+        {
+          details: { filepath: options.filepath },
+        },
+      );
     }
     const body: Record<string, string> = { filepath: options.filepath, format: options.format ?? 'squashfs' };
     if (options.allowedUids?.length) body.allowed_uids = joinIds(options.allowedUids, 'allowedUids');
     if (options.allowedGids?.length) body.allowed_gids = joinIds(options.allowedGids, 'allowedGids');
-    const answer = await this.#request({ method: 'POST', path: this.#imagePath('doimport', type, tag), body, authenticated: true });
+    const answer = await this.#request({
+      method: 'POST',
+      path: this.#imagePath('doimport', type, tag),
+      body,
+      authenticated: true,
+    });
     return expectImage(answer);
   }
 
@@ -356,9 +402,16 @@ export class GatewayClient {
    * @throws {@link ShifterError} `SHIFTER_GATEWAY_UNAVAILABLE`, `SHIFTER_GATEWAY_PROTOCOL` or the gateway's code
    */
   async queue(): Promise<GatewayQueueEntry[]> {
-    const body = await this.#request({ method: 'GET', path: `/api/queue/${encodeURIComponent(this.#system)}/`, authenticated: true });
+    const body = await this.#request({
+      method: 'GET',
+      path: `/api/queue/${encodeURIComponent(this.#system)}/`,
+      authenticated: true,
+    });
     const list = isObject(body) ? body.list : undefined;
-    if (!Array.isArray(list) || !list.every((entry) => isObject(entry) && typeof entry.status === 'string' && typeof entry.image === 'string')) {
+    if (
+      !Array.isArray(list) ||
+      !list.every((entry) => isObject(entry) && typeof entry.status === 'string' && typeof entry.image === 'string')
+    ) {
       throw protocolError('queue answer has no "list" of {status, image}');
     }
     return list as GatewayQueueEntry[];
@@ -374,7 +427,9 @@ export class GatewayClient {
     return {
       status: 'up',
       version: typeof body.version === 'string' ? body.version : 'unknown',
-      systems: Array.isArray(body.systems) ? body.systems.filter((name): name is string => typeof name === 'string') : [],
+      systems: Array.isArray(body.systems)
+        ? body.systems.filter((name): name is string => typeof name === 'string')
+        : [],
     };
   }
 
@@ -398,9 +453,13 @@ export class GatewayClient {
 
   #imagePath(route: 'lookup' | 'pull' | 'doimport' | 'expire', type: string, tag: string): string {
     if (!type || !tag) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'an image needs a type and a tag, e.g. docker:ubuntu:22.04', {
-        details: { type, tag },
-      });
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        'an image needs a type and a tag, e.g. docker:ubuntu:22.04',
+        {
+          details: { type, tag },
+        },
+      );
     }
     // Upstream clients curl_easy_escape() both segments, so ':' and '/' in tags arrive as %3A and %2F.
     return `/api/${route}/${encodeURIComponent(this.#system)}/${encodeURIComponent(type)}/${encodeURIComponent(tag)}/`;
@@ -471,7 +530,9 @@ export class GatewayClient {
 function joinIds(ids: readonly number[], name: string): string {
   for (const id of ids) {
     if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${name}: ${id} is not a valid numeric id`, { details: { [name]: ids } });
+      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `${name}: ${id} is not a valid numeric id`, {
+        details: { [name]: ids },
+      });
     }
   }
   return ids.join(',');
@@ -482,18 +543,31 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function expectImage(value: unknown): GatewayImage {
-  if (!isObject(value) || typeof value.status !== 'string' || typeof value.id !== 'string' || !Array.isArray(value.tag)) {
+  if (
+    !isObject(value) ||
+    typeof value.status !== 'string' ||
+    typeof value.id !== 'string' ||
+    !Array.isArray(value.tag)
+  ) {
     throw protocolError('image answer lacks id, status or tag');
   }
   return value as unknown as GatewayImage;
 }
 
 function protocolError(message: string): ShifterError {
-  return new ShifterError('SHIFTER_GATEWAY_PROTOCOL', `${message}; is imageGateway pointing at a Shifter image gateway?`);
+  return new ShifterError(
+    'SHIFTER_GATEWAY_PROTOCOL',
+    `${message}; is imageGateway pointing at a Shifter image gateway?`,
+  );
 }
 
 function isEnvelope(value: unknown): value is ErrorResponse {
-  return isObject(value) && typeof value.code === 'string' && value.code.startsWith('SHIFTER_') && typeof value.message === 'string';
+  return (
+    isObject(value) &&
+    typeof value.code === 'string' &&
+    value.code.startsWith('SHIFTER_') &&
+    typeof value.message === 'string'
+  );
 }
 
 function knownCode(code: string): code is ErrorCode {
@@ -504,16 +578,23 @@ function knownCode(code: string): code is ErrorCode {
 function envelopeError(envelope: ErrorResponse, httpStatus: number, base: string): ShifterError {
   const rawCode: string = envelope.code;
   const code: ErrorCode = knownCode(rawCode) ? rawCode : 'SHIFTER_INTERNAL';
-  const details: Record<string, unknown> = { ...(isObject(envelope.details) ? envelope.details : {}), httpStatus, gateway: base };
+  const details: Record<string, unknown> = {
+    ...(isObject(envelope.details) ? envelope.details : {}),
+    httpStatus,
+    gateway: base,
+  };
   if (code !== rawCode) details.gatewayCode = rawCode;
   return makeError(code, envelope.message, details);
 }
 
 function makeError(code: ErrorCode, message: string, details: Record<string, unknown>): ShifterError {
-  if (code.startsWith('SHIFTER_AUTH_') || code === 'SHIFTER_IMPORT_NOT_ALLOWED') return new AuthError(code, message, { details });
-  if (code === 'SHIFTER_IMAGE_NOT_FOUND' || code === 'SHIFTER_SYSTEM_UNKNOWN') return new NotFoundError(code, message, { details });
+  if (code.startsWith('SHIFTER_AUTH_') || code === 'SHIFTER_IMPORT_NOT_ALLOWED')
+    return new AuthError(code, message, { details });
+  if (code === 'SHIFTER_IMAGE_NOT_FOUND' || code === 'SHIFTER_SYSTEM_UNKNOWN')
+    return new NotFoundError(code, message, { details });
   if (code.startsWith('SHIFTER_REGISTRY_')) return new RegistryError(code, message, { details });
-  if (code.startsWith('SHIFTER_JOB_') || code === 'SHIFTER_STORE_UNAVAILABLE') return new StoreError(code, message, { details });
+  if (code.startsWith('SHIFTER_JOB_') || code === 'SHIFTER_STORE_UNAVAILABLE')
+    return new StoreError(code, message, { details });
   if (code.startsWith('SHIFTER_CONFIG_')) return new ConfigError(code, message, { details });
   return new ShifterError(code, message, { details });
 }
@@ -523,12 +604,18 @@ function statusError(httpStatus: number, base: string, body: unknown): ShifterEr
   const details: Record<string, unknown> = { httpStatus, gateway: base };
   const upstreamMessage = isObject(body) && typeof body.error === 'string' ? body.error : undefined;
   if (upstreamMessage) details.gatewayError = upstreamMessage;
-  if (httpStatus === 401) return new AuthError('SHIFTER_AUTH_INVALID', `gateway ${base} refused the credential`, { details });
-  if (httpStatus === 403) return new AuthError('SHIFTER_AUTH_FORBIDDEN', `gateway ${base} refused the request`, { details });
+  if (httpStatus === 401)
+    return new AuthError('SHIFTER_AUTH_INVALID', `gateway ${base} refused the credential`, { details });
+  if (httpStatus === 403)
+    return new AuthError('SHIFTER_AUTH_FORBIDDEN', `gateway ${base} refused the request`, { details });
   if (httpStatus === 404 && upstreamMessage !== undefined) {
     return new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `gateway ${base}: ${upstreamMessage}`, { details });
   }
-  return new ShifterError('SHIFTER_GATEWAY_PROTOCOL', `gateway ${base} answered HTTP ${httpStatus} without an error body`, { details });
+  return new ShifterError(
+    'SHIFTER_GATEWAY_PROTOCOL',
+    `gateway ${base} answered HTTP ${httpStatus} without an error body`,
+    { details },
+  );
 }
 
 function failedImageError(image: GatewayImage, type: string, tag: string): ShifterError {
@@ -624,7 +711,10 @@ async function nodeRequestText(
       });
       response.on('error', fail);
     });
-    const timer = setTimeout(() => request.destroy(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+    const timer = setTimeout(
+      () => request.destroy(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')),
+      timeoutMs,
+    );
     function fail(error: Error): void {
       clearTimeout(timer);
       reject(error);

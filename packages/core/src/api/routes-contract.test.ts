@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorResponseSchema, ImportRequestBodySchema, PullRequestBodySchema, imageRoutePath } from './routes-contract.js';
+import {
+  ErrorResponseSchema,
+  ImportRequestBodySchema,
+  PullRequestBodySchema,
+  imageRoutePath,
+} from './routes-contract.js';
 
 describe('PullRequestBodySchema', () => {
   it('reads upstream comma strings and integer arrays as id lists', () => {
@@ -28,7 +33,9 @@ describe('ImportRequestBodySchema', () => {
 
 describe('imageRoutePath', () => {
   it('escapes tags the way upstream clients do', () => {
-    expect(imageRoutePath('lookup', 'sys', 'docker', 'reg:5000/a/b:1')).toBe('/api/lookup/sys/docker/reg%3A5000%2Fa%2Fb%3A1/');
+    expect(imageRoutePath('lookup', 'sys', 'docker', 'reg:5000/a/b:1')).toBe(
+      '/api/lookup/sys/docker/reg%3A5000%2Fa%2Fb%3A1/',
+    );
   });
 });
 

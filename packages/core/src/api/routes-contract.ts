@@ -32,7 +32,9 @@ export const SystemNameSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'sys
  */
 export const ImageResponseSchema = z
   .object({
-    id: z.string().describe('Image id: sha256 hex of the platform manifest (pull) or of the file (import); MISSING while pulling'),
+    id: z
+      .string()
+      .describe('Image id: sha256 hex of the platform manifest (pull) or of the file (import); MISSING while pulling'),
     system: z.string(),
     itype: z.string(),
     tag: z.array(z.string()).describe('Every tag that points at this image on this system'),
@@ -63,15 +65,25 @@ export type ListResponse = z.infer<typeof ListResponseSchema>;
  */
 export const AclFieldSchema = z
   .union([
-    z.string().max(8192).regex(/^\s*(\d{1,10}\s*(,\s*\d{1,10}\s*)*)?,?\s*$/, 'expected comma-separated numeric ids'),
+    z
+      .string()
+      .max(8192)
+      .regex(/^\s*(\d{1,10}\s*(,\s*\d{1,10}\s*)*)?,?\s*$/, 'expected comma-separated numeric ids'),
     z.array(z.number().int().min(0).max(0xffffffff)).max(1024),
   ])
   .transform((value) =>
     typeof value === 'string'
-      ? value.split(',').map((part) => part.trim()).filter(Boolean).map(Number)
+      ? value
+          .split(',')
+          .map((part) => part.trim())
+          .filter(Boolean)
+          .map(Number)
       : value,
   )
-  .refine((ids) => ids.every((id) => Number.isInteger(id) && id >= 0 && id <= 0xffffffff), 'ids must be 32-bit unsigned integers');
+  .refine(
+    (ids) => ids.every((id) => Number.isInteger(id) && id >= 0 && id <= 0xffffffff),
+    'ids must be 32-bit unsigned integers',
+  );
 
 /** Body of `POST /api/pull/{system}/{type}/{tag}/` (optional). */
 export const PullRequestBodySchema = z
@@ -164,6 +176,11 @@ export const GATEWAY_ROUTES = {
  * @param type - image type (`docker`, `custom`)
  * @param tag - image tag, e.g. `ubuntu:22.04` or `registry:5000/x/y:1`
  */
-export function imageRoutePath(route: 'lookup' | 'pull' | 'doimport' | 'expire', system: string, type: string, tag: string): string {
+export function imageRoutePath(
+  route: 'lookup' | 'pull' | 'doimport' | 'expire',
+  system: string,
+  type: string,
+  tag: string,
+): string {
   return `/api/${route}/${encodeURIComponent(system)}/${encodeURIComponent(type)}/${encodeURIComponent(tag)}/`;
 }

@@ -3,12 +3,26 @@ import { parseAuthorizedLocations, registryLoginFor } from './munge-verifier.js'
 
 describe('parseAuthorizedLocations', () => {
   it('reads the locations of a payload', () => {
-    const payload = JSON.stringify({ authorized_locations: { default: 'alice:s3cret', 'registry.example.org': 'bob:pa:ss', bad: 3 } });
-    expect({ ...parseAuthorizedLocations(payload) }).toEqual({ default: 'alice:s3cret', 'registry.example.org': 'bob:pa:ss' });
+    const payload = JSON.stringify({
+      authorized_locations: { default: 'alice:s3cret', 'registry.example.org': 'bob:pa:ss', bad: 3 },
+    });
+    expect({ ...parseAuthorizedLocations(payload) }).toEqual({
+      default: 'alice:s3cret',
+      'registry.example.org': 'bob:pa:ss',
+    });
   });
 
   it('answers null for payloads without them', () => {
-    for (const payload of ['', 'plain text', '{', '[]', 'null', '{"authorized_locations": []}', '{"authorized_locations": "x"}', '{"other": 1}']) {
+    for (const payload of [
+      '',
+      'plain text',
+      '{',
+      '[]',
+      'null',
+      '{"authorized_locations": []}',
+      '{"authorized_locations": "x"}',
+      '{"other": 1}',
+    ]) {
       expect(parseAuthorizedLocations(payload)).toBeNull();
     }
   });

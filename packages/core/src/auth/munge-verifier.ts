@@ -46,7 +46,10 @@ export const MungeErrorCode = {
 export const MAX_MUNGE_CREDENTIAL_BYTES = 64 * 1024;
 
 // The addon sits in native/build/Release both next to src/ (development, tests) and next to dist/ (installed).
-const ADDON_CANDIDATES = ['../../native/build/Release/shifter_munge.node', '../native/build/Release/shifter_munge.node'];
+const ADDON_CANDIDATES = [
+  '../../native/build/Release/shifter_munge.node',
+  '../native/build/Release/shifter_munge.node',
+];
 
 let loaded: NativeMunge | undefined;
 
@@ -66,10 +69,14 @@ function native(): NativeMunge {
       loaded = require(path) as NativeMunge;
       return loaded;
     } catch (error) {
-      throw new AuthError('SHIFTER_AUTH_UNAVAILABLE', `the munge addon at ${path} does not load: ${(error as Error).message}`, {
-        cause: error,
-        retryable: false,
-      });
+      throw new AuthError(
+        'SHIFTER_AUTH_UNAVAILABLE',
+        `the munge addon at ${path} does not load: ${(error as Error).message}`,
+        {
+          cause: error,
+          retryable: false,
+        },
+      );
     }
   }
   throw new AuthError(
@@ -112,7 +119,8 @@ function mapMungeError(error: unknown, socketPath: string): ShifterError {
 export async function mungeEncode(payload: string | Uint8Array, options: MungeEncodeOptions): Promise<string> {
   const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.from(payload);
   const ttl = options.ttl ?? 0;
-  if (!Number.isInteger(ttl) || ttl < 0) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'ttl must be a non-negative integer');
+  if (!Number.isInteger(ttl) || ttl < 0)
+    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'ttl must be a non-negative integer');
   try {
     return await native().encode(bytes, options.socketPath, ttl);
   } catch (error) {

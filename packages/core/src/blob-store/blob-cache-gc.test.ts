@@ -22,7 +22,7 @@ describe('collectBlobCache', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('removes the least recently used blobs until the cache fits, keeping the pull\'s own and young blobs', async () => {
+  it("removes the least recently used blobs until the cache fits, keeping the pull's own and young blobs", async () => {
     const oldest = put(1, 1000, 7200);
     const older = put(2, 1000, 5400);
     const kept = put(3, 1000, 9000);
@@ -43,7 +43,11 @@ describe('collectBlobCache', () => {
   it('leaves a cache under its limit alone, and an absent cache directory is empty', async () => {
     put(1, 1000, 7200);
     expect((await collectBlobCache(dir, { maxBytes: 5000, now: () => now })).removed).toEqual([]);
-    expect(await collectBlobCache(join(dir, 'missing'), { maxBytes: 1 })).toEqual({ bytesBefore: 0, bytesAfter: 0, removed: [] });
+    expect(await collectBlobCache(join(dir, 'missing'), { maxBytes: 1 })).toEqual({
+      bytesBefore: 0,
+      bytesAfter: 0,
+      removed: [],
+    });
   });
 
   it('stays above the limit rather than remove blobs used within the grace period', async () => {

@@ -39,7 +39,9 @@ describe('FsBlobStore', () => {
 
   it('leaves no temp file after a failed write', async () => {
     const store = new FsBlobStore(dir, { fsync: false });
-    await expect(store.put(digest, bytes.length, Readable.from([Buffer.from('nope')]))).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    await expect(store.put(digest, bytes.length, Readable.from([Buffer.from('nope')]))).rejects.toMatchObject({
+      code: 'SHIFTER_DIGEST_MISMATCH',
+    });
     expect(await readdir(join(dir, 'sha256'))).toEqual([]);
   });
 
@@ -97,7 +99,11 @@ describe('FsBlobStore', () => {
       fsync: false,
       sleep: (ms, signal) => {
         controller.abort(new Error('cancelled by test'));
-        return new Promise((_, reject) => (signal?.aborted ? reject(signal.reason) : setImmediate(() => reject(new Error(`not aborted after ${ms} ms`)))));
+        return new Promise((_, reject) =>
+          signal?.aborted
+            ? reject(signal.reason as Error)
+            : setImmediate(() => reject(new Error(`not aborted after ${ms} ms`))),
+        );
       },
     });
     const pending = store.put(digest, bytes.length, () => Readable.from([bytes]), { signal: controller.signal });

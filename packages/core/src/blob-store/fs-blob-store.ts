@@ -110,7 +110,10 @@ export class FsBlobStore implements BlobStore {
       const handle = await open(path, 'r');
       return createReadStream(path, { fd: handle, highWaterMark: 1024 * 1024 });
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) throw new NotFoundError('SHIFTER_BLOB_NOT_FOUND', `blob ${digest} is not in the cache ${this.#dir}`, { details: { digest } });
+      if (isErrno(error, 'ENOENT'))
+        throw new NotFoundError('SHIFTER_BLOB_NOT_FOUND', `blob ${digest} is not in the cache ${this.#dir}`, {
+          details: { digest },
+        });
       throw ioError(`cannot open blob ${digest}`, error);
     }
   }
@@ -153,7 +156,12 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async #putExclusive(digest: Digest, size: number, source: BlobSource, options: BlobPutOptions): Promise<BlobPutResult> {
+  async #putExclusive(
+    digest: Digest,
+    size: number,
+    source: BlobSource,
+    options: BlobPutOptions,
+  ): Promise<BlobPutResult> {
     const finalPath = this.path(digest);
     const directory = join(this.#dir, digestAlgorithm(digest));
     try {
@@ -226,7 +234,8 @@ export class FsBlobStore implements BlobStore {
       const [host, pidText] = content.trim().split(' ');
       const pid = Number(pidText);
       if (Date.now() - info.mtimeMs > this.#lockStaleMs) stale = true;
-      else if (host === hostname() && Number.isInteger(pid) && pid > 0 && pid !== process.pid && !pidAlive(pid)) stale = true;
+      else if (host === hostname() && Number.isInteger(pid) && pid > 0 && pid !== process.pid && !pidAlive(pid))
+        stale = true;
     } catch {
       return; // vanished or half-written: the next round decides
     }
@@ -241,8 +250,18 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async #write(digest: Digest, size: number, source: BlobSource, finalPath: string, options: BlobPutOptions): Promise<void> {
-    const tempPath = join(this.#dir, digestAlgorithm(digest), `.${digestHex(digest)}.${randomBytes(6).toString('hex')}.tmp`);
+  async #write(
+    digest: Digest,
+    size: number,
+    source: BlobSource,
+    finalPath: string,
+    options: BlobPutOptions,
+  ): Promise<void> {
+    const tempPath = join(
+      this.#dir,
+      digestAlgorithm(digest),
+      `.${digestHex(digest)}.${randomBytes(6).toString('hex')}.tmp`,
+    );
     const input = typeof source === 'function' ? await source() : source;
     const handle = await open(tempPath, 'wx', 0o600).catch((error: unknown) => {
       input.destroy();
@@ -252,7 +271,12 @@ export class FsBlobStore implements BlobStore {
     try {
       // The stream owns the handle from here: it fsyncs (flush) and closes it before pipeline resolves.
       const output = createWriteStream(tempPath, { fd: handle, flush: this.#fsync, highWaterMark: 1024 * 1024 });
-      await pipeline(input, createVerifyingStream({ digest, size, what: options.what ?? `blob ${digest}` }), output, options.signal ? { signal: options.signal } : {});
+      await pipeline(
+        input,
+        createVerifyingStream({ digest, size, what: options.what ?? `blob ${digest}` }),
+        output,
+        options.signal ? { signal: options.signal } : {},
+      );
       await rename(tempPath, finalPath);
       published = true;
       if (this.#fsync) await fsyncDirectory(join(this.#dir, digestAlgorithm(digest)));
@@ -263,7 +287,8 @@ export class FsBlobStore implements BlobStore {
         await unlink(tempPath).catch(() => undefined);
       }
       if (ShifterError.isInstance(error) || (error as Error).name === 'AbortError') throw error;
-      if (isErrno(error, 'ENOSPC') || isErrno(error, 'EIO') || isErrno(error, 'EDQUOT')) throw ioError(`cannot write blob ${digest}`, error);
+      if (isErrno(error, 'ENOSPC') || isErrno(error, 'EIO') || isErrno(error, 'EDQUOT'))
+        throw ioError(`cannot write blob ${digest}`, error);
       throw error;
     }
   }

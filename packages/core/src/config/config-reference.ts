@@ -36,7 +36,9 @@ function walk(schema: JsonSchema, path: string, rows: string[]): void {
     return;
   }
   if (variants && variants.every((v) => v.properties)) {
-    rows.push(`| \`${path}\` | one of ${variants.length} shapes by \`kind\` | ${schema.default === undefined ? '' : `\`${cell(JSON.stringify(schema.default))}\``} | ${cell(schema.description ?? '')} |`);
+    rows.push(
+      `| \`${path}\` | one of ${variants.length} shapes by \`kind\` | ${schema.default === undefined ? '' : `\`${cell(JSON.stringify(schema.default))}\``} | ${cell(schema.description ?? '')} |`,
+    );
     for (const variant of variants) {
       const kind = variant.properties?.kind?.const;
       for (const [key, child] of Object.entries(variant.properties ?? {})) {
@@ -47,7 +49,9 @@ function walk(schema: JsonSchema, path: string, rows: string[]): void {
     return;
   }
   if (typeof schema.additionalProperties === 'object' && schema.type === 'object') {
-    rows.push(`| \`${path}\` | record | ${schema.default === undefined ? '' : `\`${cell(JSON.stringify(schema.default))}\``} | ${cell(schema.description ?? '')} |`);
+    rows.push(
+      `| \`${path}\` | record | ${schema.default === undefined ? '' : `\`${cell(JSON.stringify(schema.default))}\``} | ${cell(schema.description ?? '')} |`,
+    );
     walk(schema.additionalProperties, `${path}.<name>`, rows);
     return;
   }

@@ -41,12 +41,21 @@ function convert(name: string, kind: EnvironmentValueKind, text: string): unknow
   const lowered = text.trim().toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(lowered)) return true;
   if (['0', 'false', 'no', 'off', ''].includes(lowered)) return false;
-  throw new ConfigError('SHIFTER_CONFIG_INVALID', `${name} must be a boolean (true/false/1/0), got ${JSON.stringify(text)}`, {
-    details: { issues: [{ path: name, message: 'expected a boolean' }] },
-  });
+  throw new ConfigError(
+    'SHIFTER_CONFIG_INVALID',
+    `${name} must be a boolean (true/false/1/0), got ${JSON.stringify(text)}`,
+    {
+      details: { issues: [{ path: name, message: 'expected a boolean' }] },
+    },
+  );
 }
 
-const scalar = (name: string, path: readonly string[], kind: EnvironmentValueKind, description: string): ConfigEnvironmentVariable => ({
+const scalar = (
+  name: string,
+  path: readonly string[],
+  kind: EnvironmentValueKind,
+  description: string,
+): ConfigEnvironmentVariable => ({
   name,
   description,
   apply: (value) => at(path, convert(name, kind, value)),
@@ -91,7 +100,9 @@ export const CONFIG_FILE_VARIABLES: readonly string[] = Object.freeze(['SHIFTER_
  * @returns one partial config per variable that is set (non-empty), in {@link CONFIG_ENVIRONMENT} order
  * @throws {@link ConfigError} `SHIFTER_CONFIG_INVALID` when a variable's text is not of its type
  */
-export function readConfigEnvironment(environment: Readonly<Record<string, string | undefined>>): Record<string, unknown>[] {
+export function readConfigEnvironment(
+  environment: Readonly<Record<string, string | undefined>>,
+): Record<string, unknown>[] {
   const layers: Record<string, unknown>[] = [];
   for (const variable of CONFIG_ENVIRONMENT) {
     const value = environment[variable.name];
@@ -105,7 +116,9 @@ export function readConfigEnvironment(environment: Readonly<Record<string, strin
  * The config file named by the environment, if any.
  * @param environment - variables to read (normally `process.env`)
  */
-export function configFileFromEnvironment(environment: Readonly<Record<string, string | undefined>>): string | undefined {
+export function configFileFromEnvironment(
+  environment: Readonly<Record<string, string | undefined>>,
+): string | undefined {
   for (const name of CONFIG_FILE_VARIABLES) {
     const value = environment[name];
     if (value) return value;

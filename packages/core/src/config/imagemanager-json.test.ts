@@ -20,7 +20,12 @@ const upstream = {
   ConverterOptions: { squashfs: '-comp xz -Xbcj x86' },
   Locations: {
     'index.docker.io': { remotetype: 'dockerv2', authentication: 'http' },
-    urltest: { remotetype: 'dockerv2', url: 'https://registry.example.org', sslcacert: '/etc/ca.pem', authMethod: 'basic' },
+    urltest: {
+      remotetype: 'dockerv2',
+      url: 'https://registry.example.org',
+      sslcacert: '/etc/ca.pem',
+      authMethod: 'basic',
+    },
   },
   Platforms: {
     systema: {
@@ -62,7 +67,11 @@ describe('translateImageManagerConfig', () => {
       mungeSocketPath: '/var/run/munge/munge.socket.2',
     });
     expect(parsed.registries['index.docker.io']?.url).toBe('https://index.docker.io');
-    expect(parsed.registries.urltest).toMatchObject({ url: 'https://registry.example.org', caFile: '/etc/ca.pem', authMethod: 'basic' });
+    expect(parsed.registries.urltest).toMatchObject({
+      url: 'https://registry.example.org',
+      caFile: '/etc/ca.pem',
+      authMethod: 'basic',
+    });
     expect(parsed.defaultRegistry).toBe('index.docker.io');
     expect(parsed.metadata).toEqual({ kind: 'mongo', url: 'mongodb://localhost/', database: 'Shifter' });
     expect(parsed.storage).toMatchObject({ cacheDir: '/images/cache/', expandDir: '/images/expand/' });
@@ -79,11 +88,15 @@ describe('translateImageManagerConfig', () => {
 
   it('honours PullUpdateTimeout alone (upstream needed PullUpdateTime too) and reads PullUpdateTime as an alias', () => {
     const base = { Platforms: {} };
-    expect(translateImageManagerConfig({ ...base, PullUpdateTimeout: 42 }).config.jobs).toEqual({ pullUpdateTimeout: 42 });
+    expect(translateImageManagerConfig({ ...base, PullUpdateTimeout: 42 }).config.jobs).toEqual({
+      pullUpdateTimeout: 42,
+    });
     const alias = translateImageManagerConfig({ ...base, PullUpdateTime: 17 });
     expect(alias.config.jobs).toEqual({ pullUpdateTimeout: 17 });
     expect(alias.warnings.join()).toContain('PullUpdateTime');
-    expect(translateImageManagerConfig({ ...base, PullUpdateTime: 1, PullUpdateTimeout: 2 }).config.jobs).toEqual({ pullUpdateTimeout: 2 });
+    expect(translateImageManagerConfig({ ...base, PullUpdateTime: 1, PullUpdateTimeout: 2 }).config.jobs).toEqual({
+      pullUpdateTimeout: 2,
+    });
   });
 
   it('accepts the ConvertOptions misspelling and list-valued options', () => {
@@ -93,7 +106,10 @@ describe('translateImageManagerConfig', () => {
   });
 
   it('reads Broker as a Redis queue', () => {
-    expect(translateImageManagerConfig({ Platforms: {}, Broker: 'redis://r:6379' }).config.queue).toEqual({ kind: 'redis', url: 'redis://r:6379' });
+    expect(translateImageManagerConfig({ Platforms: {}, Broker: 'redis://r:6379' }).config.queue).toEqual({
+      kind: 'redis',
+      url: 'redis://r:6379',
+    });
   });
 
   it('refuses mock authentication, other formats, unknown keys and access types, listing each', () => {
@@ -111,12 +127,22 @@ describe('translateImageManagerConfig', () => {
     }
     expect(caught?.code).toBe('SHIFTER_CONFIG_INVALID');
     const paths = (caught?.details.issues as { path: string }[]).map((issue) => issue.path).sort();
-    expect(paths).toEqual(['Authentication', 'Bogus', 'DefaultImageFormat', 'Locations.x.remotetype', 'Platforms.s.accesstype', 'Platforms.s.frobnicate']);
+    expect(paths).toEqual([
+      'Authentication',
+      'Bogus',
+      'DefaultImageFormat',
+      'Locations.x.remotetype',
+      'Platforms.s.accesstype',
+      'Platforms.s.frobnicate',
+    ]);
     expect(caught?.message).toContain('mock authentication is not supported');
   });
 
   it('lets the schema report badly typed values at their Shifter path', () => {
-    const { config } = translateImageManagerConfig({ Platforms: { s: { accesstype: 'local', local: {} } }, Metrics: 'yes' });
+    const { config } = translateImageManagerConfig({
+      Platforms: { s: { accesstype: 'local', local: {} } },
+      Metrics: 'yes',
+    });
     expect(() => parseConfig(config)).toThrow(/systems\.s\.transfer\.imageDir[\s\S]*metrics/);
   });
 
@@ -124,9 +150,33 @@ describe('translateImageManagerConfig', () => {
     expect(isImageManagerConfig({ Platforms: {} })).toBe(true);
     expect(isImageManagerConfig({ systems: {} })).toBe(false);
     const documented = IMAGEMANAGER_KEY_MAP.map((row) => row.upstream).join(' ');
-    for (const key of ['Platforms', 'Locations', 'DefaultImageLocation', 'DefaultImageFormat', 'MongoDBURI', 'MongoDB', 'CacheDirectory',
-      'ExpandDirectory', 'PullUpdateTimeout', 'PullUpdateTime', 'ImageExpirationTimeout', 'ConverterOptions', 'ConvertOptions', 'ImportUsers',
-      'Metrics', 'examiner', 'WorkerThreads', 'admins', 'mungeSocketPath', 'accesstype', 'local', 'ssh', 'host', 'use_external', 'Authentication']) {
+    for (const key of [
+      'Platforms',
+      'Locations',
+      'DefaultImageLocation',
+      'DefaultImageFormat',
+      'MongoDBURI',
+      'MongoDB',
+      'CacheDirectory',
+      'ExpandDirectory',
+      'PullUpdateTimeout',
+      'PullUpdateTime',
+      'ImageExpirationTimeout',
+      'ConverterOptions',
+      'ConvertOptions',
+      'ImportUsers',
+      'Metrics',
+      'examiner',
+      'WorkerThreads',
+      'admins',
+      'mungeSocketPath',
+      'accesstype',
+      'local',
+      'ssh',
+      'host',
+      'use_external',
+      'Authentication',
+    ]) {
       expect(documented).toContain(key);
     }
   });

@@ -28,11 +28,17 @@ export const IMAGEMANAGER_KEY_MAP: readonly ImageManagerKeyMapping[] = Object.fr
   { upstream: 'Platforms.*.host', shifter: 'systems.*.transfer.host (ssh)' },
   { upstream: 'Platforms.*.ssh.{username,key,imageDir}', shifter: 'systems.*.transfer.{username,key,imageDir} (ssh)' },
   { upstream: 'Platforms.*.ssh.{sshCmdOptions,scpCmdOptions}', shifter: 'systems.*.transfer.{sshOptions,scpOptions}' },
-  { upstream: 'Platforms.*.admins', shifter: 'systems.*.admins (a string becomes a one-element list, not a substring test)' },
+  {
+    upstream: 'Platforms.*.admins',
+    shifter: 'systems.*.admins (a string becomes a one-element list, not a substring test)',
+  },
   { upstream: 'Platforms.*.platform (Shifter extension)', shifter: 'systems.*.platform, e.g. linux/arm64' },
   { upstream: 'Platforms.*.ImportUsers (Shifter extension)', shifter: 'systems.*.importUsers' },
   { upstream: 'Platforms.*.use_external', shifter: 'ignored with a warning: there is one native pull engine' },
-  { upstream: 'Platforms.*.{policy_file,usergroupService,mountCommand}', shifter: 'ignored with a warning (unused upstream too)' },
+  {
+    upstream: 'Platforms.*.{policy_file,usergroupService,mountCommand}',
+    shifter: 'ignored with a warning (unused upstream too)',
+  },
   { upstream: 'Locations', shifter: 'registries (remotetype must be "dockerv2")' },
   { upstream: 'Locations.*.url', shifter: 'registries.*.url (default https://<name>)' },
   { upstream: 'Locations.*.sslcacert', shifter: 'registries.*.caFile' },
@@ -47,15 +53,22 @@ export const IMAGEMANAGER_KEY_MAP: readonly ImageManagerKeyMapping[] = Object.fr
   { upstream: 'PullUpdateTimeout', shifter: 'jobs.pullUpdateTimeout (honoured on its own)' },
   { upstream: 'PullUpdateTime', shifter: 'alias of PullUpdateTimeout (PullUpdateTimeout wins when both are set)' },
   { upstream: 'ImageExpirationTimeout', shifter: 'jobs.imageExpirationTimeout ("D:H:M:S")' },
-  { upstream: 'ConverterOptions.squashfs', shifter: 'conversion.extraArgs (a string is split on white space) with conversion.tool = "mksquashfs", whose options they are' },
-  { upstream: 'ConvertOptions', shifter: 'alias of ConverterOptions (upstream\'s misspelling)' },
+  {
+    upstream: 'ConverterOptions.squashfs',
+    shifter:
+      'conversion.extraArgs (a string is split on white space) with conversion.tool = "mksquashfs", whose options they are',
+  },
+  { upstream: 'ConvertOptions', shifter: "alias of ConverterOptions (upstream's misspelling)" },
   { upstream: 'ImportUsers', shifter: 'importUsers ("all", "none" or a list of user names)' },
   { upstream: 'Metrics', shifter: 'metrics' },
   { upstream: 'examiner', shifter: 'examiner' },
   { upstream: 'WorkerThreads', shifter: 'queue.concurrency' },
   { upstream: 'LogLevel', shifter: 'logLevel (critical → fatal, warning → warn)' },
   { upstream: 'Authentication', shifter: '"munge" only; "mock" is refused' },
-  { upstream: 'DefaultLustreReplication, DefaultOstCount, DefaultImageRemote', shifter: 'ignored with a warning (never used upstream)' },
+  {
+    upstream: 'DefaultLustreReplication, DefaultOstCount, DefaultImageRemote',
+    shifter: 'ignored with a warning (never used upstream)',
+  },
 ]);
 
 /** Result of a translation: the Shifter config input plus warnings about ignored keys. */
@@ -69,12 +82,39 @@ export interface ImageManagerTranslation {
 const IGNORED_TOP = new Set(['DefaultLustreReplication', 'DefaultOstCount', 'DefaultImageRemote']);
 const IGNORED_PLATFORM = new Set(['use_external', 'policy_file', 'usergroupService', 'mountCommand']);
 const KNOWN_TOP = new Set([
-  'Platforms', 'Locations', 'DefaultImageLocation', 'DefaultImageFormat', 'MongoDBURI', 'MongoDB', 'Broker',
-  'CacheDirectory', 'ExpandDirectory', 'PullUpdateTimeout', 'PullUpdateTime', 'ImageExpirationTimeout',
-  'ConverterOptions', 'ConvertOptions', 'ImportUsers', 'Metrics', 'examiner', 'WorkerThreads', 'LogLevel',
-  'Authentication', ...IGNORED_TOP,
+  'Platforms',
+  'Locations',
+  'DefaultImageLocation',
+  'DefaultImageFormat',
+  'MongoDBURI',
+  'MongoDB',
+  'Broker',
+  'CacheDirectory',
+  'ExpandDirectory',
+  'PullUpdateTimeout',
+  'PullUpdateTime',
+  'ImageExpirationTimeout',
+  'ConverterOptions',
+  'ConvertOptions',
+  'ImportUsers',
+  'Metrics',
+  'examiner',
+  'WorkerThreads',
+  'LogLevel',
+  'Authentication',
+  ...IGNORED_TOP,
 ]);
-const KNOWN_PLATFORM = new Set(['mungeSocketPath', 'accesstype', 'local', 'ssh', 'host', 'admins', 'platform', 'ImportUsers', ...IGNORED_PLATFORM]);
+const KNOWN_PLATFORM = new Set([
+  'mungeSocketPath',
+  'accesstype',
+  'local',
+  'ssh',
+  'host',
+  'admins',
+  'platform',
+  'ImportUsers',
+  ...IGNORED_PLATFORM,
+]);
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -213,7 +253,7 @@ export function translateImageManagerConfig(document: unknown): ImageManagerTran
     }
   } else if (document.PullUpdateTime !== undefined) {
     jobs.pullUpdateTimeout = document.PullUpdateTime;
-    warnings.push('PullUpdateTime is read as PullUpdateTimeout (upstream\'s key mismatch)');
+    warnings.push("PullUpdateTime is read as PullUpdateTimeout (upstream's key mismatch)");
   }
   if (document.ImageExpirationTimeout !== undefined) jobs.imageExpirationTimeout = document.ImageExpirationTimeout;
   if (Object.keys(jobs).length > 0) out.jobs = jobs;
@@ -221,17 +261,19 @@ export function translateImageManagerConfig(document: unknown): ImageManagerTran
   let converter = document.ConverterOptions;
   if (converter === undefined && document.ConvertOptions !== undefined) {
     converter = document.ConvertOptions;
-    warnings.push('ConvertOptions is read as ConverterOptions (upstream\'s misspelling)');
+    warnings.push("ConvertOptions is read as ConverterOptions (upstream's misspelling)");
   }
   if (converter !== undefined) {
     if (!isObject(converter)) issues.push({ path: 'ConverterOptions', message: 'expected an object keyed by format' });
     else {
       for (const format of Object.keys(converter)) {
-        if (format !== 'squashfs') issues.push({ path: `ConverterOptions.${format}`, message: 'only squashfs options are used' });
+        if (format !== 'squashfs')
+          issues.push({ path: `ConverterOptions.${format}`, message: 'only squashfs options are used' });
       }
       const options = converter.squashfs;
       // Upstream's options are mksquashfs options: keep mksquashfs as the builder for them.
-      if (typeof options === 'string') out.conversion = { tool: 'mksquashfs', extraArgs: options.split(/\s+/).filter(Boolean) };
+      if (typeof options === 'string')
+        out.conversion = { tool: 'mksquashfs', extraArgs: options.split(/\s+/).filter(Boolean) };
       else if (options !== undefined) out.conversion = { tool: 'mksquashfs', extraArgs: options };
     }
   }
@@ -246,7 +288,10 @@ export function translateImageManagerConfig(document: unknown): ImageManagerTran
   if (document.Authentication !== undefined && document.Authentication !== 'munge') {
     issues.push({
       path: 'Authentication',
-      message: document.Authentication === 'mock' ? 'mock authentication is not supported: use munge' : 'only "munge" is supported',
+      message:
+        document.Authentication === 'mock'
+          ? 'mock authentication is not supported: use munge'
+          : 'only "munge" is supported',
     });
   }
 

@@ -36,7 +36,9 @@ describe('loadConfig', () => {
   });
 
   it('reads only the documented variables, never a prefix scan', async () => {
-    const config = await loadConfig({ env: { SHIFTER_IMAGE: 'docker:evil', SHIFTER_GATEWAY_HOST_X: 'x', SHIFTER_PORT: '1' } });
+    const config = await loadConfig({
+      env: { SHIFTER_IMAGE: 'docker:evil', SHIFTER_GATEWAY_HOST_X: 'x', SHIFTER_PORT: '1' },
+    });
     expect(config.gateway.host).toBe('127.0.0.1');
     expect(config.gateway.port).toBe(8000);
   });
@@ -67,15 +69,21 @@ describe('loadConfig', () => {
     const shifterError = error as ShifterError;
     expect(shifterError.code).toBe('SHIFTER_CONFIG_INVALID');
     const paths = (shifterError.details.issues as { path: string }[]).map((issue) => issue.path);
-    expect(paths).toEqual(expect.arrayContaining(['gateway.port', 'systems.a.transfer.imageDir', 'systems.b.transfer.kind']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['gateway.port', 'systems.a.transfer.imageDir', 'systems.b.transfer.kind']),
+    );
     expect(paths.some((path) => path === '(root)' || path.includes('unknownKey'))).toBe(true);
     expect(shifterError.message).toContain('gateway.port');
     expect(shifterError.message).toContain('systems.a.transfer.imageDir');
   });
 
   it('reports a missing file as SHIFTER_CONFIG_NOT_FOUND and bad JSON as SHIFTER_CONFIG_INVALID', async () => {
-    await expect(loadConfig({ file: join(dir, 'absent.json') })).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_NOT_FOUND' });
-    await expect(loadConfig({ file: write('broken.json', '{ nope') })).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_INVALID' });
+    await expect(loadConfig({ file: join(dir, 'absent.json') })).rejects.toMatchObject({
+      code: 'SHIFTER_CONFIG_NOT_FOUND',
+    });
+    await expect(loadConfig({ file: write('broken.json', '{ nope') })).rejects.toMatchObject({
+      code: 'SHIFTER_CONFIG_INVALID',
+    });
   });
 
   it('rejects a badly typed environment variable with its name', async () => {
@@ -83,13 +91,17 @@ describe('loadConfig', () => {
       code: 'SHIFTER_CONFIG_INVALID',
       message: expect.stringContaining('SHIFTER_GATEWAY_PORT'),
     });
-    await expect(loadConfig({ env: { ENABLE_LABELS: 'perhaps' } })).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_INVALID' });
+    await expect(loadConfig({ env: { ENABLE_LABELS: 'perhaps' } })).rejects.toMatchObject({
+      code: 'SHIFTER_CONFIG_INVALID',
+    });
   });
 
   it('translates an upstream imagemanager.json file and reports its warnings', async () => {
     const warnings: string[] = [];
     const file = write('imagemanager.json', {
-      Platforms: { systemb: { accesstype: 'local', local: { imageDir: '/images' }, admins: ['root'], use_external: true } },
+      Platforms: {
+        systemb: { accesstype: 'local', local: { imageDir: '/images' }, admins: ['root'], use_external: true },
+      },
       MongoDBURI: 'mongodb://localhost/',
       DefaultImageFormat: 'squashfs',
     });
@@ -132,7 +144,10 @@ describe('checkDeployment', () => {
   });
 
   it('refuses a per-address connection cap that is not below the global one', () => {
-    const greedy = parseConfig({ systems: { a: system }, gateway: { maxConnections: 100, maxConnectionsPerAddress: 100 } });
+    const greedy = parseConfig({
+      systems: { a: system },
+      gateway: { maxConnections: 100, maxConnectionsPerAddress: 100 },
+    });
     expect(() => checkDeployment(greedy, 'serve')).toThrow(/maxConnectionsPerAddress/);
   });
 });

@@ -106,10 +106,14 @@ function readConfigFile(file: string, onWarning: (message: string) => void): unk
   try {
     document = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `config file ${file} is not valid JSON: ${(error as Error).message}`, {
-      cause: error,
-      details: { file, issues: [{ path: '(file)', message: 'not valid JSON' }] },
-    });
+    throw new ConfigError(
+      'SHIFTER_CONFIG_INVALID',
+      `config file ${file} is not valid JSON: ${(error as Error).message}`,
+      {
+        cause: error,
+        details: { file, issues: [{ path: '(file)', message: 'not valid JSON' }] },
+      },
+    );
   }
   if (isImageManagerConfig(document)) {
     const translation = translateImageManagerConfig(document);
@@ -159,10 +163,16 @@ export function checkDeployment(config: ShifterConfig, role: DeploymentRole, sys
   const issues: ConfigIssue[] = [];
   const distributed = role === 'worker' || config.gateway.instances > 1;
   if (distributed && config.metadata.kind !== 'mongo') {
-    issues.push({ path: 'metadata.kind', message: `${role === 'worker' ? 'a separate worker' : 'more than one serve instance'} needs metadata.kind "mongo"` });
+    issues.push({
+      path: 'metadata.kind',
+      message: `${role === 'worker' ? 'a separate worker' : 'more than one serve instance'} needs metadata.kind "mongo"`,
+    });
   }
   if (distributed && config.queue.kind !== 'redis') {
-    issues.push({ path: 'queue.kind', message: `${role === 'worker' ? 'a separate worker' : 'more than one serve instance'} needs queue.kind "redis"` });
+    issues.push({
+      path: 'queue.kind',
+      message: `${role === 'worker' ? 'a separate worker' : 'more than one serve instance'} needs queue.kind "redis"`,
+    });
   }
   if (role === 'worker' && (system === undefined || !(system in config.systems))) {
     issues.push({ path: 'systems', message: `worker system ${JSON.stringify(system ?? '')} is not configured` });
@@ -171,7 +181,10 @@ export function checkDeployment(config: ShifterConfig, role: DeploymentRole, sys
     issues.push({ path: 'defaultRegistry', message: `names no entry of registries` });
   }
   if (role === 'serve' && config.gateway.maxConnectionsPerAddress >= config.gateway.maxConnections) {
-    issues.push({ path: 'gateway.maxConnectionsPerAddress', message: 'must be below gateway.maxConnections, or one client address can take every connection' });
+    issues.push({
+      path: 'gateway.maxConnectionsPerAddress',
+      message: 'must be below gateway.maxConnections, or one client address can take every connection',
+    });
   }
   if (issues.length > 0) {
     throw new ConfigError(

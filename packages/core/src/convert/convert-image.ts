@@ -64,9 +64,13 @@ export async function convertImage(
 ): Promise<ConvertImageResult> {
   const started = performance.now();
   if (!ID_PATTERN.test(options.id)) {
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `image id ${JSON.stringify(options.id)} is not lower-case hex`, {
-      details: { id: options.id },
-    });
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `image id ${JSON.stringify(options.id)} is not lower-case hex`,
+      {
+        details: { id: options.id },
+      },
+    );
   }
   const metadata = imageMetadataFromConfig(imageConfig);
   const conversion = resolveConversionConfig(options.conversion);
@@ -131,7 +135,11 @@ export async function convertImage(
       }
       options.signal?.throwIfAborted();
       progress({ phase: 'squashfs', tool: conversion.tool });
-      built = await buildSquashfs(rootDir, squashfsPath, { conversion, signal: options.signal, mkfsTime: options.mkfsTime });
+      built = await buildSquashfs(rootDir, squashfsPath, {
+        conversion,
+        signal: options.signal,
+        mkfsTime: options.mkfsTime,
+      });
       createdSquashfs = !existedBefore;
     }
 

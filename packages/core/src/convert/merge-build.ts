@@ -2,7 +2,13 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import { TarWriter, writeMergedTree } from '../image-builder/merged-tar.js';
 import { type BuildSquashfsResult, buildSquashfsFromTar } from '../image-builder/squashfs-builder.js';
-import { MergeIndexFull, type MergeLayersOptions, type MergedImage, SpeculationConflict, mergeLayers } from '../layer/layer-merge.js';
+import {
+  MergeIndexFull,
+  type MergeLayersOptions,
+  type MergedImage,
+  SpeculationConflict,
+  mergeLayers,
+} from '../layer/layer-merge.js';
 import { createUnpackBudget } from '../layer/root-tree.js';
 import type { ConversionConfig, LayerSource } from './convert-types.js';
 
@@ -34,12 +40,16 @@ export async function mergeAndBuild(
   try {
     return await buildOnce(layers, squashfsPath, spoolDir, conversion, options, true);
   } catch (error) {
-    if (error instanceof SpeculationConflict) return await buildOnce(layers, squashfsPath, spoolDir, conversion, options, false);
+    if (error instanceof SpeculationConflict)
+      return await buildOnce(layers, squashfsPath, spoolDir, conversion, options, false);
     throw error;
   }
 }
 
-type BuildOptions = Pick<MergeLayersOptions, 'keepDevices' | 'signal' | 'onLayer'> & { maxUnpackedBytes?: number; maxEntries?: number };
+type BuildOptions = Pick<MergeLayersOptions, 'keepDevices' | 'signal' | 'onLayer'> & {
+  maxUnpackedBytes?: number;
+  maxEntries?: number;
+};
 
 /** One attempt: tar2sqfs fed by one merge, the top layer streamed when `stream`. Cleans the spool directory on failure. */
 async function buildOnce(
@@ -54,7 +64,10 @@ async function buildOnce(
   const output = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
   const writer = new TarWriter(output);
   let buildError: unknown;
-  const building = buildSquashfsFromTar(() => output, squashfsPath, { conversion, ...(options.signal ? { signal: options.signal } : {}) });
+  const building = buildSquashfsFromTar(() => output, squashfsPath, {
+    conversion,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   // When tar2sqfs fails (or is missing), stop the merge that feeds it: its writes then fail instead of waiting.
   building.catch((error: unknown) => {
     buildError ??= error;

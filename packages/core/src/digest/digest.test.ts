@@ -3,7 +3,15 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { computeDigest, digestAlgorithm, digestHex, isDigest, parseDigest, verifyDigest, type Digest } from './digest.js';
+import {
+  computeDigest,
+  digestAlgorithm,
+  digestHex,
+  isDigest,
+  parseDigest,
+  verifyDigest,
+  type Digest,
+} from './digest.js';
 import { createVerifyingStream, readAllLimited } from './verifying-stream.js';
 
 const data = Buffer.from('hello shifter\n');
@@ -57,7 +65,10 @@ describe('computeDigest / verifyDigest', () => {
   });
   it('reports a mismatch', () => {
     expect(() => verifyDigest(Buffer.from('other'), sha256, 'manifest')).toThrow(
-      expect.objectContaining({ code: 'SHIFTER_DIGEST_MISMATCH', message: expect.stringMatching(/^manifest: digest sha256:/) }),
+      expect.objectContaining({
+        code: 'SHIFTER_DIGEST_MISMATCH',
+        message: expect.stringMatching(/^manifest: digest sha256:/),
+      }),
     );
   });
 });
@@ -70,7 +81,9 @@ describe('VerifyingStream', () => {
   it('fails on wrong content of the right size', async () => {
     const wrong = Buffer.from(data);
     wrong[0] = 0x48;
-    await expect(drain([wrong], { digest: sha256, size: data.length })).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    await expect(drain([wrong], { digest: sha256, size: data.length })).rejects.toMatchObject({
+      code: 'SHIFTER_DIGEST_MISMATCH',
+    });
   });
   it('fails on short content at EOF', async () => {
     await expect(drain([data.subarray(0, 5)], { digest: sha256, size: data.length })).rejects.toMatchObject({

@@ -22,9 +22,13 @@ const DIGEST_PATTERN = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 export function parseDigest(value: unknown): Digest {
   if (typeof value === 'string' && DIGEST_PATTERN.test(value)) return value as Digest;
   const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 150)) : typeof value;
-  throw new IntegrityError('SHIFTER_DIGEST_INVALID', `malformed or unsupported digest ${shown} (want sha256:<64 hex> or sha512:<128 hex>)`, {
-    details: { digest: typeof value === 'string' ? value.slice(0, 150) : undefined },
-  });
+  throw new IntegrityError(
+    'SHIFTER_DIGEST_INVALID',
+    `malformed or unsupported digest ${shown} (want sha256:<64 hex> or sha512:<128 hex>)`,
+    {
+      details: { digest: typeof value === 'string' ? value.slice(0, 150) : undefined },
+    },
+  );
 }
 
 /** Whether a value is a well-formed supported digest. */
@@ -66,8 +70,12 @@ export function computeDigest(bytes: Uint8Array, algorithm: DigestAlgorithm = 's
 export function verifyDigest(bytes: Uint8Array, expected: Digest, what: string): void {
   const actual = computeDigest(bytes, digestAlgorithm(expected));
   if (actual !== expected) {
-    throw new IntegrityError('SHIFTER_DIGEST_MISMATCH', `${what}: digest ${actual} does not match expected ${expected}`, {
-      details: { expected, actual },
-    });
+    throw new IntegrityError(
+      'SHIFTER_DIGEST_MISMATCH',
+      `${what}: digest ${actual} does not match expected ${expected}`,
+      {
+        details: { expected, actual },
+      },
+    );
   }
 }

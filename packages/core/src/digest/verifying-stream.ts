@@ -64,9 +64,13 @@ export class VerifyingStream extends Transform {
 
   #mismatch(problem: string): IntegrityError {
     const what = this.#options.what ?? `content ${this.#options.digest}`;
-    return new IntegrityError('SHIFTER_DIGEST_MISMATCH', `${what}: got ${problem}, expected ${this.#options.digest} (${this.#options.size} bytes)`, {
-      details: { digest: this.#options.digest, size: this.#options.size, received: this.#received },
-    });
+    return new IntegrityError(
+      'SHIFTER_DIGEST_MISMATCH',
+      `${what}: got ${problem}, expected ${this.#options.digest} (${this.#options.size} bytes)`,
+      {
+        details: { digest: this.#options.digest, size: this.#options.size, received: this.#received },
+      },
+    );
   }
 }
 

@@ -10,7 +10,11 @@ function documentedRows(): Map<string, string[]> {
   const rows = new Map<string, string[]>();
   for (const line of readFileSync(docsPath, 'utf8').split('\n')) {
     const match = /^\| `(SHIFTER_[A-Z0-9_]+)` \|(.*)\|\s*$/.exec(line);
-    if (match) rows.set(match[1]!, match[2]!.split('|').map((cell) => cell.trim()));
+    if (match)
+      rows.set(
+        match[1]!,
+        match[2]!.split('|').map((cell) => cell.trim()),
+      );
   }
   return rows;
 }
@@ -22,7 +26,11 @@ describe('error catalogue', () => {
       const row = rows.get(code);
       expect(row, `${code} missing from docs/errors.md`).toBeDefined();
       const entry = ERROR_CATALOG[code];
-      expect(row!.slice(0, 3)).toEqual([String(entry.httpStatus), String(entry.exitCode), entry.retryable ? 'yes' : 'no']);
+      expect(row!.slice(0, 3)).toEqual([
+        String(entry.httpStatus),
+        String(entry.exitCode),
+        entry.retryable ? 'yes' : 'no',
+      ]);
     }
   });
 
@@ -58,7 +66,10 @@ describe('ShifterError', () => {
   });
 
   it('recognises instances by marker, not by class identity', () => {
-    const foreign = Object.assign(Object.create(null), { [Symbol.for('shifter.error')]: true, code: 'SHIFTER_INTERNAL' });
+    const foreign = Object.assign(Object.create(null), {
+      [Symbol.for('shifter.error')]: true,
+      code: 'SHIFTER_INTERNAL',
+    });
     expect(ShifterError.isInstance(foreign)).toBe(true);
     expect(ShifterError.isInstance(new Error('x'))).toBe(false);
     expect(ShifterError.isInstance(null)).toBe(false);

@@ -81,7 +81,11 @@ export function tarHeader(fields: TarHeaderFields): Buffer {
   const ustar = ustarBlock(fields, name, linkname);
   if (pax === '') return ustar;
   const paxBody = Buffer.from(pax, 'utf8');
-  const paxHeader = ustarBlock({ name: 'PaxHeader', typeflag: 'x', mode: 0o644, mtime: 0, size: paxBody.length }, Buffer.from('PaxHeader'), Buffer.alloc(0));
+  const paxHeader = ustarBlock(
+    { name: 'PaxHeader', typeflag: 'x', mode: 0o644, mtime: 0, size: paxBody.length },
+    Buffer.from('PaxHeader'),
+    Buffer.alloc(0),
+  );
   const padding = Buffer.alloc((BLOCK - (paxBody.length % BLOCK)) % BLOCK);
   return Buffer.concat([paxHeader, paxBody, padding, ustar]);
 }
@@ -147,8 +151,19 @@ export class TarWriter implements MergedTreeSink {
 
   /** A symlink, FIFO or device node. */
   async special(name: string, node: Exclude<MergedNode, MergedDirectory | MergedFile>): Promise<void> {
-    if (node.kind === 'symlink') await this.put(tarHeader({ name, typeflag: '2', mode: 0o777, mtime: node.mtime, linkname: node.target }));
-    else await this.put(tarHeader({ name, typeflag: TYPEFLAGS[node.kind], mode: node.mode, mtime: node.mtime, devmajor: node.devmajor, devminor: node.devminor }));
+    if (node.kind === 'symlink')
+      await this.put(tarHeader({ name, typeflag: '2', mode: 0o777, mtime: node.mtime, linkname: node.target }));
+    else
+      await this.put(
+        tarHeader({
+          name,
+          typeflag: TYPEFLAGS[node.kind],
+          mode: node.mode,
+          mtime: node.mtime,
+          devmajor: node.devmajor,
+          devminor: node.devminor,
+        }),
+      );
   }
 
   /** A hardlink `name` to the earlier entry `target`. */
@@ -246,7 +261,8 @@ export async function writeMergedTree(image: MergedImage, writer: TarWriter): Pr
       else await writer.special(full, node);
     }
     // Depth first, in name order: push the sub-directories in reverse.
-    for (let i = subdirectories.length - 1; i >= 0; i--) stack.push(subdirectories[i] as { dir: MergedDirectory; path: string });
+    for (let i = subdirectories.length - 1; i >= 0; i--)
+      stack.push(subdirectories[i] as { dir: MergedDirectory; path: string });
   }
 }
 

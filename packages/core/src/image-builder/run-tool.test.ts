@@ -29,9 +29,13 @@ describe('runTool', () => {
     });
   });
   it('keeps the head and the tail of a long stderr', async () => {
-    const error = await runTool('sh', ['-c', 'echo FIRST >&2; head -c 100000 /dev/zero | tr "\\0" x >&2; echo; echo LAST >&2; exit 1'], {
-      stderrLimit: 2048,
-    }).catch((e: { details: { stderr: string } }) => e);
+    const error = await runTool(
+      'sh',
+      ['-c', 'echo FIRST >&2; head -c 100000 /dev/zero | tr "\\0" x >&2; echo; echo LAST >&2; exit 1'],
+      {
+        stderrLimit: 2048,
+      },
+    ).catch((e: { details: { stderr: string } }) => e);
     const stderr = (error as { details: { stderr: string } }).details.stderr;
     expect(stderr.startsWith('FIRST')).toBe(true);
     expect(stderr.endsWith('LAST')).toBe(true);
@@ -50,21 +54,40 @@ describe('squashfs tool arguments', () => {
   it('default mksquashfs: all-root, no xattrs, zstd level 3, memory bound, fixed mkfs time, quiet', () => {
     const args = mksquashfsArgs('/r', '/o', resolveConversionConfig({ processors: 2 }));
     expect(args).toEqual([
-      '/r', '/o', '-noappend', '-all-root', '-no-xattrs', '-comp', 'zstd', '-Xcompression-level', '3',
-      '-processors', '2', '-mem', '512M', '-mkfs-time', '0', '-quiet', '-no-progress',
+      '/r',
+      '/o',
+      '-noappend',
+      '-all-root',
+      '-no-xattrs',
+      '-comp',
+      'zstd',
+      '-Xcompression-level',
+      '3',
+      '-processors',
+      '2',
+      '-mem',
+      '512M',
+      '-mkfs-time',
+      '0',
+      '-quiet',
+      '-no-progress',
     ]);
   });
   it('gzip for old kernels, keepXattrs, extra arguments last', () => {
-    const args = mksquashfsArgs('/r', '/o', resolveConversionConfig({ compression: 'gzip', keepXattrs: true, extraArgs: ['-b', '1M'] }));
+    const args = mksquashfsArgs(
+      '/r',
+      '/o',
+      resolveConversionConfig({ compression: 'gzip', keepXattrs: true, extraArgs: ['-b', '1M'] }),
+    );
     expect(args).not.toContain('-no-xattrs');
     expect(args.slice(args.indexOf('-comp'), args.indexOf('-comp') + 2)).toEqual(['-comp', 'gzip']);
     expect(args).not.toContain('-Xcompression-level');
     expect(args.slice(-2)).toEqual(['-b', '1M']);
   });
   it('refuses a level the compressor does not take', () => {
-    expect(() => mksquashfsArgs('/r', '/o', resolveConversionConfig({ compression: 'gzip', compressionLevel: 12 }))).toThrow(
-      expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
-    );
+    expect(() =>
+      mksquashfsArgs('/r', '/o', resolveConversionConfig({ compression: 'gzip', compressionLevel: 12 })),
+    ).toThrow(expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }));
     expect(() => tar2sqfsArgs('/o', resolveConversionConfig({ compression: 'xz', compressionLevel: 3 }))).toThrow(
       expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
     );
@@ -72,8 +95,19 @@ describe('squashfs tool arguments', () => {
   it('tar2sqfs: root-owned defaults, level as comp-extra, output last', () => {
     const args = tar2sqfsArgs('/o', resolveConversionConfig({ tool: 'tar2sqfs', processors: 2 }));
     expect(args).toEqual([
-      '--quiet', '--force', '--no-skip', '--no-xattr', '--compressor', 'zstd', '--comp-extra', 'level=3',
-      '--num-jobs', '2', '--defaults', 'uid=0,gid=0,mode=0755,mtime=0', '/o',
+      '--quiet',
+      '--force',
+      '--no-skip',
+      '--no-xattr',
+      '--compressor',
+      'zstd',
+      '--comp-extra',
+      'level=3',
+      '--num-jobs',
+      '2',
+      '--defaults',
+      'uid=0,gid=0,mode=0755,mtime=0',
+      '/o',
     ]);
   });
 });

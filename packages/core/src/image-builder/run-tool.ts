@@ -84,9 +84,19 @@ export function runTool(command: string, args: string[], options: RunToolOptions
       settled = true;
       options.signal?.removeEventListener('abort', onAbort);
       if (error.code === 'ENOENT') {
-        reject(new ConversionError('SHIFTER_TOOL_NOT_FOUND', `${command} is not installed`, { cause: error, details: { tool: command } }));
+        reject(
+          new ConversionError('SHIFTER_TOOL_NOT_FOUND', `${command} is not installed`, {
+            cause: error,
+            details: { tool: command },
+          }),
+        );
       } else {
-        reject(new ConversionError('SHIFTER_CONVERSION_FAILED', `cannot run ${command}: ${error.message}`, { cause: error, details: { tool: command, args } }));
+        reject(
+          new ConversionError('SHIFTER_CONVERSION_FAILED', `cannot run ${command}: ${error.message}`, {
+            cause: error,
+            details: { tool: command, args },
+          }),
+        );
       }
     });
     child.once('close', (exitCode, signal) => {
@@ -99,7 +109,11 @@ export function runTool(command: string, args: string[], options: RunToolOptions
         resolve({ exitCode, stderr, durationMs });
         return;
       }
-      const why = options.signal?.aborted ? 'was aborted' : signal ? `was killed by ${signal}` : `exited with ${exitCode}`;
+      const why = options.signal?.aborted
+        ? 'was aborted'
+        : signal
+          ? `was killed by ${signal}`
+          : `exited with ${exitCode}`;
       reject(
         new ConversionError('SHIFTER_CONVERSION_FAILED', `${command} ${why}: ${summarize(stderr)}`, {
           cause: options.signal?.aborted ? options.signal.reason : undefined,

@@ -45,7 +45,10 @@ export interface BuildSquashfsResult {
  */
 export function resolveConversionConfig(conversion: Partial<ConversionConfig> = {}): ConversionConfig {
   const defaults = ShifterConfigSchema.parse({}).conversion;
-  const resolved: ConversionConfig = { ...defaults, ...Object.fromEntries(Object.entries(conversion).filter(([, v]) => v !== undefined)) };
+  const resolved: ConversionConfig = {
+    ...defaults,
+    ...Object.fromEntries(Object.entries(conversion).filter(([, v]) => v !== undefined)),
+  };
   return resolved.compression === 'lz4' ? { ...resolved, tool: 'mksquashfs' } : resolved;
 }
 
@@ -62,9 +65,13 @@ function compressionLevel(conversion: ConversionConfig): number | undefined {
   const level = conversion.compressionLevel ?? range?.default;
   if (level === undefined) return undefined;
   if (!range || level < range.min || level > range.max) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `compression level ${level} is not valid for ${conversion.compression}`, {
-      details: { compression: conversion.compression, compressionLevel: level },
-    });
+    throw new ConfigError(
+      'SHIFTER_CONFIG_INVALID',
+      `compression level ${level} is not valid for ${conversion.compression}`,
+      {
+        details: { compression: conversion.compression, compressionLevel: level },
+      },
+    );
   }
   return level;
 }
@@ -133,11 +140,18 @@ export function tar2sqfsArgs(outFile: string, conversion: ConversionConfig): str
  * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND`, `SHIFTER_CONVERSION_FAILED` (stderr in details)
  * @throws {@link ConfigError} `SHIFTER_CONFIG_INVALID` for a compression level the compressor does not take
  */
-export async function buildSquashfs(rootDir: string, outFile: string, options: BuildSquashfsOptions = {}): Promise<BuildSquashfsResult> {
+export async function buildSquashfs(
+  rootDir: string,
+  outFile: string,
+  options: BuildSquashfsOptions = {},
+): Promise<BuildSquashfsResult> {
   const conversion = resolveConversionConfig(options.conversion);
-  if (conversion.tool === 'tar2sqfs') return buildSquashfsFromTar(() => packTree(rootDir) as unknown as Readable, outFile, options);
+  if (conversion.tool === 'tar2sqfs')
+    return buildSquashfsFromTar(() => packTree(rootDir) as unknown as Readable, outFile, options);
   return publishAtomically(outFile, conversion.tool, (temp) =>
-    runTool(conversion.mksquashfsPath, mksquashfsArgs(rootDir, temp, conversion, options.mkfsTime ?? 0), { signal: options.signal }).then(() => undefined),
+    runTool(conversion.mksquashfsPath, mksquashfsArgs(rootDir, temp, conversion, options.mkfsTime ?? 0), {
+      signal: options.signal,
+    }).then(() => undefined),
   );
 }
 
@@ -155,7 +169,11 @@ export async function buildSquashfs(rootDir: string, outFile: string, options: B
  * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND`, `SHIFTER_CONVERSION_FAILED` (stderr in details);
  *   whatever the tar stream fails with
  */
-export async function buildSquashfsFromTar(openTar: () => Readable, outFile: string, options: BuildSquashfsOptions = {}): Promise<BuildSquashfsResult> {
+export async function buildSquashfsFromTar(
+  openTar: () => Readable,
+  outFile: string,
+  options: BuildSquashfsOptions = {},
+): Promise<BuildSquashfsResult> {
   const conversion = resolveConversionConfig(options.conversion);
   return publishAtomically(outFile, 'tar2sqfs', async (temp) => {
     const args = tar2sqfsArgs(temp, conversion);

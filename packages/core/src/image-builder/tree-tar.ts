@@ -22,7 +22,13 @@ export function packTree(rootDir: string): Pack {
       const path = rel === '' ? name : `${rel}/${name}`;
       const abs = join(rootDir, path);
       const stat = lstatSync(abs);
-      const base = { name: path, mode: stat.mode & 0o7777, mtime: new Date(Math.floor(stat.mtimeMs / 1000) * 1000), uid: 0, gid: 0 };
+      const base = {
+        name: path,
+        mode: stat.mode & 0o7777,
+        mtime: new Date(Math.floor(stat.mtimeMs / 1000) * 1000),
+        uid: 0,
+        gid: 0,
+      };
       if (stat.isDirectory()) {
         await entry({ ...base, type: 'directory' });
         await walk(path);
@@ -52,7 +58,14 @@ export function packTree(rootDir: string): Pack {
   };
   (async () => {
     const rootStat = lstatSync(rootDir);
-    await entry({ name: './', type: 'directory', mode: rootStat.mode & 0o7777, mtime: new Date(Math.floor(rootStat.mtimeMs / 1000) * 1000), uid: 0, gid: 0 });
+    await entry({
+      name: './',
+      type: 'directory',
+      mode: rootStat.mode & 0o7777,
+      mtime: new Date(Math.floor(rootStat.mtimeMs / 1000) * 1000),
+      uid: 0,
+      gid: 0,
+    });
     await walk('');
     tar.finalize();
   })().catch((error: unknown) => tar.destroy(error as Error));

@@ -20,12 +20,18 @@ describe('InProcessJobQueue', () => {
   it('refuses bad options and a second processor for one system', async () => {
     const store = new SqliteMetadataStore({ path: ':memory:' });
     const queue = new InProcessJobQueue(store);
-    await expect(queue.process('s', async () => undefined, { concurrency: 0 })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(queue.process('s', async () => undefined, { concurrency: 0 })).rejects.toMatchObject({
+      code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+    });
     await queue.process('s', async () => undefined);
-    await expect(queue.process('s', async () => undefined)).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(queue.process('s', async () => undefined)).rejects.toMatchObject({
+      code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+    });
     await queue.close();
     await queue.close();
-    await expect(queue.process('t', async () => undefined)).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(queue.process('t', async () => undefined)).rejects.toMatchObject({
+      code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+    });
     await store.close();
   });
 });

@@ -123,10 +123,13 @@ export class InProcessJobQueue implements JobQueue {
       .then((jobs) => {
         const next = Math.min(...jobs.map((j) => j.notBefore));
         if (!Number.isFinite(next) || this.#closed) return;
-        const timer = setTimeout(() => {
-          worker.retryTimers.delete(timer);
-          this.#pump(system);
-        }, Math.max(0, next - Date.now()) + 5);
+        const timer = setTimeout(
+          () => {
+            worker.retryTimers.delete(timer);
+            this.#pump(system);
+          },
+          Math.max(0, next - Date.now()) + 5,
+        );
         worker.retryTimers.add(timer);
       })
       .catch(() => undefined);

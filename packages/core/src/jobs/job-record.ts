@@ -94,7 +94,8 @@ export const JOB_SECRETS_KEY = 'secrets';
 export function eraseEndedJobSecrets(job: JobRecord): JobRecord {
   if (job.status !== 'done' && job.status !== 'failed') return job;
   const payload = job.payload;
-  if (payload === null || typeof payload !== 'object' || Array.isArray(payload) || !(JOB_SECRETS_KEY in payload)) return job;
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload) || !(JOB_SECRETS_KEY in payload))
+    return job;
   const { [JOB_SECRETS_KEY]: _erased, ...rest } = payload as Record<string, JsonValue>;
   return { ...job, payload: rest };
 }

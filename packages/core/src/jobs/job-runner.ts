@@ -8,7 +8,13 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ShifterError, StoreError, toShifterError } from '../errors/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
-import { DEFAULT_LEASE_MS, defaultRetryDelayMs, type JobContext, type JobHandler, type ProcessOptions } from './job-queue.js';
+import {
+  DEFAULT_LEASE_MS,
+  defaultRetryDelayMs,
+  type JobContext,
+  type JobHandler,
+  type ProcessOptions,
+} from './job-queue.js';
 import type { JobRecord, JsonValue } from './job-record.js';
 
 /** {@link ProcessOptions} with every default filled in. */
@@ -35,7 +41,8 @@ export function resolveProcessOptions(options: ProcessOptions = {}): ResolvedPro
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `concurrency must be an integer ≥ 1, got ${concurrency}`);
   }
-  if (!(leaseMs >= 50)) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `leaseMs must be ≥ 50, got ${leaseMs}`);
+  if (!(leaseMs >= 50))
+    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `leaseMs must be ≥ 50, got ${leaseMs}`);
   return {
     concurrency,
     leaseMs,
@@ -110,19 +117,28 @@ export class JobRunner {
     const loseLease = (): void => {
       if (lost) return;
       lost = true;
-      controller.abort(new StoreError('SHIFTER_JOB_LEASE_EXPIRED', `lost the lease of job ${job.id}`, { details: { jobId: job.id } }));
+      controller.abort(
+        new StoreError('SHIFTER_JOB_LEASE_EXPIRED', `lost the lease of job ${job.id}`, { details: { jobId: job.id } }),
+      );
     };
     const beat = async (progress?: JsonValue): Promise<void> => {
       if (controller.signal.aborted) throw controller.signal.reason;
-      const renewed = await this.#store.heartbeatJob(job.id, { owner, leaseMs, ...(progress === undefined ? {} : { progress }) });
+      const renewed = await this.#store.heartbeatJob(job.id, {
+        owner,
+        leaseMs,
+        ...(progress === undefined ? {} : { progress }),
+      });
       if (!renewed) {
         loseLease();
         throw controller.signal.reason;
       }
     };
-    const timer = setInterval(() => {
-      if (!controller.signal.aborted) beat().catch(() => undefined);
-    }, Math.max(10, Math.floor(leaseMs / 3)));
+    const timer = setInterval(
+      () => {
+        if (!controller.signal.aborted) beat().catch(() => undefined);
+      },
+      Math.max(10, Math.floor(leaseMs / 3)),
+    );
     const context: JobContext = { signal: controller.signal, workerId: owner, attempt: job.attempts, heartbeat: beat };
     try {
       let result: JsonValue | void;

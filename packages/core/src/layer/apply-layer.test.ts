@@ -1,5 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -23,8 +34,13 @@ function source(digest: string, blob: Buffer, mediaType = 'application/vnd.oci.i
 }
 
 // Every flattenLayers case also runs through the in-memory merge (mergeLayers → one tar → extracted by GNU tar).
-const implementations = { 'on disk': flattenLayers, 'merged in memory': mergeIntoDir, 'merged, top layer streamed': mergeStreamingIntoDir };
-let implementation: (root: string, sources: LayerSource[]) => Promise<{ dropped: { reason: string }[] }> = flattenLayers;
+const implementations = {
+  'on disk': flattenLayers,
+  'merged in memory': mergeIntoDir,
+  'merged, top layer streamed': mergeStreamingIntoDir,
+};
+let implementation: (root: string, sources: LayerSource[]) => Promise<{ dropped: { reason: string }[] }> =
+  flattenLayers;
 
 async function flatten(...layers: LayerSpecEntry[][]) {
   const sources = await Promise.all(layers.map(async (spec, i) => source(`sha256:${i}`, await makeLayer(spec))));
@@ -59,7 +75,10 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       expect(tree()).toEqual(['k']);
     });
     it('an opaque marker removes lower children and keeps the directory', async () => {
-      await flatten([{ path: 'o/' }, { path: 'o/old' }, { path: 'o/sub/' }, { path: 'o/sub/f' }], [{ path: 'o/.wh..wh..opq' }, { path: 'o/new' }]);
+      await flatten(
+        [{ path: 'o/' }, { path: 'o/old' }, { path: 'o/sub/' }, { path: 'o/sub/f' }],
+        [{ path: 'o/.wh..wh..opq' }, { path: 'o/new' }],
+      );
       expect(tree()).toEqual(['o/', 'o/new']);
     });
     it('keeps a file re-added before its whiteout in the same layer', async () => {
@@ -79,17 +98,26 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       expect(tree()).toEqual(['d/', 'd/upper']);
     });
     it('a whiteout after a same-layer hardlink to the lower file removes the lower name only', async () => {
-      await flatten([{ path: 'old', content: 'data' }], [{ path: 'new', type: 'link', linkname: 'old' }, { path: '.wh.old' }]);
+      await flatten(
+        [{ path: 'old', content: 'data' }],
+        [{ path: 'new', type: 'link', linkname: 'old' }, { path: '.wh.old' }],
+      );
       expect(tree()).toEqual(['new']);
       expect(readFileSync(join(root, 'new'), 'utf8')).toBe('data');
     });
     it('a whiteout after a same-layer symlink and FIFO keeps them', async () => {
-      await flatten([{ path: 's', content: 'lower' }, { path: 'p', content: 'lower' }], [
-        { path: 's', type: 'symlink', linkname: 'target' },
-        { path: 'p', type: 'fifo' },
-        { path: '.wh.s' },
-        { path: '.wh.p' },
-      ]);
+      await flatten(
+        [
+          { path: 's', content: 'lower' },
+          { path: 'p', content: 'lower' },
+        ],
+        [
+          { path: 's', type: 'symlink', linkname: 'target' },
+          { path: 'p', type: 'fifo' },
+          { path: '.wh.s' },
+          { path: '.wh.p' },
+        ],
+      );
       expect(tree()).toEqual(['p', 's -> target']);
     });
     it('a whiteout of something that does not exist is harmless', async () => {
@@ -109,7 +137,13 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       expect(tree()).toEqual(['t']);
     });
     it('a directory replaces a file and a symlink', async () => {
-      await flatten([{ path: 'a', content: 'x' }, { path: 'b', type: 'symlink', linkname: 'a' }], [{ path: 'a/' }, { path: 'b/' }, { path: 'b/c' }]);
+      await flatten(
+        [
+          { path: 'a', content: 'x' },
+          { path: 'b', type: 'symlink', linkname: 'a' },
+        ],
+        [{ path: 'a/' }, { path: 'b/' }, { path: 'b/c' }],
+      );
       expect(tree()).toEqual(['a/', 'b/', 'b/c']);
     });
     it('a directory over a directory updates its mode and keeps its children', async () => {
@@ -118,21 +152,36 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       expect(lstatSync(join(root, 'd')).mode & 0o7777).toBe(0o700);
     });
     it('a replaced file does not change its other hardlink', async () => {
-      await flatten([{ path: 'a', content: 'one' }, { path: 'b', type: 'link', linkname: 'a' }], [{ path: 'a', content: 'two' }]);
+      await flatten(
+        [
+          { path: 'a', content: 'one' },
+          { path: 'b', type: 'link', linkname: 'a' },
+        ],
+        [{ path: 'a', content: 'two' }],
+      );
       expect(readFileSync(join(root, 'a'), 'utf8')).toBe('two');
       expect(readFileSync(join(root, 'b'), 'utf8')).toBe('one');
     });
     it('resolves a hardlink into a lower layer', async () => {
-      await flatten([{ path: 'usr/' }, { path: 'usr/bin/' }, { path: 'usr/bin/x', content: 'bin' }], [{ path: 'y', type: 'link', linkname: './usr/bin/x' }]);
+      await flatten(
+        [{ path: 'usr/' }, { path: 'usr/bin/' }, { path: 'usr/bin/x', content: 'bin' }],
+        [{ path: 'y', type: 'link', linkname: './usr/bin/x' }],
+      );
       expect(lstatSync(join(root, 'y')).ino).toBe(lstatSync(join(root, 'usr/bin/x')).ino);
     });
     it('writes through a symlinked parent inside the root (merged /usr)', async () => {
-      await flatten([{ path: 'usr/' }, { path: 'usr/lib/' }, { path: 'lib', type: 'symlink', linkname: 'usr/lib' }], [{ path: 'lib/libx.so', content: 'so' }]);
+      await flatten(
+        [{ path: 'usr/' }, { path: 'usr/lib/' }, { path: 'lib', type: 'symlink', linkname: 'usr/lib' }],
+        [{ path: 'lib/libx.so', content: 'so' }],
+      );
       expect(readFileSync(join(root, 'usr/lib/libx.so'), 'utf8')).toBe('so');
       expect(lstatSync(join(root, 'lib')).isSymbolicLink()).toBe(true);
     });
     it('directories listed after their children get their own mode and mtime', async () => {
-      await flatten([{ path: 'late/child', mtime: 1_600_000_000 }, { path: 'late/', mode: 0o750, mtime: 1_500_000_000 }]);
+      await flatten([
+        { path: 'late/child', mtime: 1_600_000_000 },
+        { path: 'late/', mode: 0o750, mtime: 1_500_000_000 },
+      ]);
       const stat = lstatSync(join(root, 'late'));
       expect(stat.mode & 0o7777).toBe(0o750);
       expect(Math.floor(stat.mtimeMs / 1000)).toBe(1_500_000_000);
@@ -162,7 +211,11 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
     });
     it('reads PAX long and non-ASCII names and long link targets', async () => {
       const long = `${'d'.repeat(120)}/${'é'.repeat(90)}`;
-      await flatten([{ path: long, content: 'x' }, { path: 's', type: 'symlink', linkname: `/${'t'.repeat(200)}` }, { path: 'h', type: 'link', linkname: long }]);
+      await flatten([
+        { path: long, content: 'x' },
+        { path: 's', type: 'symlink', linkname: `/${'t'.repeat(200)}` },
+        { path: 'h', type: 'link', linkname: long },
+      ]);
       expect(readFileSync(join(root, long), 'utf8')).toBe('x');
       expect(readlinkSync(join(root, 's'))).toBe(`/${'t'.repeat(200)}`);
       expect(lstatSync(join(root, 'h')).nlink).toBe(2);
@@ -212,11 +265,18 @@ describe('flattenLayers with a spool directory (next layer decompressed ahead)',
     const specs: LayerSpecEntry[][] = [
       [{ path: 'a/' }, { path: 'a/x', content: '1' }, { path: 'keep' }],
       [{ path: 'a/.wh.x' }, { path: 'b', content: 'two' }],
-      [{ path: 'b', content: 'three' }, { path: 'h', type: 'link', linkname: 'keep' }],
+      [
+        { path: 'b', content: 'three' },
+        { path: 'h', type: 'link', linkname: 'keep' },
+      ],
     ];
     const spool = join(scratch, 'spool');
     mkdirSync(spool);
-    const sources = await Promise.all(specs.map(async (spec, i) => source(`sha256:${i}`, await makeLayer(spec, { compression: i % 2 ? 'zstd' : 'gzip' }))));
+    const sources = await Promise.all(
+      specs.map(async (spec, i) =>
+        source(`sha256:${i}`, await makeLayer(spec, { compression: i % 2 ? 'zstd' : 'gzip' })),
+      ),
+    );
     const summary = await flattenLayers(root, sources, { spoolDir: spool });
     expect(summary.layers.map((l) => l.layer)).toEqual(['sha256:0', 'sha256:1', 'sha256:2']);
     expect(tree()).toEqual(['a/', 'b', 'h', 'keep']);
@@ -228,7 +288,9 @@ describe('flattenLayers with a spool directory (next layer decompressed ahead)',
     mkdirSync(spool);
     const good = await makeLayer([{ path: 'f', content: 'x'.repeat(100_000) }], { compression: 'gzip' });
     const bad = good.subarray(0, good.length - 40);
-    await expect(flattenLayers(root, [source('sha256:good', good), source('sha256:bad', bad)], { spoolDir: spool })).rejects.toMatchObject({
+    await expect(
+      flattenLayers(root, [source('sha256:good', good), source('sha256:bad', bad)], { spoolDir: spool }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_LAYER_CORRUPT',
       details: { layer: 'sha256:bad' },
     });
@@ -239,7 +301,9 @@ describe('flattenLayers with a spool directory (next layer decompressed ahead)',
     mkdirSync(spool);
     const hostile = await makeLayer([{ path: '../escape' }]);
     const next = await makeLayer([{ path: 'big', content: 'y'.repeat(1_000_000) }], { compression: 'gzip' });
-    await expect(flattenLayers(root, [source('sha256:h', hostile), source('sha256:n', next)], { spoolDir: spool })).rejects.toMatchObject({
+    await expect(
+      flattenLayers(root, [source('sha256:h', hostile), source('sha256:n', next)], { spoolDir: spool }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_LAYER_UNSAFE_PATH',
     });
     expect(readdirSync(spool)).toEqual([]);

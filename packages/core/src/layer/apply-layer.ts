@@ -5,7 +5,13 @@ import { pipeline } from 'node:stream/promises';
 import type { LayerSource } from './layer-source.js';
 import { LayerError } from '../errors/index.js';
 import { openLayerTar } from './decompress.js';
-import { type DroppedEntry, type LayerSummary, RootTree, type RootTreeOptions, createUnpackBudget } from './root-tree.js';
+import {
+  type DroppedEntry,
+  type LayerSummary,
+  RootTree,
+  type RootTreeOptions,
+  createUnpackBudget,
+} from './root-tree.js';
 
 /** Options of {@link applyLayer}. */
 export interface ApplyLayerOptions extends RootTreeOptions {
@@ -32,14 +38,23 @@ export interface ApplyLayerOptions extends RootTreeOptions {
  *   `SHIFTER_LAYER_CORRUPT`, `SHIFTER_LAYER_UNSUPPORTED`, `SHIFTER_LAYER_LIMIT`, all with `details.layer` and `details.entry`
  * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND` for a zstd layer without the `zstd` tool
  */
-export async function applyLayer(rootDir: string, tarStream: Readable, options: ApplyLayerOptions = {}): Promise<LayerSummary> {
+export async function applyLayer(
+  rootDir: string,
+  tarStream: Readable,
+  options: ApplyLayerOptions = {},
+): Promise<LayerSummary> {
   const tree = new RootTree(rootDir, options);
   const summary = await applyLayerTo(tree, tarStream, options.layer ?? 'layer', options);
   tree.finish();
   return summary;
 }
 
-async function applyLayerTo(tree: RootTree, blob: Readable, layer: string, options: ApplyLayerOptions): Promise<LayerSummary> {
+async function applyLayerTo(
+  tree: RootTree,
+  blob: Readable,
+  layer: string,
+  options: ApplyLayerOptions,
+): Promise<LayerSummary> {
   const opened = await openLayerTar(blob, { layer, mediaType: options.mediaType ?? '', zstdPath: options.zstdPath });
   try {
     const summary = await tree.applyTar(opened.tar, layer);
@@ -92,7 +107,11 @@ function prefetchLayer(source: LayerSource, index: number, spoolDir: string, opt
     blob = await source.open();
     try {
       if (cancelled) throw new Error('cancelled');
-      opened = await openLayerTar(blob, { layer: source.digest, mediaType: source.mediaType, zstdPath: options.zstdPath });
+      opened = await openLayerTar(blob, {
+        layer: source.digest,
+        mediaType: source.mediaType,
+        zstdPath: options.zstdPath,
+      });
       if (cancelled) throw new Error('cancelled');
       try {
         await pipeline(opened.tar, createWriteStream(path, { flags: 'wx', mode: 0o600 }), { signal: abort.signal });
@@ -150,7 +169,11 @@ export interface FlattenSummary {
  * @param options - limits, policy, progress
  * @throws the errors of {@link applyLayer}; `rootDir` is left half-filled (the caller removes its scratch)
  */
-export async function flattenLayers(rootDir: string, layers: LayerSource[], options: FlattenLayersOptions = {}): Promise<FlattenSummary> {
+export async function flattenLayers(
+  rootDir: string,
+  layers: LayerSource[],
+  options: FlattenLayersOptions = {},
+): Promise<FlattenSummary> {
   const budget = options.budget ?? createUnpackBudget(options);
   const tree = new RootTree(rootDir, { ...options, budget });
   const summaries: LayerSummary[] = [];
@@ -159,7 +182,10 @@ export async function flattenLayers(rootDir: string, layers: LayerSource[], opti
     for (const [index, source] of layers.entries()) {
       if (options.signal?.aborted) break;
       const spooled = next ? await next.done : undefined;
-      next = options.spoolDir && index + 1 < layers.length ? prefetchLayer(layers[index + 1] as LayerSource, index + 1, options.spoolDir, options) : undefined;
+      next =
+        options.spoolDir && index + 1 < layers.length
+          ? prefetchLayer(layers[index + 1] as LayerSource, index + 1, options.spoolDir, options)
+          : undefined;
       const blob = spooled ? createReadStream(spooled, { highWaterMark: 1024 * 1024 }) : await source.open();
       try {
         // A spooled layer is already a plain tar: never sniff it (a tar whose first name starts with gzip's magic

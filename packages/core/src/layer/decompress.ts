@@ -109,7 +109,10 @@ async function peek(stream: Readable, count: number): Promise<{ head: Buffer; st
  * @throws {@link LayerError} `SHIFTER_LAYER_UNSUPPORTED` for non-layer media types and bzip2/xz blobs
  * @throws {@link ConversionError} `SHIFTER_TOOL_NOT_FOUND` when a zstd layer arrives and `zstd` is not installed
  */
-export async function openLayerTar(blob: Readable, context: { layer: string; mediaType?: string; zstdPath?: string }): Promise<OpenedLayerTar> {
+export async function openLayerTar(
+  blob: Readable,
+  context: { layer: string; mediaType?: string; zstdPath?: string },
+): Promise<OpenedLayerTar> {
   const mediaType = context.mediaType ?? '';
   if (mediaType !== '' && !LAYER_MEDIA_TYPES.includes(mediaType)) {
     blob.destroy();
@@ -137,7 +140,9 @@ export async function openLayerTar(blob: Readable, context: { layer: string; med
     let failure: unknown;
     const done = new Promise<void>((resolve, reject) => {
       gunzip.once('end', resolve);
-      gunzip.once('close', () => (failure ? reject(corrupt(context.layer, `gzip: ${(failure as Error).message}`, failure)) : resolve()));
+      gunzip.once('close', () =>
+        failure ? reject(corrupt(context.layer, `gzip: ${(failure as Error).message}`, failure)) : resolve(),
+      );
     });
     done.catch(() => undefined);
     stream.once('error', (error) => gunzip.destroy(error));

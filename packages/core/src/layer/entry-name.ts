@@ -20,11 +20,18 @@ export interface EntryName {
  * @throws {@link LayerError} `SHIFTER_LAYER_UNSAFE_PATH` (entry names) or `SHIFTER_LAYER_UNSAFE_LINK` (hardlink
  *   targets) for absolute names, `..` components or NUL bytes
  */
-export function splitEntryName(raw: string, context: { layer: string; entry: string; kind: 'entry' | 'hardlink' }): EntryName {
+export function splitEntryName(
+  raw: string,
+  context: { layer: string; entry: string; kind: 'entry' | 'hardlink' },
+): EntryName {
   const code = context.kind === 'entry' ? 'SHIFTER_LAYER_UNSAFE_PATH' : 'SHIFTER_LAYER_UNSAFE_LINK';
   const refuse = (why: string) =>
     new LayerError(code, `${context.kind === 'entry' ? 'entry' : 'hardlink target'} ${JSON.stringify(raw)} ${why}`, {
-      details: { layer: context.layer, entry: context.entry, ...(context.kind === 'hardlink' ? { linkname: raw } : {}) },
+      details: {
+        layer: context.layer,
+        entry: context.entry,
+        ...(context.kind === 'hardlink' ? { linkname: raw } : {}),
+      },
     });
   if (raw.startsWith('/')) throw refuse('is absolute');
   if (raw.includes('\0')) throw refuse('contains a NUL byte');

@@ -72,13 +72,24 @@ export function unpackError(error: unknown, layer: string, entry: string): Shift
   if (ShifterError.isInstance(error)) return error;
   const errno = error as NodeJS.ErrnoException;
   if (typeof errno.syscall === 'string') {
-    return new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, { cause: error, details: { layer, entry, errno: errno.code } });
+    return new ShifterError('SHIFTER_IO_FAILED', `unpacking failed: ${errno.message}`, {
+      cause: error,
+      details: { layer, entry, errno: errno.code },
+    });
   }
-  return new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, { cause: error, details: { layer, entry } });
+  return new LayerError('SHIFTER_LAYER_CORRUPT', `layer is not a valid tar archive: ${(error as Error).message}`, {
+    cause: error,
+    details: { layer, entry },
+  });
 }
 
 /** `SHIFTER_LAYER_LIMIT` for the entry-count or unpacked-size cap. @internal */
-export function limitError(what: 'entry count' | 'unpacked size', budget: UnpackBudget, layer: string, entry: string): LayerError {
+export function limitError(
+  what: 'entry count' | 'unpacked size',
+  budget: UnpackBudget,
+  layer: string,
+  entry: string,
+): LayerError {
   return new LayerError('SHIFTER_LAYER_LIMIT', `the image exceeds the ${what} limit`, {
     details: { layer, entry, maxUnpackedBytes: budget.maxUnpackedBytes, maxEntries: budget.maxEntries },
   });
@@ -86,7 +97,10 @@ export function limitError(what: 'entry count' | 'unpacked size', budget: Unpack
 
 /** `SHIFTER_CONVERSION_FAILED` for an aborted conversion. @internal */
 export function abortedError(signal: AbortSignal, layer: string): ShifterError {
-  return new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', { cause: signal.reason, details: { layer } });
+  return new ShifterError('SHIFTER_CONVERSION_FAILED', 'conversion aborted', {
+    cause: signal.reason,
+    details: { layer },
+  });
 }
 
 /**
@@ -95,7 +109,9 @@ export function abortedError(signal: AbortSignal, layer: string): ShifterError {
  */
 export function checkEntryEncoding(name: string, layer: string): void {
   if (name.includes('\uFFFD')) {
-    throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry name ${JSON.stringify(name)} is not valid UTF-8`, { details: { layer, entry: name } });
+    throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry name ${JSON.stringify(name)} is not valid UTF-8`, {
+      details: { layer, entry: name },
+    });
   }
 }
 
@@ -262,7 +278,9 @@ export function resolveDirectory<D, N>(
     } else if (kind === 'symlink') {
       hops += 1;
       if (hops > MAX_SYMLINK_HOPS) {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `too many symlinks resolving the parent of ${entry}`, { details: { layer, entry } });
+        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `too many symlinks resolving the parent of ${entry}`, {
+          details: { layer, entry },
+        });
       }
       const target = backend.linkTarget(child, dir, part);
       // SECURITY: an absolute target restarts at the image root, not the host root.
@@ -274,7 +292,9 @@ export function resolveDirectory<D, N>(
     } else {
       if (!create) return null;
       const parent = [...names, part].join('/');
-      throw new LayerError('SHIFTER_LAYER_CORRUPT', `a parent of ${entry} is not a directory (${parent})`, { details: { layer, entry, parent } });
+      throw new LayerError('SHIFTER_LAYER_CORRUPT', `a parent of ${entry} is not a directory (${parent})`, {
+        details: { layer, entry, parent },
+      });
     }
   }
   const resolved: ResolvedDirectory<D> = { dir: current.at(-1) ?? backend.root, rel: names.join('/'), chain: current };
@@ -353,7 +373,8 @@ export class LayerRules<D, N> {
   }
 
   private drop(entry: string, reason: string): void {
-    if (this.summary.dropped.length < MAX_DROPPED_LISTED) this.summary.dropped.push({ layer: this.layer, entry, reason });
+    if (this.summary.dropped.length < MAX_DROPPED_LISTED)
+      this.summary.dropped.push({ layer: this.layer, entry, reason });
   }
 
   /**
@@ -386,7 +407,8 @@ export class LayerRules<D, N> {
       const parent = resolveDirectory(backend, parentComponents, false, layer, entry);
       summary.whiteouts += 1;
       if (name === OPAQUE_MARKER) {
-        if (parent !== null) for (const child of backend.childNames(parent.dir, parent.rel)) this.prune(joinRel(parent.rel, child));
+        if (parent !== null)
+          for (const child of backend.childNames(parent.dir, parent.rel)) this.prune(joinRel(parent.rel, child));
         return null;
       }
       if (name.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
@@ -397,9 +419,13 @@ export class LayerRules<D, N> {
       const target = name.slice(WHITEOUT_PREFIX.length);
       // SECURITY: ".wh." (empty), ".wh.." and ".wh..." would name the directory itself or its parent.
       if (target === '' || target === '.' || target === '..') {
-        throw new LayerError('SHIFTER_LAYER_INVALID_WHITEOUT', `whiteout ${JSON.stringify(entry)} names "." or ".." or nothing`, {
-          details: { layer, entry },
-        });
+        throw new LayerError(
+          'SHIFTER_LAYER_INVALID_WHITEOUT',
+          `whiteout ${JSON.stringify(entry)} names "." or ".." or nothing`,
+          {
+            details: { layer, entry },
+          },
+        );
       }
       if (parent !== null) this.prune(joinRel(parent.rel, target));
       return null;
@@ -414,7 +440,11 @@ export class LayerRules<D, N> {
     // --- the root itself ("./") --------------------------------------------------------------------------------
     if (components.length === 0) {
       if (type !== 'directory') {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_PATH', `entry ${JSON.stringify(entry)} would replace the image root`, { details: { layer, entry } });
+        throw new LayerError(
+          'SHIFTER_LAYER_UNSAFE_PATH',
+          `entry ${JSON.stringify(entry)} would replace the image root`,
+          { details: { layer, entry } },
+        );
       }
       backend.setRoot(mode, mtime);
       return null;
@@ -423,18 +453,24 @@ export class LayerRules<D, N> {
     // --- budget ------------------------------------------------------------------------------------------------
     const isFile = type === 'file' || type === 'contiguous-file';
     if (isFile) {
-      if (budget.unpackedBytes + record.size > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, entry);
+      if (budget.unpackedBytes + record.size > budget.maxUnpackedBytes)
+        throw limitError('unpacked size', budget, layer, entry);
       budget.unpackedBytes += record.size;
       summary.bytes += record.size;
     }
 
-    const { dir, rel: parentRel, chain } = resolveDirectory(backend, parentComponents, true, layer, entry) as ResolvedDirectory<D>;
+    const {
+      dir,
+      rel: parentRel,
+      chain,
+    } = resolveDirectory(backend, parentComponents, true, layer, entry) as ResolvedDirectory<D>;
     const rel = joinRel(parentRel, name);
     const existing = backend.child(dir, name);
 
     // --- directories: over a directory only the metadata changes; over anything else it replaces it ------------
     if (type === 'directory') {
-      if (existing !== undefined && backend.kind(existing) === 'directory') backend.updateDirectory(existing, dir, name, rel, mode, mtime);
+      if (existing !== undefined && backend.kind(existing) === 'directory')
+        backend.updateDirectory(existing, dir, name, rel, mode, mtime);
       else {
         if (existing !== undefined) backend.remove(dir, name, rel);
         backend.makeDirectory(dir, name, rel, mode, mtime);
@@ -448,18 +484,28 @@ export class LayerRules<D, N> {
       const linkname = record.linkname;
       const target = splitEntryName(linkname, { layer, entry, kind: 'hardlink' });
       if (target.components.length === 0) {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at the image root`, { details: { layer, entry, linkname } });
+        throw new LayerError(
+          'SHIFTER_LAYER_UNSAFE_LINK',
+          `hardlink ${JSON.stringify(entry)} points at the image root`,
+          { details: { layer, entry, linkname } },
+        );
       }
       const targetParent = resolveDirectory(backend, target.components.slice(0, -1), false, layer, entry);
       const targetName = target.components.at(-1) as string;
       const targetNode = targetParent === null ? undefined : backend.child(targetParent.dir, targetName);
       if (targetParent === null || targetNode === undefined) {
-        throw new LayerError('SHIFTER_LAYER_CORRUPT', `hardlink ${JSON.stringify(entry)} points at missing ${JSON.stringify(linkname)}`, {
-          details: { layer, entry, linkname },
-        });
+        throw new LayerError(
+          'SHIFTER_LAYER_CORRUPT',
+          `hardlink ${JSON.stringify(entry)} points at missing ${JSON.stringify(linkname)}`,
+          {
+            details: { layer, entry, linkname },
+          },
+        );
       }
       if (backend.kind(targetNode) === 'directory') {
-        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at a directory`, { details: { layer, entry, linkname } });
+        throw new LayerError('SHIFTER_LAYER_UNSAFE_LINK', `hardlink ${JSON.stringify(entry)} points at a directory`, {
+          details: { layer, entry, linkname },
+        });
       }
       const targetRel = joinRel(targetParent.rel, targetName);
       if (targetRel === rel) return null;
@@ -476,12 +522,18 @@ export class LayerRules<D, N> {
       // The target is stored verbatim: it is only ever interpreted inside the container (or by resolveDirectory,
       // which keeps it inside the root).
       if (record.linkname === '') {
-        throw new LayerError('SHIFTER_LAYER_CORRUPT', `symlink ${JSON.stringify(entry)} has an empty target`, { details: { layer, entry } });
+        throw new LayerError('SHIFTER_LAYER_CORRUPT', `symlink ${JSON.stringify(entry)} has an empty target`, {
+          details: { layer, entry },
+        });
       }
     } else if (!isFile && type !== 'fifo' && type !== 'character-device' && type !== 'block-device') {
-      throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `entry ${JSON.stringify(entry)} has unsupported type ${String(type)}`, {
-        details: { layer, entry, type },
-      });
+      throw new LayerError(
+        'SHIFTER_LAYER_UNSUPPORTED',
+        `entry ${JSON.stringify(entry)} has unsupported type ${String(type)}`,
+        {
+          details: { layer, entry, type },
+        },
+      );
     }
     if (existing !== undefined) backend.remove(dir, name, rel);
     const node = backend.create(dir, name, rel, record);

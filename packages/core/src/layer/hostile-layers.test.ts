@@ -52,11 +52,22 @@ const source = (digest: string, blob: Buffer, mediaType = 'application/vnd.oci.i
 });
 
 // Every case runs against both ways of flattening: on disk, and merged in memory (then extracted by GNU tar).
-const implementations = { 'on disk': flattenLayers, 'merged in memory': mergeIntoDir, 'merged, top layer streamed': mergeStreamingIntoDir };
-type Flatten = (root: string, sources: LayerSource[], limits?: { maxEntries?: number; maxUnpackedBytes?: number }) => Promise<{ dropped: unknown[] }>;
+const implementations = {
+  'on disk': flattenLayers,
+  'merged in memory': mergeIntoDir,
+  'merged, top layer streamed': mergeStreamingIntoDir,
+};
+type Flatten = (
+  root: string,
+  sources: LayerSource[],
+  limits?: { maxEntries?: number; maxUnpackedBytes?: number },
+) => Promise<{ dropped: unknown[] }>;
 let implementation: Flatten = flattenLayers;
 
-async function run(layers: (LayerSpecEntry[] | Buffer)[], limits: { maxEntries?: number; maxUnpackedBytes?: number } = {}) {
+async function run(
+  layers: (LayerSpecEntry[] | Buffer)[],
+  limits: { maxEntries?: number; maxUnpackedBytes?: number } = {},
+) {
   const sources = await Promise.all(
     layers.map(async (layer, i) => source(`sha256:layer${i}`, Buffer.isBuffer(layer) ? layer : await makeLayer(layer))),
   );
@@ -96,7 +107,15 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       await refused([[{ path: `/${marker}`, content: 'x' }]], 'SHIFTER_LAYER_UNSAFE_PATH', `/${marker}`);
     });
     it('refuses an absolute path in a zstd layer with the path code, not as corruption', async () => {
-      await refused([await makeLayer([{ path: 'ok', content: 'x'.repeat(100_000) }, { path: `/${marker}` }, { path: 'after' }], { compression: 'zstd' })], 'SHIFTER_LAYER_UNSAFE_PATH', `/${marker}`);
+      await refused(
+        [
+          await makeLayer([{ path: 'ok', content: 'x'.repeat(100_000) }, { path: `/${marker}` }, { path: 'after' }], {
+            compression: 'zstd',
+          }),
+        ],
+        'SHIFTER_LAYER_UNSAFE_PATH',
+        `/${marker}`,
+      );
     });
     it('refuses a ../ escape', async () => {
       await refused([[{ path: '../pwned', content: 'x' }]], 'SHIFTER_LAYER_UNSAFE_PATH', '../pwned');
@@ -111,12 +130,22 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
 
   describe('hostile layers: symlinks (contained inside the root)', () => {
     it('a write through an absolute symlink lands inside the root', async () => {
-      await run([[{ path: 'a', type: 'symlink', linkname: outside }, { path: 'a/pwned', content: 'x' }]]);
+      await run([
+        [
+          { path: 'a', type: 'symlink', linkname: outside },
+          { path: 'a/pwned', content: 'x' },
+        ],
+      ]);
       expect(existsSync(join(root, outside, 'pwned'))).toBe(true);
       expect(lstatSync(join(root, 'a')).isSymbolicLink()).toBe(true);
     });
     it('a write through a ../.. symlink lands at the image root', async () => {
-      await run([[{ path: 'b', type: 'symlink', linkname: '../../../..' }, { path: 'b/pwned', content: 'x' }]]);
+      await run([
+        [
+          { path: 'b', type: 'symlink', linkname: '../../../..' },
+          { path: 'b/pwned', content: 'x' },
+        ],
+      ]);
       expect(existsSync(join(root, 'pwned'))).toBe(true);
     });
     it('a symlink chain is resolved hop by hop inside the root', async () => {
@@ -136,7 +165,13 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
     });
     it('refuses a symlink loop', async () => {
       await refused(
-        [[{ path: 'l1', type: 'symlink', linkname: 'l2' }, { path: 'l2', type: 'symlink', linkname: 'l1' }, { path: 'l1/x' }]],
+        [
+          [
+            { path: 'l1', type: 'symlink', linkname: 'l2' },
+            { path: 'l2', type: 'symlink', linkname: 'l1' },
+            { path: 'l1/x' },
+          ],
+        ],
         'SHIFTER_LAYER_UNSAFE_LINK',
         'l1/x',
       );
@@ -151,10 +186,24 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       await refused([[{ path: 'h', type: 'link', linkname: '../sentinel/keep' }]], 'SHIFTER_LAYER_UNSAFE_LINK', 'h');
     });
     it('a hardlink through a symlinked directory resolves inside the root (and fails when missing there)', async () => {
-      await refused([[{ path: 'e', type: 'symlink', linkname: '/etc' }, { path: 'h', type: 'link', linkname: 'e/shadow' }]], 'SHIFTER_LAYER_CORRUPT', 'h');
+      await refused(
+        [
+          [
+            { path: 'e', type: 'symlink', linkname: '/etc' },
+            { path: 'h', type: 'link', linkname: 'e/shadow' },
+          ],
+        ],
+        'SHIFTER_LAYER_CORRUPT',
+        'h',
+      );
     });
     it('a hardlink to a symlink pointing out links the symlink itself, never the host file', async () => {
-      await run([[{ path: 's', type: 'symlink', linkname: '/etc/shadow' }, { path: 'h2', type: 'link', linkname: 's' }]]);
+      await run([
+        [
+          { path: 's', type: 'symlink', linkname: '/etc/shadow' },
+          { path: 'h2', type: 'link', linkname: 's' },
+        ],
+      ]);
       const h2 = lstatSync(join(root, 'h2'));
       expect(h2.isSymbolicLink()).toBe(true);
       expect(h2.ino).toBe(lstatSync(join(root, 's')).ino);
@@ -173,7 +222,11 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
     });
     it('a whiteout through a symlink only removes inside the root', async () => {
       await run([
-        [{ path: 'victim' }, { path: 'w', type: 'symlink', linkname: '../..' }, { path: 'x', type: 'symlink', linkname: sentinel }],
+        [
+          { path: 'victim' },
+          { path: 'w', type: 'symlink', linkname: '../..' },
+          { path: 'x', type: 'symlink', linkname: sentinel },
+        ],
         [{ path: 'w/.wh.victim' }, { path: 'x/.wh.keep' }],
       ]);
       expect(existsSync(join(root, 'victim'))).toBe(false);
@@ -182,7 +235,13 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
 
   describe('hostile layers: devices, limits, corruption', () => {
     it('drops device nodes and reports them', async () => {
-      const summary = await run([[{ path: 'dev/' }, { path: 'dev/sda', type: 'block', devmajor: 8 }, { path: 'dev/mem', type: 'char', devmajor: 1, devminor: 1 }]]);
+      const summary = await run([
+        [
+          { path: 'dev/' },
+          { path: 'dev/sda', type: 'block', devmajor: 8 },
+          { path: 'dev/mem', type: 'char', devmajor: 1, devminor: 1 },
+        ],
+      ]);
       expect(readdirSync(join(root, 'dev'))).toEqual([]);
       expect(summary.dropped).toEqual([
         { layer: 'sha256:layer0', entry: 'dev/sda', reason: 'device' },
@@ -194,15 +253,30 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       await refused([many], 'SHIFTER_LAYER_LIMIT', 'f10', { maxEntries: 10 });
     });
     it('refuses more unpacked bytes than the cap before writing the entry', async () => {
-      await refused([[{ path: 'small', content: 'x'.repeat(600) }, { path: 'big', content: 'x'.repeat(600) }]], 'SHIFTER_LAYER_LIMIT', 'big', {
-        maxUnpackedBytes: 1000,
-      });
+      await refused(
+        [
+          [
+            { path: 'small', content: 'x'.repeat(600) },
+            { path: 'big', content: 'x'.repeat(600) },
+          ],
+        ],
+        'SHIFTER_LAYER_LIMIT',
+        'big',
+        {
+          maxUnpackedBytes: 1000,
+        },
+      );
       expect(existsSync(join(root, 'big'))).toBe(false);
     });
     it('counts the caps across layers', async () => {
-      await refused([[{ path: 'a', content: 'x'.repeat(600) }], [{ path: 'b', content: 'x'.repeat(600) }]], 'SHIFTER_LAYER_LIMIT', 'b', {
-        maxUnpackedBytes: 1000,
-      });
+      await refused(
+        [[{ path: 'a', content: 'x'.repeat(600) }], [{ path: 'b', content: 'x'.repeat(600) }]],
+        'SHIFTER_LAYER_LIMIT',
+        'b',
+        {
+          maxUnpackedBytes: 1000,
+        },
+      );
     });
     it('refuses a truncated gzip layer', async () => {
       const blob = await makeLayer([{ path: 'f', content: randomBytes(64 * 1024) }], { compression: 'gzip' });
@@ -225,12 +299,23 @@ describe.each(Object.keys(implementations) as (keyof typeof implementations)[])(
       await refused([gzipSync(randomBytes(4096))], 'SHIFTER_LAYER_CORRUPT');
     });
     it('refuses an unsupported entry type (GNU sparse)', async () => {
-      await refused([withTypeflag(await makeLayer([{ path: 'sparse', content: 'x' }]), 'S')], 'SHIFTER_LAYER_UNSUPPORTED', 'sparse');
+      await refused(
+        [withTypeflag(await makeLayer([{ path: 'sparse', content: 'x' }]), 'S')],
+        'SHIFTER_LAYER_UNSUPPORTED',
+        'sparse',
+      );
     });
     it('refuses xz layers and non-layer media types', async () => {
       await refused([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 1, 2, 3])], 'SHIFTER_LAYER_UNSUPPORTED');
-      const helm = source('sha256:layer0', await makeLayer([{ path: 'x' }]), 'application/vnd.cncf.helm.chart.content.v1.tar+gzip');
-      await expect(implementation(root, [helm])).rejects.toMatchObject({ code: 'SHIFTER_LAYER_UNSUPPORTED', details: { layer: 'sha256:layer0' } });
+      const helm = source(
+        'sha256:layer0',
+        await makeLayer([{ path: 'x' }]),
+        'application/vnd.cncf.helm.chart.content.v1.tar+gzip',
+      );
+      await expect(implementation(root, [helm])).rejects.toMatchObject({
+        code: 'SHIFTER_LAYER_UNSUPPORTED',
+        details: { layer: 'sha256:layer0' },
+      });
     });
   });
 });

@@ -25,7 +25,8 @@ const source = (digest: string, blob: Buffer): LayerSource => ({
   size: blob.length,
   open: async () => Readable.from([blob]),
 });
-const sources = (...specs: LayerSpecEntry[][]) => Promise.all(specs.map(async (spec, i) => source(`sha256:layer${i}`, await makeLayer(spec))));
+const sources = (...specs: LayerSpecEntry[][]) =>
+  Promise.all(specs.map(async (spec, i) => source(`sha256:layer${i}`, await makeLayer(spec))));
 
 async function collect(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -51,17 +52,25 @@ async function streamed(input: LayerSource[]) {
 
 /** The names of the nodes written while the top layer streamed, sorted. */
 function streamedNames(dir: MergedDirectory, prefix = ''): string[] {
-  return [...dir.children].flatMap(([name, node]) =>
-    node.kind === 'directory' ? streamedNames(node, `${prefix}${name}/`) : node.streamed ? [`${prefix}${name}`] : [],
-  ).sort();
+  return [...dir.children]
+    .flatMap(([name, node]) =>
+      node.kind === 'directory' ? streamedNames(node, `${prefix}${name}/`) : node.streamed ? [`${prefix}${name}`] : [],
+    )
+    .sort();
 }
 
-const listing = (tar: Buffer) => execFileSync('tar', ['-tv', '--numeric-owner', '--full-time', '-f', '-'], { input: tar, encoding: 'utf8' });
+const listing = (tar: Buffer) =>
+  execFileSync('tar', ['-tv', '--numeric-owner', '--full-time', '-f', '-'], { input: tar, encoding: 'utf8' });
 
 describe('mergeLayers', () => {
   it('gives the same tar bytes every time and whatever the number of layers read at once', async () => {
     const layers = await sources(
-      [{ path: 'a/' }, { path: 'a/x', content: 'one' }, { path: 'b', content: 'bee' }, { path: 'l', type: 'symlink', linkname: 'a/x' }],
+      [
+        { path: 'a/' },
+        { path: 'a/x', content: 'one' },
+        { path: 'b', content: 'bee' },
+        { path: 'l', type: 'symlink', linkname: 'a/x' },
+      ],
       [{ path: 'a/y', content: 'two' }, { path: 'h', type: 'link', linkname: 'b' }, { path: '.wh.l' }],
       [{ path: 'c/d/e', content: 'deep' }, { path: 'a/.wh..wh..opq' }],
     );
@@ -80,7 +89,10 @@ describe('mergeLayers', () => {
   });
 
   it('keeps file contents in spool files, one per layer, and only file contents', async () => {
-    const layers = await sources([{ path: 'f', content: 'x'.repeat(1000) }, { path: 'd/' }], [{ path: 'g', content: 'y'.repeat(24) }]);
+    const layers = await sources(
+      [{ path: 'f', content: 'x'.repeat(1000) }, { path: 'd/' }],
+      [{ path: 'g', content: 'y'.repeat(24) }],
+    );
     const merged = await mergeLayers(layers, { spoolDir });
     expect(readdirSync(spoolDir).sort()).toEqual(['layer-0.data', 'layer-1.data']);
     expect(statSync(join(spoolDir, 'layer-0.data')).size).toBe(1000);
@@ -90,7 +102,14 @@ describe('mergeLayers', () => {
   });
 
   it('streams the top layer while reading it and skips it when writing the rest', async () => {
-    const layers = await sources([{ path: 'lower', content: 'L' }], [{ path: 'top/' }, { path: 'top/f', content: 'T'.repeat(5000) }, { path: 's', type: 'symlink', linkname: 'lower' }]);
+    const layers = await sources(
+      [{ path: 'lower', content: 'L' }],
+      [
+        { path: 'top/' },
+        { path: 'top/f', content: 'T'.repeat(5000) },
+        { path: 's', type: 'symlink', linkname: 'lower' },
+      ],
+    );
     const { merged, tar } = await streamed(layers);
     expect(streamedNames(merged.root)).toEqual(['s', 'top/f']);
     // The top layer's bytes went to the tar directly, not to its spool file.
@@ -106,7 +125,13 @@ describe('mergeLayers', () => {
   });
 
   it('writes the same tar whether the top layer was still being read when the lower ones were merged or not', async () => {
-    const layers = await sources([{ path: 'a', content: 'A' }, { path: 'd/' }], [{ path: 'd/z', content: 'Z' }, { path: 'b', content: 'B' }]);
+    const layers = await sources(
+      [{ path: 'a', content: 'A' }, { path: 'd/' }],
+      [
+        { path: 'd/z', content: 'Z' },
+        { path: 'b', content: 'B' },
+      ],
+    );
     const late = await streamed(layers);
     const output = new PassThrough();
     const writer = new TarWriter(output);
@@ -120,34 +145,71 @@ describe('mergeLayers', () => {
   });
 
   it.each([
-    ['lists a name twice', [{ path: 'f', content: 'first' }, { path: 'f', content: 'second' }]],
-    ['replaces a directory it wrote into', [{ path: 'd/f', content: 'in d' }, { path: 'd', content: 'now a file' }]],
-    ['removes a name it streamed through a hardlink', [{ path: 'f', content: 'x' }, { path: 'g', type: 'link', linkname: 'f' }, { path: 'g', content: 'y' }]],
-  ] as [string, LayerSpecEntry[]][])('stops streaming when the top layer %s, and the merge without streaming is right', async (_why, top) => {
-    const layers = await sources([{ path: 'base', content: 'b' }], top);
-    await expect(streamed(layers)).rejects.toBeInstanceOf(SpeculationConflict);
-    const viaStream = join(scratch, 'stream');
-    const onDisk = join(scratch, 'disk');
-    mkdirSync(viaStream);
-    mkdirSync(onDisk);
-    await mergeStreamingIntoDir(viaStream, layers);
-    await mergeIntoDir(onDisk, layers);
-    const describe = (dir: string) => execFileSync('sh', ['-c', `cd "${dir}" && find . -printf '%y %m %s %n %p\\n' | sort && cat $(find . -type f | sort)`], { encoding: 'utf8' });
-    expect(describe(viaStream)).toBe(describe(onDisk));
-  });
+    [
+      'lists a name twice',
+      [
+        { path: 'f', content: 'first' },
+        { path: 'f', content: 'second' },
+      ],
+    ],
+    [
+      'replaces a directory it wrote into',
+      [
+        { path: 'd/f', content: 'in d' },
+        { path: 'd', content: 'now a file' },
+      ],
+    ],
+    [
+      'removes a name it streamed through a hardlink',
+      [
+        { path: 'f', content: 'x' },
+        { path: 'g', type: 'link', linkname: 'f' },
+        { path: 'g', content: 'y' },
+      ],
+    ],
+  ] as [string, LayerSpecEntry[]][])(
+    'stops streaming when the top layer %s, and the merge without streaming is right',
+    async (_why, top) => {
+      const layers = await sources([{ path: 'base', content: 'b' }], top);
+      await expect(streamed(layers)).rejects.toBeInstanceOf(SpeculationConflict);
+      const viaStream = join(scratch, 'stream');
+      const onDisk = join(scratch, 'disk');
+      mkdirSync(viaStream);
+      mkdirSync(onDisk);
+      await mergeStreamingIntoDir(viaStream, layers);
+      await mergeIntoDir(onDisk, layers);
+      const describe = (dir: string) =>
+        execFileSync(
+          'sh',
+          ['-c', `cd "${dir}" && find . -printf '%y %m %s %n %p\\n' | sort && cat $(find . -type f | sort)`],
+          { encoding: 'utf8' },
+        );
+      expect(describe(viaStream)).toBe(describe(onDisk));
+    },
+  );
 
   it('refuses more names than maxNodes with MergeIndexFull (the caller unpacks on disk instead)', async () => {
     const many = Array.from({ length: 30 }, (_, i) => ({ path: `f${i}` }));
     await expect(mergeLayers(await sources(many), { spoolDir, maxNodes: 10 })).rejects.toBeInstanceOf(MergeIndexFull);
-    await expect(mergeLayers(await sources(many.slice(0, 8), many.slice(8, 16)), { spoolDir: mkdtempSync(join(scratch, 's-')), maxNodes: 10 })).rejects.toBeInstanceOf(
-      MergeIndexFull,
-    );
+    await expect(
+      mergeLayers(await sources(many.slice(0, 8), many.slice(8, 16)), {
+        spoolDir: mkdtempSync(join(scratch, 's-')),
+        maxNodes: 10,
+      }),
+    ).rejects.toBeInstanceOf(MergeIndexFull);
   });
 
   it('fails at once on a hostile layer while a later layer is still being downloaded', async () => {
     const hostile = source('sha256:hostile', await makeLayer([{ path: '../escape' }]));
-    const never: LayerSource = { digest: 'sha256:never', mediaType: '', size: 1, open: () => new Promise(() => undefined) };
-    await expect(mergeLayers([hostile, never], { spoolDir })).rejects.toMatchObject({ code: 'SHIFTER_LAYER_UNSAFE_PATH' });
+    const never: LayerSource = {
+      digest: 'sha256:never',
+      mediaType: '',
+      size: 1,
+      open: () => new Promise(() => undefined),
+    };
+    await expect(mergeLayers([hostile, never], { spoolDir })).rejects.toMatchObject({
+      code: 'SHIFTER_LAYER_UNSAFE_PATH',
+    });
   });
 });
 

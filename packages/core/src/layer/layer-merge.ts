@@ -178,8 +178,6 @@ export class MergeIndexFull extends Error {
   }
 }
 
-
-
 export { DEFAULT_MAX_NODES } from './rules.js';
 
 /** One tar entry as read from a layer, its content (for files) already in the layer's spool file at `offset`. */
@@ -251,7 +249,8 @@ async function readLayer(
       const record: LayerRecord = entryRecord(header, offset);
       const type = record.type;
       const isFile = type === 'file' || type === 'contiguous-file';
-      if (isFile && bytes + (header.size ?? 0) > budget.maxUnpackedBytes) throw limitError('unpacked size', budget, layer, current);
+      if (isFile && bytes + (header.size ?? 0) > budget.maxUnpackedBytes)
+        throw limitError('unpacked size', budget, layer, current);
       if (!handler) {
         handler = live();
         if (handler) {
@@ -327,7 +326,6 @@ function openUnlessStopped(source: LayerSource, signal: AbortSignal): Promise<Re
   });
 }
 
-
 /**
  * The in-memory backend of the entry rules (entry-rules.ts): the image tree being merged. A directory handle is its
  * node; a non-directory node carries the index of the layer that created it. Nothing is written to disk, so
@@ -346,7 +344,13 @@ class MergeTree implements TreeBackend<MergedDirectory, MergedNode> {
     private readonly defaultDirectoryMtime: number,
     private readonly maxNodes: number,
   ) {
-    this.root = { kind: 'directory', mode: 0o755, mtime: defaultDirectoryMtime, children: new Map(), streamedBelow: false };
+    this.root = {
+      kind: 'directory',
+      mode: 0o755,
+      mtime: defaultDirectoryMtime,
+      children: new Map(),
+      streamedBelow: false,
+    };
   }
 
   private add(parent: MergedDirectory, name: string, node: MergedNode): void {
@@ -388,7 +392,13 @@ class MergeTree implements TreeBackend<MergedDirectory, MergedNode> {
   }
 
   makeImplicitDirectory(dir: MergedDirectory, name: string): MergedDirectory {
-    const made: MergedDirectory = { kind: 'directory', mode: 0o755, mtime: this.defaultDirectoryMtime, children: new Map(), streamedBelow: false };
+    const made: MergedDirectory = {
+      kind: 'directory',
+      mode: 0o755,
+      mtime: this.defaultDirectoryMtime,
+      children: new Map(),
+      streamedBelow: false,
+    };
     this.add(dir, name, made);
     return made;
   }
@@ -433,7 +443,14 @@ class MergeTree implements TreeBackend<MergedDirectory, MergedNode> {
     this.root.mtime = mtime;
   }
 
-  updateDirectory(node: MergedNode, _dir: MergedDirectory, _name: string, _rel: string, mode: number, mtime: number): void {
+  updateDirectory(
+    node: MergedNode,
+    _dir: MergedDirectory,
+    _name: string,
+    _rel: string,
+    mode: number,
+    mtime: number,
+  ): void {
     node.mode = mode;
     node.mtime = mtime;
   }
@@ -453,11 +470,29 @@ class MergeTree implements TreeBackend<MergedDirectory, MergedNode> {
     const layer = this.layerIndex;
     let node: Exclude<MergedNode, MergedDirectory>;
     if (type === 'file' || type === 'contiguous-file') {
-      node = { kind: 'file', mode, mtime, size: record.size, offset: record.offset, linked: false, layer, streamed: false };
+      node = {
+        kind: 'file',
+        mode,
+        mtime,
+        size: record.size,
+        offset: record.offset,
+        linked: false,
+        layer,
+        streamed: false,
+      };
     } else if (type === 'symlink') {
       node = { kind: 'symlink', mode, mtime, target: record.linkname, linked: false, layer, streamed: false };
     } else {
-      node = { kind: type as MergedSpecial['kind'], mode, mtime, devmajor: record.devmajor, devminor: record.devminor, linked: false, layer, streamed: false };
+      node = {
+        kind: type as MergedSpecial['kind'],
+        mode,
+        mtime,
+        devmajor: record.devmajor,
+        devminor: record.devminor,
+        linked: false,
+        layer,
+        streamed: false,
+      };
     }
     this.add(dir, name, node);
     return node;
@@ -510,7 +545,15 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
   const handlers: (LiveHandler | undefined)[] = [];
   const start = (index: number) => {
     if (index >= layers.length || reads[index]) return;
-    reads[index] = readLayer(layers[index] as LayerSource, spools[index] as string, budget, options, stop.signal, () => handlers[index], maxNodes);
+    reads[index] = readLayer(
+      layers[index] as LayerSource,
+      spools[index] as string,
+      budget,
+      options,
+      stop.signal,
+      () => handlers[index],
+      maxNodes,
+    );
     reads[index].catch(() => undefined);
   };
   const applyOnly = (applier: LayerApplier): LiveHandler => ({
@@ -564,7 +607,10 @@ export async function mergeLayers(layers: LayerSource[], options: MergeLayersOpt
       // Every lower layer is merged: this one may now be applied (and, for the top layer with `tar`, streamed) as it
       // is read. Whether it went live or was read completely before, the result and the streamed order are the
       // same (archive order), so the output does not depend on timing.
-      const applier: LayerApplier = new LayerRules(tree, budget, index, source.digest, { keepDevices: options.keepDevices, signal: options.signal });
+      const applier: LayerApplier = new LayerRules(tree, budget, index, source.digest, {
+        keepDevices: options.keepDevices,
+        signal: options.signal,
+      });
       const handler = index === top && options.tar ? makeLiveHandler(options.tar, applier) : applyOnly(applier);
       handlers[index] = handler;
       const read = await (reads[index] as Promise<ReadLayer>);

@@ -33,7 +33,10 @@ export async function mergeIntoDir(
  * all of it streams: small test layers are read in no time otherwise, and in production a big top layer is still
  * being read when the lower ones are done. No wall-clock wait: the order is an event, not a delay.
  */
-export function topOpensAfterLowerMerged(layers: LayerSource[]): { layers: LayerSource[]; onLayer: NonNullable<MergeLayersOptions['onLayer']> } {
+export function topOpensAfterLowerMerged(layers: LayerSource[]): {
+  layers: LayerSource[];
+  onLayer: NonNullable<MergeLayersOptions['onLayer']>;
+} {
   const top = layers.at(-1);
   let release: () => void = () => undefined;
   const lowerMerged = new Promise<void>((resolve) => {
@@ -49,7 +52,11 @@ export function topOpensAfterLowerMerged(layers: LayerSource[]): { layers: Layer
 }
 
 /** {@link mergeIntoDir} with the top layer streamed, opened once the lower layers are merged. */
-export const mergeStreamingIntoDir = (rootDir: string, layers: LayerSource[], options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'> = {}) => {
+export const mergeStreamingIntoDir = (
+  rootDir: string,
+  layers: LayerSource[],
+  options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'> = {},
+) => {
   const late = topOpensAfterLowerMerged(layers);
   const onLayer: MergeLayersOptions['onLayer'] = (summary, index, count) => {
     late.onLayer(summary, index, count);
@@ -58,11 +65,18 @@ export const mergeStreamingIntoDir = (rootDir: string, layers: LayerSource[], op
   return mergeIntoDir(rootDir, late.layers, { ...options, onLayer }, true);
 };
 
-async function mergeOnce(rootDir: string, layers: LayerSource[], options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'>, stream: boolean) {
+async function mergeOnce(
+  rootDir: string,
+  layers: LayerSource[],
+  options: Omit<MergeLayersOptions, 'spoolDir' | 'tar'>,
+  stream: boolean,
+) {
   const spoolDir = mkdtempSync(join(tmpdir(), 'shifter-merge-spool-'));
   const output = new PassThrough({ highWaterMark: 64 * 1024 });
   const writer = new TarWriter(output);
-  const child = spawn('sh', ['-c', 'mkdir -p "$1" && exec tar -x -p --no-same-owner -C "$1" -f -', 'sh', rootDir], { stdio: ['pipe', 'ignore', 'pipe'] });
+  const child = spawn('sh', ['-c', 'mkdir -p "$1" && exec tar -x -p --no-same-owner -C "$1" -f -', 'sh', rootDir], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();

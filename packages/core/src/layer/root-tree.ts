@@ -39,7 +39,13 @@ import {
 } from './entry-rules.js';
 
 // The budget, summary and error helpers are defined with the entry rules; re-exported here where they always were.
-export { type DroppedEntry, type LayerSummary, type UnpackBudget, createUnpackBudget, unpackError } from './entry-rules.js';
+export {
+  type DroppedEntry,
+  type LayerSummary,
+  type UnpackBudget,
+  createUnpackBudget,
+  unpackError,
+} from './entry-rules.js';
 
 /** Policy knobs of the layer applier. */
 export interface RootTreeOptions {
@@ -68,7 +74,6 @@ function lstatOrNull(path: string) {
   // throwIfNoEntry: most lookups are for paths that do not exist yet, and an ENOENT exception per file is costly.
   return lstatSync(path, { throwIfNoEntry: false }) ?? null;
 }
-
 
 /** A file opened by {@link DiskTree.create}, waiting for its bytes. */
 interface PendingFile {
@@ -117,7 +122,8 @@ class DiskTree implements TreeBackend<string, Stats> {
   enter(node: Stats, dir: string, name: string): string {
     const rel = joinRel(dir, name);
     // A directory from an earlier layer: remember its metadata now, before children change its mtime.
-    if (!this.directories.has(rel)) this.directories.set(rel, { mode: node.mode & 0o7777, mtime: Math.floor(node.mtimeMs / 1000) });
+    if (!this.directories.has(rel))
+      this.directories.set(rel, { mode: node.mode & 0o7777, mtime: Math.floor(node.mtimeMs / 1000) });
     return rel;
   }
 
@@ -153,7 +159,8 @@ class DiskTree implements TreeBackend<string, Stats> {
       // end, so everything below is still 0700-accessible to us here.
       rmSync(path, { recursive: true, force: true });
       const prefix = `${rel}/`;
-      for (const key of this.directories.keys()) if (key === rel || key.startsWith(prefix)) this.directories.delete(key);
+      for (const key of this.directories.keys())
+        if (key === rel || key.startsWith(prefix)) this.directories.delete(key);
     } else {
       unlinkSync(path);
     }
@@ -193,7 +200,11 @@ class DiskTree implements TreeBackend<string, Stats> {
     const { type, mode, mtime } = record;
     if (type === 'file' || type === 'contiguous-file') {
       // O_EXCL|O_NOFOLLOW: whatever was there was just removed; if anything reappeared, fail instead of following it.
-      const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      const fd = openSync(
+        path,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
       try {
         const stat = fstatSync(fd);
         this.addedInodes.add(stat.ino);
@@ -211,12 +222,24 @@ class DiskTree implements TreeBackend<string, Stats> {
       const args =
         type === 'fifo'
           ? ['mkfifo', '-m', mode.toString(8), path]
-          : ['mknod', '-m', mode.toString(8), path, type === 'character-device' ? 'c' : 'b', String(record.devmajor), String(record.devminor)];
+          : [
+              'mknod',
+              '-m',
+              mode.toString(8),
+              path,
+              type === 'character-device' ? 'c' : 'b',
+              String(record.devmajor),
+              String(record.devminor),
+            ];
       const result = spawnSync(args[0] as string, args.slice(1), { encoding: 'utf8' });
       if (result.status !== 0) {
-        throw new LayerError('SHIFTER_LAYER_UNSUPPORTED', `cannot create ${String(type)} ${JSON.stringify(record.name)}: ${result.stderr || result.error?.message}`, {
-          details: { layer: this.layer, entry: record.name },
-        });
+        throw new LayerError(
+          'SHIFTER_LAYER_UNSUPPORTED',
+          `cannot create ${String(type)} ${JSON.stringify(record.name)}: ${result.stderr || result.error?.message}`,
+          {
+            details: { layer: this.layer, entry: record.name },
+          },
+        );
       }
       chmodSync(path, mode);
       utimesSync(path, mtime, mtime);
@@ -306,7 +329,10 @@ export class RootTree {
    * @throws {@link LayerError} with the codes of docs/security-layers.md; `details: { layer, entry }`
    */
   async applyTar(tar: Readable, layer: string): Promise<LayerSummary> {
-    const rules = new LayerRules(this.disk, this.budget, this.layers++, layer, { keepDevices: this.options.keepDevices, signal: this.options.signal });
+    const rules = new LayerRules(this.disk, this.budget, this.layers++, layer, {
+      keepDevices: this.options.keepDevices,
+      signal: this.options.signal,
+    });
     // Names are decoded as UTF-8 (tar-stream's default); PAX path/linkpath/size and GNU long names are applied by it.
     const extract = tarExtract();
     const feeding = pipeline(tar, extract);

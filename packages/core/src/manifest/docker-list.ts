@@ -25,5 +25,10 @@ const schema = z.looseObject({
 export function parseDockerManifestList(json: unknown): DockerManifestList {
   const result = schema.safeParse(json);
   if (!result.success) throw invalidManifest('Docker manifest list', result.error);
-  return { kind: 'docker-list', mediaType: MediaType.DOCKER_MANIFEST_LIST, schemaVersion: 2, manifests: result.data.manifests };
+  return {
+    kind: 'docker-list',
+    mediaType: MediaType.DOCKER_MANIFEST_LIST,
+    schemaVersion: 2,
+    manifests: result.data.manifests,
+  };
 }

@@ -29,5 +29,11 @@ const schema = z.looseObject({
 export function parseDockerManifest(json: unknown): DockerManifest {
   const result = schema.safeParse(json);
   if (!result.success) throw invalidManifest('Docker schema 2 manifest', result.error);
-  return { kind: 'docker-manifest', mediaType: MediaType.DOCKER_MANIFEST, schemaVersion: 2, config: result.data.config, layers: result.data.layers };
+  return {
+    kind: 'docker-manifest',
+    mediaType: MediaType.DOCKER_MANIFEST,
+    schemaVersion: 2,
+    config: result.data.config,
+    layers: result.data.layers,
+  };
 }

@@ -50,7 +50,9 @@ export function parseImageConfig(bytes: Uint8Array, layerCount?: number): ImageC
   try {
     json = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (error) {
-    throw new ManifestError('SHIFTER_MANIFEST_INVALID', `image config is not valid JSON: ${(error as Error).message}`, { cause: error });
+    throw new ManifestError('SHIFTER_MANIFEST_INVALID', `image config is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const result = schema.safeParse(json);
   if (!result.success) throw invalidManifest('image config', result.error);

@@ -3,7 +3,13 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { computeDigest } from '../digest/index.js';
 import { MediaType, ACCEPTED_MANIFEST_TYPES, mediaTypeOfContentType } from './media-types.js';
-import { checkImageManifest, isImageIndex, parseManifest, type ImageIndex, type ImageManifest } from './parse-manifest.js';
+import {
+  checkImageManifest,
+  isImageIndex,
+  parseManifest,
+  type ImageIndex,
+  type ImageManifest,
+} from './parse-manifest.js';
 import { DEFAULT_PLATFORM, formatPlatform, parsePlatform, selectPlatform } from './select-platform.js';
 import { parseImageConfig } from './image-config.js';
 
@@ -47,7 +53,9 @@ describe('parseManifest', () => {
       [fixture('docker-schema1-signed.json'), undefined],
       [Buffer.from('{"schemaVersion":2}'), MediaType.DOCKER_SCHEMA1],
     ] as const) {
-      expect(() => parseManifest(bytes, type)).toThrow(expect.objectContaining({ code: 'SHIFTER_MANIFEST_UNSUPPORTED', message: expect.stringMatching(/schema 1/) }));
+      expect(() => parseManifest(bytes, type)).toThrow(
+        expect.objectContaining({ code: 'SHIFTER_MANIFEST_UNSUPPORTED', message: expect.stringMatching(/schema 1/) }),
+      );
     }
   });
   it('refuses unknown types', () => {
@@ -59,12 +67,44 @@ describe('parseManifest', () => {
     ['not JSON', '{', /not valid JSON/],
     ['an array', '[]', /not a JSON object/],
     ['null', 'null', /not a JSON object/],
-    ['bad digest', JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: { mediaType: MediaType.OCI_CONFIG, digest: 'sha256:../../etc', size: 1 }, layers: [] }), /config\.digest/],
-    ['negative size', JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OCI_MANIFEST, config: { mediaType: MediaType.OCI_CONFIG, digest: `sha256:${'a'.repeat(64)}`, size: -1 }, layers: [] }), /config\.size/],
-    ['missing layers', JSON.stringify({ schemaVersion: 2, mediaType: MediaType.DOCKER_MANIFEST, config: { mediaType: MediaType.DOCKER_CONFIG, digest: `sha256:${'a'.repeat(64)}`, size: 1 } }), /layers/],
-    ['wrong schemaVersion', JSON.stringify({ schemaVersion: 3, mediaType: MediaType.OCI_INDEX, manifests: [] }), /schemaVersion/],
+    [
+      'bad digest',
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OCI_MANIFEST,
+        config: { mediaType: MediaType.OCI_CONFIG, digest: 'sha256:../../etc', size: 1 },
+        layers: [],
+      }),
+      /config\.digest/,
+    ],
+    [
+      'negative size',
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OCI_MANIFEST,
+        config: { mediaType: MediaType.OCI_CONFIG, digest: `sha256:${'a'.repeat(64)}`, size: -1 },
+        layers: [],
+      }),
+      /config\.size/,
+    ],
+    [
+      'missing layers',
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.DOCKER_MANIFEST,
+        config: { mediaType: MediaType.DOCKER_CONFIG, digest: `sha256:${'a'.repeat(64)}`, size: 1 },
+      }),
+      /layers/,
+    ],
+    [
+      'wrong schemaVersion',
+      JSON.stringify({ schemaVersion: 3, mediaType: MediaType.OCI_INDEX, manifests: [] }),
+      /schemaVersion/,
+    ],
   ])('refuses %s with SHIFTER_MANIFEST_INVALID', (_name, body, message) => {
-    expect(() => parseManifest(Buffer.from(body))).toThrow(expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID', message: expect.stringMatching(message) }));
+    expect(() => parseManifest(Buffer.from(body))).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID', message: expect.stringMatching(message) }),
+    );
   });
 });
 
@@ -72,12 +112,17 @@ describe('checkImageManifest', () => {
   it('refuses foreign layers naming the layer', () => {
     const manifest = parseManifest(fixture('docker-foreign-layer.json')) as ImageManifest;
     expect(() => checkImageManifest(manifest)).toThrow(
-      expect.objectContaining({ code: 'SHIFTER_MANIFEST_UNSUPPORTED', message: expect.stringMatching(/layer 0 \(sha256:[a-f0-9]{64}\) is a foreign/) }),
+      expect.objectContaining({
+        code: 'SHIFTER_MANIFEST_UNSUPPORTED',
+        message: expect.stringMatching(/layer 0 \(sha256:[a-f0-9]{64}\) is a foreign/),
+      }),
     );
   });
   it('refuses artifacts that are not container images', () => {
     const manifest = parseManifest(fixture('oci-artifact-helm.json')) as ImageManifest;
-    expect(() => checkImageManifest(manifest)).toThrow(expect.objectContaining({ code: 'SHIFTER_MANIFEST_UNSUPPORTED', message: expect.stringMatching(/helm/) }));
+    expect(() => checkImageManifest(manifest)).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_MANIFEST_UNSUPPORTED', message: expect.stringMatching(/helm/) }),
+    );
   });
   it('accepts zstd and uncompressed OCI layers', () => {
     expect(() => checkImageManifest(parseManifest(fixture('oci-manifest-zstd.json')) as ImageManifest)).not.toThrow();
@@ -98,8 +143,12 @@ describe('selectPlatform', () => {
   });
   it('matches arm64 with and without an explicit v8 variant', () => {
     expect(selectPlatform(index, { os: 'linux', architecture: 'arm64' }).digest).toBe(index.manifests[1]!.digest);
-    expect(selectPlatform(index, { os: 'linux', architecture: 'arm64', variant: 'v8' }).digest).toBe(index.manifests[1]!.digest);
-    expect(selectPlatform(list, { os: 'linux', architecture: 'arm64', variant: 'v8' }).digest).toBe(list.manifests[3]!.digest);
+    expect(selectPlatform(index, { os: 'linux', architecture: 'arm64', variant: 'v8' }).digest).toBe(
+      index.manifests[1]!.digest,
+    );
+    expect(selectPlatform(list, { os: 'linux', architecture: 'arm64', variant: 'v8' }).digest).toBe(
+      list.manifests[3]!.digest,
+    );
   });
   it('prefers the default arm variant and honours an explicit one', () => {
     expect(selectPlatform(list, { os: 'linux', architecture: 'arm' }).platform?.variant).toBe('v7');
@@ -107,9 +156,14 @@ describe('selectPlatform', () => {
   });
   it('skips attestation entries and lists what exists', () => {
     expect(() => selectPlatform(index, { os: 'unknown', architecture: 'unknown' })).toThrow(
-      expect.objectContaining({ code: 'SHIFTER_PLATFORM_NOT_FOUND', details: { requested: 'unknown/unknown', available: ['linux/amd64', 'linux/arm64/v8'] } }),
+      expect.objectContaining({
+        code: 'SHIFTER_PLATFORM_NOT_FOUND',
+        details: { requested: 'unknown/unknown', available: ['linux/amd64', 'linux/arm64/v8'] },
+      }),
     );
-    expect(() => selectPlatform(list, parsePlatform('linux/s390x'))).toThrow(/offers: linux\/amd64, linux\/arm\/v6, linux\/arm\/v7, linux\/arm64, linux\/ppc64le, windows\/amd64/);
+    expect(() => selectPlatform(list, parsePlatform('linux/s390x'))).toThrow(
+      /offers: linux\/amd64, linux\/arm\/v6, linux\/arm\/v7, linux\/arm64, linux\/ppc64le, windows\/amd64/,
+    );
   });
   it('parses and formats platform strings', () => {
     expect(parsePlatform('linux/arm64/v8')).toEqual({ os: 'linux', architecture: 'arm64', variant: 'v8' });
@@ -129,7 +183,9 @@ describe('parseImageConfig', () => {
     expect(() => parseImageConfig(bytes, 3)).toThrow(expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID' }));
   });
   it('refuses malformed configs', () => {
-    expect(() => parseImageConfig(Buffer.from('{"config":{"Env":"A=1"}}'))).toThrow(expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID', message: expect.stringMatching(/config\.Env/) }));
+    expect(() => parseImageConfig(Buffer.from('{"config":{"Env":"A=1"}}'))).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID', message: expect.stringMatching(/config\.Env/) }),
+    );
     expect(() => parseImageConfig(Buffer.from('nope'))).toThrow(/not valid JSON/);
   });
   it('accepts null Cmd/Env/Labels as Docker writes them', () => {
@@ -139,7 +195,14 @@ describe('parseImageConfig', () => {
 
 describe('media types', () => {
   it('accepts OCI and Docker manifests and indexes', () => {
-    expect(ACCEPTED_MANIFEST_TYPES).toEqual(expect.arrayContaining([MediaType.OCI_MANIFEST, MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST, MediaType.DOCKER_MANIFEST_LIST]));
+    expect(ACCEPTED_MANIFEST_TYPES).toEqual(
+      expect.arrayContaining([
+        MediaType.OCI_MANIFEST,
+        MediaType.OCI_INDEX,
+        MediaType.DOCKER_MANIFEST,
+        MediaType.DOCKER_MANIFEST_LIST,
+      ]),
+    );
     expect(mediaTypeOfContentType(' Application/JSON ; charset=utf-8')).toBe('application/json');
     expect(mediaTypeOfContentType(undefined)).toBeUndefined();
   });

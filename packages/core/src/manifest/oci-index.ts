@@ -28,5 +28,11 @@ export function parseOciIndex(json: unknown): OciIndex {
   const result = schema.safeParse(json);
   if (!result.success) throw invalidManifest('OCI image index', result.error);
   const { manifests, annotations } = result.data;
-  return { kind: 'oci-index', mediaType: MediaType.OCI_INDEX, schemaVersion: 2, manifests, ...(annotations ? { annotations } : {}) };
+  return {
+    kind: 'oci-index',
+    mediaType: MediaType.OCI_INDEX,
+    schemaVersion: 2,
+    manifests,
+    ...(annotations ? { annotations } : {}),
+  };
 }

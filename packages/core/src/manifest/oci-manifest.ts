@@ -31,5 +31,12 @@ export function parseOciManifest(json: unknown): OciManifest {
   const result = schema.safeParse(json);
   if (!result.success) throw invalidManifest('OCI image manifest', result.error);
   const { config, layers, annotations } = result.data;
-  return { kind: 'oci-manifest', mediaType: MediaType.OCI_MANIFEST, schemaVersion: 2, config, layers, ...(annotations ? { annotations } : {}) };
+  return {
+    kind: 'oci-manifest',
+    mediaType: MediaType.OCI_MANIFEST,
+    schemaVersion: 2,
+    config,
+    layers,
+    ...(annotations ? { annotations } : {}),
+  };
 }

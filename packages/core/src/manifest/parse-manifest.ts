@@ -2,7 +2,13 @@ import { ManifestError } from '../errors/index.js';
 import type { Descriptor } from './descriptor.js';
 import { parseDockerManifestList, type DockerManifestList } from './docker-list.js';
 import { parseDockerManifest, type DockerManifest } from './docker-schema2.js';
-import { CONFIG_TYPES, FOREIGN_LAYER_TYPES, LAYER_COMPRESSION, MediaType, mediaTypeOfContentType } from './media-types.js';
+import {
+  CONFIG_TYPES,
+  FOREIGN_LAYER_TYPES,
+  LAYER_COMPRESSION,
+  MediaType,
+  mediaTypeOfContentType,
+} from './media-types.js';
 import { parseOciIndex, type OciIndex } from './oci-index.js';
 import { parseOciManifest, type OciManifest } from './oci-manifest.js';
 
@@ -36,20 +42,34 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): Manifest
   try {
     json = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (error) {
-    throw new ManifestError('SHIFTER_MANIFEST_INVALID', `manifest is not valid JSON: ${(error as Error).message}`, { cause: error });
+    throw new ManifestError('SHIFTER_MANIFEST_INVALID', `manifest is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new ManifestError('SHIFTER_MANIFEST_INVALID', 'manifest is not a JSON object');
   }
   const body = json as Record<string, unknown>;
   const headerType = mediaTypeOfContentType(contentType);
-  if (body.schemaVersion === 1 || SCHEMA1_TYPES.has(String(body.mediaType)) || (headerType !== undefined && SCHEMA1_TYPES.has(headerType))) {
-    throw unsupported('Docker schema 1 manifests are obsolete and not supported; push the image again with a current client', {
-      mediaType: body.mediaType ?? headerType,
-    });
+  if (
+    body.schemaVersion === 1 ||
+    SCHEMA1_TYPES.has(String(body.mediaType)) ||
+    (headerType !== undefined && SCHEMA1_TYPES.has(headerType))
+  ) {
+    throw unsupported(
+      'Docker schema 1 manifests are obsolete and not supported; push the image again with a current client',
+      {
+        mediaType: body.mediaType ?? headerType,
+      },
+    );
   }
   let mediaType = typeof body.mediaType === 'string' ? body.mediaType : headerType;
-  if (mediaType === undefined || mediaType === 'application/json' || mediaType === 'text/plain' || mediaType === 'application/octet-stream') {
+  if (
+    mediaType === undefined ||
+    mediaType === 'application/json' ||
+    mediaType === 'text/plain' ||
+    mediaType === 'application/octet-stream'
+  ) {
     // Generic or missing types: OCI lets us infer from the required fields.
     if (Array.isArray(body.manifests)) mediaType = MediaType.OCI_INDEX;
     else if (body.config !== undefined && Array.isArray(body.layers)) mediaType = MediaType.OCI_MANIFEST;
@@ -84,9 +104,12 @@ export function isImageIndex(manifest: Manifest): manifest is ImageIndex {
  */
 export function checkImageManifest(manifest: ImageManifest, maxLayerBytes = Number.MAX_SAFE_INTEGER): void {
   if (!CONFIG_TYPES.has(manifest.config.mediaType)) {
-    throw unsupported(`config media type ${JSON.stringify(manifest.config.mediaType)} is not a container image config (artifact?)`, {
-      mediaType: manifest.config.mediaType,
-    });
+    throw unsupported(
+      `config media type ${JSON.stringify(manifest.config.mediaType)} is not a container image config (artifact?)`,
+      {
+        mediaType: manifest.config.mediaType,
+      },
+    );
   }
   manifest.layers.forEach((layer: Descriptor, index) => {
     if (FOREIGN_LAYER_TYPES.has(layer.mediaType) || (layer.urls !== undefined && layer.urls.length > 0)) {
@@ -96,15 +119,22 @@ export function checkImageManifest(manifest: ImageManifest, maxLayerBytes = Numb
       );
     }
     if (!(layer.mediaType in LAYER_COMPRESSION)) {
-      throw unsupported(`layer ${index} (${layer.digest}) has unsupported media type ${JSON.stringify(layer.mediaType)}`, {
-        layer: layer.digest,
-        mediaType: layer.mediaType,
-      });
+      throw unsupported(
+        `layer ${index} (${layer.digest}) has unsupported media type ${JSON.stringify(layer.mediaType)}`,
+        {
+          layer: layer.digest,
+          mediaType: layer.mediaType,
+        },
+      );
     }
     if (layer.size > maxLayerBytes) {
-      throw new ManifestError('SHIFTER_SIZE_LIMIT', `layer ${index} (${layer.digest}) is ${layer.size} bytes, over the limit of ${maxLayerBytes}`, {
-        details: { layer: layer.digest, size: layer.size, limit: maxLayerBytes },
-      });
+      throw new ManifestError(
+        'SHIFTER_SIZE_LIMIT',
+        `layer ${index} (${layer.digest}) is ${layer.size} bytes, over the limit of ${maxLayerBytes}`,
+        {
+          details: { layer: layer.digest, size: layer.size, limit: maxLayerBytes },
+        },
+      );
     }
   });
 }

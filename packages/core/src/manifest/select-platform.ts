@@ -24,7 +24,10 @@ const DEFAULT_VARIANT: Readonly<Record<string, string>> = { arm64: 'v8', arm: 'v
 export function parsePlatform(value: string): PlatformSelector {
   const match = /^([a-z0-9]+)\/([a-z0-9_]+)(?:\/([a-z0-9]+))?$/.exec(value);
   if (!match) {
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `platform ${JSON.stringify(value)} must look like os/architecture[/variant]`);
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `platform ${JSON.stringify(value)} must look like os/architecture[/variant]`,
+    );
   }
   return { os: match[1]!, architecture: match[2]!, ...(match[3] ? { variant: match[3] } : {}) };
 }

@@ -25,16 +25,28 @@ describe('imageMetadataFromConfig', () => {
   });
   it('gives empty values for a config without a config section', () => {
     expect(imageMetadataFromConfig({ rootfs: { type: 'layers', diff_ids: [] } })).toEqual({
-      env: [], entrypoint: null, cmd: null, workdir: null, labels: {}, user: null,
+      env: [],
+      entrypoint: null,
+      cmd: null,
+      workdir: null,
+      labels: {},
+      user: null,
     });
   });
   it('treats a bare string Cmd as a one-item list', () => {
     expect(imageMetadataFromConfig({ config: { Cmd: '/bin/sh' } }).cmd).toEqual(['/bin/sh']);
   });
-  it.each([[null], [[]], ['x'], [{ config: { Env: 'A=1' } }], [{ config: { Cmd: [1] } }], [{ config: { WorkingDir: 3 } }], [{ config: [] }]])(
-    'refuses %j with SHIFTER_MANIFEST_INVALID',
-    (config) => {
-      expect(() => imageMetadataFromConfig(config)).toThrow(expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID' }));
-    },
-  );
+  it.each([
+    [null],
+    [[]],
+    ['x'],
+    [{ config: { Env: 'A=1' } }],
+    [{ config: { Cmd: [1] } }],
+    [{ config: { WorkingDir: 3 } }],
+    [{ config: [] }],
+  ])('refuses %j with SHIFTER_MANIFEST_INVALID', (config) => {
+    expect(() => imageMetadataFromConfig(config)).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_MANIFEST_INVALID' }),
+    );
+  });
 });

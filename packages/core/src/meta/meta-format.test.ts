@@ -2,7 +2,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type FormatMetaInput, formatMeta, parseMeta, percentDecodeMeta, percentEncodeMeta, writeMetaFile } from './meta-format.js';
+import {
+  type FormatMetaInput,
+  formatMeta,
+  parseMeta,
+  percentDecodeMeta,
+  percentEncodeMeta,
+  writeMetaFile,
+} from './meta-format.js';
 
 // Read with JSON.parse: the vectors hold a lone surrogate escape, which the bundler's JSON loader rejects.
 const vectors = JSON.parse(readFileSync(new URL('./meta-vectors.json', import.meta.url), 'utf8')) as {
@@ -77,7 +84,34 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-const ALPHABET = ["'", '"', ',', '[', ']', '%', '\\', ' ', '\t', '\n', '\r', '\u0000', '\u007f', ':', '#', '=', 'u', 'a', 'Z', '0', 'ü', '日', '😀', '\ud800', '/', '-'];
+const ALPHABET = [
+  "'",
+  '"',
+  ',',
+  '[',
+  ']',
+  '%',
+  '\\',
+  ' ',
+  '\t',
+  '\n',
+  '\r',
+  '\u0000',
+  '\u007f',
+  ':',
+  '#',
+  '=',
+  'u',
+  'a',
+  'Z',
+  '0',
+  'ü',
+  '日',
+  '😀',
+  '\ud800',
+  '/',
+  '-',
+];
 function randomString(next: () => number, max = 12): string {
   let s = '';
   const length = Math.floor(next() * max);
@@ -89,7 +123,8 @@ describe('round trip property', () => {
   it('parseMeta(formatMeta(x)) gives x back for 2000 random images', () => {
     const next = prng(42);
     for (let n = 0; n < 2000; n++) {
-      const list = () => (next() < 0.2 ? null : Array.from({ length: Math.floor(next() * 4) }, () => randomString(next)));
+      const list = () =>
+        next() < 0.2 ? null : Array.from({ length: Math.floor(next() * 4) }, () => randomString(next));
       const meta: FormatMetaInput = {
         format: 'squashfs',
         entrypoint: list(),
@@ -120,13 +155,25 @@ describe('writeMetaFile', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   it('writes atomically and leaves no temporary file', () => {
     const path = join(dir, 'abc.meta');
-    const text = writeMetaFile(path, { format: 'squashfs', entrypoint: null, cmd: ['/bin/sh'], workdir: '/', env: ['A=1'] });
+    const text = writeMetaFile(path, {
+      format: 'squashfs',
+      entrypoint: null,
+      cmd: ['/bin/sh'],
+      workdir: '/',
+      env: ['A=1'],
+    });
     expect(readFileSync(path, 'utf8')).toBe(text);
     expect(readdirSync(dir)).toEqual(['abc.meta']);
   });
   it('fails with SHIFTER_IO_FAILED and leaves nothing when the directory is missing', () => {
     expect(() =>
-      writeMetaFile(join(dir, 'missing', 'x.meta'), { format: 'squashfs', entrypoint: null, cmd: null, workdir: null, env: [] }),
+      writeMetaFile(join(dir, 'missing', 'x.meta'), {
+        format: 'squashfs',
+        entrypoint: null,
+        cmd: null,
+        workdir: null,
+        env: [],
+      }),
     ).toThrow(expect.objectContaining({ code: 'SHIFTER_IO_FAILED' }));
     expect(readdirSync(dir)).toEqual(['abc.meta']);
   });

@@ -22,7 +22,14 @@
 // Imported for TSDoc links only.
 import type { NotFoundError, StoreError } from '../errors/index.js';
 import type { JobError, JobKind, JobRecord, JobStatus, JsonValue, NewJob } from '../jobs/job-record.js';
-import type { AccessList, ImageRecord, ImageRecordPatch, ImageStatus, LookupMetric, NewImageRecord } from './image-record.js';
+import type {
+  AccessList,
+  ImageRecord,
+  ImageRecordPatch,
+  ImageStatus,
+  LookupMetric,
+  NewImageRecord,
+} from './image-record.js';
 
 /** Compare-and-set conditions of {@link MetadataStore.update}. All given conditions must hold. */
 export interface UpdateExpectations {
@@ -245,4 +252,3 @@ export interface MetadataStoreOptions {
   /** Clock (epoch ms); tests inject one to exercise leases and expiry. Default `Date.now`. */
   readonly now?: () => number;
 }
-

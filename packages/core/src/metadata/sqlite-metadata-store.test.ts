@@ -41,9 +41,28 @@ describe('SqliteMetadataStore', () => {
     try {
       const path = join(dir, 'gateway.sqlite');
       const first = new SqliteMetadataStore({ path });
-      const privateRecord = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [] });
-      const publicRecord = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['c:1'], private: false });
-      const inFlight = await first.createOrGetInFlight({ system: 's', itype: 'docker', pulltag: 'd:1', status: 'PULLING' });
+      const privateRecord = await first.insert({
+        system: 's',
+        itype: 'docker',
+        status: 'READY',
+        tags: ['a:1', 'b:1'],
+        private: true,
+        userAcl: [2001],
+        groupAcl: [],
+      });
+      const publicRecord = await first.insert({
+        system: 's',
+        itype: 'docker',
+        status: 'READY',
+        tags: ['c:1'],
+        private: false,
+      });
+      const inFlight = await first.createOrGetInFlight({
+        system: 's',
+        itype: 'docker',
+        pulltag: 'd:1',
+        status: 'PULLING',
+      });
       await first.close();
       // Write the records back in the shape they had before the model per tag: no tagAccess, no requester.
       const db = new Database(path);
@@ -61,14 +80,18 @@ describe('SqliteMetadataStore', () => {
         { tag: 'b:1', private: true, userAcl: [2001], groupAcl: [] },
       ]);
       expect(migrated?.requester).toBeNull();
-      expect((await second.findReadyByTag('s', 'docker', 'c:1'))?.tagAccess).toEqual([{ tag: 'c:1', private: false, userAcl: [], groupAcl: [] }]);
+      expect((await second.findReadyByTag('s', 'docker', 'c:1'))?.tagAccess).toEqual([
+        { tag: 'c:1', private: false, userAcl: [], groupAcl: [] },
+      ]);
       expect(publicRecord.tagAccess).toEqual([{ tag: 'c:1', private: false, userAcl: [], groupAcl: [] }]);
       // An in-flight record of the old shape keeps its key.
       expect((await second.findInFlight('s', 'docker', 'd:1'))?.recordId).toBe(inFlight.record.recordId);
       await second.close();
       // Nothing is left of the old shape on disk.
       const check = new Database(path);
-      const docs = (check.prepare('SELECT doc FROM images').all() as { doc: string }[]).map((row) => JSON.parse(row.doc) as Record<string, unknown>);
+      const docs = (check.prepare('SELECT doc FROM images').all() as { doc: string }[]).map(
+        (row) => JSON.parse(row.doc) as Record<string, unknown>,
+      );
       check.close();
       expect(docs.every((doc) => Array.isArray(doc.tagAccess) && 'requester' in doc)).toBe(true);
     } finally {
@@ -84,7 +107,9 @@ describe('SqliteMetadataStore', () => {
       const db = new Database(path);
       db.prepare('UPDATE schema_version SET version = ?').run(SQLITE_SCHEMA_VERSION + 1);
       db.close();
-      expect(() => new SqliteMetadataStore({ path })).toThrowError(expect.objectContaining({ code: 'SHIFTER_STORE_UNAVAILABLE', retryable: false }));
+      expect(() => new SqliteMetadataStore({ path })).toThrowError(
+        expect.objectContaining({ code: 'SHIFTER_STORE_UNAVAILABLE', retryable: false }),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -100,7 +125,7 @@ describe('SqliteMetadataStore', () => {
   });
 
   describe('findReadyByTag answers from its cache only while they are current', () => {
-    it('sees this store\'s own updates, tag moves, tag removals and deletes of a tag it answered before', async () => {
+    it("sees this store's own updates, tag moves, tag removals and deletes of a tag it answered before", async () => {
       let clock = 1000;
       const store = new SqliteMetadataStore({ path: ':memory:', now: () => clock++ });
       const a = await store.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['app:1'] });

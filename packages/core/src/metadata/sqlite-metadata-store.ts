@@ -11,7 +11,14 @@ import Database from 'better-sqlite3';
 import { ShifterError, StoreError } from '../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../jobs/job-record.js';
 import { eraseEndedJobSecrets } from '../jobs/job-record.js';
-import { fillImageRecord, type AccessList, type ImageRecord, type ImageRecordPatch, type LookupMetric, type NewImageRecord } from './image-record.js';
+import {
+  fillImageRecord,
+  type AccessList,
+  type ImageRecord,
+  type ImageRecordPatch,
+  type LookupMetric,
+  type NewImageRecord,
+} from './image-record.js';
 import type {
   ClaimOptions,
   CreateOrGetResult,
@@ -41,7 +48,12 @@ import {
   withoutTag,
   tagMoveChanges,
 } from './store-helpers.js';
-import { migrateImageRecord, pendingStoreSchemaSteps, type StoreSchemaStep, storeSchemaVersion } from './store-schema.js';
+import {
+  migrateImageRecord,
+  pendingStoreSchemaSteps,
+  type StoreSchemaStep,
+  storeSchemaVersion,
+} from './store-schema.js';
 
 /** Options of {@link SqliteMetadataStore}. */
 export interface SqliteMetadataStoreOptions extends MetadataStoreOptions {
@@ -243,7 +255,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new StoreError('SHIFTER_STORE_UNAVAILABLE', 'the metadata store is closed', { retryable: false });
+    if (this.#closed)
+      throw new StoreError('SHIFTER_STORE_UNAVAILABLE', 'the metadata store is closed', { retryable: false });
   }
 
   // ----- image records --------------------------------------------------------------------------------------------
@@ -278,12 +291,11 @@ export class SqliteMetadataStore implements MetadataStore {
   #insertRecord(record: ImageRecord): void {
     try {
       this.#stmt(
-          `INSERT INTO images (record_id, system, itype, pulltag, status, inflight_key, image_id, expiration, last_pull,
+        `INSERT INTO images (record_id, system, itype, pulltag, status, inflight_key, image_id, expiration, last_pull,
              revision, created_at, updated_at, doc)
            VALUES (@recordId, @system, @itype, @pulltag, @status, @inflightKey, @imageId, @expiration, @lastPull,
              @revision, @createdAt, @updatedAt, @doc)`,
-        )
-        .run(this.#columns(record));
+      ).run(this.#columns(record));
     } catch (error) {
       if (isUniqueViolation(error)) throw inFlightConflict(record);
       throw error;
@@ -296,11 +308,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#forgetTags(record);
     try {
       this.#stmt(
-          `UPDATE images SET pulltag = @pulltag, status = @status, inflight_key = @inflightKey, image_id = @imageId,
+        `UPDATE images SET pulltag = @pulltag, status = @status, inflight_key = @inflightKey, image_id = @imageId,
              expiration = @expiration, last_pull = @lastPull, revision = @revision, updated_at = @updatedAt, doc = @doc
            WHERE record_id = @recordId`,
-        )
-        .run(this.#columns(record));
+      ).run(this.#columns(record));
     } catch (error) {
       if (isUniqueViolation(error)) throw inFlightConflict(record);
       throw error;
@@ -347,7 +358,10 @@ export class SqliteMetadataStore implements MetadataStore {
     const candidate = fillImageRecord(input, { recordId: newStoreId(), createdAt: this.#now() });
     const key = inFlightKey(candidate);
     if (key === null) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'createOrGetInFlight needs an in-flight status and a pulltag');
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        'createOrGetInFlight needs an in-flight status and a pulltag',
+      );
     }
     return this.#write('createOrGetInFlight', () => {
       const row = this.#stmt('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
@@ -373,7 +387,12 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async findInFlight(system: string, itype: string, pulltag: string, requester: string | null = null): Promise<ImageRecord | null> {
+  async findInFlight(
+    system: string,
+    itype: string,
+    pulltag: string,
+    requester: string | null = null,
+  ): Promise<ImageRecord | null> {
     const key = inFlightKeyOf(system, itype, pulltag, requester);
     return this.#read('findInFlight', () => {
       const row = this.#stmt('SELECT doc FROM images WHERE inflight_key = ?').get(key) as ImageRow | undefined;
@@ -392,11 +411,10 @@ export class SqliteMetadataStore implements MetadataStore {
       const cached = this.#readyByTag.get(key);
       if (cached !== undefined) return cached;
       const row = this.#stmt(
-          `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
+        `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
            WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND i.status = 'READY'
            ORDER BY i.updated_at DESC, i.revision DESC LIMIT 1`,
-        )
-        .get(system, itype, tag) as ImageRow | undefined;
+      ).get(system, itype, tag) as ImageRow | undefined;
       const record = row ? deepFreeze(JSON.parse(row.doc) as ImageRecord) : null;
       // Bounded: unknown tags are cached too (as null), so the cache is dropped when full.
       if (this.#readyByTag.size >= READY_CACHE_MAX) this.#readyByTag.clear();
@@ -408,10 +426,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async findReadyByImageId(system: string, imageId: string): Promise<ImageRecord | null> {
     return this.#read('findReadyByImageId', () => {
       const row = this.#stmt(
-          `SELECT doc FROM images WHERE system = ? AND image_id = ? AND status = 'READY'
+        `SELECT doc FROM images WHERE system = ? AND image_id = ? AND status = 'READY'
            ORDER BY updated_at DESC LIMIT 1`,
-        )
-        .get(system, imageId) as ImageRow | undefined;
+      ).get(system, imageId) as ImageRow | undefined;
       return row ? (JSON.parse(row.doc) as ImageRecord) : null;
     });
   }
@@ -419,11 +436,10 @@ export class SqliteMetadataStore implements MetadataStore {
   async findByTag(system: string, itype: string, tag: string): Promise<ImageRecord[]> {
     return this.#read('findByTag', () => {
       const rows = this.#stmt(
-          `SELECT doc FROM images WHERE system = @system AND itype = @itype AND (pulltag = @tag OR record_id IN
+        `SELECT doc FROM images WHERE system = @system AND itype = @itype AND (pulltag = @tag OR record_id IN
              (SELECT record_id FROM image_tags WHERE system = @system AND itype = @itype AND tag = @tag))
            ORDER BY created_at DESC, rowid DESC`,
-        )
-        .all({ system, itype, tag }) as ImageRow[];
+      ).all({ system, itype, tag }) as ImageRow[];
       return rows.map((row) => JSON.parse(row.doc) as ImageRecord);
     });
   }
@@ -436,10 +452,9 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!target) throw recordNotFound(recordId);
       const now = this.#now();
       const others = this.#stmt(
-          `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
+        `SELECT i.doc FROM image_tags t JOIN images i ON i.record_id = t.record_id
            WHERE t.system = ? AND t.itype = ? AND t.tag = ? AND t.record_id <> ?`,
-        )
-        .all(target.system, target.itype, tag, recordId) as ImageRow[];
+      ).all(target.system, target.itype, tag, recordId) as ImageRow[];
       for (const row of others) {
         const next = withoutTag(JSON.parse(row.doc) as ImageRecord, tag, now);
         this.#replaceRecord(next);
@@ -492,7 +507,9 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
     const sql = `SELECT doc FROM images${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
-    return this.#read('list', () => (this.#stmt(sql).all(params) as ImageRow[]).map((row) => JSON.parse(row.doc) as ImageRecord));
+    return this.#read('list', () =>
+      (this.#stmt(sql).all(params) as ImageRow[]).map((row) => JSON.parse(row.doc) as ImageRecord),
+    );
   }
 
   async delete(recordId: string, expectations?: Pick<UpdateExpectations, 'expectStatus'>): Promise<boolean> {
@@ -521,8 +538,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async listLookupMetrics(system: string, limit: number): Promise<LookupMetric[]> {
     const n = Math.max(0, Math.floor(limit));
     return this.#read('listLookupMetrics', () => {
-      const rows = this.#stmt('SELECT doc FROM lookup_metrics WHERE system = ? ORDER BY time DESC, seq DESC LIMIT ?')
-        .all(system, n) as { doc: string }[];
+      const rows = this.#stmt(
+        'SELECT doc FROM lookup_metrics WHERE system = ? ORDER BY time DESC, seq DESC LIMIT ?',
+      ).all(system, n) as { doc: string }[];
       return rows.map((row) => JSON.parse(row.doc) as LookupMetric).reverse();
     });
   }
@@ -550,16 +568,14 @@ export class SqliteMetadataStore implements MetadataStore {
     };
     if (insert) {
       this.#stmt(
-          `INSERT INTO jobs (id, system, kind, status, not_before, lease_expires_at, created_at, updated_at, doc)
+        `INSERT INTO jobs (id, system, kind, status, not_before, lease_expires_at, created_at, updated_at, doc)
            VALUES (@id, @system, @kind, @status, @notBefore, @leaseExpiresAt, @createdAt, @updatedAt, @doc)`,
-        )
-        .run(columns);
+      ).run(columns);
     } else {
       this.#stmt(
-          `UPDATE jobs SET status = @status, not_before = @notBefore, lease_expires_at = @leaseExpiresAt,
+        `UPDATE jobs SET status = @status, not_before = @notBefore, lease_expires_at = @leaseExpiresAt,
              updated_at = @updatedAt, doc = @doc WHERE id = @id`,
-        )
-        .run(columns);
+      ).run(columns);
     }
   }
 
@@ -619,10 +635,9 @@ export class SqliteMetadataStore implements MetadataStore {
     const claimed = this.#write('claimNextJob', () => {
       const now = this.#now();
       const rows = this.#stmt(
-          `SELECT doc FROM jobs WHERE system = ? AND ((status = 'queued' AND not_before <= ?)
+        `SELECT doc FROM jobs WHERE system = ? AND ((status = 'queued' AND not_before <= ?)
              OR (status = 'running' AND lease_expires_at < ?)) ORDER BY created_at, rowid`,
-        )
-        .all(system, now, now) as { doc: string }[];
+      ).all(system, now, now) as { doc: string }[];
       for (const row of rows) {
         const result = this.#claim(JSON.parse(row.doc) as JobRecord, options);
         if (result.exhausted) exhaustedJobs.push(result.exhausted);
@@ -706,17 +721,18 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
     const sql = `SELECT doc FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
-    return this.#read('listJobs', () => (this.#stmt(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as JobRecord));
+    return this.#read('listJobs', () =>
+      (this.#stmt(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as JobRecord),
+    );
   }
 
   async listClaimableJobs(system?: string): Promise<JobRecord[]> {
     const now = this.#now();
     return this.#read('listClaimableJobs', () => {
       const rows = this.#stmt(
-          `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system) AND ((status = 'queued' AND not_before <= @now)
+        `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system) AND ((status = 'queued' AND not_before <= @now)
              OR (status = 'running' AND lease_expires_at < @now)) ORDER BY created_at, rowid`,
-        )
-        .all({ system: system ?? null, now }) as { doc: string }[];
+      ).all({ system: system ?? null, now }) as { doc: string }[];
       return rows.map((row) => JSON.parse(row.doc) as JobRecord);
     });
   }

@@ -29,7 +29,9 @@ export function newStoreId(): string {
  * flight, null otherwise. Stores put a unique index on it. A record without a requester keeps the key it had before
  * requesters existed (system, itype, pulltag).
  */
-export function inFlightKey(record: Pick<ImageRecord, 'system' | 'itype' | 'pulltag' | 'status'> & { readonly requester?: string | null }): string | null {
+export function inFlightKey(
+  record: Pick<ImageRecord, 'system' | 'itype' | 'pulltag' | 'status'> & { readonly requester?: string | null },
+): string | null {
   if (!isInFlightStatus(record.status) || record.pulltag === null) return null;
   return inFlightKeyOf(record.system, record.itype, record.pulltag, record.requester ?? null);
 }
@@ -47,15 +49,26 @@ export function withTag(record: ImageRecord, tag: string, access: AccessList | u
   const tags = record.tags.includes(tag) ? [...record.tags] : [...record.tags, tag];
   const others = (record.tagAccess ?? []).filter((entry) => entry.tag !== tag);
   const existing = (record.tagAccess ?? []).find((entry) => entry.tag === tag);
-  const entry = access ?? existing ?? { private: record.private === true, userAcl: record.userAcl, groupAcl: record.groupAcl };
-  const tagAccess = tagAccessFor(tags, [...others, { tag, private: entry.private === true, userAcl: entry.userAcl, groupAcl: entry.groupAcl }], { private: record.private === true, userAcl: record.userAcl, groupAcl: record.groupAcl });
+  const entry = access ??
+    existing ?? { private: record.private === true, userAcl: record.userAcl, groupAcl: record.groupAcl };
+  const tagAccess = tagAccessFor(
+    tags,
+    [...others, { tag, private: entry.private === true, userAcl: entry.userAcl, groupAcl: entry.groupAcl }],
+    { private: record.private === true, userAcl: record.userAcl, groupAcl: record.groupAcl },
+  );
   return { ...record, tags, tagAccess, revision: record.revision + 1, updatedAt: now };
 }
 
 /** Remove a tag and its access entry from a record (pure). */
 export function withoutTag(record: ImageRecord, tag: string, now: number): ImageRecord {
   const tags = record.tags.filter((t) => t !== tag);
-  return { ...record, tags, tagAccess: (record.tagAccess ?? []).filter((entry) => entry.tag !== tag), revision: record.revision + 1, updatedAt: now };
+  return {
+    ...record,
+    tags,
+    tagAccess: (record.tagAccess ?? []).filter((entry) => entry.tag !== tag),
+    revision: record.revision + 1,
+    updatedAt: now,
+  };
 }
 
 /** Whether a move of `tag` with `access` would change `record` (false: the tag is there with that very access). */
@@ -63,7 +76,12 @@ export function tagMoveChanges(record: ImageRecord, tag: string, access: AccessL
   if (!record.tags.includes(tag)) return true;
   if (access === undefined) return false;
   const entry = (record.tagAccess ?? []).find((candidate) => candidate.tag === tag);
-  return !entry || entry.private !== access.private || entry.userAcl.join(',') !== access.userAcl.join(',') || entry.groupAcl.join(',') !== access.groupAcl.join(',');
+  return (
+    !entry ||
+    entry.private !== access.private ||
+    entry.userAcl.join(',') !== access.userAcl.join(',') ||
+    entry.groupAcl.join(',') !== access.groupAcl.join(',')
+  );
 }
 
 /** Normalise a status-or-statuses filter to a list (undefined stays undefined). */
@@ -137,19 +155,21 @@ export function inFlightConflict(record: Pick<ImageRecord, 'system' | 'itype' | 
 
 /** The error a claim raises (after marking the job failed) when the job is out of attempts. */
 export function attemptsExhausted(job: Pick<JobRecord, 'id' | 'attempts' | 'maxAttempts'>): StoreError {
-  return new StoreError(
-    'SHIFTER_JOB_ATTEMPTS_EXHAUSTED',
-    `job ${job.id} used all ${job.maxAttempts} attempts`,
-    { details: { jobId: job.id, attempts: job.attempts, maxAttempts: job.maxAttempts } },
-  );
+  return new StoreError('SHIFTER_JOB_ATTEMPTS_EXHAUSTED', `job ${job.id} used all ${job.maxAttempts} attempts`, {
+    details: { jobId: job.id, attempts: job.attempts, maxAttempts: job.maxAttempts },
+  });
 }
 
 /** Wrap a backend failure as `SHIFTER_STORE_UNAVAILABLE`; ShifterErrors pass through. */
 export function storeUnavailable(error: unknown, what: string): ShifterError {
   if (ShifterError.isInstance(error)) return error;
-  return new StoreError('SHIFTER_STORE_UNAVAILABLE', `metadata store: ${what} failed: ${(error as Error)?.message ?? String(error)}`, {
-    cause: error,
-  });
+  return new StoreError(
+    'SHIFTER_STORE_UNAVAILABLE',
+    `metadata store: ${what} failed: ${(error as Error)?.message ?? String(error)}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /** Build a fresh job record from a request. @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT`. */

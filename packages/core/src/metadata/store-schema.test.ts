@@ -34,7 +34,9 @@ describe('pendingStoreSchemaSteps', () => {
     })();
     expect(ShifterError.isInstance(newer)).toBe(true);
     expect(newer).toMatchObject({ code: 'SHIFTER_STORE_SCHEMA_NEWER', retryable: false, exitCode: 78 });
-    expect((newer as Error).message).toMatch(/newer Shifter \(record schema version 3; this gateway supports up to 2\)/);
+    expect((newer as Error).message).toMatch(
+      /newer Shifter \(record schema version 3; this gateway supports up to 2\)/,
+    );
     expect(() => pendingStoreSchemaSteps(0, [])).toThrow(/invalid schema version 0/);
     expect(() => pendingStoreSchemaSteps(1, [{ ...addOrigin, to: 3 }])).toThrow(/produces version 3, expected 2/);
   });
@@ -64,7 +66,12 @@ describe('SqliteMetadataStore record schema', () => {
       expect(new Database(path).prepare('SELECT version FROM store_schema').pluck().get()).toBe(2);
 
       // A second open finds nothing to do: a step that would fail is never run.
-      const failing: StoreSchemaStep = { ...addOrigin, migrateImage: () => { throw new Error('ran twice'); } };
+      const failing: StoreSchemaStep = {
+        ...addOrigin,
+        migrateImage: () => {
+          throw new Error('ran twice');
+        },
+      };
       const again = new SqliteMetadataStore({ path, schemaSteps: [failing] });
       expect(await again.get(record.recordId)).toEqual(migrated);
       await again.close();

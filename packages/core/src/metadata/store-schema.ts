@@ -57,17 +57,25 @@ export function pendingStoreSchemaSteps(
 ): readonly StoreSchemaStep[] {
   steps.forEach((step, i) => {
     if (step.to !== STORE_SCHEMA_BASE_VERSION + i + 1) {
-      throw new StoreError('SHIFTER_STORE_UNAVAILABLE', `store schema step ${i} produces version ${step.to}, expected ${i + 2}`, {
-        retryable: false,
-      });
+      throw new StoreError(
+        'SHIFTER_STORE_UNAVAILABLE',
+        `store schema step ${i} produces version ${step.to}, expected ${i + 2}`,
+        {
+          retryable: false,
+        },
+      );
     }
   });
   const version = stored ?? STORE_SCHEMA_BASE_VERSION;
   const supported = storeSchemaVersion(steps);
   if (!Number.isInteger(version) || version < STORE_SCHEMA_BASE_VERSION) {
-    throw new StoreError('SHIFTER_STORE_UNAVAILABLE', `the metadata store has an invalid schema version ${String(stored)}`, {
-      retryable: false,
-    });
+    throw new StoreError(
+      'SHIFTER_STORE_UNAVAILABLE',
+      `the metadata store has an invalid schema version ${String(stored)}`,
+      {
+        retryable: false,
+      },
+    );
   }
   if (version > supported) {
     throw new StoreError(

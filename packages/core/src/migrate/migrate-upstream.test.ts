@@ -16,8 +16,16 @@ describe('parseUpstreamImage', () => {
       const parsed = parseUpstreamImage({ ...base, ...doc }, systems);
       return 'ok' in parsed ? parsed.ok.access : parsed.skip;
     };
-    expect(access({ private: true, userACL: [1001, 1000, 1001], groupACL: [5] })).toEqual({ private: true, userAcl: [1000, 1001], groupAcl: [5] });
-    expect(access({ private: null, userACL: [1000], groupACL: null })).toEqual({ private: true, userAcl: [1000], groupAcl: [] });
+    expect(access({ private: true, userACL: [1001, 1000, 1001], groupACL: [5] })).toEqual({
+      private: true,
+      userAcl: [1000, 1001],
+      groupAcl: [5],
+    });
+    expect(access({ private: null, userACL: [1000], groupACL: null })).toEqual({
+      private: true,
+      userAcl: [1000],
+      groupAcl: [],
+    });
     expect(access({ private: false, userACL: [1000] })).toEqual({ private: false, userAcl: [], groupAcl: [] });
     expect(access({ private: true, userACL: [], groupACL: [] })).toEqual({ private: false, userAcl: [], groupAcl: [] });
     expect(access({ userACL: [-1] })).toMatch(/userACL holds -1, not an id/);
@@ -25,9 +33,30 @@ describe('parseUpstreamImage', () => {
   });
 
   it('reads times in seconds (no expiration: never expires), lone-string tags, MISSING values, and refuses odd records', () => {
-    const parsed = parseUpstreamImage({ ...base, tag: 'old:1', last_pull: 1_700_000_000.5, ENTRY: 'MISSING', WORKDIR: 'MISSING', LABELS: { 'org.x': 'y', n: 1 } }, systems);
-    expect(parsed).toMatchObject({ ok: { tags: ['old:1'], lastPull: 1_700_000_000_500, expiration: null, entrypoint: null, workdir: null, labels: { 'org.x': 'y' } } });
-    expect(parseUpstreamImage({ ...base, expiration: 1_800_000_000 }, systems)).toMatchObject({ ok: { expiration: 1_800_000_000_000 } });
+    const parsed = parseUpstreamImage(
+      {
+        ...base,
+        tag: 'old:1',
+        last_pull: 1_700_000_000.5,
+        ENTRY: 'MISSING',
+        WORKDIR: 'MISSING',
+        LABELS: { 'org.x': 'y', n: 1 },
+      },
+      systems,
+    );
+    expect(parsed).toMatchObject({
+      ok: {
+        tags: ['old:1'],
+        lastPull: 1_700_000_000_500,
+        expiration: null,
+        entrypoint: null,
+        workdir: null,
+        labels: { 'org.x': 'y' },
+      },
+    });
+    expect(parseUpstreamImage({ ...base, expiration: 1_800_000_000 }, systems)).toMatchObject({
+      ok: { expiration: 1_800_000_000_000 },
+    });
     const reason = (doc: Record<string, unknown>) => {
       const result = parseUpstreamImage({ ...base, ...doc }, systems);
       return 'skip' in result ? result.skip : 'taken';
@@ -78,7 +107,15 @@ describe('migrateUpstream (SQLite store, fake upstream source)', () => {
     const first = await migrateUpstream({ source: source(images), store, systems: systemsOf });
     expect(first.images.taken).toMatchObject([{ copied: true, private: true, tags: ['a:1'] }]);
     const [record] = await store.list();
-    expect(record).toMatchObject({ status: 'READY', imageId: ID, manifestDigest: null, userAcl: [1000], private: true, cmd: ['/bin/sh'], lastPull: 1_700_000_000_000 });
+    expect(record).toMatchObject({
+      status: 'READY',
+      imageId: ID,
+      manifestDigest: null,
+      userAcl: [1000],
+      private: true,
+      cmd: ['/bin/sh'],
+      lastPull: 1_700_000_000_000,
+    });
     const second = await migrateUpstream({ source: source(images), store, systems: systemsOf });
     expect(second.images).toMatchObject({ taken: [], unchanged: [{ copied: false }] });
     expect(second.metrics).toMatchObject({ taken: 0, unchanged: 1 });
@@ -86,16 +123,26 @@ describe('migrateUpstream (SQLite store, fake upstream source)', () => {
 
   it('skips a record whose .meta ACL disagrees, and never takes a tag that already names another image', async () => {
     const systemsOf = { sys: { sourceDir: join(dir, 'upstream'), targetDir: null } };
-    const publicRecord = await migrateUpstream({ source: source([{ ...base, private: false }]), store, systems: systemsOf });
+    const publicRecord = await migrateUpstream({
+      source: source([{ ...base, private: false }]),
+      store,
+      systems: systemsOf,
+    });
     expect(publicRecord.images.skipped[0]?.reason).toMatch(/ACL in .*\.meta differs/);
     await store.insert({ system: 'sys', itype: 'docker', status: 'READY', tags: ['a:1'], imageId: 'cd'.repeat(32) });
-    const clash = await migrateUpstream({ source: source([{ ...base, private: true, userACL: [1000] }]), store, systems: systemsOf });
+    const clash = await migrateUpstream({
+      source: source([{ ...base, private: true, userACL: [1000] }]),
+      store,
+      systems: systemsOf,
+    });
     expect(clash.images.skipped[0]?.reason).toMatch(/tag a:1 already names image cdcd/);
   });
 
   it('needs a local view of the image directory of a system delivering over ssh', () => {
     expect(() => migrationSystems({ far: { transfer: { kind: 'ssh' } } })).toThrow(/--image-dir far=DIR/);
-    expect(migrationSystems({ far: { transfer: { kind: 'ssh' } } }, { far: '/mnt/far' })).toEqual({ far: { sourceDir: '/mnt/far', targetDir: null } });
+    expect(migrationSystems({ far: { transfer: { kind: 'ssh' } } }, { far: '/mnt/far' })).toEqual({
+      far: { sourceDir: '/mnt/far', targetDir: null },
+    });
     expect(() => migrationSystems({}, { nope: '/x' })).toThrow(/not configured/);
   });
 });

@@ -114,7 +114,8 @@ async function checkFiles(dir: string, id: string): Promise<{ meta: MetaFile; mo
     const info = await lstat(metaPath);
     if (!info.isFile()) return { skip: `${metaPath} is not a regular file` };
     const meta = parseMeta(await readFile(metaPath, 'utf8'));
-    if (meta.format !== 'squashfs') return { skip: `${metaPath} says FORMAT ${JSON.stringify(meta.format)}, not squashfs` };
+    if (meta.format !== 'squashfs')
+      return { skip: `${metaPath} says FORMAT ${JSON.stringify(meta.format)}, not squashfs` };
     return { meta, mode };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -168,12 +169,26 @@ async function sameSize(a: string, b: string): Promise<boolean> {
 export async function migrateUpstream(options: MigrateUpstreamOptions): Promise<MigrationReport> {
   const dryRun = options.dryRun === true;
   const systems = new Set(Object.keys(options.systems));
-  const report: MigrationReport = { dryRun, images: { taken: [], unchanged: [], skipped: [] }, metrics: { taken: 0, unchanged: 0, skipped: [] } };
+  const report: MigrationReport = {
+    dryRun,
+    images: { taken: [], unchanged: [], skipped: [] },
+    metrics: { taken: 0, unchanged: 0, skipped: [] },
+  };
 
   for await (const document of options.source.images()) {
-    const tagsOf = () => (typeof document.tag === 'string' ? [document.tag] : Array.isArray(document.tag) ? document.tag.filter((t): t is string => typeof t === 'string') : []);
+    const tagsOf = () =>
+      typeof document.tag === 'string'
+        ? [document.tag]
+        : Array.isArray(document.tag)
+          ? document.tag.filter((t): t is string => typeof t === 'string')
+          : [];
     const skip = (reason: string) =>
-      report.images.skipped.push({ upstreamId: upstreamIdOf(document), system: typeof document.system === 'string' ? document.system : null, tags: tagsOf(), reason });
+      report.images.skipped.push({
+        upstreamId: upstreamIdOf(document),
+        system: typeof document.system === 'string' ? document.system : null,
+        tags: tagsOf(),
+        reason,
+      });
     const parsed = parseUpstreamImage(document, systems);
     if ('skip' in parsed) {
       skip(parsed.skip);
@@ -196,7 +211,13 @@ export async function migrateUpstream(options: MigrateUpstreamOptions): Promise<
       for (const name of [`${image.imageId}.squashfs`, `${image.imageId}.meta`]) {
         if (await sameSize(join(system.sourceDir, name), join(system.targetDir, name))) continue;
         copied = true;
-        if (!dryRun) await copyInto(join(system.sourceDir, name), system.targetDir, name, name.endsWith('.meta') ? 0o644 : files.mode);
+        if (!dryRun)
+          await copyInto(
+            join(system.sourceDir, name),
+            system.targetDir,
+            name,
+            name.endsWith('.meta') ? 0o644 : files.mode,
+          );
       }
     }
     const written = await writeMigratedImage(options.store, image, dryRun);
@@ -222,7 +243,12 @@ export async function migrateUpstream(options: MigrateUpstreamOptions): Promise<
   for await (const document of options.source.metrics()) {
     const parsed = parseUpstreamMetric(document, systems);
     if ('skip' in parsed) {
-      report.metrics.skipped.push({ upstreamId: upstreamIdOf(document), system: typeof document.system === 'string' ? document.system : null, tags: typeof document.tag === 'string' ? [document.tag] : [], reason: parsed.skip });
+      report.metrics.skipped.push({
+        upstreamId: upstreamIdOf(document),
+        system: typeof document.system === 'string' ? document.system : null,
+        tags: typeof document.tag === 'string' ? [document.tag] : [],
+        reason: parsed.skip,
+      });
       continue;
     }
     rows++;
@@ -250,7 +276,11 @@ export function migrationSystems(
   sourceDirs: Readonly<Record<string, string>> = {},
 ): Record<string, MigrationSystem> {
   for (const name of Object.keys(sourceDirs)) {
-    if (!(name in systems)) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `--image-dir names system ${name}, which is not configured`);
+    if (!(name in systems))
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `--image-dir names system ${name}, which is not configured`,
+      );
   }
   const result: Record<string, MigrationSystem> = {};
   for (const [name, system] of Object.entries(systems)) {
@@ -260,7 +290,10 @@ export function migrationSystems(
     } else if (source) {
       result[name] = { sourceDir: source, targetDir: null };
     } else {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `system ${name} delivers over ssh: give --image-dir ${name}=DIR, a local view of its image directory`);
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `system ${name} delivers over ssh: give --image-dir ${name}=DIR, a local view of its image directory`,
+      );
     }
   }
   return result;

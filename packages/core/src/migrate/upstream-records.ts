@@ -55,7 +55,8 @@ const TAG = /^[^\s\u0000-\u001f\u007f]{1,1024}$/;
 export function upstreamIdOf(document: Record<string, unknown>): string {
   const id = document._id as { toHexString?: () => string } | string | undefined;
   if (id && typeof id === 'object' && typeof id.toHexString === 'function') return id.toHexString();
-  return String(id ?? '(no _id)');
+  if (id === undefined || id === null) return '(no _id)';
+  return typeof id === 'string' ? id : JSON.stringify(id);
 }
 
 function idList(value: unknown, what: string): Parsed<number[]> {
@@ -63,8 +64,12 @@ function idList(value: unknown, what: string): Parsed<number[]> {
   const items = Array.isArray(value) ? value : [value];
   const ids: number[] = [];
   for (const item of items) {
-    const number = typeof item === 'object' && item !== null && 'toNumber' in item ? (item as { toNumber(): number }).toNumber() : item;
-    if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 0) return { skip: `${what} holds ${JSON.stringify(item)}, not an id` };
+    const number =
+      typeof item === 'object' && item !== null && 'toNumber' in item
+        ? (item as { toNumber(): number }).toNumber()
+        : item;
+    if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 0)
+      return { skip: `${what} holds ${JSON.stringify(item)}, not an id` };
     ids.push(number);
   }
   return { ok: [...new Set(ids)].sort((a, b) => a - b) };
@@ -87,19 +92,26 @@ function stringList(value: unknown): string[] {
  * @param document - the raw document
  * @param systems - the systems this gateway serves
  */
-export function parseUpstreamImage(document: Record<string, unknown>, systems: ReadonlySet<string>): Parsed<UpstreamImageFields> {
+export function parseUpstreamImage(
+  document: Record<string, unknown>,
+  systems: ReadonlySet<string>,
+): Parsed<UpstreamImageFields> {
   const status = document.status;
-  if (status !== 'READY') return { skip: `status ${String(status)}: only READY images are migrated (pull it again when needed)` };
+  if (status !== 'READY')
+    return { skip: `status ${String(status)}: only READY images are migrated (pull it again when needed)` };
   const system = document.system;
-  if (typeof system !== 'string' || !systems.has(system)) return { skip: `system ${JSON.stringify(system)} is not configured on this gateway` };
+  if (typeof system !== 'string' || !systems.has(system))
+    return { skip: `system ${JSON.stringify(system)} is not configured on this gateway` };
   const itype = document.itype;
-  if (typeof itype !== 'string' || !/^[a-z][a-z0-9]{0,31}$/.test(itype)) return { skip: `image type ${JSON.stringify(itype)} is not valid` };
+  if (typeof itype !== 'string' || !/^[a-z][a-z0-9]{0,31}$/.test(itype))
+    return { skip: `image type ${JSON.stringify(itype)} is not valid` };
   // Upstream's add_tag turns a lone string into a list; both forms exist in old databases.
   const rawTags = typeof document.tag === 'string' ? [document.tag] : stringList(document.tag);
   const tags = [...new Set(rawTags.filter((tag) => TAG.test(tag)))];
   if (tags.length === 0) return { skip: 'the record has no usable tag' };
   const imageId = document.id;
-  if (typeof imageId !== 'string' || !SAFE_IMAGE_ID.test(imageId)) return { skip: `image id ${JSON.stringify(imageId)} is not a hexadecimal id (the only ids the runtime opens)` };
+  if (typeof imageId !== 'string' || !SAFE_IMAGE_ID.test(imageId))
+    return { skip: `image id ${JSON.stringify(imageId)} is not a hexadecimal id (the only ids the runtime opens)` };
   const format = document.format ?? 'squashfs';
   if (format !== 'squashfs') return { skip: `format ${JSON.stringify(format)}: only squashfs images are supported` };
   const users = idList(document.userACL, 'userACL');
@@ -108,12 +120,20 @@ export function parseUpstreamImage(document: Record<string, unknown>, systems: R
   if ('skip' in groups) return groups;
   const isPrivate = document.private !== false && (users.ok.length > 0 || groups.ok.length > 0);
   const entry = document.ENTRY;
-  const entrypoint = Array.isArray(entry) ? stringList(entry) : typeof entry === 'string' && entry !== '' && entry !== 'MISSING' ? [entry] : null;
+  const entrypoint = Array.isArray(entry)
+    ? stringList(entry)
+    : typeof entry === 'string' && entry !== '' && entry !== 'MISSING'
+      ? [entry]
+      : null;
   const labels: Record<string, string> = {};
   if (document.LABELS && typeof document.LABELS === 'object' && !Array.isArray(document.LABELS)) {
-    for (const [key, value] of Object.entries(document.LABELS as Record<string, unknown>)) if (typeof value === 'string') labels[key] = value;
+    for (const [key, value] of Object.entries(document.LABELS as Record<string, unknown>))
+      if (typeof value === 'string') labels[key] = value;
   }
-  const workdir = typeof document.WORKDIR === 'string' && document.WORKDIR !== '' && document.WORKDIR !== 'MISSING' ? document.WORKDIR : null;
+  const workdir =
+    typeof document.WORKDIR === 'string' && document.WORKDIR !== '' && document.WORKDIR !== 'MISSING'
+      ? document.WORKDIR
+      : null;
   return {
     ok: {
       upstreamId: upstreamIdOf(document),
@@ -137,11 +157,23 @@ export function parseUpstreamImage(document: Record<string, unknown>, systems: R
  * @param document - the raw document
  * @param systems - the systems this gateway serves
  */
-export function parseUpstreamMetric(document: Record<string, unknown>, systems: ReadonlySet<string>): Parsed<LookupMetric> {
+export function parseUpstreamMetric(
+  document: Record<string, unknown>,
+  systems: ReadonlySet<string>,
+): Parsed<LookupMetric> {
   const { user, uid, system, type, tag, id, time } = document;
-  if (typeof system !== 'string' || !systems.has(system)) return { skip: `system ${JSON.stringify(system)} is not configured on this gateway` };
+  if (typeof system !== 'string' || !systems.has(system))
+    return { skip: `system ${JSON.stringify(system)} is not configured on this gateway` };
   const ms = seconds(time);
-  if (typeof user !== 'string' || typeof uid !== 'number' || !Number.isSafeInteger(uid) || typeof type !== 'string' || typeof tag !== 'string' || typeof id !== 'string' || ms === null) {
+  if (
+    typeof user !== 'string' ||
+    typeof uid !== 'number' ||
+    !Number.isSafeInteger(uid) ||
+    typeof type !== 'string' ||
+    typeof tag !== 'string' ||
+    typeof id !== 'string' ||
+    ms === null
+  ) {
     return { skip: 'not a metrics row of upstream (user, uid, system, type, tag, id, time)' };
   }
   return { ok: { user, uid, system, itype: type, tag, imageId: id, time: ms } };

@@ -14,7 +14,10 @@ export type WriteOutcome =
   | { readonly outcome: 'unchanged'; readonly recordId: string }
   | { readonly outcome: 'skipped'; readonly reason: string };
 
-function sameAccess(a: MigratedAccess, record: { private: boolean | null; userAcl: readonly number[]; groupAcl: readonly number[] }): boolean {
+function sameAccess(
+  a: MigratedAccess,
+  record: { private: boolean | null; userAcl: readonly number[]; groupAcl: readonly number[] },
+): boolean {
   const sorted = (ids: readonly number[]) => [...ids].sort((x, y) => x - y).join(',');
   return (
     a.private === (record.private === true) &&
@@ -34,13 +37,20 @@ function sameAccess(a: MigratedAccess, record: { private: boolean | null; userAc
  * @param image - the checked upstream image
  * @param dryRun - only read: report what would be written
  */
-export async function writeMigratedImage(store: MetadataStore, image: MigratedImage, dryRun: boolean): Promise<WriteOutcome> {
+export async function writeMigratedImage(
+  store: MetadataStore,
+  image: MigratedImage,
+  dryRun: boolean,
+): Promise<WriteOutcome> {
   const missing: string[] = [];
   let existingId: string | null = null;
   for (const tag of image.tags) {
     const current = await store.findReadyByTag(image.system, image.itype, tag);
     if (current && current.imageId !== image.imageId) {
-      return { outcome: 'skipped', reason: `tag ${tag} already names image ${current.imageId} in this gateway's store` };
+      return {
+        outcome: 'skipped',
+        reason: `tag ${tag} already names image ${current.imageId} in this gateway's store`,
+      };
     }
     if (current) existingId = current.recordId;
     else missing.push(tag);
@@ -83,7 +93,12 @@ export async function writeMigratedImage(store: MetadataStore, image: MigratedIm
  * time), so a second run adds nothing.
  * @returns how many rows were (or, in a dry run, would be) added
  */
-export async function writeMigratedMetrics(store: MetadataStore, system: string, rows: readonly LookupMetric[], dryRun: boolean): Promise<number> {
+export async function writeMigratedMetrics(
+  store: MetadataStore,
+  system: string,
+  rows: readonly LookupMetric[],
+  dryRun: boolean,
+): Promise<number> {
   const key = (row: LookupMetric) => JSON.stringify([row.user, row.uid, row.itype, row.tag, row.imageId, row.time]);
   const held = new Set((await store.listLookupMetrics(system, 2 ** 31 - 1)).map(key));
   const fresh: LookupMetric[] = [];

@@ -61,9 +61,13 @@ export interface ImageReference {
 
 function invalid(input: string, problem: string): InvalidReferenceError {
   // JSON.stringify keeps control characters (newlines, NULs) visible and harmless in logs.
-  return new InvalidReferenceError('SHIFTER_REF_INVALID', `invalid image reference ${JSON.stringify(input.slice(0, 200))}: ${problem}`, {
-    details: { reference: input.slice(0, 200), problem },
-  });
+  return new InvalidReferenceError(
+    'SHIFTER_REF_INVALID',
+    `invalid image reference ${JSON.stringify(input.slice(0, 200))}: ${problem}`,
+    {
+      details: { reference: input.slice(0, 200), problem },
+    },
+  );
 }
 
 /** Whether a host[:port] string is syntactically a registry host. */
@@ -82,7 +86,12 @@ function isValidHost(host: string): boolean {
 
 /** Docker's rule: the first component is a host when it has a `.` or `:`, is `localhost`, or has uppercase letters. */
 function looksLikeHost(component: string): boolean {
-  return component.includes('.') || component.includes(':') || component === 'localhost' || component !== component.toLowerCase();
+  return (
+    component.includes('.') ||
+    component.includes(':') ||
+    component === 'localhost' ||
+    component !== component.toLowerCase()
+  );
 }
 
 function hostOfUrl(url: string, input: string, locationName: string): string {
@@ -152,7 +161,9 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
     if (!TAG.test(tag)) {
       throw invalid(
         input,
-        tag.length > 128 ? 'tag longer than 128 characters' : `malformed tag ${JSON.stringify(tag)} (want [A-Za-z0-9_][A-Za-z0-9_.-]*)`,
+        tag.length > 128
+          ? 'tag longer than 128 characters'
+          : `malformed tag ${JSON.stringify(tag)} (want [A-Za-z0-9_][A-Za-z0-9_.-]*)`,
       );
     }
   }
@@ -186,13 +197,17 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
   for (const component of components) {
     if (component.length === 0) throw invalid(input, 'empty path component (double or trailing "/")');
     if (!PATH_COMPONENT.test(component)) {
-      const why = component !== component.toLowerCase() ? 'repository names must be lowercase' : 'allowed are a-z, 0-9 and single separators . _ __ -';
+      const why =
+        component !== component.toLowerCase()
+          ? 'repository names must be lowercase'
+          : 'allowed are a-z, 0-9 and single separators . _ __ -';
       throw invalid(input, `malformed path component ${JSON.stringify(component)}: ${why}`);
     }
   }
   if (registry === DEFAULT_REGISTRY && components.length === 1) components.unshift(DEFAULT_NAMESPACE);
   const repository = components.join('/');
-  if (repository.length > MAX_REPOSITORY_LENGTH) throw invalid(input, `repository longer than ${MAX_REPOSITORY_LENGTH} characters`);
+  if (repository.length > MAX_REPOSITORY_LENGTH)
+    throw invalid(input, `repository longer than ${MAX_REPOSITORY_LENGTH} characters`);
 
   if (tag === undefined && digest === undefined) tag = DEFAULT_TAG;
   const suffix = `${tag === undefined ? '' : `:${tag}`}${digest === undefined ? '' : `@${digest}`}`;
@@ -201,7 +216,9 @@ export function parseReference(input: string, options: ParseReferenceOptions = {
   if (location !== undefined && location !== options.defaultLocation) familiarName = `${location}/${repository}`;
   else if (location !== undefined) familiarName = repository;
   else if (registry === DEFAULT_REGISTRY) {
-    familiarName = repository.startsWith(`${DEFAULT_NAMESPACE}/`) ? repository.slice(DEFAULT_NAMESPACE.length + 1) : repository;
+    familiarName = repository.startsWith(`${DEFAULT_NAMESPACE}/`)
+      ? repository.slice(DEFAULT_NAMESPACE.length + 1)
+      : repository;
   }
   const reference: ImageReference = {
     registry,

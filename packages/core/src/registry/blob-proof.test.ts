@@ -12,7 +12,9 @@ const reference = parseReference('127.0.0.1:5999/attacker/app:1');
 const scope = { origin: 'http://127.0.0.1:5999', repository: 'attacker/app' };
 
 /** A registry as a function of the requested range; records what it was asked. */
-function registry(answer: (start: number, end: number) => BlobRangeAnswer): BlobRangeSource & { asked: [number, number][] } {
+function registry(
+  answer: (start: number, end: number) => BlobRangeAnswer,
+): BlobRangeSource & { asked: [number, number][] } {
   const asked: [number, number][] = [];
   return {
     asked,
@@ -75,19 +77,34 @@ describe('BlobProofs', () => {
   it('refuses a registry that names the digest but serves other bytes, or a 200 of anything', async () => {
     const proofs = new BlobProofs();
     const liar = registry((start, end) => partial(randomBytes(secret.length), start, end));
-    await expect(proofs.prove(liar, reference, descriptor, store, scope)).rejects.toMatchObject({ code: 'SHIFTER_BLOB_UNPROVEN' });
+    await expect(proofs.prove(liar, reference, descriptor, store, scope)).rejects.toMatchObject({
+      code: 'SHIFTER_BLOB_UNPROVEN',
+    });
     const yesMan = registry(() => ({ status: 200, contentRange: undefined, body: Readable.from([Buffer.from('{}')]) }));
-    await expect(proofs.prove(yesMan, reference, descriptor, store, scope)).rejects.toMatchObject({ code: 'SHIFTER_BLOB_UNPROVEN' });
+    await expect(proofs.prove(yesMan, reference, descriptor, store, scope)).rejects.toMatchObject({
+      code: 'SHIFTER_BLOB_UNPROVEN',
+    });
     const wrongRange = registry((start, end) => partial(secret, start + 1, end + 1));
-    await expect(proofs.prove(wrongRange, reference, descriptor, store, scope)).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_PROTOCOL' });
-    const short = registry((start, end) => ({ ...partial(secret, start, end - 1), contentRange: `bytes ${start}-${end}/*` }));
-    await expect(proofs.prove(short, reference, descriptor, store, scope)).rejects.toMatchObject({ code: 'SHIFTER_BLOB_UNPROVEN' });
+    await expect(proofs.prove(wrongRange, reference, descriptor, store, scope)).rejects.toMatchObject({
+      code: 'SHIFTER_REGISTRY_PROTOCOL',
+    });
+    const short = registry((start, end) => ({
+      ...partial(secret, start, end - 1),
+      contentRange: `bytes ${start}-${end}/*`,
+    }));
+    await expect(proofs.prove(short, reference, descriptor, store, scope)).rejects.toMatchObject({
+      code: 'SHIFTER_BLOB_UNPROVEN',
+    });
     expect(proofs.has(scope, digest)).toBe(false);
   });
 
   it('accepts the whole blob from a registry that ignores Range, by its digest', async () => {
     const proofs = new BlobProofs();
-    const whole = registry(() => ({ status: 200, contentRange: undefined, body: Readable.from([secret.subarray(0, 1000), secret.subarray(1000)]) }));
+    const whole = registry(() => ({
+      status: 200,
+      contentRange: undefined,
+      body: Readable.from([secret.subarray(0, 1000), secret.subarray(1000)]),
+    }));
     expect(await proofs.prove(whole, reference, descriptor, store, scope)).toBe('downloaded');
     expect(whole.asked).toHaveLength(1);
   });
@@ -95,7 +112,9 @@ describe('BlobProofs', () => {
   it('refuses a manifest whose size differs from the cached blob', async () => {
     const proofs = new BlobProofs();
     const honest = registry((start, end) => partial(secret, start, end));
-    await expect(proofs.prove(honest, reference, { digest, size: secret.length + 1 }, store, scope)).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    await expect(
+      proofs.prove(honest, reference, { digest, size: secret.length + 1 }, store, scope),
+    ).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
     expect(honest.asked).toHaveLength(0);
   });
 

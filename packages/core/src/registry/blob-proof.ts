@@ -95,7 +95,11 @@ export type BlobProofKind = 'remembered' | 'sampled' | 'downloaded' | 'empty';
  * @param options - samples and bytes per sample
  * @param random - `random(n)` gives an integer in [0, n) (default: crypto)
  */
-export function proofRanges(size: number, options: Pick<BlobProofOptions, 'samples' | 'sampleBytes'>, random: (n: number) => number = randomInt): [number, number][] {
+export function proofRanges(
+  size: number,
+  options: Pick<BlobProofOptions, 'samples' | 'sampleBytes'>,
+  random: (n: number) => number = randomInt,
+): [number, number][] {
   if (size <= 0) return [];
   if (size <= options.samples * options.sampleBytes) return [[0, size - 1]];
   const ranges: [number, number][] = [];
@@ -123,7 +127,10 @@ export class BlobProofs {
    * @param options - see {@link DEFAULT_BLOB_PROOF_OPTIONS}
    * @param hooks - clock and randomness (tests)
    */
-  constructor(options: Partial<BlobProofOptions> = {}, hooks: { now?: () => number; random?: (n: number) => number } = {}) {
+  constructor(
+    options: Partial<BlobProofOptions> = {},
+    hooks: { now?: () => number; random?: (n: number) => number } = {},
+  ) {
     this.#options = { ...DEFAULT_BLOB_PROOF_OPTIONS, ...options };
     this.#random = hooks.random ?? randomInt;
     this.#now = hooks.now ?? Date.now;
@@ -131,8 +138,12 @@ export class BlobProofs {
 
   /** The key of a proof: a hash, so no password is kept in memory as text longer than the pull needs it. */
   #key(scope: BlobProofScope, digest: Digest): string {
-    const login = scope.login ? ['login', scope.login.username, createHash('sha256').update(scope.login.password).digest('hex')] : ['anonymous'];
-    return createHash('sha256').update(JSON.stringify([scope.origin, scope.repository, ...login, digest])).digest('hex');
+    const login = scope.login
+      ? ['login', scope.login.username, createHash('sha256').update(scope.login.password).digest('hex')]
+      : ['anonymous'];
+    return createHash('sha256')
+      .update(JSON.stringify([scope.origin, scope.repository, ...login, digest]))
+      .digest('hex');
   }
 
   /** Remember that `scope` proved `digest` (after this pull downloaded and verified it from there). */
@@ -175,9 +186,13 @@ export class BlobProofs {
     const cached = await store.stat(digest);
     if (!cached) throw new IntegrityError('SHIFTER_BLOB_UNPROVEN', `${what} is not in the cache to compare with`);
     if (cached.size !== descriptor.size) {
-      throw new IntegrityError('SHIFTER_DIGEST_MISMATCH', `${what}: the manifest says ${descriptor.size} bytes, the blob with that digest has ${cached.size}`, {
-        details: { expected: descriptor.size, actual: cached.size },
-      });
+      throw new IntegrityError(
+        'SHIFTER_DIGEST_MISMATCH',
+        `${what}: the manifest says ${descriptor.size} bytes, the blob with that digest has ${cached.size}`,
+        {
+          details: { expected: descriptor.size, actual: cached.size },
+        },
+      );
     }
     if (this.has(scope, digest)) return 'remembered';
     const ranges = proofRanges(descriptor.size, this.#options, this.#random);
@@ -198,12 +213,18 @@ export class BlobProofs {
       const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(answer.contentRange?.trim() ?? '');
       if (answer.status !== 206 || !range || Number(range[1]) !== start || Number(range[2]) !== end) {
         answer.body.destroy();
-        throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: asked for bytes ${start}-${end}, the registry answered ${answer.status} ${answer.contentRange ?? '(no Content-Range)'}`);
+        throw new RegistryError(
+          'SHIFTER_REGISTRY_PROTOCOL',
+          `${what}: asked for bytes ${start}-${end}, the registry answered ${answer.status} ${answer.contentRange ?? '(no Content-Range)'}`,
+        );
       }
       const served = await readExactly(answer.body, end - start + 1);
       const held = await readCached(store, cached.path, digest, start, end - start + 1);
       if (served === null || !served.equals(held)) {
-        throw new IntegrityError('SHIFTER_BLOB_UNPROVEN', `${what}: the registry does not serve the bytes the cache holds under this digest (bytes ${start}-${end} differ)`);
+        throw new IntegrityError(
+          'SHIFTER_BLOB_UNPROVEN',
+          `${what}: the registry does not serve the bytes the cache holds under this digest (bytes ${start}-${end} differ)`,
+        );
       }
     }
     this.remember(scope, digest);
@@ -245,7 +266,13 @@ async function verifyWhole(body: Readable, digest: Digest, size: number, what: s
 }
 
 /** The cached bytes [start, start + length): read at an offset from the file, else by streaming the blob. */
-async function readCached(store: BlobStore, path: string, digest: Digest, start: number, length: number): Promise<Buffer> {
+async function readCached(
+  store: BlobStore,
+  path: string,
+  digest: Digest,
+  start: number,
+  length: number,
+): Promise<Buffer> {
   try {
     const handle = await open(path, 'r');
     try {
@@ -261,7 +288,8 @@ async function readCached(store: BlobStore, path: string, digest: Digest, start:
       await handle.close();
     }
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && (error as NodeJS.ErrnoException).code !== 'ENOTDIR') throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && (error as NodeJS.ErrnoException).code !== 'ENOTDIR')
+      throw error;
   }
   // A store whose path is not a local file: stream up to the range.
   const stream = await store.open(digest);

@@ -13,7 +13,14 @@ const sha = (bytes: Buffer | string) => `sha256:${createHash('sha256').update(by
 
 function makeImage(arch = 'amd64') {
   const layer = Buffer.from(`layer bytes for ${arch} `.repeat(50));
-  const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', config: { Cmd: ['/bin/sh'] }, rootfs: { type: 'layers', diff_ids: [sha('x')] } }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: arch,
+      os: 'linux',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: [sha('x')] },
+    }),
+  );
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -32,8 +39,10 @@ interface Seen {
 
 function lowerHeaders(headers: unknown): Headers {
   const out: Headers = {};
-  if (Array.isArray(headers)) for (let i = 0; i < headers.length; i += 2) out[String(headers[i]).toLowerCase()] = String(headers[i + 1]);
-  else if (headers && typeof headers === 'object') for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = String(v);
+  if (Array.isArray(headers))
+    for (let i = 0; i < headers.length; i += 2) out[String(headers[i]).toLowerCase()] = String(headers[i + 1]);
+  else if (headers && typeof headers === 'object')
+    for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = String(v);
   return out;
 }
 
@@ -71,25 +80,41 @@ describe('RegistryClient (MockAgent)', () => {
     });
 
   /** Serve the image anonymously at test/app:latest. */
-  function serveImage(image: ReturnType<typeof makeImage>, options: { auth?: (headers: Headers) => boolean; contentType?: string } = {}) {
-    const guard = (path: string, status: number, data: Buffer | string, headers: Headers = {}) => (request: { headers?: unknown }) => {
-      const h = lowerHeaders(request.headers);
-      seen.push({ path, headers: h });
-      if (options.auth && !options.auth(h)) {
-        return {
-          statusCode: 401,
-          data: JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }),
-          responseOptions: { headers: { 'www-authenticate': 'Bearer realm="https://auth.example.org/token",service="reg",scope="repository:test/app:pull"' } },
-        };
-      }
-      return { statusCode: status, data, responseOptions: { headers } };
-    };
+  function serveImage(
+    image: ReturnType<typeof makeImage>,
+    options: { auth?: (headers: Headers) => boolean; contentType?: string } = {},
+  ) {
+    const guard =
+      (path: string, status: number, data: Buffer | string, headers: Headers = {}) =>
+      (request: { headers?: unknown }) => {
+        const h = lowerHeaders(request.headers);
+        seen.push({ path, headers: h });
+        if (options.auth && !options.auth(h)) {
+          return {
+            statusCode: 401,
+            data: JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }),
+            responseOptions: {
+              headers: {
+                'www-authenticate':
+                  'Bearer realm="https://auth.example.org/token",service="reg",scope="repository:test/app:pull"',
+              },
+            },
+          };
+        }
+        return { statusCode: status, data, responseOptions: { headers } };
+      };
     pool
       .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
       .reply(guard('manifest', 200, image.manifest, { 'content-type': options.contentType ?? MediaType.OCI_MANIFEST }))
       .persist();
-    pool.intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' }).reply(guard('config', 200, image.config)).persist();
-    pool.intercept({ path: `/v2/test/app/blobs/${sha(image.layer)}`, method: 'GET' }).reply(guard('layer', 200, image.layer)).persist();
+    pool
+      .intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' })
+      .reply(guard('config', 200, image.config))
+      .persist();
+    pool
+      .intercept({ path: `/v2/test/app/blobs/${sha(image.layer)}`, method: 'GET' })
+      .reply(guard('layer', 200, image.layer))
+      .persist();
   }
 
   it('resolves an anonymous OCI image and fetches its layer into the store', async () => {
@@ -102,13 +127,20 @@ describe('RegistryClient (MockAgent)', () => {
     expect(resolved.manifestMediaType).toBe(MediaType.OCI_MANIFEST);
     expect(resolved.config.config?.Cmd).toEqual(['/bin/sh']);
     expect(resolved.usedCredentials).toBe(false);
-    expect(await registry.resolveDigest('reg.example.org/test/app')).toEqual({ reference: resolved.reference, manifestDigest: image.manifestDigest, id: resolved.id, usedCredentials: false });
+    expect(await registry.resolveDigest('reg.example.org/test/app')).toEqual({
+      reference: resolved.reference,
+      manifestDigest: image.manifestDigest,
+      id: resolved.id,
+      usedCredentials: false,
+    });
     expect(seen[0]!.headers.accept).toContain(MediaType.OCI_INDEX);
     expect(seen[0]!.headers.accept).toContain(MediaType.DOCKER_MANIFEST_LIST);
     expect(seen[0]!.headers.authorization).toBeUndefined();
     const store = new FsBlobStore(dir, { fsync: false });
     const progress: number[] = [];
-    const fetched = await registry.fetchBlob(resolved.reference, resolved.layers[0]!, store, { onProgress: (p) => progress.push(p.receivedBytes) });
+    const fetched = await registry.fetchBlob(resolved.reference, resolved.layers[0]!, store, {
+      onProgress: (p) => progress.push(p.receivedBytes),
+    });
     expect(fetched).toMatchObject({ cached: false, size: image.layer.length });
     expect(progress.at(-1)).toBe(image.layer.length);
     expect(await registry.fetchBlob(resolved.reference, resolved.layers[0]!, store)).toMatchObject({ cached: true });
@@ -118,22 +150,34 @@ describe('RegistryClient (MockAgent)', () => {
   it('verifies the manifest digest of a digest reference against the bytes received', async () => {
     const image = makeImage();
     const wrong = sha('something else');
-    pool.intercept({ path: `/v2/test/app/manifests/${wrong}`, method: 'GET' }).reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST, 'docker-content-digest': wrong } });
-    await expect(client().resolveImage(`reg.example.org/test/app@${wrong}`)).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    pool.intercept({ path: `/v2/test/app/manifests/${wrong}`, method: 'GET' }).reply(200, image.manifest, {
+      headers: { 'content-type': MediaType.OCI_MANIFEST, 'docker-content-digest': wrong },
+    });
+    await expect(client().resolveImage(`reg.example.org/test/app@${wrong}`)).rejects.toMatchObject({
+      code: 'SHIFTER_DIGEST_MISMATCH',
+    });
   });
 
   it('caps manifest size before parsing', async () => {
-    pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(200, Buffer.alloc(2048, 0x20), { headers: { 'content-type': MediaType.OCI_MANIFEST } });
-    await expect(client({ limits: { maxManifestBytes: 1024 } }).resolveImage('reg.example.org/test/app')).rejects.toMatchObject({ code: 'SHIFTER_SIZE_LIMIT' });
+    pool
+      .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
+      .reply(200, Buffer.alloc(2048, 0x20), { headers: { 'content-type': MediaType.OCI_MANIFEST } });
+    await expect(
+      client({ limits: { maxManifestBytes: 1024 } }).resolveImage('reg.example.org/test/app'),
+    ).rejects.toMatchObject({ code: 'SHIFTER_SIZE_LIMIT' });
   });
 
   it('refuses a config blob that does not match its descriptor', async () => {
     const image = makeImage();
-    pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
+    pool
+      .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
+      .reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
     const tampered = Buffer.from(image.config);
     tampered[2] = 0x41;
     pool.intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' }).reply(200, tampered);
-    await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({
+      code: 'SHIFTER_DIGEST_MISMATCH',
+    });
   });
 
   it('selects the platform from an index and checks the entry size', async () => {
@@ -144,34 +188,65 @@ describe('RegistryClient (MockAgent)', () => {
         schemaVersion: 2,
         mediaType: MediaType.OCI_INDEX,
         manifests: [
-          { mediaType: MediaType.OCI_MANIFEST, digest: amd.manifestDigest, size: amd.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
-          { mediaType: MediaType.OCI_MANIFEST, digest: arm.manifestDigest, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64' } },
+          {
+            mediaType: MediaType.OCI_MANIFEST,
+            digest: amd.manifestDigest,
+            size: amd.manifest.length,
+            platform: { os: 'linux', architecture: 'amd64' },
+          },
+          {
+            mediaType: MediaType.OCI_MANIFEST,
+            digest: arm.manifestDigest,
+            size: arm.manifest.length,
+            platform: { os: 'linux', architecture: 'arm64' },
+          },
         ],
       }),
     );
-    pool.intercept({ path: '/v2/test/app/manifests/multi', method: 'GET' }).reply(200, index, { headers: { 'content-type': MediaType.OCI_INDEX } }).persist();
+    pool
+      .intercept({ path: '/v2/test/app/manifests/multi', method: 'GET' })
+      .reply(200, index, { headers: { 'content-type': MediaType.OCI_INDEX } })
+      .persist();
     for (const image of [amd, arm]) {
-      pool.intercept({ path: `/v2/test/app/manifests/${image.manifestDigest}`, method: 'GET' }).reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
+      pool
+        .intercept({ path: `/v2/test/app/manifests/${image.manifestDigest}`, method: 'GET' })
+        .reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
       pool.intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' }).reply(200, image.config);
     }
     const registry = client();
-    const resolvedArm = await registry.resolveImage('reg.example.org/test/app:multi', { platform: { os: 'linux', architecture: 'arm64' } });
+    const resolvedArm = await registry.resolveImage('reg.example.org/test/app:multi', {
+      platform: { os: 'linux', architecture: 'arm64' },
+    });
     expect(resolvedArm.manifestDigest).toBe(arm.manifestDigest);
     expect(resolvedArm.indexDigest).toBe(sha(index));
     expect(resolvedArm.config.architecture).toBe('arm64');
-    const cheap = await registry.resolveDigest('reg.example.org/test/app:multi', { platform: { os: 'linux', architecture: 'arm64' } });
-    expect(cheap).toMatchObject({ manifestDigest: arm.manifestDigest, id: arm.manifestDigest.slice(7), indexDigest: sha(index), usedCredentials: false });
+    const cheap = await registry.resolveDigest('reg.example.org/test/app:multi', {
+      platform: { os: 'linux', architecture: 'arm64' },
+    });
+    expect(cheap).toMatchObject({
+      manifestDigest: arm.manifestDigest,
+      id: arm.manifestDigest.slice(7),
+      indexDigest: sha(index),
+      usedCredentials: false,
+    });
     const resolvedAmd = await registry.resolveImage('reg.example.org/test/app:multi');
     expect(resolvedAmd.id).toBe(amd.manifestDigest.slice(7));
-    await expect(registry.resolveImage('reg.example.org/test/app:multi', { platform: { os: 'linux', architecture: 's390x' } })).rejects.toMatchObject({
+    await expect(
+      registry.resolveImage('reg.example.org/test/app:multi', { platform: { os: 'linux', architecture: 's390x' } }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_PLATFORM_NOT_FOUND',
       details: { available: ['linux/amd64', 'linux/arm64'] },
     });
   });
 
   it('maps an unknown tag to SHIFTER_REGISTRY_MANIFEST_UNKNOWN keeping the registry status', async () => {
-    pool.intercept({ path: '/v2/test/app/manifests/nope', method: 'GET' }).reply(404, { errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] });
-    await expect(client().resolveImage('reg.example.org/test/app:nope')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN', registryStatus: 404 });
+    pool
+      .intercept({ path: '/v2/test/app/manifests/nope', method: 'GET' })
+      .reply(404, { errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] });
+    await expect(client().resolveImage('reg.example.org/test/app:nope')).rejects.toMatchObject({
+      code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN',
+      registryStatus: 404,
+    });
   });
 
   describe('bearer tokens', () => {
@@ -192,10 +267,17 @@ describe('RegistryClient (MockAgent)', () => {
           tokenRequests.push(h);
           tokenQueries.push(request.path);
           const withCredentials = h.authorization === `Basic ${Buffer.from('alice:s3cret,:x').toString('base64')}`;
-          if (options.requireCredentials && !withCredentials && h.authorization) return { statusCode: 401, data: '{"details":"bad credentials"}' };
+          if (options.requireCredentials && !withCredentials && h.authorization)
+            return { statusCode: 401, data: '{"details":"bad credentials"}' };
           tokenCounter += 1;
           const token = `${withCredentials ? 'full' : 'anon'}-${tokenCounter}`;
-          return { statusCode: 200, data: JSON.stringify({ [tokenCounter % 2 ? 'token' : 'access_token']: token, ...(options.expiresIn ? { expires_in: options.expiresIn } : {}) }) };
+          return {
+            statusCode: 200,
+            data: JSON.stringify({
+              [tokenCounter % 2 ? 'token' : 'access_token']: token,
+              ...(options.expiresIn ? { expires_in: options.expiresIn } : {}),
+            }),
+          };
         })
         .persist();
     }
@@ -257,7 +339,9 @@ describe('RegistryClient (MockAgent)', () => {
       const image = makeImage();
       serveTokens();
       serveImage(image, { auth: (h) => /^Bearer full-/.test(h.authorization ?? '') });
-      const registry = client({ credentials: (host) => (host === 'reg.example.org' ? { username: 'alice', password: 's3cret,:x' } : undefined) });
+      const registry = client({
+        credentials: (host) => (host === 'reg.example.org' ? { username: 'alice', password: 's3cret,:x' } : undefined),
+      });
       const resolved = await registry.resolveImage('reg.example.org/test/app');
       expect(resolved.usedCredentials).toBe(true);
       expect(tokenRequests.map((h) => h.authorization === undefined)).toEqual([true, false]);
@@ -267,7 +351,10 @@ describe('RegistryClient (MockAgent)', () => {
       const image = makeImage();
       serveTokens();
       serveImage(image, { auth: (h) => /^Bearer full-/.test(h.authorization ?? '') });
-      await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_AUTH_FAILED', registryStatus: 401 });
+      await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({
+        code: 'SHIFTER_REGISTRY_AUTH_FAILED',
+        registryStatus: 401,
+      });
     });
   });
 
@@ -280,22 +367,38 @@ describe('RegistryClient (MockAgent)', () => {
         const h = lowerHeaders(request.headers);
         seen.push({ path: 'manifest', headers: h });
         return h.authorization === expected
-          ? { statusCode: 200, data: image.manifest, responseOptions: { headers: { 'content-type': MediaType.OCI_MANIFEST } } }
-          : { statusCode: 401, data: '', responseOptions: { headers: { 'www-authenticate': 'Basic realm="Registry Realm"' } } };
+          ? {
+              statusCode: 200,
+              data: image.manifest,
+              responseOptions: { headers: { 'content-type': MediaType.OCI_MANIFEST } },
+            }
+          : {
+              statusCode: 401,
+              data: '',
+              responseOptions: { headers: { 'www-authenticate': 'Basic realm="Registry Realm"' } },
+            };
       })
       .persist();
     pool.intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' }).reply(200, image.config);
-    const resolved = await client({ credentials: () => ({ username: 'bob', password: 'pw' }) }).resolveImage('reg.example.org/test/app');
+    const resolved = await client({ credentials: () => ({ username: 'bob', password: 'pw' }) }).resolveImage(
+      'reg.example.org/test/app',
+    );
     expect(resolved.usedCredentials).toBe(true);
     expect(seen.map((s) => s.headers.authorization)).toEqual([undefined, expected]);
-    await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_AUTH_FAILED' });
+    await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({
+      code: 'SHIFTER_REGISTRY_AUTH_FAILED',
+    });
   });
 
   it('retries 429 honouring Retry-After and 503 with backoff', async () => {
     const image = makeImage();
-    pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow' }] }, { headers: { 'retry-after': '1' } });
+    pool
+      .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
+      .reply(429, { errors: [{ code: 'TOOMANYREQUESTS', message: 'slow' }] }, { headers: { 'retry-after': '1' } });
     pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(503, 'busy');
-    pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
+    pool
+      .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
+      .reply(200, image.manifest, { headers: { 'content-type': MediaType.OCI_MANIFEST } });
     pool.intercept({ path: `/v2/test/app/blobs/${sha(image.config)}`, method: 'GET' }).reply(200, image.config);
     const resolved = await client().resolveImage('reg.example.org/test/app');
     expect(resolved.manifestDigest).toBe(image.manifestDigest);
@@ -307,13 +410,19 @@ describe('RegistryClient (MockAgent)', () => {
 
   it('gives up after the bounded attempts and fails at once on an excessive Retry-After', async () => {
     pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(503, 'busy').times(3);
-    await expect(client({ retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 } }).resolveImage('reg.example.org/test/app')).rejects.toMatchObject({
+    await expect(
+      client({ retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 } }).resolveImage('reg.example.org/test/app'),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_REGISTRY_UNAVAILABLE',
       retryable: true,
       registryStatus: 503,
     });
-    pool.intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' }).reply(429, '', { headers: { 'retry-after': '3600' } });
-    await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_RATE_LIMITED' });
+    pool
+      .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
+      .reply(429, '', { headers: { 'retry-after': '3600' } });
+    await expect(client().resolveImage('reg.example.org/test/app')).rejects.toMatchObject({
+      code: 'SHIFTER_REGISTRY_RATE_LIMITED',
+    });
   });
 
   it('follows a blob redirect to another host without the registry Authorization', async () => {
@@ -323,12 +432,24 @@ describe('RegistryClient (MockAgent)', () => {
       .intercept({ path: '/v2/test/app/manifests/latest', method: 'GET' })
       .reply((request: { headers?: unknown }) =>
         lowerHeaders(request.headers).authorization
-          ? { statusCode: 200, data: image.manifest, responseOptions: { headers: { 'content-type': MediaType.OCI_MANIFEST } } }
-          : { statusCode: 401, data: '', responseOptions: { headers: { 'www-authenticate': 'Bearer realm="https://auth.example.org/token",service="reg"' } } },
+          ? {
+              statusCode: 200,
+              data: image.manifest,
+              responseOptions: { headers: { 'content-type': MediaType.OCI_MANIFEST } },
+            }
+          : {
+              statusCode: 401,
+              data: '',
+              responseOptions: {
+                headers: { 'www-authenticate': 'Bearer realm="https://auth.example.org/token",service="reg"' },
+              },
+            },
       )
       .persist();
     for (const blob of [image.config, image.layer]) {
-      pool.intercept({ path: `/v2/test/app/blobs/${sha(blob)}`, method: 'GET' }).reply(307, '', { headers: { location: `https://cdn.example.net/blobs/${sha(blob).slice(7)}?sig=abc` } });
+      pool
+        .intercept({ path: `/v2/test/app/blobs/${sha(blob)}`, method: 'GET' })
+        .reply(307, '', { headers: { location: `https://cdn.example.net/blobs/${sha(blob).slice(7)}?sig=abc` } });
       agent
         .get('https://cdn.example.net')
         .intercept({ path: `/blobs/${sha(blob).slice(7)}?sig=abc`, method: 'GET' })
@@ -345,27 +466,39 @@ describe('RegistryClient (MockAgent)', () => {
     for (const request of cdn) expect(request.headers.authorization).toBeUndefined();
 
     function serveTokensSimple() {
-      agent.get('https://auth.example.org').intercept({ path: (p: string) => p.startsWith('/token'), method: 'GET' }).reply(200, { token: 't' }).persist();
+      agent
+        .get('https://auth.example.org')
+        .intercept({ path: (p: string) => p.startsWith('/token'), method: 'GET' })
+        .reply(200, { token: 't' })
+        .persist();
     }
   });
 
   it('reports a missing blob with SHIFTER_REGISTRY_BLOB_UNKNOWN and stores nothing', async () => {
     const image = makeImage();
-    pool.intercept({ path: `/v2/test/app/blobs/${sha(image.layer)}`, method: 'GET' }).reply(404, { errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] });
+    pool
+      .intercept({ path: `/v2/test/app/blobs/${sha(image.layer)}`, method: 'GET' })
+      .reply(404, { errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] });
     const registry = client();
     const store = new FsBlobStore(dir, { fsync: false });
     const reference = registry.parseReference('reg.example.org/test/app');
-    await expect(registry.fetchBlob(reference, { digest: sha(image.layer), size: image.layer.length }, store)).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_BLOB_UNKNOWN' });
+    await expect(
+      registry.fetchBlob(reference, { digest: sha(image.layer), size: image.layer.length }, store),
+    ).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_BLOB_UNKNOWN' });
     expect(await store.has(sha(image.layer))).toBe(false);
   });
 
   it('refuses a blob whose bytes do not match, leaving the store empty', async () => {
     const image = makeImage();
-    pool.intercept({ path: `/v2/test/app/blobs/${sha(image.layer)}`, method: 'GET' }).reply(200, Buffer.from('evil bytes'));
+    pool
+      .intercept({ path: `/v2/test/app/blobs/${sha(image.layer)}`, method: 'GET' })
+      .reply(200, Buffer.from('evil bytes'));
     const registry = client();
     const store = new FsBlobStore(dir, { fsync: false });
     const reference = registry.parseReference('reg.example.org/test/app');
-    await expect(registry.fetchBlob(reference, { digest: sha(image.layer), size: image.layer.length }, store)).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+    await expect(
+      registry.fetchBlob(reference, { digest: sha(image.layer), size: image.layer.length }, store),
+    ).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
     expect(await store.has(sha(image.layer))).toBe(false);
   });
 
@@ -375,11 +508,17 @@ describe('RegistryClient (MockAgent)', () => {
     const registry = client({ registries: { site: { url: REG } }, defaultLocation: 'site' });
     expect((await registry.resolveImage('test/app')).reference.location).toBe('site');
     expect((await registry.resolveImage('site/test/app')).reference.registry).toBe('reg.example.org');
-    await expect(client({ registries: { lab: { url: 'http://lab.example.org' } } }).resolveImage('lab/test/app')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_INSECURE_REFUSED' });
+    await expect(
+      client({ registries: { lab: { url: 'http://lab.example.org' } } }).resolveImage('lab/test/app'),
+    ).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_INSECURE_REFUSED' });
   });
 
   it('validates its options', () => {
-    expect(() => new RegistryClient({ retry: { attempts: 0 } })).toThrow(expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }));
-    expect(() => new RegistryClient({ limits: { maxManifestBytes: -1 } })).toThrow(expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }));
+    expect(() => new RegistryClient({ retry: { attempts: 0 } })).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
+    );
+    expect(() => new RegistryClient({ limits: { maxManifestBytes: -1 } })).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
+    );
   });
 });

@@ -1,7 +1,16 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { BlobStore } from '../blob-store/index.js';
-import { computeDigest, DEFAULT_SIZE_LIMITS, digestAlgorithm, digestHex, parseDigest, readAllLimited, type Digest, type SizeLimits } from '../digest/index.js';
+import {
+  computeDigest,
+  DEFAULT_SIZE_LIMITS,
+  digestAlgorithm,
+  digestHex,
+  parseDigest,
+  readAllLimited,
+  type Digest,
+  type SizeLimits,
+} from '../digest/index.js';
 import { ConfigError, IntegrityError, ManifestError, RegistryError, ShifterError } from '../errors/index.js';
 import {
   ACCEPTED_MANIFEST_TYPES,
@@ -17,9 +26,19 @@ import {
   type Manifest,
   type PlatformSelector,
 } from '../manifest/index.js';
-import { parseReference, referenceTarget, type ImageReference, type ParseReferenceOptions } from '../reference/index.js';
+import {
+  parseReference,
+  referenceTarget,
+  type ImageReference,
+  type ParseReferenceOptions,
+} from '../reference/index.js';
 import { registryNetworkError } from './registry-errors.js';
-import { resolveRegistryEndpoint, type ProxyOptions, type RegistryEndpoint, type RegistryEndpointConfig } from './registry-endpoint.js';
+import {
+  resolveRegistryEndpoint,
+  type ProxyOptions,
+  type RegistryEndpoint,
+  type RegistryEndpointConfig,
+} from './registry-endpoint.js';
 import {
   DEFAULT_REGISTRY_TIMEOUTS,
   DEFAULT_USER_AGENT,
@@ -37,7 +56,12 @@ import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js'
 // The client is three parts: the transport (registry-transport.ts: send, retries, redirects, TLS, proxies), the
 // authentication (token-auth.ts: Basic and the token flow, with an injected clock) and the manifest/blob API below.
 // Their public types are re-exported here, where they always were.
-export { DEFAULT_REGISTRY_TIMEOUTS, DEFAULT_USER_AGENT, type RegistryCredentials, type RegistryTimeouts } from './registry-transport.js';
+export {
+  DEFAULT_REGISTRY_TIMEOUTS,
+  DEFAULT_USER_AGENT,
+  type RegistryCredentials,
+  type RegistryTimeouts,
+} from './registry-transport.js';
 export { DEFAULT_TOKEN_LIFETIME_SECONDS, type CredentialsLookup } from './token-auth.js';
 
 /** Options of {@link RegistryClient}. */
@@ -171,17 +195,29 @@ export class RegistryClient {
    */
   constructor(options: RegistryClientOptions = {}) {
     this.#registries = options.registries ?? {};
-    const locations = Object.fromEntries(Object.entries(this.#registries).map(([name, config]) => [name, { url: config.url }]));
-    this.#referenceOptions = { locations, ...(options.defaultLocation !== undefined ? { defaultLocation: options.defaultLocation } : {}) };
+    const locations = Object.fromEntries(
+      Object.entries(this.#registries).map(([name, config]) => [name, { url: config.url }]),
+    );
+    this.#referenceOptions = {
+      locations,
+      ...(options.defaultLocation !== undefined ? { defaultLocation: options.defaultLocation } : {}),
+    };
     this.#limits = { ...DEFAULT_SIZE_LIMITS, ...options.limits };
     const timeouts: RegistryTimeouts = { ...DEFAULT_REGISTRY_TIMEOUTS, ...options.timeouts };
     this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.#blobProofs = options.blobProofs ?? new BlobProofs();
     for (const [name, value] of Object.entries({ ...this.#limits, ...timeouts })) {
-      if (!Number.isFinite(value) || value <= 0) throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry client option ${name} must be a positive number, got ${value}`);
+      if (!Number.isFinite(value) || value <= 0)
+        throw new ConfigError(
+          'SHIFTER_CONFIG_INVALID',
+          `registry client option ${name} must be a positive number, got ${value}`,
+        );
     }
     if (!Number.isInteger(this.#retry.attempts) || this.#retry.attempts < 1) {
-      throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry client retry.attempts must be an integer ≥ 1, got ${this.#retry.attempts}`);
+      throw new ConfigError(
+        'SHIFTER_CONFIG_INVALID',
+        `registry client retry.attempts must be an integer ≥ 1, got ${this.#retry.attempts}`,
+      );
     }
     this.#transport = new RegistryTransport({
       dispatcher: options.dispatcher,
@@ -192,7 +228,12 @@ export class RegistryClient {
       sleep: options.sleep,
       now: options.now,
     });
-    this.#auth = new RegistryAuth({ transport: this.#transport, credentials: options.credentials, maxTokenBytes: this.#limits.maxTokenBytes, now: options.now });
+    this.#auth = new RegistryAuth({
+      transport: this.#transport,
+      credentials: options.credentials,
+      maxTokenBytes: this.#limits.maxTokenBytes,
+      now: options.now,
+    });
   }
 
   /** Number of tokens this client obtained from token servers (for tests and metrics). */
@@ -236,7 +277,8 @@ export class RegistryClient {
     });
     const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
     await response.body.dump();
-    for (const challenge of challenges) if (challenge.scheme === 'bearer') this.#auth.rememberChallenge(endpoint.origin, challenge);
+    for (const challenge of challenges)
+      if (challenge.scheme === 'bearer') this.#auth.rememberChallenge(endpoint.origin, challenge);
     return { status: response.statusCode, challenges };
   }
 
@@ -254,7 +296,13 @@ export class RegistryClient {
   async resolveDigest(
     reference: ImageReference | string,
     options: ResolveImageOptions = {},
-  ): Promise<{ reference: ImageReference; manifestDigest: Digest; id: string; indexDigest?: Digest; usedCredentials: boolean }> {
+  ): Promise<{
+    reference: ImageReference;
+    manifestDigest: Digest;
+    id: string;
+    indexDigest?: Digest;
+    usedCredentials: boolean;
+  }> {
     const { ref, endpoint, scope, top } = await this.#topManifest(reference, options.signal);
     let manifestDigest = top.digest;
     let indexDigest: Digest | undefined;
@@ -263,7 +311,13 @@ export class RegistryClient {
       manifestDigest = parseDigest(selectPlatform(top.manifest, options.platform ?? DEFAULT_PLATFORM).digest);
     }
     const usedCredentials = this.#auth.usedCredentials(endpoint, scope);
-    return { reference: ref, manifestDigest, id: digestHex(manifestDigest), ...(indexDigest ? { indexDigest } : {}), usedCredentials };
+    return {
+      reference: ref,
+      manifestDigest,
+      id: digestHex(manifestDigest),
+      ...(indexDigest ? { indexDigest } : {}),
+      usedCredentials,
+    };
   }
 
   /**
@@ -280,7 +334,10 @@ export class RegistryClient {
    * @throws {@link ManifestError} `SHIFTER_MANIFEST_UNSUPPORTED`, `SHIFTER_MANIFEST_INVALID`, `SHIFTER_PLATFORM_NOT_FOUND`
    * @throws {@link IntegrityError} `SHIFTER_DIGEST_MISMATCH`, `SHIFTER_SIZE_LIMIT`
    */
-  async resolveImage(reference: ImageReference | string, options: ResolveImageOptions = {}): Promise<ResolvedRegistryImage> {
+  async resolveImage(
+    reference: ImageReference | string,
+    options: ResolveImageOptions = {},
+  ): Promise<ResolvedRegistryImage> {
     const { ref, endpoint, scope, top } = await this.#topManifest(reference, options.signal);
     let manifestDigest = top.digest;
     let manifest: Manifest = top.manifest;
@@ -288,12 +345,25 @@ export class RegistryClient {
     if (isImageIndex(manifest)) {
       const entry = selectPlatform(manifest, options.platform ?? DEFAULT_PLATFORM);
       indexDigest = top.digest;
-      const chosen = await this.#getManifest(endpoint, scope, ref, entry.digest, parseDigest(entry.digest), options.signal);
+      const chosen = await this.#getManifest(
+        endpoint,
+        scope,
+        ref,
+        entry.digest,
+        parseDigest(entry.digest),
+        options.signal,
+      );
       if (chosen.size !== entry.size) {
-        throw new IntegrityError('SHIFTER_DIGEST_MISMATCH', `platform manifest ${entry.digest} of ${ref.familiar} is ${chosen.size} bytes, the index says ${entry.size}`);
+        throw new IntegrityError(
+          'SHIFTER_DIGEST_MISMATCH',
+          `platform manifest ${entry.digest} of ${ref.familiar} is ${chosen.size} bytes, the index says ${entry.size}`,
+        );
       }
       if (isImageIndex(chosen.manifest)) {
-        throw new ManifestError('SHIFTER_MANIFEST_UNSUPPORTED', `index entry ${entry.digest} of ${ref.familiar} is itself an index; nested indexes are not supported`);
+        throw new ManifestError(
+          'SHIFTER_MANIFEST_UNSUPPORTED',
+          `index entry ${entry.digest} of ${ref.familiar} is itself an index; nested indexes are not supported`,
+        );
       }
       manifestDigest = chosen.digest;
       manifest = chosen.manifest;
@@ -302,11 +372,24 @@ export class RegistryClient {
     checkImageManifest(imageManifest, this.#limits.maxLayerBytes);
     const configDigest = parseDigest(imageManifest.config.digest);
     if (imageManifest.config.size > this.#limits.maxConfigBytes) {
-      throw new IntegrityError('SHIFTER_SIZE_LIMIT', `image config of ${ref.familiar} is ${imageManifest.config.size} bytes, over the limit of ${this.#limits.maxConfigBytes}`);
+      throw new IntegrityError(
+        'SHIFTER_SIZE_LIMIT',
+        `image config of ${ref.familiar} is ${imageManifest.config.size} bytes, over the limit of ${this.#limits.maxConfigBytes}`,
+      );
     }
-    const configBytes = await readAllLimited(await this.openBlob(ref, imageManifest.config, { ...(options.signal ? { signal: options.signal } : {}) }), this.#limits.maxConfigBytes, `image config of ${ref.familiar}`);
-    if (configBytes.length !== imageManifest.config.size || computeDigest(configBytes, digestAlgorithm(configDigest)) !== configDigest) {
-      throw new IntegrityError('SHIFTER_DIGEST_MISMATCH', `image config of ${ref.familiar} does not match ${configDigest} (${imageManifest.config.size} bytes)`);
+    const configBytes = await readAllLimited(
+      await this.openBlob(ref, imageManifest.config, { ...(options.signal ? { signal: options.signal } : {}) }),
+      this.#limits.maxConfigBytes,
+      `image config of ${ref.familiar}`,
+    );
+    if (
+      configBytes.length !== imageManifest.config.size ||
+      computeDigest(configBytes, digestAlgorithm(configDigest)) !== configDigest
+    ) {
+      throw new IntegrityError(
+        'SHIFTER_DIGEST_MISMATCH',
+        `image config of ${ref.familiar} does not match ${configDigest} (${imageManifest.config.size} bytes)`,
+      );
     }
     const config = parseImageConfig(configBytes, imageManifest.layers.length);
     return {
@@ -337,13 +420,25 @@ export class RegistryClient {
    * @throws {@link IntegrityError} `SHIFTER_DIGEST_MISMATCH`, `SHIFTER_SIZE_LIMIT`, `SHIFTER_BLOB_UNPROVEN`
    * @throws {@link RegistryError} as {@link RegistryClient.resolveImage}, plus `SHIFTER_REGISTRY_BLOB_UNKNOWN`
    */
-  async fetchBlob(reference: ImageReference, descriptor: Pick<Descriptor, 'digest' | 'size'>, store: BlobStore, options: FetchBlobOptions = {}): Promise<FetchBlobResult> {
+  async fetchBlob(
+    reference: ImageReference,
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    store: BlobStore,
+    options: FetchBlobOptions = {},
+  ): Promise<FetchBlobResult> {
     const digest = parseDigest(descriptor.digest);
     if (descriptor.size > this.#limits.maxLayerBytes) {
-      throw new IntegrityError('SHIFTER_SIZE_LIMIT', `blob ${digest} is ${descriptor.size} bytes, over the limit of ${this.#limits.maxLayerBytes}`);
+      throw new IntegrityError(
+        'SHIFTER_SIZE_LIMIT',
+        `blob ${digest} is ${descriptor.size} bytes, over the limit of ${this.#limits.maxLayerBytes}`,
+      );
     }
     const endpoint = this.endpointFor(reference);
-    const proofScope = { origin: endpoint.origin, repository: reference.repository, login: await this.#auth.lookupCredentials(endpoint) };
+    const proofScope = {
+      origin: endpoint.origin,
+      repository: reference.repository,
+      login: await this.#auth.lookupCredentials(endpoint),
+    };
     if (!(await store.has(digest))) {
       const result = await store.put(digest, descriptor.size, () => this.openBlob(reference, descriptor, options), {
         ...(options.signal ? { signal: options.signal } : {}),
@@ -365,7 +460,13 @@ export class RegistryClient {
    * its `Content-Range`, or 200 with the whole blob when the registry ignores `Range`; other answers throw as
    * {@link RegistryClient.openBlob} does. The caller consumes or destroys the body.
    */
-  async readBlobRange(reference: ImageReference, descriptor: Pick<Descriptor, 'digest' | 'size'>, start: number, end: number, options: { signal?: AbortSignal | undefined } = {}): Promise<BlobRangeAnswer> {
+  async readBlobRange(
+    reference: ImageReference,
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    start: number,
+    end: number,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<BlobRangeAnswer> {
     const digest = parseDigest(descriptor.digest);
     const endpoint = this.endpointFor(reference);
     const response = await this.#send({
@@ -377,7 +478,11 @@ export class RegistryClient {
       signal: options.signal,
       headers: { range: `bytes=${start}-${end}` },
     });
-    return { status: response.statusCode, contentRange: headerValue(response.headers['content-range']), body: response.body };
+    return {
+      status: response.statusCode,
+      contentRange: headerValue(response.headers['content-range']),
+      body: response.body,
+    };
   }
 
   /**
@@ -389,7 +494,11 @@ export class RegistryClient {
    * @param descriptor - digest and size
    * @param options - progress callback, abort signal
    */
-  async openBlob(reference: ImageReference, descriptor: Pick<Descriptor, 'digest' | 'size'>, options: FetchBlobOptions = {}): Promise<Readable> {
+  async openBlob(
+    reference: ImageReference,
+    descriptor: Pick<Descriptor, 'digest' | 'size'>,
+    options: FetchBlobOptions = {},
+  ): Promise<Readable> {
     const digest = parseDigest(descriptor.digest);
     const endpoint = this.endpointFor(reference);
     const scope = `repository:${reference.repository}:pull`;
@@ -408,7 +517,10 @@ export class RegistryClient {
             const range = /^bytes (\d+)-/.exec(headerValue(response.headers['content-range']) ?? '');
             if (!range || Number(range[1]) !== received) {
               response.body.destroy();
-              throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: resumed at byte ${received} but the registry sent range ${headerValue(response.headers['content-range']) ?? '(none)'}`);
+              throw new RegistryError(
+                'SHIFTER_REGISTRY_PROTOCOL',
+                `${what}: resumed at byte ${received} but the registry sent range ${headerValue(response.headers['content-range']) ?? '(none)'}`,
+              );
             }
           } else {
             // The registry ignored Range and restarted: drop what we already have.
@@ -435,7 +547,8 @@ export class RegistryClient {
           response.body.destroy();
           if (options.signal?.aborted) throw options.signal.reason;
           if (ShifterError.isInstance(error)) throw error;
-          if (resumes >= client.#retry.maxResumes || received >= descriptor.size) throw registryNetworkError(error, `${what} (after ${resumes} resumes)`);
+          if (resumes >= client.#retry.maxResumes || received >= descriptor.size)
+            throw registryNetworkError(error, `${what} (after ${resumes} resumes)`);
           resumes += 1;
           await client.#transport.sleep(backoffDelay(client.#retry, resumes));
           response = await client.#send({
@@ -490,13 +603,20 @@ export class RegistryClient {
     const declared = Number(headerValue(response.headers['content-length']));
     if (Number.isFinite(declared) && declared > this.#limits.maxManifestBytes) {
       response.body.destroy();
-      throw new IntegrityError('SHIFTER_SIZE_LIMIT', `${what} is ${declared} bytes, over the limit of ${this.#limits.maxManifestBytes}`);
+      throw new IntegrityError(
+        'SHIFTER_SIZE_LIMIT',
+        `${what} is ${declared} bytes, over the limit of ${this.#limits.maxManifestBytes}`,
+      );
     }
     const bytes = await readAllLimited(response.body, this.#limits.maxManifestBytes, what);
     // The digest is the hash of the bytes exactly as received; never re-serialise before hashing.
     const digest = computeDigest(bytes, expected ? digestAlgorithm(expected) : 'sha256');
     if (expected !== undefined && digest !== expected) {
-      throw new IntegrityError('SHIFTER_DIGEST_MISMATCH', `${what}: received content has digest ${digest}, expected ${expected}`, { details: { expected, actual: digest } });
+      throw new IntegrityError(
+        'SHIFTER_DIGEST_MISMATCH',
+        `${what}: received content has digest ${digest}, expected ${expected}`,
+        { details: { expected, actual: digest } },
+      );
     }
     const manifest = parseManifest(bytes, headerValue(response.headers['content-type']));
     return { manifest, digest, size: bytes.length };

@@ -60,7 +60,10 @@ export function isLoopbackHost(host: string): boolean {
  * @param registries - configured registries by location name
  * @throws {@link RegistryError} `SHIFTER_REGISTRY_INSECURE_REFUSED`; `SHIFTER_CONFIG_INVALID` for an unusable url
  */
-export function resolveRegistryEndpoint(reference: Pick<ImageReference, 'registry' | 'location'>, registries: Record<string, RegistryEndpointConfig> = {}): RegistryEndpoint {
+export function resolveRegistryEndpoint(
+  reference: Pick<ImageReference, 'registry' | 'location'>,
+  registries: Record<string, RegistryEndpointConfig> = {},
+): RegistryEndpoint {
   let location: string | undefined;
   let config: RegistryEndpointConfig | undefined;
   if (reference.location !== undefined && Object.hasOwn(registries, reference.location)) {
@@ -84,10 +87,17 @@ export function resolveRegistryEndpoint(reference: Pick<ImageReference, 'registr
   try {
     url = new URL(base);
   } catch (error) {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry ${location ?? reference.registry} has an unusable url ${JSON.stringify(base)}`, { cause: error });
+    throw new ConfigError(
+      'SHIFTER_CONFIG_INVALID',
+      `registry ${location ?? reference.registry} has an unusable url ${JSON.stringify(base)}`,
+      { cause: error },
+    );
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new ConfigError('SHIFTER_CONFIG_INVALID', `registry ${location ?? reference.registry} url must be http(s): ${JSON.stringify(base)}`);
+    throw new ConfigError(
+      'SHIFTER_CONFIG_INVALID',
+      `registry ${location ?? reference.registry} url must be http(s): ${JSON.stringify(base)}`,
+    );
   }
   const insecure = config?.insecure ?? false;
   if (url.protocol === 'http:' && !insecure && !isLoopbackHost(url.host)) {
@@ -152,7 +162,11 @@ export function proxyFor(target: URL, proxy: ProxyOptions | undefined): string |
     }
     if (entryPort !== undefined && entryPort !== port) continue;
     pattern = pattern.replace(/^\[|\]$/g, '').replace(/^\*\./, '.');
-    if (pattern.startsWith('.') ? host.endsWith(pattern) || host === pattern.slice(1) : host === pattern || host.endsWith(`.${pattern}`)) {
+    if (
+      pattern.startsWith('.')
+        ? host.endsWith(pattern) || host === pattern.slice(1)
+        : host === pattern || host.endsWith(`.${pattern}`)
+    ) {
       return undefined;
     }
   }

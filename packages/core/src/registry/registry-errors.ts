@@ -79,7 +79,10 @@ export function registryResponseError(failure: RegistryFailure): RegistryError {
   const errors = parseErrorBody(failure.body);
   const mapped = errors.map((e) => REGISTRY_CODE_MAP[e.code]).find((code) => code !== undefined);
   const code = mapped ?? statusCode(failure.status, failure.kind);
-  const reason = errors.length > 0 ? errors.map((e) => `${e.code}${e.message ? `: ${e.message}` : ''}`).join('; ') : httpReason(failure.status);
+  const reason =
+    errors.length > 0
+      ? errors.map((e) => `${e.code}${e.message ? `: ${e.message}` : ''}`).join('; ')
+      : httpReason(failure.status);
   return new RegistryError(code, `${failure.what}: registry answered ${failure.status} (${reason})`, {
     registryStatus: failure.status,
     details: { registryStatus: failure.status, registryErrors: errors, request: failure.what },
@@ -111,11 +114,17 @@ function httpReason(status: number): string {
  */
 export function registryNetworkError(cause: unknown, what: string): RegistryError {
   const message = cause instanceof Error ? cause.message : String(cause);
-  const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? ((cause as Error | undefined)?.cause as NodeJS.ErrnoException | undefined)?.code;
+  const code =
+    (cause as NodeJS.ErrnoException | undefined)?.code ??
+    ((cause as Error | undefined)?.cause as NodeJS.ErrnoException | undefined)?.code;
   const tls = typeof code === 'string' && /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code);
-  return new RegistryError('SHIFTER_REGISTRY_UNAVAILABLE', `${what}: ${tls ? 'TLS verification failed' : 'cannot reach the registry'} (${code ?? 'error'}: ${message})`, {
-    cause,
-    retryable: !tls && (isRetryableNetworkError(cause) || code === undefined),
-    details: { request: what, networkCode: code },
-  });
+  return new RegistryError(
+    'SHIFTER_REGISTRY_UNAVAILABLE',
+    `${what}: ${tls ? 'TLS verification failed' : 'cannot reach the registry'} (${code ?? 'error'}: ${message})`,
+    {
+      cause,
+      retryable: !tls && (isRetryableNetworkError(cause) || code === undefined),
+      details: { request: what, networkCode: code },
+    },
+  );
 }

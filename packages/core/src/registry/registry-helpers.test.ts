@@ -8,11 +8,30 @@ describe('parseWwwAuthenticate', () => {
   it.each([
     [
       'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull"',
-      [{ scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/ubuntu:pull' } }],
+      [
+        {
+          scheme: 'bearer',
+          params: {
+            realm: 'https://auth.docker.io/token',
+            service: 'registry.docker.io',
+            scope: 'repository:library/ubuntu:pull',
+          },
+        },
+      ],
     ],
     [
       'Bearer realm="http://127.0.0.1:5003/token",service="test",scope="repository:a:pull,push",error="insufficient_scope"',
-      [{ scheme: 'bearer', params: { realm: 'http://127.0.0.1:5003/token', service: 'test', scope: 'repository:a:pull,push', error: 'insufficient_scope' } }],
+      [
+        {
+          scheme: 'bearer',
+          params: {
+            realm: 'http://127.0.0.1:5003/token',
+            service: 'test',
+            scope: 'repository:a:pull,push',
+            error: 'insufficient_scope',
+          },
+        },
+      ],
     ],
     ['Basic realm="Registry Realm"', [{ scheme: 'basic', params: { realm: 'Registry Realm' } }]],
     ['basic REALM=unquoted , charset="UTF-8"', [{ scheme: 'basic', params: { realm: 'unquoted', charset: 'UTF-8' } }]],
@@ -40,7 +59,10 @@ describe('parseWwwAuthenticate', () => {
 });
 
 describe('registryResponseError', () => {
-  const body = (code: string) => Buffer.from(JSON.stringify({ errors: [{ code, message: `${code.toLowerCase()} happened`, detail: { secret: 'no' } }] }));
+  const body = (code: string) =>
+    Buffer.from(
+      JSON.stringify({ errors: [{ code, message: `${code.toLowerCase()} happened`, detail: { secret: 'no' } }] }),
+    );
   it.each([
     [404, body('MANIFEST_UNKNOWN'), 'manifest', 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN'],
     [404, body('NAME_UNKNOWN'), 'manifest', 'SHIFTER_REGISTRY_NAME_UNKNOWN'],
@@ -59,7 +81,13 @@ describe('registryResponseError', () => {
     [503, Buffer.from('<html>'), 'blob', 'SHIFTER_REGISTRY_UNAVAILABLE'],
     [418, undefined, 'manifest', 'SHIFTER_REGISTRY_PROTOCOL'],
   ] as const)('maps %i %s (%s) to %s', (status, responseBody, kind, code) => {
-    const error = registryResponseError({ status, headers: {}, ...(responseBody ? { body: responseBody } : {}), kind, what: 'manifest x:y on reg' });
+    const error = registryResponseError({
+      status,
+      headers: {},
+      ...(responseBody ? { body: responseBody } : {}),
+      kind,
+      what: 'manifest x:y on reg',
+    });
     expect(error.code).toBe(code);
     expect(error.registryStatus).toBe(status);
     expect(error.details.registryStatus).toBe(status);
@@ -67,10 +95,19 @@ describe('registryResponseError', () => {
     expect(JSON.stringify(error.details)).not.toContain('secret');
   });
   it('lets the body code win over the status', () => {
-    expect(registryResponseError({ status: 401, headers: {}, body: body('DENIED'), kind: 'manifest', what: 'm' }).code).toBe('SHIFTER_REGISTRY_DENIED');
+    expect(
+      registryResponseError({ status: 401, headers: {}, body: body('DENIED'), kind: 'manifest', what: 'm' }).code,
+    ).toBe('SHIFTER_REGISTRY_DENIED');
   });
   it('keeps only text from a hostile error body (no "[object Object]")', () => {
-    const hostile = Buffer.from(JSON.stringify({ errors: [{ code: { toString: 'x' }, message: ['a'] }, { code: 'DENIED', message: 42 }] }));
+    const hostile = Buffer.from(
+      JSON.stringify({
+        errors: [
+          { code: { toString: 'x' }, message: ['a'] },
+          { code: 'DENIED', message: 42 },
+        ],
+      }),
+    );
     const error = registryResponseError({ status: 403, headers: {}, body: hostile, kind: 'manifest', what: 'm' });
     expect(error.details.registryErrors).toEqual([
       { code: '', message: '' },
@@ -84,10 +121,18 @@ describe('registryNetworkError', () => {
     const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     expect(registryNetworkError(reset, 'x')).toMatchObject({ code: 'SHIFTER_REGISTRY_UNAVAILABLE', retryable: true });
     const tls = Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
-    expect(registryNetworkError(tls, 'x')).toMatchObject({ code: 'SHIFTER_REGISTRY_UNAVAILABLE', retryable: false, message: expect.stringMatching(/TLS verification failed/) });
+    expect(registryNetworkError(tls, 'x')).toMatchObject({
+      code: 'SHIFTER_REGISTRY_UNAVAILABLE',
+      retryable: false,
+      message: expect.stringMatching(/TLS verification failed/),
+    });
   });
   it('recognises retryable errors through causes', () => {
-    expect(isRetryableNetworkError(new Error('fetch failed', { cause: Object.assign(new Error('x'), { code: 'UND_ERR_SOCKET' }) }))).toBe(true);
+    expect(
+      isRetryableNetworkError(
+        new Error('fetch failed', { cause: Object.assign(new Error('x'), { code: 'UND_ERR_SOCKET' }) }),
+      ),
+    ).toBe(true);
     expect(isRetryableNetworkError(Object.assign(new Error('x'), { code: 'ENOTFOUND' }))).toBe(false);
   });
 });
@@ -118,25 +163,45 @@ describe('resolveRegistryEndpoint', () => {
   });
   it('finds configuration by location name or by host', () => {
     const registries = { site: { url: 'https://127.0.0.1:5001', caFile: '/ca.pem', authMethod: 'basic' as const } };
-    expect(resolveRegistryEndpoint({ registry: '127.0.0.1:5001' }, registries)).toMatchObject({ baseUrl: 'https://127.0.0.1:5001', caFile: '/ca.pem', location: 'site', authMethod: 'basic' });
+    expect(resolveRegistryEndpoint({ registry: '127.0.0.1:5001' }, registries)).toMatchObject({
+      baseUrl: 'https://127.0.0.1:5001',
+      caFile: '/ca.pem',
+      location: 'site',
+      authMethod: 'basic',
+    });
     expect(resolveRegistryEndpoint({ registry: '127.0.0.1:5001', location: 'site' }, registries).location).toBe('site');
   });
   it('refuses plain http to a non-loopback registry unless insecure', () => {
     const registries = { lab: { url: 'http://lab.example.org:5000' } };
-    expect(() => resolveRegistryEndpoint({ registry: 'lab.example.org:5000' }, registries)).toThrow(expect.objectContaining({ code: 'SHIFTER_REGISTRY_INSECURE_REFUSED' }));
-    expect(resolveRegistryEndpoint({ registry: 'lab.example.org:5000' }, { lab: { url: 'http://lab.example.org:5000', insecure: true } }).baseUrl).toBe('http://lab.example.org:5000');
+    expect(() => resolveRegistryEndpoint({ registry: 'lab.example.org:5000' }, registries)).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_REGISTRY_INSECURE_REFUSED' }),
+    );
+    expect(
+      resolveRegistryEndpoint(
+        { registry: 'lab.example.org:5000' },
+        { lab: { url: 'http://lab.example.org:5000', insecure: true } },
+      ).baseUrl,
+    ).toBe('http://lab.example.org:5000');
   });
   it('refuses unusable urls as configuration errors', () => {
-    expect(() => resolveRegistryEndpoint({ registry: 'x', location: 'bad' }, { bad: { url: 'ftp://x' } })).toThrow(expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }));
+    expect(() => resolveRegistryEndpoint({ registry: 'x', location: 'bad' }, { bad: { url: 'ftp://x' } })).toThrow(
+      expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
+    );
   });
   it('knows loopback hosts', () => {
-    for (const host of ['127.0.0.1', '127.1.2.3:80', 'localhost', 'localhost:5000', '[::1]:5000', '::1']) expect(isLoopbackHost(host), host).toBe(true);
-    for (const host of ['10.0.0.1', 'example.org', '[::2]:1', '128.0.0.1']) expect(isLoopbackHost(host), host).toBe(false);
+    for (const host of ['127.0.0.1', '127.1.2.3:80', 'localhost', 'localhost:5000', '[::1]:5000', '::1'])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of ['10.0.0.1', 'example.org', '[::2]:1', '128.0.0.1'])
+      expect(isLoopbackHost(host), host).toBe(false);
   });
 });
 
 describe('proxyFor', () => {
-  const proxy = { httpProxy: 'http://proxy:3128', httpsProxy: 'http://sproxy:3128', noProxy: 'internal.org, .corp.example,10.1.2.3,svc:8443' };
+  const proxy = {
+    httpProxy: 'http://proxy:3128',
+    httpsProxy: 'http://sproxy:3128',
+    noProxy: 'internal.org, .corp.example,10.1.2.3,svc:8443',
+  };
   it.each([
     ['https://registry-1.docker.io/v2/', 'http://sproxy:3128'],
     ['http://plain.example.org/v2/', 'http://proxy:3128'],

@@ -12,7 +12,13 @@ import { MAX_ERROR_BODY_BYTES, readAllLimited } from '../digest/index.js';
 import { ConfigError, RegistryError, ShifterError } from '../errors/index.js';
 import { registryNetworkError, registryResponseError, type RegistryRequestKind } from './registry-errors.js';
 import { isLoopbackHost, proxyFor, type ProxyOptions, type RegistryEndpoint } from './registry-endpoint.js';
-import { backoffDelay, isRetryableNetworkError, parseRetryAfter, RETRYABLE_STATUSES, type RetryPolicy } from './retry-policy.js';
+import {
+  backoffDelay,
+  isRetryableNetworkError,
+  parseRetryAfter,
+  RETRYABLE_STATUSES,
+  type RetryPolicy,
+} from './retry-policy.js';
 import { parseWwwAuthenticate, type AuthChallenge } from './www-authenticate.js';
 
 /** A user name and password (or registry token) for one registry. */
@@ -32,7 +38,11 @@ export interface RegistryTimeouts {
 }
 
 /** Default {@link RegistryTimeouts}. */
-export const DEFAULT_REGISTRY_TIMEOUTS: Readonly<RegistryTimeouts> = Object.freeze({ connectMs: 10_000, headersMs: 60_000, bodyMs: 60_000 });
+export const DEFAULT_REGISTRY_TIMEOUTS: Readonly<RegistryTimeouts> = Object.freeze({
+  connectMs: 10_000,
+  headersMs: 60_000,
+  bodyMs: 60_000,
+});
 
 /** Default `User-Agent` of registry requests. */
 export const DEFAULT_USER_AGENT = 'shifter/0.1 (@shifter/core)';
@@ -51,9 +61,19 @@ export const realSleep: Sleep = async (ms, signal) => {
 /** The registry auth a request carries: asked for a header before sending, and told about a 401. @internal */
 export interface RequestAuth {
   /** The `Authorization` header for a request to `endpoint` in `scope` (a token is refreshed first when expiring). */
-  authorization(endpoint: RegistryEndpoint, scope: string, signal: AbortSignal | undefined): Promise<string | undefined>;
+  authorization(
+    endpoint: RegistryEndpoint,
+    scope: string,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined>;
   /** React to a 401 with these challenges; true when another attempt can succeed. */
-  handleChallenge(endpoint: RegistryEndpoint, scope: string, challenges: AuthChallenge[], previousRounds: number, signal: AbortSignal | undefined): Promise<boolean>;
+  handleChallenge(
+    endpoint: RegistryEndpoint,
+    scope: string,
+    challenges: AuthChallenge[],
+    previousRounds: number,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean>;
 }
 
 /** One logical request. @internal */
@@ -153,11 +173,21 @@ export class RegistryTransport {
       try {
         ca = readFileSync(caFile);
       } catch (error) {
-        throw new ConfigError('SHIFTER_CONFIG_INVALID', `cannot read the CA bundle ${caFile} of ${endpoint.host}: ${(error as Error).message}`, { cause: error });
+        throw new ConfigError(
+          'SHIFTER_CONFIG_INVALID',
+          `cannot read the CA bundle ${caFile} of ${endpoint.host}: ${(error as Error).message}`,
+          { cause: error },
+        );
       }
     }
-    const tls = { ...(ca ? { ca } : {}), ...(insecure ? { rejectUnauthorized: false } : {}), timeout: this.#timeouts.connectMs };
-    agent = proxy ? new ProxyAgent({ uri: proxy, requestTls: tls, proxyTls: { timeout: this.#timeouts.connectMs } }) : new Agent({ connect: tls });
+    const tls = {
+      ...(ca ? { ca } : {}),
+      ...(insecure ? { rejectUnauthorized: false } : {}),
+      timeout: this.#timeouts.connectMs,
+    };
+    agent = proxy
+      ? new ProxyAgent({ uri: proxy, requestTls: tls, proxyTls: { timeout: this.#timeouts.connectMs } })
+      : new Agent({ connect: tls });
     this.#agents.set(key, agent);
     return agent;
   }
@@ -207,12 +237,19 @@ export class RegistryTransport {
         const location = headerValue(response.headers.location);
         await response.body.dump();
         if (!location || redirects >= MAX_REDIRECTS) {
-          throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${spec.what}: ${location ? 'too many redirects' : `redirect ${status} without Location`}`, { registryStatus: status });
+          throw new RegistryError(
+            'SHIFTER_REGISTRY_PROTOCOL',
+            `${spec.what}: ${location ? 'too many redirects' : `redirect ${status} without Location`}`,
+            { registryStatus: status },
+          );
         }
         redirects += 1;
         const next = new URL(location, url);
         if (next.protocol === 'http:' && url.protocol === 'https:' && !isLoopbackHost(next.host)) {
-          throw new RegistryError('SHIFTER_REGISTRY_INSECURE_REFUSED', `${spec.what}: refusing a redirect from https to plain http (${next.host})`);
+          throw new RegistryError(
+            'SHIFTER_REGISTRY_INSECURE_REFUSED',
+            `${spec.what}: refusing a redirect from https to plain http (${next.host})`,
+          );
         }
         url = next;
         continue;
@@ -224,7 +261,13 @@ export class RegistryTransport {
           authRounds += 1;
           continue;
         }
-        throw registryResponseError({ status, headers: response.headers, ...(body ? { body } : {}), kind: spec.kind, what: spec.what });
+        throw registryResponseError({
+          status,
+          headers: response.headers,
+          ...(body ? { body } : {}),
+          kind: spec.kind,
+          what: spec.what,
+        });
       }
       const body = await readErrorBody(response.body);
       if (RETRYABLE_STATUSES.has(status) && retries + 1 < this.#retry.attempts) {
@@ -235,7 +278,13 @@ export class RegistryTransport {
           continue;
         }
       }
-      throw registryResponseError({ status, headers: response.headers, ...(body ? { body } : {}), kind: spec.kind, what: spec.what });
+      throw registryResponseError({
+        status,
+        headers: response.headers,
+        ...(body ? { body } : {}),
+        kind: spec.kind,
+        what: spec.what,
+      });
     }
   }
 

@@ -63,7 +63,11 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
  * @param retry - 1-based retry number
  * @param random - random source in [0, 1) (for tests)
  */
-export function backoffDelay(policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, retry: number, random: () => number = Math.random): number {
+export function backoffDelay(
+  policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>,
+  retry: number,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, retry - 1));
   return Math.round(ceiling / 2 + (ceiling / 2) * random());
 }

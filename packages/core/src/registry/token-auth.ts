@@ -8,14 +8,23 @@ import { readAllLimited } from '../digest/index.js';
 import { RegistryError } from '../errors/index.js';
 import { registryResponseError } from './registry-errors.js';
 import { isLoopbackHost, type RegistryEndpoint } from './registry-endpoint.js';
-import { basicHeader, readErrorBody, type RegistryCredentials, type RegistryTransport, type RequestAuth } from './registry-transport.js';
+import {
+  basicHeader,
+  readErrorBody,
+  type RegistryCredentials,
+  type RegistryTransport,
+  type RequestAuth,
+} from './registry-transport.js';
 import type { AuthChallenge } from './www-authenticate.js';
 
 /**
  * Finds credentials for a registry. Called only when the registry asks for them, with the reference's
  * registry host (`docker.io`, `127.0.0.1:5001`) and the configured location name if one matched.
  */
-export type CredentialsLookup = (registryHost: string, location?: string) => RegistryCredentials | undefined | Promise<RegistryCredentials | undefined>;
+export type CredentialsLookup = (
+  registryHost: string,
+  location?: string,
+) => RegistryCredentials | undefined | Promise<RegistryCredentials | undefined>;
 
 /** Lifetime assumed for a token whose answer has no `expires_in` (Docker token spec). */
 export const DEFAULT_TOKEN_LIFETIME_SECONDS = 60;
@@ -92,7 +101,11 @@ export class RegistryAuth implements RequestAuth {
   }
 
   /** The Authorization header for a request, refreshing an expiring token first. */
-  async authorization(endpoint: RegistryEndpoint, scope: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+  async authorization(
+    endpoint: RegistryEndpoint,
+    scope: string,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
     const key = this.#authKey(endpoint, scope);
     let state = this.#auth.get(key);
     if (state === undefined && endpoint.authMethod === 'basic') {
@@ -105,7 +118,8 @@ export class RegistryAuth implements RequestAuth {
     if (state === undefined) {
       // Another repository on this registry already told us how to get tokens: skip the 401 round trip.
       const known = this.#challenges.get(endpoint.origin);
-      if (known && endpoint.authMethod !== 'basic') state = await this.#obtainToken(endpoint, scope, known, false, signal);
+      if (known && endpoint.authMethod !== 'basic')
+        state = await this.#obtainToken(endpoint, scope, known, false, signal);
     }
     if (state === undefined) return undefined;
     if (state.scheme === 'basic') {
@@ -113,7 +127,8 @@ export class RegistryAuth implements RequestAuth {
       return credentials ? basicHeader(credentials) : undefined;
     }
     if (state.expiresAt !== undefined && state.challenge !== undefined) {
-      if (this.#now() >= state.expiresAt - refreshMargin(state)) state = await this.#obtainToken(endpoint, scope, state.challenge, state.withCredentials, signal);
+      if (this.#now() >= state.expiresAt - refreshMargin(state))
+        state = await this.#obtainToken(endpoint, scope, state.challenge, state.withCredentials, signal);
     }
     return state.token ? `Bearer ${state.token}` : undefined;
   }
@@ -122,7 +137,13 @@ export class RegistryAuth implements RequestAuth {
    * React to a 401: decide whether another attempt with (new or better) credentials can succeed.
    * @returns true to retry the request
    */
-  async handleChallenge(endpoint: RegistryEndpoint, scope: string, challenges: AuthChallenge[], previousRounds: number, signal: AbortSignal | undefined): Promise<boolean> {
+  async handleChallenge(
+    endpoint: RegistryEndpoint,
+    scope: string,
+    challenges: AuthChallenge[],
+    previousRounds: number,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
     const key = this.#authKey(endpoint, scope);
     const state = this.#auth.get(key);
     const bearer = challenges.find((c) => c.scheme === 'bearer');
@@ -168,7 +189,13 @@ export class RegistryAuth implements RequestAuth {
     const running = this.#tokenRequests.get(flightKey);
     if (running) return running;
     const current = this.#auth.get(key);
-    if (!force && current?.token && current.withCredentials === withCredentials && current.expiresAt !== undefined && this.#now() < current.expiresAt - refreshMargin(current)) {
+    if (
+      !force &&
+      current?.token &&
+      current.withCredentials === withCredentials &&
+      current.expiresAt !== undefined &&
+      this.#now() < current.expiresAt - refreshMargin(current)
+    ) {
       return current;
     }
     const attempt = this.#requestToken(endpoint, scope, challenge, withCredentials, signal).then((state) => {
@@ -183,25 +210,41 @@ export class RegistryAuth implements RequestAuth {
     }
   }
 
-  async #requestToken(endpoint: RegistryEndpoint, scope: string, challenge: AuthChallenge, withCredentials: boolean, signal: AbortSignal | undefined): Promise<AuthState> {
+  async #requestToken(
+    endpoint: RegistryEndpoint,
+    scope: string,
+    challenge: AuthChallenge,
+    withCredentials: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<AuthState> {
     let realm: URL;
     try {
       realm = new URL(challenge.params.realm as string);
     } catch {
-      throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${endpoint.host} sent an unusable token realm ${JSON.stringify(challenge.params.realm)}`);
+      throw new RegistryError(
+        'SHIFTER_REGISTRY_PROTOCOL',
+        `${endpoint.host} sent an unusable token realm ${JSON.stringify(challenge.params.realm)}`,
+      );
     }
     if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
       throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${endpoint.host} sent a token realm that is not http(s)`);
     }
     // SECURITY: credentials go to the realm; plain HTTP there is held to the same policy as the registry itself.
     if (realm.protocol === 'http:' && !endpoint.insecure && !isLoopbackHost(realm.host)) {
-      throw new RegistryError('SHIFTER_REGISTRY_INSECURE_REFUSED', `refusing plain-HTTP token server ${realm.host} for ${endpoint.host}`);
+      throw new RegistryError(
+        'SHIFTER_REGISTRY_INSECURE_REFUSED',
+        `refusing plain-HTTP token server ${realm.host} for ${endpoint.host}`,
+      );
     }
     if (challenge.params.service !== undefined) realm.searchParams.set('service', challenge.params.service);
     realm.searchParams.set('scope', challenge.params.scope ?? scope);
     const credentials = withCredentials ? await this.#lookupCredentials(endpoint) : undefined;
     if (withCredentials && !credentials) {
-      throw new RegistryError('SHIFTER_REGISTRY_AUTH_FAILED', `${endpoint.host} requires credentials for ${scope} and none are configured`, { registryStatus: 401 });
+      throw new RegistryError(
+        'SHIFTER_REGISTRY_AUTH_FAILED',
+        `${endpoint.host} requires credentials for ${scope} and none are configured`,
+        { registryStatus: 401 },
+      );
     }
     const what = `token for ${scope} from ${realm.origin}${realm.pathname}`;
     const response = await this.#transport.send({
@@ -220,7 +263,13 @@ export class RegistryAuth implements RequestAuth {
       if (!withCredentials && (await this.#lookupCredentials(endpoint)) !== undefined) {
         return this.#requestToken(endpoint, scope, challenge, true, signal);
       }
-      throw registryResponseError({ status: response.statusCode, headers: response.headers, ...(body ? { body } : {}), kind: 'token', what });
+      throw registryResponseError({
+        status: response.statusCode,
+        headers: response.headers,
+        ...(body ? { body } : {}),
+        kind: 'token',
+        what,
+      });
     }
     const bytes = await readAllLimited(response.body, this.#maxTokenBytes, what);
     let json: Record<string, unknown>;
@@ -230,9 +279,18 @@ export class RegistryAuth implements RequestAuth {
       throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: answer is not JSON`, { cause: error });
     }
     const token = typeof json.token === 'string' && json.token.length > 0 ? json.token : json.access_token;
-    if (typeof token !== 'string' || token.length === 0) throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: answer has no token`);
-    const expiresIn = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_LIFETIME_SECONDS;
+    if (typeof token !== 'string' || token.length === 0)
+      throw new RegistryError('SHIFTER_REGISTRY_PROTOCOL', `${what}: answer has no token`);
+    const expiresIn =
+      typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_LIFETIME_SECONDS;
     this.#tokensIssued += 1;
-    return { scheme: 'bearer', token, lifetimeMs: expiresIn * 1000, expiresAt: this.#now() + expiresIn * 1000, withCredentials, challenge };
+    return {
+      scheme: 'bearer',
+      token,
+      lifetimeMs: expiresIn * 1000,
+      expiresAt: this.#now() + expiresIn * 1000,
+      withCredentials,
+      challenge,
+    };
   }
 }

@@ -19,7 +19,11 @@ import { isInFlightStatus, type AccessList, type ImageRecord, type TagAccess } f
 import { unionIds, type Caller } from './caller.js';
 
 /** Public access. */
-export const PUBLIC_ACCESS: AccessList = Object.freeze({ private: false, userAcl: Object.freeze([]) as readonly number[], groupAcl: Object.freeze([]) as readonly number[] });
+export const PUBLIC_ACCESS: AccessList = Object.freeze({
+  private: false,
+  userAcl: Object.freeze([]) as readonly number[],
+  groupAcl: Object.freeze([]) as readonly number[],
+});
 
 /** The requester of a pull without a registry login: all such callers share one attempt. */
 export const ANONYMOUS_REQUESTER = 'anonymous';
@@ -40,13 +44,21 @@ export function importRequester(uid: number): string {
 }
 
 /** Whether an access list is public (not private, or private with no ACL at all, as upstream). */
-export function isPublicAccess(access: { readonly private: boolean | null; readonly userAcl: readonly number[]; readonly groupAcl: readonly number[] }): boolean {
+export function isPublicAccess(access: {
+  readonly private: boolean | null;
+  readonly userAcl: readonly number[];
+  readonly groupAcl: readonly number[];
+}): boolean {
   return access.private !== true || (access.userAcl.length === 0 && access.groupAcl.length === 0);
 }
 
 /** Whether `access` lets `caller` in. */
 export function accessAllows(
-  access: { readonly private: boolean | null; readonly userAcl: readonly number[]; readonly groupAcl: readonly number[] },
+  access: {
+    readonly private: boolean | null;
+    readonly userAcl: readonly number[];
+    readonly groupAcl: readonly number[];
+  },
   caller: Pick<Caller, 'uid' | 'groups'>,
 ): boolean {
   if (isPublicAccess(access)) return true;
@@ -62,18 +74,30 @@ export function mergeAccess(a: AccessList, b: AccessList): AccessList {
 /** Whether two access lists admit the same callers. */
 export function sameAccess(a: AccessList, b: AccessList): boolean {
   if (isPublicAccess(a) || isPublicAccess(b)) return isPublicAccess(a) && isPublicAccess(b);
-  return unionIds(a.userAcl).join(',') === unionIds(b.userAcl).join(',') && unionIds(a.groupAcl).join(',') === unionIds(b.groupAcl).join(',');
+  return (
+    unionIds(a.userAcl).join(',') === unionIds(b.userAcl).join(',') &&
+    unionIds(a.groupAcl).join(',') === unionIds(b.groupAcl).join(',')
+  );
 }
 
 /** The ACL of a record's image file (record-level fields), normalised. */
 export function fileAccessOf(record: Pick<ImageRecord, 'private' | 'userAcl' | 'groupAcl'>): AccessList {
-  return isPublicAccess(record) ? PUBLIC_ACCESS : { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] };
+  return isPublicAccess(record)
+    ? PUBLIC_ACCESS
+    : { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] };
 }
 
 /** The ACL of `tag` on `record` (its entry; the record-level ACL for a record stored without one). */
-export function tagAccessOf(record: Pick<ImageRecord, 'tagAccess' | 'private' | 'userAcl' | 'groupAcl'>, tag: string): AccessList {
+export function tagAccessOf(
+  record: Pick<ImageRecord, 'tagAccess' | 'private' | 'userAcl' | 'groupAcl'>,
+  tag: string,
+): AccessList {
   const entry = (record.tagAccess ?? []).find((candidate) => candidate.tag === tag);
-  return entry ? (isPublicAccess(entry) ? PUBLIC_ACCESS : { private: true, userAcl: [...entry.userAcl], groupAcl: [...entry.groupAcl] }) : fileAccessOf(record);
+  return entry
+    ? isPublicAccess(entry)
+      ? PUBLIC_ACCESS
+      : { private: true, userAcl: [...entry.userAcl], groupAcl: [...entry.groupAcl] }
+    : fileAccessOf(record);
 }
 
 /** Whether `caller` may see `tag` of `record`. */

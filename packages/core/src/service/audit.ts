@@ -46,6 +46,11 @@ export interface AuditActor {
  * @param actor - the caller, when the record is a request
  * @param fields - system, type, tag, ACL, record and image ids
  */
-export function auditRecord(logger: AuditLogger, action: AuditAction, actor: AuditActor | null, fields: Record<string, unknown>): void {
+export function auditRecord(
+  logger: AuditLogger,
+  action: AuditAction,
+  actor: AuditActor | null,
+  fields: Record<string, unknown>,
+): void {
   logger.info({ audit: true, action, ...(actor ? { uid: actor.uid, user: actor.user } : {}), ...fields }, 'audit');
 }

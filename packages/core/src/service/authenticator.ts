@@ -51,12 +51,20 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   return {
     async authenticate(system, credential) {
       const systemConfig = Object.hasOwn(options.config.systems, system) ? options.config.systems[system] : undefined;
-      if (!systemConfig) throw new NotFoundError('SHIFTER_SYSTEM_UNKNOWN', `system ${JSON.stringify(system.slice(0, 128))} is not configured`);
+      if (!systemConfig)
+        throw new NotFoundError(
+          'SHIFTER_SYSTEM_UNKNOWN',
+          `system ${JSON.stringify(system.slice(0, 128))} is not configured`,
+        );
       const text = credential?.trim() ?? '';
-      if (text === '') throw new AuthError('SHIFTER_AUTH_REQUIRED', 'the authentication header with a munge credential is required');
+      if (text === '')
+        throw new AuthError('SHIFTER_AUTH_REQUIRED', 'the authentication header with a munge credential is required');
       if (text.length > MAX_CREDENTIAL_BYTES) throw new AuthError('SHIFTER_AUTH_INVALID', 'the credential is too long');
       const identity = await verifierOf(systemConfig.mungeSocketPath).verify(text);
-      const [user, groups] = await Promise.all([options.groups.user(identity.uid), options.groups.groupsOf(identity.uid)]);
+      const [user, groups] = await Promise.all([
+        options.groups.user(identity.uid),
+        options.groups.groupsOf(identity.uid),
+      ]);
       return {
         uid: identity.uid,
         gid: identity.gid,

@@ -27,7 +27,10 @@ export interface Caller {
  * @param record - the image record
  * @param caller - the verified caller
  */
-export function canRead(record: Pick<ImageRecord, 'private' | 'userAcl' | 'groupAcl'>, caller: Pick<Caller, 'uid' | 'groups'>): boolean {
+export function canRead(
+  record: Pick<ImageRecord, 'private' | 'userAcl' | 'groupAcl'>,
+  caller: Pick<Caller, 'uid' | 'groups'>,
+): boolean {
   if (record.private !== true) return true;
   if (record.userAcl.length === 0 && record.groupAcl.length === 0) return true;
   if (record.userAcl.includes(caller.uid)) return true;

@@ -29,8 +29,21 @@ export interface ResolvedImage {
 
 /** Progress of a fetch + convert. */
 export type PullProgress =
-  | { readonly phase: 'download'; readonly layer: string; readonly index: number; readonly count: number; readonly bytesDone: number; readonly bytesTotal: number }
-  | { readonly phase: 'convert'; readonly step: string; readonly layer?: string; readonly index?: number; readonly count?: number };
+  | {
+      readonly phase: 'download';
+      readonly layer: string;
+      readonly index: number;
+      readonly count: number;
+      readonly bytesDone: number;
+      readonly bytesTotal: number;
+    }
+  | {
+      readonly phase: 'convert';
+      readonly step: string;
+      readonly layer?: string;
+      readonly index?: number;
+      readonly count?: number;
+    };
 
 /** Result of a fetch + convert. */
 export interface PulledImage {

@@ -26,7 +26,11 @@ export function statusMessageOf(record: ImageRecord): string {
     const parts = [progress.step];
     if (progress.layer) parts.push(progress.layer);
     if (progress.bytesDone !== undefined) {
-      parts.push(progress.bytesTotal ? `${formatBytes(progress.bytesDone)} / ${formatBytes(progress.bytesTotal)}` : formatBytes(progress.bytesDone));
+      parts.push(
+        progress.bytesTotal
+          ? `${formatBytes(progress.bytesDone)} / ${formatBytes(progress.bytesTotal)}`
+          : formatBytes(progress.bytesDone),
+      );
     }
     return parts.join(' ');
   }

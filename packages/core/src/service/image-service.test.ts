@@ -38,13 +38,23 @@ class ManualQueue implements JobQueue {
         if (!entry) return;
         const claimed = await this.store.claimJob(job.id, { owner: 'w', leaseMs: 60_000 });
         if (!claimed) continue;
-        const context: JobContext = { signal: new AbortController().signal, workerId: 'w', attempt: claimed.attempts, heartbeat: async () => {} };
+        const context: JobContext = {
+          signal: new AbortController().signal,
+          workerId: 'w',
+          attempt: claimed.attempts,
+          heartbeat: async () => {},
+        };
         try {
           const result = await entry.handler(claimed, context);
           await this.store.completeJob(job.id, 'w', (result ?? null) as never);
         } catch (error) {
           const shifterError = error as ShifterError;
-          const failed = await this.store.failJob(job.id, 'w', { code: shifterError.code, message: shifterError.message }, { retry: shifterError.retryable });
+          const failed = await this.store.failJob(
+            job.id,
+            'w',
+            { code: shifterError.code, message: shifterError.message },
+            { retry: shifterError.retryable },
+          );
           if (failed?.status === 'failed') await entry.options.onFailed?.(failed);
         }
       }
@@ -60,7 +70,9 @@ class DirTransfer implements Transfer {
     this.puts++;
     await copyFile(localImage, join(this.imageDir, `${id}.squashfs`));
     await copyFile(localMeta, join(this.imageDir, `${id}.meta`));
-    await import('node:fs/promises').then((fs) => fs.chmod(join(this.imageDir, `${id}.squashfs`), options.private ? 0o600 : 0o644));
+    await import('node:fs/promises').then((fs) =>
+      fs.chmod(join(this.imageDir, `${id}.squashfs`), options.private ? 0o600 : 0o644),
+    );
   }
   async putMeta(localMeta: string, id: string) {
     this.metaPuts++;
@@ -105,7 +117,8 @@ class FakePuller implements ImagePuller {
   proofs: { familiar: string; digest: string; login: PullTarget['login'] | undefined }[] = [];
   async prove(target: PullTarget & { digest: string }) {
     this.proofs.push({ familiar: target.reference.familiar, digest: target.digest, login: target.login });
-    if (this.unproven.has(target.reference.familiar)) throw new IntegrityError('SHIFTER_BLOB_UNPROVEN', 'the registry does not serve the blob');
+    if (this.unproven.has(target.reference.familiar))
+      throw new IntegrityError('SHIFTER_BLOB_UNPROVEN', 'the registry does not serve the blob');
   }
   async fetch(target: PullTarget & { digest: string; outDir: string }, onProgress: (p: never) => void) {
     this.fetches++;
@@ -115,7 +128,14 @@ class FakePuller implements ImagePuller {
     writeFileSync(squashfsPath, `image ${id}`);
     return {
       squashfsPath,
-      metadata: { env: ['PATH=/bin'], entrypoint: null, cmd: ['/bin/sh'], workdir: '/root', labels: { alabel: 'avalue' }, user: null },
+      metadata: {
+        env: ['PATH=/bin'],
+        entrypoint: null,
+        cmd: ['/bin/sh'],
+        workdir: '/root',
+        labels: { alabel: 'avalue' },
+        user: null,
+      },
     };
   }
 }
@@ -173,14 +193,23 @@ describe('ImageService.pull', () => {
     expect(first.pulltag).toBe('busybox:latest');
     await queue.drain();
     const ready = await service.lookup('cluster', 'docker', 'busybox:latest', alice);
-    expect(ready).toMatchObject({ status: 'READY', imageId: '1'.padStart(64, '0'), tags: ['busybox:latest'], private: false, userAcl: [], groupAcl: [] });
+    expect(ready).toMatchObject({
+      status: 'READY',
+      imageId: '1'.padStart(64, '0'),
+      tags: ['busybox:latest'],
+      private: false,
+      userAcl: [],
+      groupAcl: [],
+    });
     expect(ready.labels).toEqual({ alabel: 'avalue' });
     const meta = parseMeta(readFileSync(join(dir, 'images', `${ready.imageId}.meta`), 'utf8'));
     expect(meta).toMatchObject({ format: 'squashfs', cmd: ['/bin/sh'], workdir: '/root', env: ['PATH=/bin'] });
   });
 
   it('deduplicates: many concurrent pulls make one record, one job, one resolve and one fetch', async () => {
-    const results = await Promise.all(Array.from({ length: 50 }, () => service.pull('cluster', 'docker', 'busybox:latest', alice)));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => service.pull('cluster', 'docker', 'busybox:latest', alice)),
+    );
     expect(new Set(results.map((r) => r.recordId)).size).toBe(1);
     expect(queue.enqueued).toHaveLength(1);
     expect(puller.resolves).toBe(0);
@@ -233,10 +262,16 @@ describe('ImageService.pull', () => {
 
   it('refuses a malformed or traversal tag synchronously with SHIFTER_REF_INVALID', async () => {
     for (const tag of ['../../etc/passwd', 'library/UPPER', 'a b', '', 'x:y:z:w']) {
-      await expect(service.pull('cluster', 'docker', tag, alice)).rejects.toMatchObject({ code: 'SHIFTER_REF_INVALID' });
+      await expect(service.pull('cluster', 'docker', tag, alice)).rejects.toMatchObject({
+        code: 'SHIFTER_REF_INVALID',
+      });
     }
-    await expect(service.pull('nope', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_SYSTEM_UNKNOWN' });
-    await expect(service.pull('cluster', 'ftp', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(service.pull('nope', 'docker', 'busybox', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_SYSTEM_UNKNOWN',
+    });
+    await expect(service.pull('cluster', 'ftp', 'busybox', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+    });
     expect(queue.enqueued).toHaveLength(0);
   });
 
@@ -272,7 +307,9 @@ describe('ImageService: private images', () => {
   it('fails without registry credentials and records the ACL (caller + allowed ids) with them', async () => {
     await service.pull('cluster', 'docker', 'busybox', alice);
     await queue.drain();
-    expect((await service.pull('cluster', 'docker', 'busybox', alice)).error?.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
+    expect((await service.pull('cluster', 'docker', 'busybox', alice)).error?.code).toBe(
+      'SHIFTER_REGISTRY_AUTH_FAILED',
+    );
     now += FAILURE_HOLD_MS + 1;
 
     await service.pull('cluster', 'docker', 'busybox', withLogin(alice), { allowedUids: [1002], allowedGids: [1003] });
@@ -288,7 +325,9 @@ describe('ImageService: private images', () => {
   it('hides a private image from outsiders in lookup and list, and shows it to group members', async () => {
     await service.pull('cluster', 'docker', 'busybox', withLogin(alice), { allowedGids: [3000] });
     await queue.drain();
-    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
     expect(await service.list('cluster', bob)).toEqual([]);
     const member: Caller = { ...bob, groups: [1001, 3000] };
     expect((await service.lookup('cluster', 'docker', 'busybox', member)).status).toBe('READY');
@@ -313,7 +352,9 @@ describe('ImageService: private images', () => {
     await queue.drain();
     await service.pull('cluster', 'docker', 'busybox', bob);
     await queue.drain();
-    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
   });
 });
 
@@ -331,23 +372,43 @@ describe('ImageService: expiry, metrics, queue', () => {
     expect((await store.get(ready.recordId))?.status).toBe('EXPIRED');
     expect(existsSync(join(dir, 'images', `${ready.imageId}.meta`))).toBe(false);
     expect(existsSync(join(dir, 'images', `${ready.imageId}.squashfs`))).toBe(false);
-    await expect(service.lookup('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.lookup('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
   });
 
   it('lets only admins expire, and expires by tag', async () => {
     await service.pull('cluster', 'docker', 'busybox', alice);
     await queue.drain();
-    await expect(service.expire('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_FORBIDDEN' });
+    await expect(service.expire('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_AUTH_FORBIDDEN',
+    });
     expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
     expect(await service.expire('cluster', 'docker', 'busybox', root)).toBe(true);
     await queue.drain();
-    await expect(service.lookup('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
-    await expect(service.expire('cluster', 'docker', 'nothere', root)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.lookup('cluster', 'docker', 'busybox', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
+    await expect(service.expire('cluster', 'docker', 'nothere', root)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
   });
 
   it('autoexpire removes old FAILURE records and fails stuck in-flight records whose job is gone', async () => {
-    const stuck = await store.insert({ system: 'cluster', itype: 'docker', pulltag: 'stuck:1', status: 'PULLING', lastPull: now - 3_000_000 });
-    const recent = await store.insert({ system: 'cluster', itype: 'docker', pulltag: 'recent:1', status: 'PENDING', lastPull: now - 1000 });
+    const stuck = await store.insert({
+      system: 'cluster',
+      itype: 'docker',
+      pulltag: 'stuck:1',
+      status: 'PULLING',
+      lastPull: now - 3_000_000,
+    });
+    const recent = await store.insert({
+      system: 'cluster',
+      itype: 'docker',
+      pulltag: 'recent:1',
+      status: 'PENDING',
+      lastPull: now - 1000,
+    });
     const oldFailure = await store.insert({ system: 'cluster', itype: 'docker', pulltag: 'f:1', status: 'FAILURE' });
     now += 400_000;
     await service.autoexpire('cluster', root);
@@ -373,15 +434,23 @@ describe('ImageService: expiry, metrics, queue', () => {
 
   it('lists in-flight pulls in the queue', async () => {
     await service.pull('cluster', 'docker', 'busybox', alice);
-    expect(await service.queue('cluster')).toEqual([{ status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' }]);
+    expect(await service.queue('cluster')).toEqual([
+      { status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' },
+    ]);
   });
 });
 
 describe('ImageService.importImage', () => {
   it('refuses users not in importUsers and non-absolute paths', async () => {
-    await expect(service.importImage('cluster', 'custom', 'mine', bob, { filepath: '/x.sqfs' })).rejects.toMatchObject({ code: 'SHIFTER_IMPORT_NOT_ALLOWED' });
-    await expect(service.importImage('cluster', 'custom', 'mine', alice, { filepath: 'x.sqfs' })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
-    await expect(service.importImage('cluster', 'custom', '../x', alice, { filepath: '/x.sqfs' })).rejects.toMatchObject({ code: 'SHIFTER_REF_INVALID' });
+    await expect(service.importImage('cluster', 'custom', 'mine', bob, { filepath: '/x.sqfs' })).rejects.toMatchObject({
+      code: 'SHIFTER_IMPORT_NOT_ALLOWED',
+    });
+    await expect(service.importImage('cluster', 'custom', 'mine', alice, { filepath: 'x.sqfs' })).rejects.toMatchObject(
+      { code: 'SHIFTER_USAGE_INVALID_ARGUMENT' },
+    );
+    await expect(
+      service.importImage('cluster', 'custom', '../x', alice, { filepath: '/x.sqfs' }),
+    ).rejects.toMatchObject({ code: 'SHIFTER_REF_INVALID' });
   });
 
   it('ends a file that is not squashfs in FAILURE with SHIFTER_IMPORT_INVALID', async () => {
@@ -432,10 +501,19 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     await queue.drain();
     // The private pull reused the file, but only after its registry proved it serves the blobs, with bob's login.
     expect(puller.fetches).toBe(1);
-    expect(puller.proofs).toEqual([{ familiar: 'reg.example/team/copy:1', digest: digestOf(1), login: { username: 'user', password: 'pa:ss' } }]);
+    expect(puller.proofs).toEqual([
+      { familiar: 'reg.example/team/copy:1', digest: digestOf(1), login: { username: 'user', password: 'pa:ss' } },
+    ]);
     for (const anyone of [alice, carol]) {
-      expect(await service.lookup('cluster', 'docker', 'busybox', anyone)).toMatchObject({ status: 'READY', private: false, userAcl: [], tags: ['busybox:latest'] });
-      await expect(service.lookup('cluster', 'docker', 'reg.example/team/copy:1', anyone)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+      expect(await service.lookup('cluster', 'docker', 'busybox', anyone)).toMatchObject({
+        status: 'READY',
+        private: false,
+        userAcl: [],
+        tags: ['busybox:latest'],
+      });
+      await expect(service.lookup('cluster', 'docker', 'reg.example/team/copy:1', anyone)).rejects.toMatchObject({
+        code: 'SHIFTER_IMAGE_NOT_FOUND',
+      });
       expect((await service.list('cluster', anyone)).map((r) => r.tags)).toEqual([['busybox:latest']]);
     }
     const bobs = await service.lookup('cluster', 'docker', 'reg.example/team/copy:1', bob);
@@ -459,14 +537,22 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     expect(puller.proofs.map((p) => p.familiar)).toEqual(['busybox:2']);
     expect(metaOf(id).userACL ?? []).toEqual([]);
     expect((await service.list('cluster', carol)).map((r) => r.tags)).toEqual([['busybox:2']]);
-    expect(await service.lookup('cluster', 'docker', 'busybox:2', carol)).toMatchObject({ tags: ['busybox:2'], private: false });
-    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', carol)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    expect(await service.lookup('cluster', 'docker', 'busybox:2', carol)).toMatchObject({
+      tags: ['busybox:2'],
+      private: false,
+    });
+    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', carol)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
     // Bob keeps his tag, private to him.
     const bobs = await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob);
-    expect(bobs.tagAccess.find((t) => t.tag === 'reg.example/team/secret:1')).toMatchObject({ private: true, userAcl: [1001] });
+    expect(bobs.tagAccess.find((t) => t.tag === 'reg.example/team/secret:1')).toMatchObject({
+      private: true,
+      userAcl: [1001],
+    });
   });
 
-  it('refuses an image already on the system when the pull\'s registry does not prove it serves the blobs', async () => {
+  it("refuses an image already on the system when the pull's registry does not prove it serves the blobs", async () => {
     puller.digests.set('reg.example/team/secret:1', digestOf(3));
     puller.privateRepos.add('reg.example/team/secret:1');
     await service.pull('cluster', 'docker', 'reg.example/team/secret:1', withLogin(bob));
@@ -479,12 +565,16 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     const answer = await service.pull('cluster', 'docker', 'evil.example/x:1', alice);
     expect(answer.status).toBe('FAILURE');
     expect(answer.error?.code).toBe('SHIFTER_BLOB_UNPROVEN');
-    await expect(service.lookup('cluster', 'docker', 'evil.example/x:1', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.lookup('cluster', 'docker', 'evil.example/x:1', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
     expect(await service.list('cluster', alice)).toEqual([]);
     const id = digestOf(3).slice(7);
     expect(metaOf(id).userACL).toEqual([1001]);
     expect(await modeOf(id)).toBe(0o600);
-    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual(['reg.example/team/secret:1']);
+    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual([
+      'reg.example/team/secret:1',
+    ]);
   });
 
   it('does not let an anonymous caller who failed first deny the tag to a caller with a login', async () => {
@@ -499,11 +589,17 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
   });
 
-  it('keys in-flight attempts by login: anonymous callers share one, a login never joins another\'s', async () => {
+  it("keys in-flight attempts by login: anonymous callers share one, a login never joins another's", async () => {
     puller.privateRepos.add('busybox:latest');
-    const anonymous = await Promise.all([service.pull('cluster', 'docker', 'busybox', bob), service.pull('cluster', 'docker', 'busybox', carol)]);
+    const anonymous = await Promise.all([
+      service.pull('cluster', 'docker', 'busybox', bob),
+      service.pull('cluster', 'docker', 'busybox', carol),
+    ]);
     expect(anonymous[0].recordId).toBe(anonymous[1].recordId);
-    const withAliceLogin = await Promise.all([service.pull('cluster', 'docker', 'busybox', withLogin(alice)), service.pull('cluster', 'docker', 'busybox', withLogin(alice))]);
+    const withAliceLogin = await Promise.all([
+      service.pull('cluster', 'docker', 'busybox', withLogin(alice)),
+      service.pull('cluster', 'docker', 'busybox', withLogin(alice)),
+    ]);
     expect(withAliceLogin[0].recordId).toBe(withAliceLogin[1].recordId);
     expect(withAliceLogin[0].recordId).not.toBe(anonymous[0].recordId);
     const otherLogin: Caller = { ...carol, authorizedLocations: { default: 'carol:other' } };
@@ -512,14 +608,18 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     expect(queue.enqueued).toHaveLength(3);
     await queue.drain();
     expect((await service.lookup('cluster', 'docker', 'busybox', alice)).status).toBe('READY');
-    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+    await expect(service.lookup('cluster', 'docker', 'busybox', bob)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
   });
 
   it('shows outsiders nothing of a private pull: not in the queue, not in a POST answer', async () => {
     puller.privateRepos.add('busybox:latest');
     const alices = await service.pull('cluster', 'docker', 'busybox', withLogin(alice), { allowedUids: [1006] });
     expect(alices.userAcl).toEqual([1000, 1006]);
-    expect(await service.queue('cluster', alice)).toEqual([{ status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' }]);
+    expect(await service.queue('cluster', alice)).toEqual([
+      { status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' },
+    ]);
     expect(await service.queue('cluster', bob)).toEqual([]);
     // An outsider's POST starts their own attempt and learns nothing of alice's.
     const bobs = await service.pull('cluster', 'docker', 'busybox', bob);
@@ -529,9 +629,17 @@ describe('ImageService: access per tag, proofs, requesters (isolation attacks)',
     const sharer: Caller = { ...carol, authorizedLocations: { default: 'user:pa:ss' } };
     const joined = await service.pull('cluster', 'docker', 'busybox', sharer);
     expect(joined.recordId).toBe(alices.recordId);
-    expect(joined).toMatchObject({ userAcl: [], groupAcl: [], imageId: null, statusMessage: 'PENDING', requester: null });
+    expect(joined).toMatchObject({
+      userAcl: [],
+      groupAcl: [],
+      imageId: null,
+      statusMessage: 'PENDING',
+      requester: null,
+    });
     // A pull without a login can only reach public content: others may see it in the queue.
-    expect(await service.queue('cluster', carol)).toEqual([{ status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' }]);
+    expect(await service.queue('cluster', carol)).toEqual([
+      { status: 'PENDING', image: 'busybox:latest', status_message: 'Queued' },
+    ]);
     await queue.drain();
     expect(await service.queue('cluster', bob)).toEqual([]);
     // After the pull: the failure of bob's anonymous attempt is his; the READY private tag is invisible to him.
@@ -554,7 +662,15 @@ describe('ImageService: concurrent pulls of identical content', () => {
     store.update = async (recordId, patch, expectations) => {
       if (!injected && patch.status === 'READY' && patch.imageId === id) {
         injected = true;
-        await store.insert({ system: 'cluster', itype: 'docker', status: 'READY', imageId: id, tags: ['busybox:9'], private: false, lastPull: now });
+        await store.insert({
+          system: 'cluster',
+          itype: 'docker',
+          status: 'READY',
+          imageId: id,
+          tags: ['busybox:9'],
+          private: false,
+          lastPull: now,
+        });
       }
       return update(recordId, patch, expectations);
     };
@@ -563,9 +679,16 @@ describe('ImageService: concurrent pulls of identical content', () => {
     expect(injected).toBe(true);
     const meta = parseMeta(readFileSync(join(dir, 'images', `${id}.meta`), 'utf8'));
     expect(meta.userACL ?? []).toEqual([]);
-    expect(await service.lookup('cluster', 'docker', 'busybox:9', alice)).toMatchObject({ imageId: id, private: false });
+    expect(await service.lookup('cluster', 'docker', 'busybox:9', alice)).toMatchObject({
+      imageId: id,
+      private: false,
+    });
     // Bob's tag is still his alone.
-    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', alice)).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
-    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual(['reg.example/team/secret:1']);
+    await expect(service.lookup('cluster', 'docker', 'reg.example/team/secret:1', alice)).rejects.toMatchObject({
+      code: 'SHIFTER_IMAGE_NOT_FOUND',
+    });
+    expect((await service.lookup('cluster', 'docker', 'reg.example/team/secret:1', bob)).tags).toEqual([
+      'reg.example/team/secret:1',
+    ]);
   });
 });

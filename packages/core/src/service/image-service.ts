@@ -15,7 +15,14 @@ import { promisify } from 'node:util';
 import type { RegistryLogin } from '../auth/index.js';
 import type { ShifterConfig, SystemConfig } from '../config/index.js';
 import { parseDigest, digestHex } from '../digest/index.js';
-import { AuthError, NotFoundError, ShifterError, StoreError, lookupErrorCode, toShifterError } from '../errors/index.js';
+import {
+  AuthError,
+  NotFoundError,
+  ShifterError,
+  StoreError,
+  lookupErrorCode,
+  toShifterError,
+} from '../errors/index.js';
 import type { JobContext, JobQueue, JobRecord, JsonValue } from '../jobs/index.js';
 import { JOB_SECRETS_KEY } from '../jobs/index.js';
 import { writeMetaFile } from '../meta/meta-format.js';
@@ -86,7 +93,12 @@ export interface ImageServiceOptions {
    * only, checked on the open descriptor, up to `limits.maxImportBytes`, under `limits.importTimeoutMs` and the
    * job's signal).
    */
-  readonly readFileAs?: (caller: ImportCaller, path: string, destination: string, options: ImportReadOptions) => Promise<unknown>;
+  readonly readFileAs?: (
+    caller: ImportCaller,
+    path: string,
+    destination: string,
+    options: ImportReadOptions,
+  ) => Promise<unknown>;
 }
 
 /** The parts of a caller an import job keeps (no registry credentials). */
@@ -164,7 +176,12 @@ export class ImageService {
   private readonly logger: ServiceLogger;
   private readonly pullUpdateMs: number;
   private readonly expirationMs: number;
-  private readonly readFileAs: (caller: ImportCaller, path: string, destination: string, options: ImportReadOptions) => Promise<unknown>;
+  private readonly readFileAs: (
+    caller: ImportCaller,
+    path: string,
+    destination: string,
+    options: ImportReadOptions,
+  ) => Promise<unknown>;
   private metricsBuffer: LookupMetric[] = [];
   private metricsTimer: NodeJS.Timeout | undefined;
   private readonly progressWrittenAt = new Map<string, number>();
@@ -184,7 +201,9 @@ export class ImageService {
     this.expirationMs = parseExpirationTimeout(options.config.jobs.imageExpirationTimeout);
     this.readFileAs = options.readFileAs ?? copyFileAsCaller;
     this.referenceOptions = {
-      locations: Object.fromEntries(Object.entries(options.config.registries).map(([name, registry]) => [name, { url: registry.url }])),
+      locations: Object.fromEntries(
+        Object.entries(options.config.registries).map(([name, registry]) => [name, { url: registry.url }]),
+      ),
       ...(options.config.defaultRegistry ? { defaultLocation: options.config.defaultRegistry } : {}),
     };
   }
@@ -202,7 +221,11 @@ export class ImageService {
    */
   system(name: string): SystemConfig {
     const system = Object.hasOwn(this.config.systems, name) ? this.config.systems[name] : undefined;
-    if (!system) throw new NotFoundError('SHIFTER_SYSTEM_UNKNOWN', `system ${JSON.stringify(name.slice(0, 128))} is not configured`);
+    if (!system)
+      throw new NotFoundError(
+        'SHIFTER_SYSTEM_UNKNOWN',
+        `system ${JSON.stringify(name.slice(0, 128))} is not configured`,
+      );
     return system;
   }
 
@@ -244,7 +267,10 @@ export class ImageService {
       }
       return tag.includes(':') ? tag : `${tag}:latest`;
     }
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `unknown image type ${JSON.stringify(itype.slice(0, 32))}: use docker or custom`);
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `unknown image type ${JSON.stringify(itype.slice(0, 32))}: use docker or custom`,
+    );
   }
 
   private requestedAcl(caller: Caller, request: AclRequest): { userAcl: number[]; groupAcl: number[] } {
@@ -285,7 +311,15 @@ export class ImageService {
       record = await this.store.update(record.recordId, { expiration }).catch(() => record!);
     }
     if (this.config.metrics) {
-      this.recordMetric({ user: caller.user, uid: caller.uid, system, itype, tag: key, imageId: record.imageId ?? '', time: now });
+      this.recordMetric({
+        user: caller.user,
+        uid: caller.uid,
+        system,
+        itype,
+        tag: key,
+        imageId: record.imageId ?? '',
+        time: now,
+      });
     }
     return viewFor(record, caller) ?? record;
   }
@@ -321,7 +355,10 @@ export class ImageService {
   async pull(system: string, itype: string, tag: string, caller: Caller, acl: AclRequest = {}): Promise<ImageRecord> {
     this.system(system);
     if (itype !== DOCKER) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `only docker images can be pulled (got ${JSON.stringify(itype.slice(0, 32))}); use doimport for custom images`);
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `only docker images can be pulled (got ${JSON.stringify(itype.slice(0, 32))}); use doimport for custom images`,
+      );
     }
     const { key, reference } = this.parseDockerTag(tag);
     checkRegistryAllowed(reference, this.config);
@@ -339,7 +376,9 @@ export class ImageService {
     if (ready && readable) {
       const fresh = now - (ready.lastPull ?? 0) < this.pullUpdateMs;
       const access = tagAccessOf(ready, key);
-      const aclCovered = isPublicAccess(access) || (containsAll(access.userAcl, requested.userAcl) && containsAll(access.groupAcl, requested.groupAcl));
+      const aclCovered =
+        isPublicAccess(access) ||
+        (containsAll(access.userAcl, requested.userAcl) && containsAll(access.groupAcl, requested.groupAcl));
       if (fresh && aclCovered) return view(await this.touch(ready, now));
     }
 
@@ -363,7 +402,14 @@ export class ImageService {
       ...(login ? {} : { private: false }),
     });
     if (!created) return view(record);
-    auditRecord(this.logger, 'pull.request', caller, { system, type: itype, tag: key, recordId: record.recordId, userAcl: requested.userAcl, groupAcl: requested.groupAcl });
+    auditRecord(this.logger, 'pull.request', caller, {
+      system,
+      type: itype,
+      tag: key,
+      recordId: record.recordId,
+      userAcl: requested.userAcl,
+      groupAcl: requested.groupAcl,
+    });
     const payload: Record<string, JsonValue> = { recordId: record.recordId, tag: key };
     // The login lives under the payload's secrets, which the store erases when the job ends.
     if (login) payload[JOB_SECRETS_KEY] = { login: { username: login.username, password: login.password } };
@@ -371,16 +417,35 @@ export class ImageService {
   }
 
   /** A FAILURE of the last {@link FAILURE_HOLD_MS} of this tag, made by this requester (never another's). */
-  private async recentFailure(system: string, itype: string, key: string, requester: string, now: number): Promise<ImageRecord | undefined> {
+  private async recentFailure(
+    system: string,
+    itype: string,
+    key: string,
+    requester: string,
+    now: number,
+  ): Promise<ImageRecord | undefined> {
     return (await this.store.findByTag(system, itype, key)).find(
-      (record) => record.status === 'FAILURE' && record.pulltag === key && record.requester === requester && now - record.updatedAt < FAILURE_HOLD_MS,
+      (record) =>
+        record.status === 'FAILURE' &&
+        record.pulltag === key &&
+        record.requester === requester &&
+        now - record.updatedAt < FAILURE_HOLD_MS,
     );
   }
 
-  private async dispatch(record: ImageRecord, kind: 'pull' | 'import', system: string, payload: Record<string, JsonValue>): Promise<ImageRecord> {
+  private async dispatch(
+    record: ImageRecord,
+    kind: 'pull' | 'import',
+    system: string,
+    payload: Record<string, JsonValue>,
+  ): Promise<ImageRecord> {
     try {
       const job = await this.jobs.enqueue({ kind, system, payload, maxAttempts: this.config.jobs.maxAttempts });
-      return await this.store.update(record.recordId, { status: 'PENDING', statusMessage: 'Queued', jobId: job.id }, { expectStatus: record.status });
+      return await this.store.update(
+        record.recordId,
+        { status: 'PENDING', statusMessage: 'Queued', jobId: job.id },
+        { expectStatus: record.status },
+      );
     } catch (error) {
       const shifterError = toShifterError(error);
       if (shifterError.code === 'SHIFTER_JOB_CONFLICT') {
@@ -388,7 +453,11 @@ export class ImageService {
         return (await this.store.get(record.recordId)) ?? record;
       }
       await this.store
-        .update(record.recordId, { status: 'FAILURE', error: { code: shifterError.code, message: shifterError.message }, progress: null })
+        .update(record.recordId, {
+          status: 'FAILURE',
+          error: { code: shifterError.code, message: shifterError.message },
+          progress: null,
+        })
         .catch(() => undefined);
       throw shifterError;
     }
@@ -408,11 +477,20 @@ export class ImageService {
    * @throws {@link AuthError} `SHIFTER_IMPORT_NOT_ALLOWED`; `SHIFTER_SYSTEM_UNKNOWN`, `SHIFTER_REF_INVALID`,
    *   `SHIFTER_USAGE_INVALID_ARGUMENT`
    */
-  async importImage(system: string, itype: string, tag: string, caller: Caller, request: ImportRequest): Promise<ImageRecord> {
+  async importImage(
+    system: string,
+    itype: string,
+    tag: string,
+    caller: Caller,
+    request: ImportRequest,
+  ): Promise<ImageRecord> {
     const systemConfig = this.system(system);
     const allowed = systemConfig.importUsers ?? this.config.importUsers;
     if (allowed === 'none' || (Array.isArray(allowed) && !allowed.includes(caller.user))) {
-      throw new AuthError('SHIFTER_IMPORT_NOT_ALLOWED', `user ${caller.user} may not import images on system ${system}`);
+      throw new AuthError(
+        'SHIFTER_IMPORT_NOT_ALLOWED',
+        `user ${caller.user} may not import images on system ${system}`,
+      );
     }
     if ((request.format ?? 'squashfs') !== 'squashfs') {
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'only squashfs images can be imported');
@@ -433,8 +511,10 @@ export class ImageService {
     const ready = await this.store.findReadyByTag(system, itype, key);
     // The same import again, or a poll just after this tag joined a record of identical content another file made
     // (its filepath is that file's): answered with the image.
-    const sameImport = ready !== null && (ready.filepath === request.filepath || now - (ready.lastPull ?? 0) < FAILURE_HOLD_MS);
-    if (ready && canSeeTag(ready, key, caller) && sameImport && now - (ready.lastPull ?? 0) < this.pullUpdateMs) return view(ready);
+    const sameImport =
+      ready !== null && (ready.filepath === request.filepath || now - (ready.lastPull ?? 0) < FAILURE_HOLD_MS);
+    if (ready && canSeeTag(ready, key, caller) && sameImport && now - (ready.lastPull ?? 0) < this.pullUpdateMs)
+      return view(ready);
     const requested = this.requestedAcl(caller, request);
     const isPrivate = (request.allowedUids?.length ?? 0) > 0 || (request.allowedGids?.length ?? 0) > 0;
     const { record, created } = await this.store.createOrGetInFlight({
@@ -452,9 +532,25 @@ export class ImageService {
       groupAcl: isPrivate ? requested.groupAcl : [],
     });
     if (!created) return view(record);
-    auditRecord(this.logger, 'import.request', caller, { system, type: itype, tag: key, recordId: record.recordId, filepath: request.filepath, private: isPrivate, userAcl: record.userAcl, groupAcl: record.groupAcl });
+    auditRecord(this.logger, 'import.request', caller, {
+      system,
+      type: itype,
+      tag: key,
+      recordId: record.recordId,
+      filepath: request.filepath,
+      private: isPrivate,
+      userAcl: record.userAcl,
+      groupAcl: record.groupAcl,
+    });
     const importCaller = { uid: caller.uid, gid: caller.gid, groups: [...caller.groups], user: caller.user };
-    return view(await this.dispatch(record, 'import', system, { recordId: record.recordId, tag: key, filepath: request.filepath, caller: importCaller }));
+    return view(
+      await this.dispatch(record, 'import', system, {
+        recordId: record.recordId,
+        tag: key,
+        filepath: request.filepath,
+        caller: importCaller,
+      }),
+    );
   }
 
   /**
@@ -480,12 +576,21 @@ export class ImageService {
 
   private async startExpiry(record: ImageRecord): Promise<boolean> {
     try {
-      await this.store.update(record.recordId, { status: 'EXPIRING', statusMessage: 'Expiring' }, { expectStatus: 'READY' });
+      await this.store.update(
+        record.recordId,
+        { status: 'EXPIRING', statusMessage: 'Expiring' },
+        { expectStatus: 'READY' },
+      );
     } catch (error) {
       if (toShifterError(error).code === 'SHIFTER_JOB_CONFLICT') return false;
       throw error;
     }
-    const job = await this.jobs.enqueue({ kind: 'expire', system: record.system, payload: { recordId: record.recordId }, maxAttempts: this.config.jobs.maxAttempts });
+    const job = await this.jobs.enqueue({
+      kind: 'expire',
+      system: record.system,
+      payload: { recordId: record.recordId },
+      maxAttempts: this.config.jobs.maxAttempts,
+    });
     await this.store.update(record.recordId, { jobId: job.id }).catch(() => undefined);
     return true;
   }
@@ -506,12 +611,20 @@ export class ImageService {
       if (await this.startExpiry(record)) expired.push(record.imageId ?? record.recordId);
     }
     for (const record of await this.store.list({ system, status: 'FAILURE' })) {
-      if (now - record.updatedAt > this.pullUpdateMs) await this.store.delete(record.recordId, { expectStatus: 'FAILURE' });
+      if (now - record.updatedAt > this.pullUpdateMs)
+        await this.store.delete(record.recordId, { expectStatus: 'FAILURE' });
     }
-    for (const record of await this.store.list({ system, status: [...IN_FLIGHT_STATUSES], lastPullBefore: now - this.pullUpdateMs })) {
+    for (const record of await this.store.list({
+      system,
+      status: [...IN_FLIGHT_STATUSES],
+      lastPullBefore: now - this.pullUpdateMs,
+    })) {
       const job = record.jobId ? await this.store.getJob(record.jobId) : null;
       if (job && (job.status === 'queued' || job.status === 'running')) continue;
-      await this.fail(record.recordId, new StoreError('SHIFTER_JOB_LEASE_EXPIRED', 'the pull stopped without finishing and was cleaned up'));
+      await this.fail(
+        record.recordId,
+        new StoreError('SHIFTER_JOB_LEASE_EXPIRED', 'the pull stopped without finishing and was cleaned up'),
+      );
     }
     return expired;
   }
@@ -607,16 +720,31 @@ export class ImageService {
   private async onJobFailed(job: JobRecord): Promise<void> {
     const payload = job.payload as { recordId?: string } | null;
     if (!payload?.recordId) return;
-    let error = job.lastError ?? { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED', message: 'the job failed on every allowed attempt' };
+    let error = job.lastError ?? {
+      code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED',
+      message: 'the job failed on every allowed attempt',
+    };
     // A claim marks a job exhausted only when its last lease ran out: the worker holding it died on every attempt
     // (a handler's own failure is recorded by the runner with its code). Such a job gets its own code.
     if (error.code === 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED') {
-      error = { code: 'SHIFTER_JOB_WORKER_LOST', message: `the worker died while running this ${job.kind} on all ${job.maxAttempts} attempts` };
+      error = {
+        code: 'SHIFTER_JOB_WORKER_LOST',
+        message: `the worker died while running this ${job.kind} on all ${job.maxAttempts} attempts`,
+      };
     }
-    auditRecord(this.logger, `${job.kind === 'import' ? 'import' : job.kind === 'expire' ? 'expire' : 'pull'}.failed`, null, { system: job.system, recordId: payload.recordId, jobId: job.id, code: error.code });
+    auditRecord(
+      this.logger,
+      `${job.kind === 'import' ? 'import' : job.kind === 'expire' ? 'expire' : 'pull'}.failed`,
+      null,
+      { system: job.system, recordId: payload.recordId, jobId: job.id, code: error.code },
+    );
     if (job.kind === 'expire') {
       await this.store
-        .update(payload.recordId, { status: 'FAILURE', error, statusMessage: `${error.code}: ${error.message}` }, { expectStatus: 'EXPIRING' })
+        .update(
+          payload.recordId,
+          { status: 'FAILURE', error, statusMessage: `${error.code}: ${error.message}` },
+          { expectStatus: 'EXPIRING' },
+        )
         .catch(() => undefined);
       return;
     }
@@ -627,7 +755,12 @@ export class ImageService {
     await this.store
       .update(
         recordId,
-        { status: 'FAILURE', error: { code: error.code, message: error.message }, progress: null, statusMessage: `${error.code}: ${error.message}` },
+        {
+          status: 'FAILURE',
+          error: { code: error.code, message: error.message },
+          progress: null,
+          statusMessage: `${error.code}: ${error.message}`,
+        },
         { expectStatus: [...IN_FLIGHT_STATUSES] },
       )
       .catch(() => undefined);
@@ -643,29 +776,54 @@ export class ImageService {
     try {
       let result: JsonValue;
       if (job.kind === 'pull') result = await this.runPull(job, job.payload as unknown as PullPayload, context);
-      else if (job.kind === 'import') result = await this.runImport(job, job.payload as unknown as ImportPayload, context);
+      else if (job.kind === 'import')
+        result = await this.runImport(job, job.payload as unknown as ImportPayload, context);
       else result = await this.runExpire(job, job.payload as unknown as ExpirePayload);
       const recordId = (job.payload as { recordId?: string } | null)?.recordId;
       const imageId = (result as { imageId?: unknown } | null)?.imageId;
-      auditRecord(this.logger, `${job.kind === 'import' ? 'import' : job.kind === 'expire' ? 'expire' : 'pull'}.done`, null, { system: job.system, recordId, jobId: job.id, imageId: imageId ?? null });
+      auditRecord(
+        this.logger,
+        `${job.kind === 'import' ? 'import' : job.kind === 'expire' ? 'expire' : 'pull'}.done`,
+        null,
+        { system: job.system, recordId, jobId: job.id, imageId: imageId ?? null },
+      );
       return result;
     } catch (error) {
       const shifterError = toShifterError(error);
       const recordId = (job.payload as { recordId?: string } | null)?.recordId;
-      this.logger.warn({ err: error, jobId: job.id, kind: job.kind, code: shifterError.code, attempt: context.attempt }, 'job attempt failed');
+      this.logger.warn(
+        { err: error, jobId: job.id, kind: job.kind, code: shifterError.code, attempt: context.attempt },
+        'job attempt failed',
+      );
       if (recordId && shifterError.retryable && context.attempt < job.maxAttempts && job.kind !== 'expire') {
         await this.store
-          .update(recordId, { statusMessage: `attempt ${context.attempt} failed (${shifterError.code}: ${shifterError.message}); retrying`, progress: null }, { expectStatus: [...IN_FLIGHT_STATUSES] })
+          .update(
+            recordId,
+            {
+              statusMessage: `attempt ${context.attempt} failed (${shifterError.code}: ${shifterError.message}); retrying`,
+              progress: null,
+            },
+            { expectStatus: [...IN_FLIGHT_STATUSES] },
+          )
           .catch(() => undefined);
       }
       throw shifterError;
     }
   }
 
-  private async setState(recordId: string, status: ImageStatus, progress: ImageProgress | null, extra: ImageRecordPatch = {}): Promise<ImageRecord> {
+  private async setState(
+    recordId: string,
+    status: ImageStatus,
+    progress: ImageProgress | null,
+    extra: ImageRecordPatch = {},
+  ): Promise<ImageRecord> {
     this.progressWrittenAt.set(recordId, this.now());
     this.progressStatus.set(recordId, status);
-    return this.store.update(recordId, { status, progress, statusMessage: progress?.step ?? status, lastHeartbeat: this.now(), ...extra }, { expectStatus: [...IN_FLIGHT_STATUSES] });
+    return this.store.update(
+      recordId,
+      { status, progress, statusMessage: progress?.step ?? status, lastHeartbeat: this.now(), ...extra },
+      { expectStatus: [...IN_FLIGHT_STATUSES] },
+    );
   }
 
   private reportProgress(recordId: string, status: ImageStatus, progress: ImageProgress, context: JobContext): void {
@@ -675,7 +833,11 @@ export class ImageService {
     this.progressStatus.set(recordId, status);
     this.progressWrittenAt.set(recordId, this.now());
     void this.store
-      .update(recordId, { status, progress, statusMessage: progress.step, lastHeartbeat: this.now() }, { expectStatus: [...IN_FLIGHT_STATUSES] })
+      .update(
+        recordId,
+        { status, progress, statusMessage: progress.step, lastHeartbeat: this.now() },
+        { expectStatus: [...IN_FLIGHT_STATUSES] },
+      )
       .catch(() => undefined);
     void context.heartbeat({ status, step: progress.step }).catch(() => undefined);
   }
@@ -691,7 +853,12 @@ export class ImageService {
     const systemConfig = this.system(job.system);
     const transfer = this.transferFor(job.system);
     const { reference } = this.parseDockerTag(payload.tag);
-    const target: PullTarget = { reference, platform: systemConfig.platform, login: payload.secrets?.login, signal: context.signal };
+    const target: PullTarget = {
+      reference,
+      platform: systemConfig.platform,
+      login: payload.secrets?.login,
+      signal: context.signal,
+    };
 
     await this.setState(record.recordId, 'PULLING', { step: 'Resolving tag' });
     const resolved = await this.puller.resolve(target);
@@ -700,7 +867,9 @@ export class ImageService {
     const isPrivate = resolved.private;
     const now = this.now();
     // What this pull proved: the tag is public, or private to the ACL the request asked for.
-    const access: AccessList = isPrivate ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] } : PUBLIC_ACCESS;
+    const access: AccessList = isPrivate
+      ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] }
+      : PUBLIC_ACCESS;
     // Known from here on: whether the queue may show this pull to others.
     await this.setState(record.recordId, 'PULLING', { step: 'Resolved tag' }, { private: isPrivate });
 
@@ -708,17 +877,31 @@ export class ImageService {
     if (existing && (await transfer.exists(id, { signal: context.signal }))) {
       // SECURITY: the image is on the system already, but this pull's registry must still prove, to this pull's
       // login, that it serves every blob of it; a manifest naming someone else's private layers proves nothing.
-      await this.setState(record.recordId, 'PULLING', { step: 'Image already on the system: checking the registry serves it' });
+      await this.setState(record.recordId, 'PULLING', {
+        step: 'Image already on the system: checking the registry serves it',
+      });
       await this.puller.prove({ ...target, digest });
       await this.setState(record.recordId, 'TRANSFER', { step: 'Image already on the system: updating metadata' });
-      await this.attachTag(existing, record, payload.tag, access, { manifestDigest: digest, now, onDisk: fileAccessOf(existing) }, transfer);
+      await this.attachTag(
+        existing,
+        record,
+        payload.tag,
+        access,
+        { manifestDigest: digest, now, onDisk: fileAccessOf(existing) },
+        transfer,
+      );
       return { imageId: id, metadataOnly: true };
     }
 
     await mkdir(this.config.storage.expandDir, { recursive: true });
     const scratch = await mkdtemp(join(this.config.storage.expandDir, this.scratchPrefix(job.system)));
     try {
-      await this.setState(record.recordId, 'PULLING', { step: 'Pulling layers' }, { imageId: id, manifestDigest: digest });
+      await this.setState(
+        record.recordId,
+        'PULLING',
+        { step: 'Pulling layers' },
+        { imageId: id, manifestDigest: digest },
+      );
       const examiner = this.config.examiner;
       const pulled = await this.puller.fetch(
         {
@@ -751,7 +934,10 @@ export class ImageService {
         groupACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
       });
       await this.setState(record.recordId, 'TRANSFER', { step: 'Transferring image' });
-      await transfer.put(pulled.squashfsPath, metaPath, id, { private: !isPublicAccess(fileAcl), signal: context.signal });
+      await transfer.put(pulled.squashfsPath, metaPath, id, {
+        private: !isPublicAccess(fileAcl),
+        signal: context.signal,
+      });
 
       const metadata = pulled.metadata;
       const patch: ImageRecordPatch = {
@@ -764,7 +950,14 @@ export class ImageService {
       };
       const raced = await this.store.findReadyByImageId(job.system, id);
       if (raced && raced.recordId !== record.recordId) {
-        await this.attachTag(raced, record, payload.tag, access, { manifestDigest: digest, now, onDisk: fileAcl }, transfer);
+        await this.attachTag(
+          raced,
+          record,
+          payload.tag,
+          access,
+          { manifestDigest: digest, now, onDisk: fileAcl },
+          transfer,
+        );
       } else {
         await this.store.update(
           record.recordId,
@@ -809,7 +1002,8 @@ export class ImageService {
         context,
       );
     } else {
-      const layer = progress.index !== undefined && progress.count !== undefined ? ` ${progress.index + 1}/${progress.count}` : '';
+      const layer =
+        progress.index !== undefined && progress.count !== undefined ? ` ${progress.index + 1}/${progress.count}` : '';
       const status: ImageStatus = progress.step.startsWith('Extracting') ? 'PULLING' : 'CONVERSION';
       this.reportProgress(recordId, status, { step: `${progress.step}${layer}`, layer: progress.layer }, context);
     }
@@ -901,7 +1095,11 @@ export class ImageService {
     for (const twin of twins) {
       if (sameAccess(fileAccessOf(twin), merged)) continue;
       await this.store
-        .update(twin.recordId, { private: !isPublicAccess(merged), userAcl: isPublicAccess(merged) ? [] : [...merged.userAcl], groupAcl: isPublicAccess(merged) ? [] : [...merged.groupAcl] })
+        .update(twin.recordId, {
+          private: !isPublicAccess(merged),
+          userAcl: isPublicAccess(merged) ? [] : [...merged.userAcl],
+          groupAcl: isPublicAccess(merged) ? [] : [...merged.groupAcl],
+        })
         .catch(() => undefined);
     }
   }
@@ -911,7 +1109,10 @@ export class ImageService {
     if (!record) return { skipped: true };
     const systemConfig = this.system(job.system);
     if (systemConfig.transfer.kind !== 'local') {
-      throw new ShifterError('SHIFTER_IMPORT_INVALID', 'imports are supported on systems with a local image directory only');
+      throw new ShifterError(
+        'SHIFTER_IMPORT_INVALID',
+        'imports are supported on systems with a local image directory only',
+      );
     }
     const transfer = this.transferFor(job.system);
     await mkdir(this.config.storage.expandDir, { recursive: true });
@@ -928,12 +1129,31 @@ export class ImageService {
       await checkSquashfs(copy);
       const id = await sha256File(copy);
       // The caller read these very bytes as themselves: that is the proof of the content.
-      const access: AccessList = record.private === true ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] } : PUBLIC_ACCESS;
+      const access: AccessList =
+        record.private === true
+          ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] }
+          : PUBLIC_ACCESS;
       const existing = await this.store.findReadyByImageId(job.system, id);
-      if (existing && existing.recordId !== record.recordId && (await transfer.exists(id, { signal: context.signal }))) {
+      if (
+        existing &&
+        existing.recordId !== record.recordId &&
+        (await transfer.exists(id, { signal: context.signal }))
+      ) {
         // Identical content is on the system already: the file (and its .meta) stay; this tag joins it.
-        await this.setState(record.recordId, 'TRANSFER', { step: 'Image already on the system: updating metadata' }, { imageId: id });
-        await this.attachTag(existing, record, payload.tag, access, { now: this.now(), onDisk: fileAccessOf(existing) }, transfer);
+        await this.setState(
+          record.recordId,
+          'TRANSFER',
+          { step: 'Image already on the system: updating metadata' },
+          { imageId: id },
+        );
+        await this.attachTag(
+          existing,
+          record,
+          payload.tag,
+          access,
+          { now: this.now(), onDisk: fileAccessOf(existing) },
+          transfer,
+        );
         return { imageId: id };
       }
       const fileAcl = existing ? mergeAccess(fileAccessOf(existing), access) : access;
@@ -988,7 +1208,11 @@ export class ImageService {
     const sharing = id ? await this.store.findReadyByImageId(job.system, id) : null;
     if (id && !sharing) removed = await this.transferFor(job.system).remove(id, { format: record.format });
     for (const tag of record.tags) await this.store.removeTag(record.recordId, tag);
-    await this.store.update(record.recordId, { status: 'EXPIRED', statusMessage: 'Image expired' }, { expectStatus: 'EXPIRING' });
+    await this.store.update(
+      record.recordId,
+      { status: 'EXPIRED', statusMessage: 'Image expired' },
+      { expectStatus: 'EXPIRING' },
+    );
     return { imageId: id, removed };
   }
 }
@@ -997,9 +1221,14 @@ export class ImageService {
  * Pick the registry login for a location from a caller's `authorized_locations`: the location's own entry, else
  * `default` (upstream's rule). The password is everything after the first `:`.
  */
-export function pickLogin(locations: Readonly<Record<string, string>> | null, location: string | undefined): RegistryLogin | undefined {
+export function pickLogin(
+  locations: Readonly<Record<string, string>> | null,
+  location: string | undefined,
+): RegistryLogin | undefined {
   if (!locations) return undefined;
-  const entry = (location !== undefined && Object.hasOwn(locations, location) ? locations[location] : undefined) ?? (Object.hasOwn(locations, 'default') ? locations.default : undefined);
+  const entry =
+    (location !== undefined && Object.hasOwn(locations, location) ? locations[location] : undefined) ??
+    (Object.hasOwn(locations, 'default') ? locations.default : undefined);
   if (typeof entry !== 'string') return undefined;
   const colon = entry.indexOf(':');
   if (colon <= 0) return undefined;

@@ -42,7 +42,9 @@ describe('copyFileAsCaller', () => {
   });
 
   it('refuses a directory and a missing file', async () => {
-    await expect(copyFileAsCaller(self, dir, join(dir, 'copy'), limits)).rejects.toMatchObject({ code: 'SHIFTER_IMPORT_INVALID' });
+    await expect(copyFileAsCaller(self, dir, join(dir, 'copy'), limits)).rejects.toMatchObject({
+      code: 'SHIFTER_IMPORT_INVALID',
+    });
     await expect(copyFileAsCaller(self, join(dir, 'missing'), join(dir, 'copy'), limits)).rejects.toMatchObject({
       code: 'SHIFTER_IMPORT_INVALID',
       message: expect.stringContaining('ENOENT'),
@@ -53,16 +55,21 @@ describe('copyFileAsCaller', () => {
     const source = join(dir, 'big');
     writeFileSync(source, Buffer.alloc(limits.maxBytes + 1));
     const destination = join(dir, 'copy');
-    await expect(copyFileAsCaller(self, source, destination, limits)).rejects.toMatchObject({ code: 'SHIFTER_SIZE_LIMIT', details: { size: limits.maxBytes + 1 } });
+    await expect(copyFileAsCaller(self, source, destination, limits)).rejects.toMatchObject({
+      code: 'SHIFTER_SIZE_LIMIT',
+      details: { size: limits.maxBytes + 1 },
+    });
     expect(existsSync(destination)).toBe(false);
   });
 
-  it('stops when the job is aborted, with the signal\'s reason', async () => {
+  it("stops when the job is aborted, with the signal's reason", async () => {
     const source = join(dir, 'image.sqfs');
     writeFileSync(source, Buffer.alloc(10));
     const controller = new AbortController();
     controller.abort(new Error('lease lost'));
-    await expect(copyFileAsCaller(self, source, join(dir, 'copy'), { ...limits, signal: controller.signal })).rejects.toThrow('lease lost');
+    await expect(
+      copyFileAsCaller(self, source, join(dir, 'copy'), { ...limits, signal: controller.signal }),
+    ).rejects.toThrow('lease lost');
   });
 
   it('gives up at the deadline with SHIFTER_IMPORT_TIMEOUT and removes the partial copy', async () => {
@@ -70,7 +77,9 @@ describe('copyFileAsCaller', () => {
     writeFileSync(source, Buffer.alloc(4 * 1024 * 1024));
     const destination = join(dir, 'copy');
     // A 1 ms deadline passes before the reader process has even started.
-    await expect(copyFileAsCaller(self, source, destination, { ...limits, maxBytes: 8 * 1024 * 1024, timeoutMs: 1 })).rejects.toMatchObject({
+    await expect(
+      copyFileAsCaller(self, source, destination, { ...limits, maxBytes: 8 * 1024 * 1024, timeoutMs: 1 }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_IMPORT_TIMEOUT',
     });
     expect(existsSync(destination)).toBe(false);
@@ -81,15 +90,23 @@ describe('copyFileAsCaller', () => {
     writeFileSync(source, Buffer.alloc(10));
     const destination = join(dir, 'copy');
     writeFileSync(destination, 'keep');
-    await expect(copyFileAsCaller(self, source, destination, limits)).rejects.toMatchObject({ code: 'SHIFTER_IO_FAILED' });
+    await expect(copyFileAsCaller(self, source, destination, limits)).rejects.toMatchObject({
+      code: 'SHIFTER_IO_FAILED',
+    });
     expect(readFileSync(destination, 'utf8')).toBe('keep');
   });
 });
 
 describe('readerCommand', () => {
-  it('takes the caller\'s identity with setpriv as root, reads directly as the caller, refuses otherwise', () => {
+  it("takes the caller's identity with setpriv as root, reads directly as the caller, refuses otherwise", () => {
     const caller = { uid: 2001, gid: 2001, groups: [2001, 100], user: 'u' };
-    expect(readerCommand(caller, '/f', 10, 0)!.slice(0, 5)).toEqual(['setpriv', '--reuid=2001', '--regid=2001', '--groups=2001,100', '--']);
+    expect(readerCommand(caller, '/f', 10, 0)!.slice(0, 5)).toEqual([
+      'setpriv',
+      '--reuid=2001',
+      '--regid=2001',
+      '--groups=2001,100',
+      '--',
+    ]);
     expect(readerCommand(caller, '/f', 10, 2001)![0]).toBe(process.execPath);
     expect(readerCommand(caller, '/f', 10, 2002)).toBeNull();
   });

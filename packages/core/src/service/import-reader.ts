@@ -71,7 +71,12 @@ input.pipe(process.stdout);
 `;
 
 /** The command that runs the reader as `caller`, or null when this process cannot take the caller's identity. */
-export function readerCommand(caller: ImportReadCaller, path: string, maxBytes: number, self = process.getuid?.()): string[] | null {
+export function readerCommand(
+  caller: ImportReadCaller,
+  path: string,
+  maxBytes: number,
+  self = process.getuid?.(),
+): string[] | null {
   const reader = [process.execPath, '-e', READER, path, String(maxBytes)];
   if (self === 0) {
     return [
@@ -87,9 +92,13 @@ export function readerCommand(caller: ImportReadCaller, path: string, maxBytes: 
 }
 
 const sizeLimit = (maxBytes: number, path: string, size?: number): ShifterError =>
-  new ShifterError('SHIFTER_SIZE_LIMIT', `the file to import is larger than the limit of ${maxBytes} bytes (limits.maxImportBytes)`, {
-    details: { filepath: path, maxBytes, ...(size === undefined ? {} : { size }) },
-  });
+  new ShifterError(
+    'SHIFTER_SIZE_LIMIT',
+    `the file to import is larger than the limit of ${maxBytes} bytes (limits.maxImportBytes)`,
+    {
+      details: { filepath: path, maxBytes, ...(size === undefined ? {} : { size }) },
+    },
+  );
 
 /**
  * Copy `path` to `destination` (created new, mode 0600) reading it as `caller`.
@@ -104,14 +113,27 @@ const sizeLimit = (maxBytes: number, path: string, size?: number): ShifterError 
  *   `SHIFTER_NO_SPACE` (the destination's file system is full), `SHIFTER_IO_FAILED` (other write errors),
  *   `SHIFTER_IMPORT_NOT_ALLOWED` (the worker is neither root nor the caller); the signal's reason when aborted
  */
-export async function copyFileAsCaller(caller: ImportReadCaller, path: string, destination: string, options: ImportReadOptions): Promise<number> {
+export async function copyFileAsCaller(
+  caller: ImportReadCaller,
+  path: string,
+  destination: string,
+  options: ImportReadOptions,
+): Promise<number> {
   const command = readerCommand(caller, path, options.maxBytes);
-  if (!command) throw new ShifterError('SHIFTER_IMPORT_NOT_ALLOWED', 'the worker cannot read files as another user (it is not root)');
+  if (!command)
+    throw new ShifterError(
+      'SHIFTER_IMPORT_NOT_ALLOWED',
+      'the worker cannot read files as another user (it is not root)',
+    );
   options.signal?.throwIfAborted();
 
   const deadline = AbortSignal.timeout(options.timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/', env: { PATH: '/usr/bin:/bin' } });
+  const child = spawn(command[0]!, command.slice(1), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: '/',
+    env: { PATH: '/usr/bin:/bin' },
+  });
   const exited = new Promise<{ code: number | null; error?: Error }>((resolve) => {
     child.once('error', (error) => resolve({ code: null, error }));
     child.once('close', (code) => resolve({ code }));
@@ -149,24 +171,39 @@ export async function copyFileAsCaller(caller: ImportReadCaller, path: string, d
     const [copy, exit] = await Promise.allSettled([copiedAll, exited]);
     if (signal.aborted) {
       if (options.signal?.aborted) throw options.signal.reason;
-      throw new ShifterError('SHIFTER_IMPORT_TIMEOUT', `reading the file to import took longer than ${options.timeoutMs} ms (limits.importTimeoutMs)`, {
-        details: { filepath: path, timeoutMs: options.timeoutMs },
-      });
+      throw new ShifterError(
+        'SHIFTER_IMPORT_TIMEOUT',
+        `reading the file to import took longer than ${options.timeoutMs} ms (limits.importTimeoutMs)`,
+        {
+          details: { filepath: path, timeoutMs: options.timeoutMs },
+        },
+      );
     }
     if (overLimit) throw sizeLimit(options.maxBytes, path);
     if (copy.status === 'rejected') throw writeError(copy.reason, destination);
     const result = exit.status === 'fulfilled' ? exit.value : { code: null };
-    if (result.error) throw new ShifterError('SHIFTER_TOOL_NOT_FOUND', `cannot start the import reader: ${result.error.message}`, { cause: result.error });
-    if (result.code === EXIT_NOT_REGULAR) {
-      throw new ShifterError('SHIFTER_IMPORT_INVALID', `only regular files can be imported; ${path} is ${stderr.trim() || 'not a regular file'}`, {
-        details: { filepath: path, reason: 'not-regular' },
+    if (result.error)
+      throw new ShifterError('SHIFTER_TOOL_NOT_FOUND', `cannot start the import reader: ${result.error.message}`, {
+        cause: result.error,
       });
+    if (result.code === EXIT_NOT_REGULAR) {
+      throw new ShifterError(
+        'SHIFTER_IMPORT_INVALID',
+        `only regular files can be imported; ${path} is ${stderr.trim() || 'not a regular file'}`,
+        {
+          details: { filepath: path, reason: 'not-regular' },
+        },
+      );
     }
     if (result.code === EXIT_TOO_LARGE) throw sizeLimit(options.maxBytes, path, Number(stderr.trim()) || undefined);
     if (result.code !== 0) {
-      throw new ShifterError('SHIFTER_IMPORT_INVALID', `the file cannot be read as user ${caller.user}: ${stderr.trim().slice(0, 300)}`, {
-        details: { filepath: path },
-      });
+      throw new ShifterError(
+        'SHIFTER_IMPORT_INVALID',
+        `the file cannot be read as user ${caller.user}: ${stderr.trim().slice(0, 300)}`,
+        {
+          details: { filepath: path },
+        },
+      );
     }
     return copied;
   } catch (error) {
@@ -185,10 +222,17 @@ export function writeError(error: unknown, destination: string): ShifterError {
   if (ShifterError.isInstance(error)) return error;
   const code = (error as NodeJS.ErrnoException | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new ShifterError('SHIFTER_NO_SPACE', `no space left for ${destination}`, { cause: error, details: { errno: code } });
+    return new ShifterError('SHIFTER_NO_SPACE', `no space left for ${destination}`, {
+      cause: error,
+      details: { errno: code },
+    });
   }
-  return new ShifterError('SHIFTER_IO_FAILED', `writing ${destination} failed: ${(error as Error)?.message ?? String(error)}`, {
-    cause: error,
-    details: { errno: code ?? null },
-  });
+  return new ShifterError(
+    'SHIFTER_IO_FAILED',
+    `writing ${destination} failed: ${(error as Error)?.message ?? String(error)}`,
+    {
+      cause: error,
+      details: { errno: code ?? null },
+    },
+  );
 }

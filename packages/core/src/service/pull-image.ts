@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { FsBlobStore, type BlobStore } from '../blob-store/index.js';
-import { convertImage, type ConversionConfig, type ConvertImageResult, type ConvertProgress, type LayerSource } from '../convert/index.js';
+import {
+  convertImage,
+  type ConversionConfig,
+  type ConvertImageResult,
+  type ConvertProgress,
+  type LayerSource,
+} from '../convert/index.js';
 import { DEFAULT_SIZE_LIMITS, type Digest, type SizeLimits } from '../digest/index.js';
 import { ShifterError } from '../errors/index.js';
 import { DEFAULT_PLATFORM, parsePlatform, type PlatformSelector } from '../manifest/index.js';
@@ -93,7 +99,10 @@ export interface PullImageOptions {
 }
 
 /** {@link PullImageOptions} with every default filled in. */
-export interface ResolvedPullImageOptions extends Omit<PullImageOptions, 'platform' | 'limits' | 'concurrency' | 'expandDir' | 'registries'> {
+export interface ResolvedPullImageOptions extends Omit<
+  PullImageOptions,
+  'platform' | 'limits' | 'concurrency' | 'expandDir' | 'registries'
+> {
   expandDir: string;
   platform: PlatformSelector;
   limits: PullLimits;
@@ -136,10 +145,16 @@ export function resolvePullImageOptions(options: PullImageOptions): ResolvedPull
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `pullImage needs options.${key}`);
     }
   }
-  const platform = typeof options.platform === 'string' ? parsePlatform(options.platform) : (options.platform ?? { ...DEFAULT_PLATFORM });
+  const platform =
+    typeof options.platform === 'string'
+      ? parsePlatform(options.platform)
+      : (options.platform ?? { ...DEFAULT_PLATFORM });
   const concurrency = options.concurrency ?? DEFAULT_PULL_CONCURRENCY;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `pullImage concurrency must be an integer from 1 to 64, got ${concurrency}`);
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `pullImage concurrency must be an integer from 1 to 64, got ${concurrency}`,
+    );
   }
   return {
     ...options,
@@ -198,7 +213,10 @@ function boundedParallel<T>(tasks: Array<() => Promise<T>>, limit: number): Arra
  * console.log(result.id, result.squashfsPath);
  * ```
  */
-export async function pullImage(reference: string | ImageReference, options: PullImageOptions): Promise<PullImageResult> {
+export async function pullImage(
+  reference: string | ImageReference,
+  options: PullImageOptions,
+): Promise<PullImageResult> {
   const resolved = resolvePullImageOptions(options);
   const progress = (event: PullImageProgress): void => {
     try {
@@ -228,12 +246,25 @@ export async function pullImage(reference: string | ImageReference, options: Pul
   resolved.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     progress({ phase: 'resolve', reference: typeof reference === 'string' ? reference : reference.canonical });
-    await Promise.all([mkdir(resolved.outDir, { recursive: true }), mkdir(resolved.expandDir, { recursive: true, mode: 0o700 })]).catch((error: unknown) => {
-      throw new ShifterError('SHIFTER_IO_FAILED', `cannot create the output or scratch directory: ${(error as Error).message}`, { cause: error });
+    await Promise.all([
+      mkdir(resolved.outDir, { recursive: true }),
+      mkdir(resolved.expandDir, { recursive: true, mode: 0o700 }),
+    ]).catch((error: unknown) => {
+      throw new ShifterError(
+        'SHIFTER_IO_FAILED',
+        `cannot create the output or scratch directory: ${(error as Error).message}`,
+        { cause: error },
+      );
     });
     const image = await client.resolveImage(reference, { platform: resolved.platform, signal: controller.signal });
     const totalBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
-    progress({ phase: 'resolved', id: image.id, manifestDigest: image.manifestDigest, layers: image.layers.length, totalBytes });
+    progress({
+      phase: 'resolved',
+      id: image.id,
+      manifestDigest: image.manifestDigest,
+      layers: image.layers.length,
+      totalBytes,
+    });
 
     let downloaded = 0;
     let cached = 0;
@@ -243,7 +274,15 @@ export async function pullImage(reference: string | ImageReference, options: Pul
       image.layers.map((layer, index) => async () => {
         const result = await client.fetchBlob(image.reference, layer, store, {
           signal: controller.signal,
-          onProgress: (p) => progress({ phase: 'download', digest: layer.digest, index, receivedBytes: p.receivedBytes, totalBytes: p.totalBytes, resumes: p.resumes }),
+          onProgress: (p) =>
+            progress({
+              phase: 'download',
+              digest: layer.digest,
+              index,
+              receivedBytes: p.receivedBytes,
+              totalBytes: p.totalBytes,
+              resumes: p.resumes,
+            }),
         });
         if (result.cached) cached += 1;
         else {

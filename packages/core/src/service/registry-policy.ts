@@ -22,7 +22,9 @@ function hostOf(url: string): string | undefined {
 }
 
 /** The registry hosts and location names `config` allows; null when any registry is allowed. */
-export function allowedRegistrySet(config: Pick<ShifterConfig, 'allowedRegistries' | 'registries' | 'defaultRegistry'>): ReadonlySet<string> | null {
+export function allowedRegistrySet(
+  config: Pick<ShifterConfig, 'allowedRegistries' | 'registries' | 'defaultRegistry'>,
+): ReadonlySet<string> | null {
   const policy = config.allowedRegistries;
   if (policy === 'any') return null;
   if (Array.isArray(policy)) return new Set(policy.map((entry) => entry.toLowerCase()));
@@ -42,12 +44,19 @@ export function allowedRegistrySet(config: Pick<ShifterConfig, 'allowedRegistrie
  * @param config - `allowedRegistries`, `registries`, `defaultRegistry`
  * @throws {@link ShifterError} `SHIFTER_REGISTRY_NOT_ALLOWED` (403)
  */
-export function checkRegistryAllowed(reference: Pick<ImageReference, 'registry' | 'location'>, config: Pick<ShifterConfig, 'allowedRegistries' | 'registries' | 'defaultRegistry'>): void {
+export function checkRegistryAllowed(
+  reference: Pick<ImageReference, 'registry' | 'location'>,
+  config: Pick<ShifterConfig, 'allowedRegistries' | 'registries' | 'defaultRegistry'>,
+): void {
   const allowed = allowedRegistrySet(config);
   if (allowed === null) return;
   if (reference.location !== undefined && allowed.has(reference.location.toLowerCase())) return;
   if (allowed.has(reference.registry.toLowerCase())) return;
-  throw new ShifterError('SHIFTER_REGISTRY_NOT_ALLOWED', `this site does not allow pulls from ${reference.registry.slice(0, 256)} (allowedRegistries)`, {
-    details: { registry: reference.registry.slice(0, 256) },
-  });
+  throw new ShifterError(
+    'SHIFTER_REGISTRY_NOT_ALLOWED',
+    `this site does not allow pulls from ${reference.registry.slice(0, 256)} (allowedRegistries)`,
+    {
+      details: { registry: reference.registry.slice(0, 256) },
+    },
+  );
 }

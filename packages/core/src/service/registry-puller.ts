@@ -24,7 +24,9 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
     new RegistryClient({
       registries: config.registries,
       ...(config.defaultRegistry ? { defaultLocation: config.defaultRegistry } : {}),
-      ...(target.login ? { credentials: () => ({ username: target.login!.username, password: target.login!.password }) } : {}),
+      ...(target.login
+        ? { credentials: () => ({ username: target.login!.username, password: target.login!.password }) }
+        : {}),
       limits: config.limits,
       retry: { attempts: config.limits.retries + 1 },
       blobProofs,
@@ -52,7 +54,11 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
           { ...target.reference, digest: target.digest },
           { platform: parsePlatform(target.platform), ...(target.signal ? { signal: target.signal } : {}) },
         );
-        await Promise.all(resolved.layers.map((layer) => client.fetchBlob(target.reference, layer, blobs, target.signal ? { signal: target.signal } : {})));
+        await Promise.all(
+          resolved.layers.map((layer) =>
+            client.fetchBlob(target.reference, layer, blobs, target.signal ? { signal: target.signal } : {}),
+          ),
+        );
       } finally {
         await client.close();
       }
@@ -73,7 +79,14 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
             client.fetchBlob(target.reference, layer, blobs, {
               ...(target.signal ? { signal: target.signal } : {}),
               onProgress: (progress) =>
-                onProgress({ phase: 'download', layer: layer.digest, index, count, bytesDone: progress.receivedBytes, bytesTotal: progress.totalBytes }),
+                onProgress({
+                  phase: 'download',
+                  layer: layer.digest,
+                  index,
+                  count,
+                  bytesDone: progress.receivedBytes,
+                  bytesTotal: progress.totalBytes,
+                }),
             }),
           ),
         );
@@ -92,12 +105,23 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
           ...(target.examine ? { examine: target.examine } : {}),
           ...(target.signal ? { signal: target.signal } : {}),
           onProgress: (event) => {
-            if (event.phase === 'layer') onProgress({ phase: 'convert', step: 'Extracting layer', layer: event.digest, index: event.index, count: event.count });
-            else if (event.phase === 'squashfs') onProgress({ phase: 'convert', step: `Building squashfs (${event.tool})` });
+            if (event.phase === 'layer')
+              onProgress({
+                phase: 'convert',
+                step: 'Extracting layer',
+                layer: event.digest,
+                index: event.index,
+                count: event.count,
+              });
+            else if (event.phase === 'squashfs')
+              onProgress({ phase: 'convert', step: `Building squashfs (${event.tool})` });
           },
         });
         // Keep the cache under storage.cacheMaxBytes; this pull's blobs are the most recently used.
-        await collectBlobCache(config.storage.cacheDir, { maxBytes: config.storage.cacheMaxBytes, keep: resolved.layers.map((layer) => layer.digest) }).catch(() => undefined);
+        await collectBlobCache(config.storage.cacheDir, {
+          maxBytes: config.storage.cacheMaxBytes,
+          keep: resolved.layers.map((layer) => layer.digest),
+        }).catch(() => undefined);
         return { squashfsPath: result.squashfsPath, metadata: result.metadata };
       } finally {
         await client.close();

@@ -52,10 +52,15 @@ export async function checkSquashfs(path: string, options: { unsquashfsPath?: st
 
   let listing: string;
   try {
-    listing = (await execFileAsync(options.unsquashfsPath ?? 'unsquashfs', ['-lls', '-no-progress', path], { maxBuffer: 512 * 1024 * 1024 })).stdout;
+    listing = (
+      await execFileAsync(options.unsquashfsPath ?? 'unsquashfs', ['-lls', '-no-progress', path], {
+        maxBuffer: 512 * 1024 * 1024,
+      })
+    ).stdout;
   } catch (error) {
     const failure = error as NodeJS.ErrnoException & { stderr?: string };
-    if (failure.code === 'ENOENT') throw new ShifterError('SHIFTER_TOOL_NOT_FOUND', 'unsquashfs is not installed', { cause: error });
+    if (failure.code === 'ENOENT')
+      throw new ShifterError('SHIFTER_TOOL_NOT_FOUND', 'unsquashfs is not installed', { cause: error });
     throw invalid('unsquashfs cannot read the image', { stderr: String(failure.stderr ?? '').slice(0, 2000) });
   }
   for (const line of listing.split('\n')) {

@@ -34,20 +34,34 @@ export interface FakeImage {
  */
 export function buildFakeImage(
   layers: readonly (Buffer | { readonly bytes: Buffer; readonly mediaType: string })[],
-  options: { readonly layerDescriptors?: readonly { digest: string; size: number }[]; readonly diffIds?: readonly string[] } = {},
+  options: {
+    readonly layerDescriptors?: readonly { digest: string; size: number }[];
+    readonly diffIds?: readonly string[];
+  } = {},
 ): FakeImage {
   const mediaType = 'application/vnd.oci.image.layer.v1.tar';
   const blobs = layers.map((layer) => {
     const { bytes, mediaType: type } = Buffer.isBuffer(layer) ? { bytes: layer, mediaType } : layer;
-    return { bytes, digest: sha(bytes), mediaType: type, diffId: sha(type.endsWith('+gzip') ? gunzipSync(bytes) : bytes) };
+    return {
+      bytes,
+      digest: sha(bytes),
+      mediaType: type,
+      diffId: sha(type.endsWith('+gzip') ? gunzipSync(bytes) : bytes),
+    };
   });
-  const descriptors = options.layerDescriptors ?? blobs.map((blob) => ({ digest: blob.digest, size: blob.bytes.length, mediaType: blob.mediaType }));
+  const descriptors =
+    options.layerDescriptors ??
+    blobs.map((blob) => ({ digest: blob.digest, size: blob.bytes.length, mediaType: blob.mediaType }));
   const config = Buffer.from(
     JSON.stringify({
       architecture: 'amd64',
       os: 'linux',
       config: { Env: ['PATH=/bin:/usr/bin'] },
-      rootfs: { type: 'layers', diff_ids: options.diffIds ?? (options.layerDescriptors ? descriptors.map((d) => d.digest) : blobs.map((b) => b.diffId)) },
+      rootfs: {
+        type: 'layers',
+        diff_ids:
+          options.diffIds ?? (options.layerDescriptors ? descriptors.map((d) => d.digest) : blobs.map((b) => b.diffId)),
+      },
     }),
   );
   const manifest = Buffer.from(
@@ -55,10 +69,19 @@ export function buildFakeImage(
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-      layers: descriptors.map((d) => ({ mediaType: (d as { mediaType?: string }).mediaType ?? mediaType, digest: d.digest, size: d.size })),
+      layers: descriptors.map((d) => ({
+        mediaType: (d as { mediaType?: string }).mediaType ?? mediaType,
+        digest: d.digest,
+        size: d.size,
+      })),
     }),
   );
-  return { manifest, digest: sha(manifest), config: { bytes: config, digest: sha(config) }, layers: blobs.map(({ bytes, digest, mediaType: type }) => ({ bytes, digest, mediaType: type })) };
+  return {
+    manifest,
+    digest: sha(manifest),
+    config: { bytes: config, digest: sha(config) },
+    layers: blobs.map(({ bytes, digest, mediaType: type }) => ({ bytes, digest, mediaType: type })),
+  };
 }
 
 /** How a {@link FakeRegistry} behaves. */
@@ -110,7 +133,8 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
     manifests.set(`${repository}:${name.slice(colon + 1)}`, image);
     manifests.set(`${repository}:${image.digest}`, image);
     blobs.set(image.config.digest, image.config.bytes);
-    for (const layer of image.layers) if (!(options.withhold ?? []).includes(layer.digest)) blobs.set(layer.digest, layer.bytes);
+    for (const layer of image.layers)
+      if (!(options.withhold ?? []).includes(layer.digest)) blobs.set(layer.digest, layer.bytes);
   }
   let gate: Promise<void> | undefined;
   let open: (() => void) | undefined;
@@ -120,7 +144,9 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = new URL(request.url ?? '/', 'http://x').pathname;
     const authorization = request.headers.authorization;
-    const expected = options.basicAuth ? `Basic ${Buffer.from(`${options.basicAuth.username}:${options.basicAuth.password}`).toString('base64')}` : undefined;
+    const expected = options.basicAuth
+      ? `Basic ${Buffer.from(`${options.basicAuth.username}:${options.basicAuth.password}`).toString('base64')}`
+      : undefined;
     const authorized = expected === undefined || authorization === expected;
     requests.push({ method: request.method ?? 'GET', path, range: request.headers.range, authorized });
     if (!authorized) {
@@ -157,7 +183,10 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
       if (range) {
         const start = Number(range[1]);
         const end = Math.min(Number(range[2]), bytes.length - 1);
-        response.writeHead(206, { 'content-range': `bytes ${start}-${end}/${bytes.length}`, 'content-length': end - start + 1 });
+        response.writeHead(206, {
+          'content-range': `bytes ${start}-${end}/${bytes.length}`,
+          'content-length': end - start + 1,
+        });
         response.end(bytes.subarray(start, end + 1));
       } else {
         response.writeHead(200, { 'content-length': bytes.length, 'content-type': 'application/octet-stream' });
@@ -172,7 +201,9 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
       return;
     }
     response.writeHead(404, { 'content-type': 'application/json' });
-    response.end(JSON.stringify({ errors: [{ code: blob ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', message: 'unknown' }] }));
+    response.end(
+      JSON.stringify({ errors: [{ code: blob ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', message: 'unknown' }] }),
+    );
   };
   const configs = new Set([...manifests.values()].map((image) => image.config.digest));
   const isConfig = (digest: string): boolean => configs.has(digest);

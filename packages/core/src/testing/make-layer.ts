@@ -92,7 +92,9 @@ function zstdCompress(data: Buffer): Promise<Buffer> {
     const out: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`zstd exited ${code}`))));
+    child.once('close', (code) =>
+      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`zstd exited ${code}`)),
+    );
     child.stdin.end(data);
   });
 }

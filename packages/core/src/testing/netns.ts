@@ -191,7 +191,6 @@ export async function startSshServer(options: StartSshServerOptions = {}): Promi
   };
 }
 
-
 async function waitForPort(
   host: string,
   port: number,
@@ -212,7 +211,8 @@ async function waitForPort(
       socket.once('error', () => resolve(false));
     });
     if (open) return;
-    if (Date.now() > deadline) throw new Error(`sshd did not listen on ${host}:${port}${netns ? ` in ${netns.name}` : ''}: ${stderr()}`);
+    if (Date.now() > deadline)
+      throw new Error(`sshd did not listen on ${host}:${port}${netns ? ` in ${netns.name}` : ''}: ${stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

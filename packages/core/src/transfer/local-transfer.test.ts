@@ -17,7 +17,9 @@ describeTransferContract('LocalTransfer', async () => {
 describe('LocalTransfer', () => {
   it('refuses image directories that are relative, have ".." or odd characters', () => {
     for (const imageDir of ['images', '/srv/../etc', '/srv/a b', '/srv/$(id)', "/srv/'x"]) {
-      expect(() => new LocalTransfer({ imageDir })).toThrowError(expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }));
+      expect(() => new LocalTransfer({ imageDir })).toThrowError(
+        expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
+      );
     }
   });
 

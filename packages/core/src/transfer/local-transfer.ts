@@ -7,13 +7,7 @@ import { constants } from 'node:fs';
 import { chmod, copyFile, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotFoundError, ShifterError, TransferError } from '../errors/index.js';
-import {
-  checkIdAndFormat,
-  checkImageDir,
-  imageFileNames,
-  imageMode,
-  tempFileName,
-} from './transfer-names.js';
+import { checkIdAndFormat, checkImageDir, imageFileNames, imageMode, tempFileName } from './transfer-names.js';
 import { TRANSFER_TEMP_PATTERN, type Transfer, type TransferFileOptions, type TransferPutOptions } from './transfer.js';
 
 /** Options of {@link LocalTransfer}. */
@@ -63,7 +57,9 @@ export class LocalTransfer implements Transfer {
       await stat(imagePath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `${names.image} is not in ${this.imageDir}`, { details: { id } });
+        throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `${names.image} is not in ${this.imageDir}`, {
+          details: { id },
+        });
       }
       throw transferFailed(`stat ${imagePath}`, error);
     }
@@ -131,7 +127,14 @@ export class LocalTransfer implements Transfer {
   }
 
   /** Copy `source` to `finalName` in the image dir through a temp file; the temp file never survives a failure. */
-  async #install(source: string, finalName: string, id: string, ext: string, mode: number, signal?: AbortSignal): Promise<void> {
+  async #install(
+    source: string,
+    finalName: string,
+    id: string,
+    ext: string,
+    mode: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
     signal?.throwIfAborted();
     const temp = join(this.imageDir, tempFileName(id, ext));
     try {
@@ -149,7 +152,11 @@ export class LocalTransfer implements Transfer {
     } catch (error) {
       await unlink(temp).catch(() => undefined);
       if (ShifterError.isInstance(error)) throw error;
-      if ((error as Error).name === 'AbortError') throw new TransferError('SHIFTER_TRANSFER_FAILED', `copy of ${finalName} cancelled`, { cause: error, retryable: true });
+      if ((error as Error).name === 'AbortError')
+        throw new TransferError('SHIFTER_TRANSFER_FAILED', `copy of ${finalName} cancelled`, {
+          cause: error,
+          retryable: true,
+        });
       throw transferFailed(`copy ${source} to ${finalName}`, error);
     }
   }

@@ -27,7 +27,11 @@ describe('SshTransfer command lines', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const calls = (): string[][] => readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as string[]);
+  const calls = (): string[][] =>
+    readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as string[]);
 
   it('runs ssh in batch mode with strict host keys, the key, the port, and a quoted remote script', async () => {
     const transfer = new SshTransfer({
@@ -69,9 +73,24 @@ describe('SshTransfer command lines', () => {
   });
 
   it('reports SHIFTER_TRANSFER_FAILED when no host answers, and SHIFTER_TOOL_NOT_FOUND without ssh', async () => {
-    const down = new SshTransfer({ host: 'down', username: 'u', knownHostsFile: '/k', imageDir: '/images', sshPath: fakeSsh });
-    await expect(down.exists(ID)).rejects.toMatchObject({ code: 'SHIFTER_TRANSFER_FAILED', details: { exitCode: 255 } });
-    const missing = new SshTransfer({ host: 'h', username: 'u', knownHostsFile: '/k', imageDir: '/images', sshPath: join(dir, 'nope') });
+    const down = new SshTransfer({
+      host: 'down',
+      username: 'u',
+      knownHostsFile: '/k',
+      imageDir: '/images',
+      sshPath: fakeSsh,
+    });
+    await expect(down.exists(ID)).rejects.toMatchObject({
+      code: 'SHIFTER_TRANSFER_FAILED',
+      details: { exitCode: 255 },
+    });
+    const missing = new SshTransfer({
+      host: 'h',
+      username: 'u',
+      knownHostsFile: '/k',
+      imageDir: '/images',
+      sshPath: join(dir, 'nope'),
+    });
     await expect(missing.exists(ID)).rejects.toMatchObject({ code: 'SHIFTER_TOOL_NOT_FOUND' });
   });
 
@@ -87,7 +106,9 @@ describe('SshTransfer command lines', () => {
       { imageDir: '/images/$(id)' },
       { port: 70000 },
     ]) {
-      expect(() => new SshTransfer({ ...base, ...bad })).toThrowError(expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }));
+      expect(() => new SshTransfer({ ...base, ...bad })).toThrowError(
+        expect.objectContaining({ code: 'SHIFTER_CONFIG_INVALID' }),
+      );
     }
   });
 });

@@ -53,7 +53,8 @@ const HOST_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,252}$/;
 // Exit codes of the remote scripts below.
 const EXIT_NO_IMAGE = 3;
 // ssh exits 255 when it could not connect or authenticate; scp reports such failures with these messages.
-const CONNECTION_FAILURE = /Connection refused|Connection timed out|No route to host|Could not resolve|Connection closed|Network is unreachable|kex_exchange_identification|Host key verification failed|Permission denied/;
+const CONNECTION_FAILURE =
+  /Connection refused|Connection timed out|No route to host|Could not resolve|Connection closed|Network is unreachable|kex_exchange_identification|Host key verification failed|Permission denied/;
 
 /** Quote one word for a POSIX shell. */
 export function shellQuote(word: string): string {
@@ -87,7 +88,8 @@ export class SshTransfer implements Transfer {
     if (hosts.length === 0 || !hosts.every((h) => HOST_NAME.test(h))) {
       throw configInvalid(`ssh hosts must be host names or addresses, got ${JSON.stringify(options.host)}`);
     }
-    if (!USER_NAME.test(options.username)) throw configInvalid(`ssh username ${JSON.stringify(options.username)} is not valid`);
+    if (!USER_NAME.test(options.username))
+      throw configInvalid(`ssh username ${JSON.stringify(options.username)} is not valid`);
     if (options.key !== undefined && !isAbsolute(options.key)) throw configInvalid('ssh key must be an absolute path');
     if (!isAbsolute(options.knownHostsFile)) throw configInvalid('knownHostsFile must be an absolute path');
     if (options.port !== undefined && !(Number.isInteger(options.port) && options.port > 0 && options.port < 65536)) {
@@ -100,12 +102,18 @@ export class SshTransfer implements Transfer {
   #commonArgs(portFlag: '-p' | '-P'): string[] {
     const o = this.#options;
     return [
-      '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${o.knownHostsFile}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'UpdateHostKeys=no',
-      '-o', `ConnectTimeout=${o.connectTimeoutSeconds ?? 10}`,
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${o.knownHostsFile}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'UpdateHostKeys=no',
+      '-o',
+      `ConnectTimeout=${o.connectTimeoutSeconds ?? 10}`,
       ...(o.key ? ['-i', o.key, '-o', 'IdentitiesOnly=yes'] : []),
       ...(o.port ? [portFlag, String(o.port)] : []),
     ];
@@ -116,7 +124,11 @@ export class SshTransfer implements Transfer {
     const o = this.#options;
     let last: RunResult | undefined;
     for (const host of this.#hosts) {
-      last = await this.#run(o.sshPath ?? 'ssh', [...this.#commonArgs('-p'), ...(o.sshOptions ?? []), `${o.username}@${host}`, script], signal);
+      last = await this.#run(
+        o.sshPath ?? 'ssh',
+        [...this.#commonArgs('-p'), ...(o.sshOptions ?? []), `${o.username}@${host}`, script],
+        signal,
+      );
       if (last.code !== 255) return last;
     }
     throw transferFailed('ssh could not reach any host', last!);
@@ -129,7 +141,14 @@ export class SshTransfer implements Transfer {
     for (const host of this.#hosts) {
       last = await this.#run(
         o.scpPath ?? 'scp',
-        [...this.#commonArgs('-P'), '-q', ...(o.scpOptions ?? []), '--', localPath, `${o.username}@${host}:${remotePath}`],
+        [
+          ...this.#commonArgs('-P'),
+          '-q',
+          ...(o.scpOptions ?? []),
+          '--',
+          localPath,
+          `${o.username}@${host}:${remotePath}`,
+        ],
         signal,
       );
       if (last.code === 0) return;
@@ -158,7 +177,11 @@ export class SshTransfer implements Transfer {
         } else if (error.name === 'AbortError') {
           reject(new TransferError('SHIFTER_TRANSFER_FAILED', `${command} cancelled`, { cause: error }));
         } else {
-          reject(new TransferError('SHIFTER_TRANSFER_FAILED', `${command} failed to start: ${error.message}`, { cause: error }));
+          reject(
+            new TransferError('SHIFTER_TRANSFER_FAILED', `${command} failed to start: ${error.message}`, {
+              cause: error,
+            }),
+          );
         }
       });
       child.on('close', (code) => resolve({ code, stdout, stderr }));
@@ -179,7 +202,10 @@ export class SshTransfer implements Transfer {
     const q = shellQuote;
     try {
       await this.#checked(
-        await this.#ssh(`set -e; mkdir -p ${q(this.imageDir)}; umask 077; set -C; : > ${q(tempImage)}; : > ${q(tempMeta)}`, options.signal),
+        await this.#ssh(
+          `set -e; mkdir -p ${q(this.imageDir)}; umask 077; set -C; : > ${q(tempImage)}; : > ${q(tempMeta)}`,
+          options.signal,
+        ),
         'creating temp files',
       );
       await this.#scp(localImage, tempImage, options.signal);
@@ -218,7 +244,9 @@ export class SshTransfer implements Transfer {
       options.signal,
     );
     if (prepared.code === EXIT_NO_IMAGE) {
-      throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `${names.image} is not in ${this.imageDir}`, { details: { id } });
+      throw new NotFoundError('SHIFTER_IMAGE_NOT_FOUND', `${names.image} is not in ${this.imageDir}`, {
+        details: { id },
+      });
     }
     try {
       await this.#checked(prepared, 'creating the temp meta');
@@ -288,9 +316,13 @@ export class SshTransfer implements Transfer {
 }
 
 function transferFailed(message: string, result: RunResult): TransferError {
-  return new TransferError('SHIFTER_TRANSFER_FAILED', `${message} (exit ${result.code}): ${result.stderr.trim().slice(0, 500)}`, {
-    details: { exitCode: result.code, stderr: result.stderr.trim().slice(0, 2000) },
-  });
+  return new TransferError(
+    'SHIFTER_TRANSFER_FAILED',
+    `${message} (exit ${result.code}): ${result.stderr.trim().slice(0, 500)}`,
+    {
+      details: { exitCode: result.code, stderr: result.stderr.trim().slice(0, 2000) },
+    },
+  );
 }
 
 function configInvalid(message: string): ShifterError {

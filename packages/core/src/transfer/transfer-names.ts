@@ -31,10 +31,16 @@ export function checkImageDir(imageDir: string): string {
  */
 export function checkIdAndFormat(id: string, format: string): void {
   if (typeof id !== 'string' || !IMAGE_ID_PATTERN.test(id)) {
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `image id must be lower-case hex (8-128 chars), got ${JSON.stringify(id)}`);
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `image id must be lower-case hex (8-128 chars), got ${JSON.stringify(id)}`,
+    );
   }
   if (typeof format !== 'string' || !IMAGE_FORMAT_PATTERN.test(format) || format === 'meta') {
-    throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `image format must be a short lower-case word, got ${JSON.stringify(format)}`);
+    throw new ShifterError(
+      'SHIFTER_USAGE_INVALID_ARGUMENT',
+      `image format must be a short lower-case word, got ${JSON.stringify(format)}`,
+    );
   }
 }
 

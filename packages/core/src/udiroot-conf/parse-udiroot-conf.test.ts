@@ -71,7 +71,9 @@ describe('parseUdiRootConf', () => {
   });
 
   it('accumulates repeated list keys and keeps the last scalar', () => {
-    const conf = parseUdiRootConf('siteEnv=A=1\nsiteEnv=B=2\nsystem=a\nsystem=b\nimageGateway=http://a\nimageGateway=http://b\n');
+    const conf = parseUdiRootConf(
+      'siteEnv=A=1\nsiteEnv=B=2\nsystem=a\nsystem=b\nimageGateway=http://a\nimageGateway=http://b\n',
+    );
     expect(conf.siteEnv).toEqual(['A=1', 'B=2']);
     expect(conf.imageGateway).toEqual(['http://a', 'http://b']);
     expect(conf.system).toBe('b');
@@ -143,7 +145,8 @@ describe('parseUdiRootConf', () => {
       {
         key: 'allowLocalChroot',
         line: 1,
-        message: "allowLocalChroot=yes is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write allowLocalChroot=0 or allowLocalChroot=1",
+        message:
+          "allowLocalChroot=yes is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write allowLocalChroot=0 or allowLocalChroot=1",
       },
       {
         key: 'mountUdiRootWritable',
@@ -165,14 +168,17 @@ describe('parseUdiRootConf', () => {
       {
         key: 'module_mpich_enabled',
         line: 5,
-        message: "module_mpich_enabled=no is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write module_mpich_enabled=0 or module_mpich_enabled=1",
+        message:
+          "module_mpich_enabled=no is not 0 or 1: read as 0 (off), as upstream Shifter's strtol read it; write module_mpich_enabled=0 or module_mpich_enabled=1",
       },
     ]);
     expect(parseUdiRootConf('allowLocalChroot=1\nmodule_a_copyPath=/x\n').warnings).toEqual([]);
   });
 
   it('reads gatewayCaPath', () => {
-    expect(parseUdiRootConf('imageGateway=https://gw:8443 http://gw2:8000\ngatewayCaPath=/etc/shifter/gw-ca.pem\n')).toMatchObject({
+    expect(
+      parseUdiRootConf('imageGateway=https://gw:8443 http://gw2:8000\ngatewayCaPath=/etc/shifter/gw-ca.pem\n'),
+    ).toMatchObject({
       imageGateway: ['https://gw:8443', 'http://gw2:8000'],
       gatewayCaPath: '/etc/shifter/gw-ca.pem',
     });
@@ -214,7 +220,10 @@ describe('parseUdiRootConf', () => {
   });
 
   it('handles CRLF line endings', () => {
-    expect(parseUdiRootConf('system=a\r\ndefaultImageType=docker\r\n')).toMatchObject({ system: 'a', defaultImageType: 'docker' });
+    expect(parseUdiRootConf('system=a\r\ndefaultImageType=docker\r\n')).toMatchObject({
+      system: 'a',
+      defaultImageType: 'docker',
+    });
   });
 });
 
@@ -224,7 +233,10 @@ describe('loadUdiRootConf', () => {
     try {
       const file = join(dir, 'udiRoot.conf');
       await writeFile(file, 'system=x\nnope=1\n');
-      await expect(loadUdiRootConf(file)).rejects.toMatchObject({ code: 'SHIFTER_CONFIG_INVALID', details: { file, line: 2 } });
+      await expect(loadUdiRootConf(file)).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_INVALID',
+        details: { file, line: 2 },
+      });
       await writeFile(file, 'system=x\n');
       await expect(loadUdiRootConf(file)).resolves.toMatchObject({ system: 'x' });
     } finally {

@@ -181,7 +181,13 @@ const KEYS: Record<string, Kind> = {
 };
 
 /** Keys upstream accepts but ignores (deprecated); recorded in `ignored` instead of failing old files. */
-const IGNORED_KEYS = new Set(['optionalSshdAsRoot', 'autoLoadKernelModule', 'kmodBasePath', 'kmodCacheFile', 'nodeContextPrefix']);
+const IGNORED_KEYS = new Set([
+  'optionalSshdAsRoot',
+  'autoLoadKernelModule',
+  'kmodBasePath',
+  'kmodCacheFile',
+  'nodeContextPrefix',
+]);
 
 const MODULE_KEYS: Record<string, Kind> = {
   userhook: 'string',
@@ -276,9 +282,13 @@ function* logicalLines(text: string, source: string): Generator<LogicalLine> {
       if (content === '' || content.startsWith('#')) continue;
       const eq = content.indexOf('=');
       if (eq < 0) {
-        throw new ConfigError('SHIFTER_CONFIG_INVALID', `${source}:${lineNumber}: expected "key=value", got "${content}"`, {
-          details: { file: source, line: lineNumber },
-        });
+        throw new ConfigError(
+          'SHIFTER_CONFIG_INVALID',
+          `${source}:${lineNumber}: expected "key=value", got "${content}"`,
+          {
+            details: { file: source, line: lineNumber },
+          },
+        );
       }
       const key = content.slice(0, eq).trim();
       if (key === '') {
@@ -329,7 +339,14 @@ function parseBytes(value: string): number | undefined {
   return Math.floor(Number(match[1]) * 1024 ** exponent);
 }
 
-function convert(kind: Kind, value: string, source: string, line: number, key: string, warn: (message: string) => void): unknown {
+function convert(
+  kind: Kind,
+  value: string,
+  source: string,
+  line: number,
+  key: string,
+  warn: (message: string) => void,
+): unknown {
   switch (kind) {
     case 'string':
       if (value === '') fail(source, line, key, 'value is empty');
@@ -339,7 +356,9 @@ function convert(kind: Kind, value: string, source: string, line: number, key: s
       // integer, else 0; never turning on what upstream left off) and warn with the accepted spelling.
       const on = /^[+-]?0*[1-9]/.test(value);
       if (!/^[+-]?\d+$/.test(value)) {
-        warn(`${key}=${value} is not 0 or 1: read as ${on ? '1 (on)' : '0 (off)'}, as upstream Shifter's strtol read it; write ${key}=0 or ${key}=1`);
+        warn(
+          `${key}=${value} is not 0 or 1: read as ${on ? '1 (on)' : '0 (off)'}, as upstream Shifter's strtol read it; write ${key}=0 or ${key}=1`,
+        );
       }
       return on;
     }
@@ -356,9 +375,12 @@ function convert(kind: Kind, value: string, source: string, line: number, key: s
     case 'commaList':
       return splitList(value, /,/);
     case 'siteFsList':
-      return splitList(value, /;/).map((item) => (item.length >= 2 && item.startsWith('"') && item.endsWith('"') ? item.slice(1, -1) : item));
+      return splitList(value, /;/).map((item) =>
+        item.length >= 2 && item.startsWith('"') && item.endsWith('"') ? item.slice(1, -1) : item,
+      );
     case 'propagation':
-      if (value !== 'private' && value !== 'slave') fail(source, line, key, `expected "private" or "slave", got "${value}"`);
+      if (value !== 'private' && value !== 'slave')
+        fail(source, line, key, `expected "private" or "slave", got "${value}"`);
       return value;
   }
 }
@@ -427,9 +449,11 @@ function assignModuleKey(conf: UdiRootConf, key: string, value: string, source: 
   const parts = key.split('_');
   const name = parts[1];
   const subkey = parts[2];
-  if (parts.length !== 3 || !name || !subkey) fail(source, line, key, 'expected module_<name>_<subkey> with no "_" in name');
+  if (parts.length !== 3 || !name || !subkey)
+    fail(source, line, key, 'expected module_<name>_<subkey> with no "_" in name');
   // SECURITY: the name becomes a path component (/opt/udiImage/modules/<name>); the runtime accepts the same set.
-  if (!/^[A-Za-z0-9-]+$/.test(name)) fail(source, line, key, `module name "${name}" may hold only letters, digits and "-"`);
+  if (!/^[A-Za-z0-9-]+$/.test(name))
+    fail(source, line, key, `module name "${name}" may hold only letters, digits and "-"`);
   const kind = Object.hasOwn(MODULE_KEYS, subkey) ? MODULE_KEYS[subkey] : undefined;
   const meant = Object.keys(MODULE_KEYS).find((known) => known.toLowerCase() === subkey.toLowerCase());
   if (kind === undefined && meant === undefined) {
@@ -439,7 +463,11 @@ function assignModuleKey(conf: UdiRootConf, key: string, value: string, source: 
   if (kind === undefined) {
     // Upstream compared subkeys case-sensitively and ignored any other one (after creating the module), so
     // module_mpich_copypath copied nothing there: the same here, with a warning naming the key it meant.
-    conf.warnings.push({ key, line, message: `${key} is ignored, as upstream Shifter ignored it; the key is module_${name}_${meant}` });
+    conf.warnings.push({
+      key,
+      line,
+      message: `${key} is ignored, as upstream Shifter ignored it; the key is module_${name}_${meant}`,
+    });
     return;
   }
   const target = module as unknown as Record<string, unknown>;
@@ -468,10 +496,14 @@ export async function loadUdiRootConf(path: string): Promise<UdiRootConf> {
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
-    throw new ConfigError('SHIFTER_CONFIG_NOT_FOUND', `cannot read ${path} (${code}): pass --config FILE or set SHIFTER_CONFIG`, {
-      cause: error,
-      details: { file: path, errno: code },
-    });
+    throw new ConfigError(
+      'SHIFTER_CONFIG_NOT_FOUND',
+      `cannot read ${path} (${code}): pass --config FILE or set SHIFTER_CONFIG`,
+      {
+        cause: error,
+        details: { file: path, errno: code },
+      },
+    );
   }
   return parseUdiRootConf(text, { source: path });
 }

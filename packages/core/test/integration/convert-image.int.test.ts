@@ -10,7 +10,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 // convertImage's contract with real tar2sqfs and mksquashfs: outputs, atomicity, cleanup on every failure path, ACLs, hooks.
 
 const ID = 'ab'.repeat(32);
-const config = { architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'], WorkingDir: '/srv' } };
+const config = {
+  architecture: 'amd64',
+  os: 'linux',
+  config: { Env: ['PATH=/bin'], Cmd: ['/bin/sh'], WorkingDir: '/srv' },
+};
 let work: string;
 let out: string;
 let expand: string;
@@ -49,29 +53,53 @@ const nothingLeft = () => {
 describe('convertImage', () => {
   it('writes <id>.squashfs and <id>.meta, reports progress in order and cleans its scratch', async () => {
     const events: ConvertProgress['phase'][] = [];
-    const layers = await sources([{ path: 'bin/sh', content: '#!', mode: 0o755 }], [{ path: 'srv/' }, { path: 'srv/data', content: 'x' }]);
-    const result = await convertImage(layers, config, out, { id: ID, expandDir: expand, onProgress: (e) => events.push(e.phase) });
+    const layers = await sources(
+      [{ path: 'bin/sh', content: '#!', mode: 0o755 }],
+      [{ path: 'srv/' }, { path: 'srv/data', content: 'x' }],
+    );
+    const result = await convertImage(layers, config, out, {
+      id: ID,
+      expandDir: expand,
+      onProgress: (e) => events.push(e.phase),
+    });
     expect(readdirSync(out).sort()).toEqual([`${ID}.meta`, `${ID}.squashfs`]);
     expect(readdirSync(expand)).toEqual([]);
     expect(events).toEqual(['layer', 'layer', 'squashfs', 'meta', 'done']);
-    expect(result.summary).toMatchObject({ layers: 2, entries: 3, unpackedBytes: 3, tool: 'tar2sqfs', method: 'merged' });
-    expect(readFileSync(result.metaPath, 'utf8')).toBe("FORMAT: squashfs\nCMD: [u'/bin/sh']\nWORKDIR: /srv\nENV: PATH=/bin\n");
+    expect(result.summary).toMatchObject({
+      layers: 2,
+      entries: 3,
+      unpackedBytes: 3,
+      tool: 'tar2sqfs',
+      method: 'merged',
+    });
+    expect(readFileSync(result.metaPath, 'utf8')).toBe(
+      "FORMAT: squashfs\nCMD: [u'/bin/sh']\nWORKDIR: /srv\nENV: PATH=/bin\n",
+    );
   });
 
   it('writes the ACL lines of a private image', async () => {
-    const result = await convertImage(await sources([{ path: 'f' }]), config, out, { id: ID, expandDir: expand, userACL: [1000, 1001], groupACL: [50] });
+    const result = await convertImage(await sources([{ path: 'f' }]), config, out, {
+      id: ID,
+      expandDir: expand,
+      userACL: [1000, 1001],
+      groupACL: [50],
+    });
     expect(readFileSync(result.metaPath, 'utf8')).toContain('USERACL: 1000,1001\nGROUPACL: 50\n');
   });
 
   it('refuses an id that is not hex before doing anything', async () => {
     const layers = await sources([{ path: 'f' }]);
-    await expect(convertImage(layers, config, out, { id: '../etc', expandDir: expand })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+    await expect(convertImage(layers, config, out, { id: '../etc', expandDir: expand })).rejects.toMatchObject({
+      code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+    });
     expect(layers.opened).toEqual([]);
   });
 
   it('refuses a malformed config before opening any layer', async () => {
     const layers = await sources([{ path: 'f' }]);
-    await expect(convertImage(layers, { config: { Env: 'x' } }, out, { id: ID, expandDir: expand })).rejects.toMatchObject({ code: 'SHIFTER_MANIFEST_INVALID' });
+    await expect(
+      convertImage(layers, { config: { Env: 'x' } }, out, { id: ID, expandDir: expand }),
+    ).rejects.toMatchObject({ code: 'SHIFTER_MANIFEST_INVALID' });
     expect(layers.opened).toEqual([]);
   });
 
@@ -116,7 +144,9 @@ describe('convertImage', () => {
 
   it('removes the squashfs it created when the .meta cannot be written', async () => {
     mkdirSync(join(out, `${ID}.meta`)); // a directory where the file must go: the rename fails
-    await expect(convertImage(await sources([{ path: 'f' }]), config, out, { id: ID, expandDir: expand })).rejects.toMatchObject({
+    await expect(
+      convertImage(await sources([{ path: 'f' }]), config, out, { id: ID, expandDir: expand }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_IO_FAILED',
     });
     expect(readdirSync(out)).toEqual([`${ID}.meta`]);
@@ -125,9 +155,17 @@ describe('convertImage', () => {
 
   it('builds gzip images for old kernels and mksquashfs images on request', async () => {
     const layers = await sources([{ path: 'a', content: 'a'.repeat(10_000) }]);
-    const gzip = await convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { compression: 'gzip' } });
+    const gzip = await convertImage(layers, config, out, {
+      id: ID,
+      expandDir: expand,
+      conversion: { compression: 'gzip' },
+    });
     expect(readFileSync(gzip.squashfsPath).readUInt16LE(20)).toBe(1); // superblock compression id: 1 = gzip
-    const mksquashfs = await convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { tool: 'mksquashfs' } });
+    const mksquashfs = await convertImage(layers, config, out, {
+      id: ID,
+      expandDir: expand,
+      conversion: { tool: 'mksquashfs' },
+    });
     expect(mksquashfs.summary.tool).toBe('mksquashfs');
     expect(readFileSync(mksquashfs.squashfsPath).readUInt16LE(20)).toBe(6); // 6 = zstd
   });
@@ -136,10 +174,22 @@ describe('convertImage', () => {
   // merged again without streaming after the top layer changed something it had streamed, and unpacked on disk
   // (more names than maxInMemoryNames, or an examiner that needs a tree).
   it('gives the same squashfs whether streamed, merged again after a conflict, or unpacked on disk', async () => {
-    const lower: LayerSpecEntry[] = [{ path: 'etc/' }, { path: 'etc/conf', content: 'old' }, { path: 'bin/' }, { path: 'bin/tool', content: '#!', mode: 0o755 }];
-    const plain = await sources(lower, [{ path: 'etc/conf', content: 'new' }, { path: 'srv/data', content: 'x'.repeat(5000) }]);
+    const lower: LayerSpecEntry[] = [
+      { path: 'etc/' },
+      { path: 'etc/conf', content: 'old' },
+      { path: 'bin/' },
+      { path: 'bin/tool', content: '#!', mode: 0o755 },
+    ];
+    const plain = await sources(lower, [
+      { path: 'etc/conf', content: 'new' },
+      { path: 'srv/data', content: 'x'.repeat(5000) },
+    ]);
     // The same result, but the top layer lists etc/conf twice (a conflict once streamed).
-    const twice = await sources(lower, [{ path: 'etc/conf', content: 'first' }, { path: 'srv/data', content: 'x'.repeat(5000) }, { path: 'etc/conf', content: 'new' }]);
+    const twice = await sources(lower, [
+      { path: 'etc/conf', content: 'first' },
+      { path: 'srv/data', content: 'x'.repeat(5000) },
+      { path: 'etc/conf', content: 'new' },
+    ]);
     const build = async (layers: LayerSource[], options: Partial<Parameters<typeof convertImage>[3]> = {}) => {
       const dir = mkdtempSync(join(out, 'case-'));
       const result = await convertImage(layers, config, dir, { id: ID, expandDir: expand, ...options });
@@ -159,7 +209,11 @@ describe('convertImage', () => {
     expect((await build(twice)).equals(mergedAgain)).toBe(true);
     expect(list(await build(plain, { conversion: { maxInMemoryNames: 2 } }))).toEqual(list(streamed));
     let examined = '';
-    expect(list(await build(plain, { examine: async (root) => void (examined = readFileSync(join(root, 'etc/conf'), 'utf8')) }))).toEqual(list(streamed));
+    expect(
+      list(
+        await build(plain, { examine: async (root) => void (examined = readFileSync(join(root, 'etc/conf'), 'utf8')) }),
+      ),
+    ).toEqual(list(streamed));
     expect(examined).toBe('new');
   });
 
@@ -175,8 +229,17 @@ describe('convertImage', () => {
   });
 
   it('reports a missing tar2sqfs as SHIFTER_TOOL_NOT_FOUND and leaves nothing', async () => {
-    const layers = await sources([{ path: 'f', content: 'x'.repeat(100_000) }], [{ path: 'g', content: 'y'.repeat(100_000) }]);
-    await expect(convertImage(layers, config, out, { id: ID, expandDir: expand, conversion: { tar2sqfsPath: '/nonexistent/tar2sqfs' } })).rejects.toMatchObject({
+    const layers = await sources(
+      [{ path: 'f', content: 'x'.repeat(100_000) }],
+      [{ path: 'g', content: 'y'.repeat(100_000) }],
+    );
+    await expect(
+      convertImage(layers, config, out, {
+        id: ID,
+        expandDir: expand,
+        conversion: { tar2sqfsPath: '/nonexistent/tar2sqfs' },
+      }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_TOOL_NOT_FOUND',
     });
     nothingLeft();

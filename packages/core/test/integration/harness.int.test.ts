@@ -164,10 +164,10 @@ describe.skipIf(!haveServices('registry', 'registryBasic', 'registryToken', 'fix
     // Anonymous clients get a token without the private scope: the registry refuses it.
     const denied = await get(`${base}/v2/private/busybox/tags/list`, await bearer('repository:private/busybox:pull'));
     expect(denied.status).toBe(401);
-    const allowed = await get(
-      `${base}/v2/private/busybox/manifests/latest`,
-      { accept: ACCEPT, ...(await bearer('repository:private/busybox:pull', [user, password])) },
-    );
+    const allowed = await get(`${base}/v2/private/busybox/manifests/latest`, {
+      accept: ACCEPT,
+      ...(await bearer('repository:private/busybox:pull', [user, password])),
+    });
     expect(allowed.status).toBe(200);
     expect(allowed.headers['content-type']).toBe(OCI_MANIFEST);
 

@@ -47,7 +47,9 @@ describe.skipIf(!haveServices('redis'))('RedisJobQueue on the test Redis', () =>
       const keys = await redis.keys(`${prefix}:*`);
       expect(keys.some((k) => k.startsWith(`${prefix}:alpha:`))).toBe(true);
       expect(keys.some((k) => k.startsWith(`${prefix}:beta:`))).toBe(true);
-      await expect(queue.enqueue({ kind: 'pull', system: 'bad:name' })).rejects.toMatchObject({ code: 'SHIFTER_USAGE_INVALID_ARGUMENT' });
+      await expect(queue.enqueue({ kind: 'pull', system: 'bad:name' })).rejects.toMatchObject({
+        code: 'SHIFTER_USAGE_INVALID_ARGUMENT',
+      });
       expect(await store.listJobs()).toHaveLength(2);
     } finally {
       await queue.close();
@@ -60,7 +62,10 @@ describe.skipIf(!haveServices('redis'))('RedisJobQueue on the test Redis', () =>
   it('reports SHIFTER_STORE_UNAVAILABLE when Redis is unreachable at start', async () => {
     const store = new SqliteMetadataStore({ path: ':memory:' });
     const queue = new RedisJobQueue(store, { url: 'redis://127.0.0.1:1' });
-    await expect(queue.process('s', async () => undefined)).rejects.toMatchObject({ code: 'SHIFTER_STORE_UNAVAILABLE', retryable: true });
+    await expect(queue.process('s', async () => undefined)).rejects.toMatchObject({
+      code: 'SHIFTER_STORE_UNAVAILABLE',
+      retryable: true,
+    });
     await queue.close({ timeoutMs: 0 });
     await store.close();
   });

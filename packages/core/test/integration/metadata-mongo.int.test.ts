@@ -37,9 +37,14 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
         MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [step] }),
         MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [step] }),
       ]);
-      expect(await a.findReadyByTag('cluster', 'docker', 'a:1')).toEqual({ ...record, labels: { 'org.example.origin': 'cluster' } });
+      expect(await a.findReadyByTag('cluster', 'docker', 'a:1')).toEqual({
+        ...record,
+        labels: { 'org.example.origin': 'cluster' },
+      });
       await Promise.all([a.close(), b.close()]);
-      await expect(MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] })).rejects.toMatchObject({
+      await expect(
+        MongoMetadataStore.connect({ url: serviceValue('mongo'), database, schemaSteps: [] }),
+      ).rejects.toMatchObject({
         code: 'SHIFTER_STORE_SCHEMA_NEWER',
         retryable: false,
         message: expect.stringMatching(/written by a newer Shifter/),
@@ -56,7 +61,9 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
     const b = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
     try {
       const request = { system: 's', itype: 'docker', pulltag: 'alpine:3', status: 'INIT' as const };
-      const results = await Promise.all(Array.from({ length: 25 }, (_, i) => (i % 2 ? a : b).createOrGetInFlight(request)));
+      const results = await Promise.all(
+        Array.from({ length: 25 }, (_, i) => (i % 2 ? a : b).createOrGetInFlight(request)),
+      );
       expect(results.filter((r) => r.created)).toHaveLength(1);
       expect(new Set(results.map((r) => r.record.recordId)).size).toBe(1);
       // FerretDB applies filtered updates non-atomically; the store's per-document lock must make claims exclusive.
@@ -67,7 +74,9 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
       expect(claims.filter((c) => c !== null)).toHaveLength(1);
       const record = results[0]!.record;
       const updates = await Promise.allSettled(
-        Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).update(record.recordId, { status: 'PENDING' }, { expectRevision: 1 })),
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 ? a : b).update(record.recordId, { status: 'PENDING' }, { expectRevision: 1 }),
+        ),
       );
       expect(updates.filter((u) => u.status === 'fulfilled')).toHaveLength(1);
     } finally {
@@ -83,21 +92,45 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
     const { MongoClient } = await import('mongodb');
     const client = new MongoClient(serviceValue('mongo'));
     try {
-      const record = await first.insert({ system: 's', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [7] });
+      const record = await first.insert({
+        system: 's',
+        itype: 'docker',
+        status: 'READY',
+        tags: ['a:1', 'b:1'],
+        private: true,
+        userAcl: [2001],
+        groupAcl: [7],
+      });
       await first.close();
       await client.connect();
       const images = client.db(database).collection<{ _id: string }>('shifter_images');
       await images.updateOne({ _id: record.recordId }, { $unset: { tagAccess: '', requester: '' } });
       // …in a store of the record-model version before it (store-schema.ts step 2).
-      await client.db(database).collection<{ _id: string; version: number }>('shifter_schema').updateOne({ _id: 'records' }, { $set: { version: 1 } });
+      await client
+        .db(database)
+        .collection<{ _id: string; version: number }>('shifter_schema')
+        .updateOne({ _id: 'records' }, { $set: { version: 1 } });
       expect(await images.findOne({ _id: record.recordId })).not.toHaveProperty('tagAccess');
       const second = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database });
       const access = { private: true, userAcl: [2001], groupAcl: [7] };
-      expect((await second.get(record.recordId))?.tagAccess).toEqual([{ tag: 'a:1', ...access }, { tag: 'b:1', ...access }]);
+      expect((await second.get(record.recordId))?.tagAccess).toEqual([
+        { tag: 'a:1', ...access },
+        { tag: 'b:1', ...access },
+      ]);
       const stored = (await images.findOne({ _id: record.recordId })) as Record<string, unknown> | null;
-      expect(stored?.tagAccess).toEqual([{ tag: 'a:1', ...access }, { tag: 'b:1', ...access }]);
+      expect(stored?.tagAccess).toEqual([
+        { tag: 'a:1', ...access },
+        { tag: 'b:1', ...access },
+      ]);
       expect(stored?.requester).toBeNull();
-      expect((await client.db(database).collection<{ _id: string; version: number }>('shifter_schema').findOne({ _id: 'records' }))?.version).toBe(2);
+      expect(
+        (
+          await client
+            .db(database)
+            .collection<{ _id: string; version: number }>('shifter_schema')
+            .findOne({ _id: 'records' })
+        )?.version,
+      ).toBe(2);
       await second.dropDatabase();
       await second.close();
     } finally {
@@ -111,4 +144,3 @@ describe.skipIf(!haveServices('mongo'))('MongoMetadataStore on the test MongoDB 
     ).rejects.toMatchObject({ code: 'SHIFTER_STORE_UNAVAILABLE', retryable: true });
   });
 });
-

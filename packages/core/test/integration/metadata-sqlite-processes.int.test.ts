@@ -31,13 +31,19 @@ await store.close();
 process.stdout.write(JSON.stringify(results));
 `;
 
-function runChild(env: Record<string, string>): Promise<{ created: number; records: string[]; claims: number; cas: number; conflicts: number }> {
+function runChild(
+  env: Record<string, string>,
+): Promise<{ created: number; records: string[]; claims: number; cas: number; conflicts: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@shifter/source', '--input-type=module', '-e', CHILD], {
-      cwd: coreDir,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=@shifter/source', '--input-type=module', '-e', CHILD],
+      {
+        cwd: coreDir,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`child exited ${code}`))));

@@ -82,7 +82,13 @@ describe.skipIf(!haveServices('munge'))('munge credentials against the real mung
     const flipped = credential[middle] === 'A' ? 'B' : 'A';
     const forged = credential.slice(0, middle) + flipped + credential.slice(middle + 1);
     await expect(verifier.verify(forged)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_INVALID' });
-    for (const bad of ['MUNGE:', 'MUNGE:AAAA:', 'not a credential', 'MUNGE:' + 'A'.repeat(5000) + ':', 'x'.repeat(70_000)]) {
+    for (const bad of [
+      'MUNGE:',
+      'MUNGE:AAAA:',
+      'not a credential',
+      'MUNGE:' + 'A'.repeat(5000) + ':',
+      'x'.repeat(70_000),
+    ]) {
       await expect(verifier.verify(bad)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_INVALID' });
     }
   });
@@ -95,11 +101,17 @@ describe.skipIf(!haveServices('munge'))('munge credentials against the real mung
   it('reports SHIFTER_AUTH_UNAVAILABLE (retryable) when munged is not at the socket', async () => {
     const credential = await mungeEncode('', { socketPath });
     const wrong = createMungeVerifier({ socketPath: '/run/munge/no-such.socket' });
-    await expect(wrong.verify(credential)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_UNAVAILABLE', retryable: true, httpStatus: 503 });
+    await expect(wrong.verify(credential)).rejects.toMatchObject({
+      code: 'SHIFTER_AUTH_UNAVAILABLE',
+      retryable: true,
+      httpStatus: 503,
+    });
   });
 
   it('keeps many decodes in flight at once without errors', async () => {
-    const credentials = await Promise.all(Array.from({ length: 200 }, (_, i) => mungeEncode(String(i), { socketPath })));
+    const credentials = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => mungeEncode(String(i), { socketPath })),
+    );
     const decoded = await Promise.all(credentials.map((c) => verifier.verify(c)));
     expect(decoded.map((d) => d.payload)).toEqual(credentials.map((_, i) => String(i)));
   });
@@ -118,8 +130,22 @@ describe.skipIf(!haveServices('munge') || !haveRoot())('munge keys are per syste
     chownSync(dir, Number(stdout), Number(gid));
     await run('runuser', ['-u', 'munge', '--', 'mungekey', '--create', `--keyfile=${join(dir, 'key')}`]);
     otherSocket = join(dir, 'socket');
-    daemon = spawn('runuser', ['-u', 'munge', '--', 'munged', '-F', `--socket=${otherSocket}`, `--key-file=${join(dir, 'key')}`,
-      `--pid-file=${join(dir, 'pid')}`, `--log-file=${join(dir, 'log')}`, `--seed-file=${join(dir, 'seed')}`], { stdio: 'ignore' });
+    daemon = spawn(
+      'runuser',
+      [
+        '-u',
+        'munge',
+        '--',
+        'munged',
+        '-F',
+        `--socket=${otherSocket}`,
+        `--key-file=${join(dir, 'key')}`,
+        `--pid-file=${join(dir, 'pid')}`,
+        `--log-file=${join(dir, 'log')}`,
+        `--seed-file=${join(dir, 'seed')}`,
+      ],
+      { stdio: 'ignore' },
+    );
     const deadline = Date.now() + 10_000;
     while (!existsSync(otherSocket)) {
       if (Date.now() > deadline) throw new Error('second munged did not start');
@@ -137,7 +163,11 @@ describe.skipIf(!haveServices('munge') || !haveRoot())('munge keys are per syste
 
   it('refuses a credential made with another system key', async () => {
     const foreign = await mungeEncode('', { socketPath: otherSocket });
-    expect((await mungeDecode(await mungeEncode('', { socketPath: otherSocket }), { socketPath: otherSocket })).uid).toBe(0);
-    await expect(createMungeVerifier({ socketPath: serviceValue('munge') }).verify(foreign)).rejects.toMatchObject({ code: 'SHIFTER_AUTH_INVALID' });
+    expect(
+      (await mungeDecode(await mungeEncode('', { socketPath: otherSocket }), { socketPath: otherSocket })).uid,
+    ).toBe(0);
+    await expect(createMungeVerifier({ socketPath: serviceValue('munge') }).verify(foreign)).rejects.toMatchObject({
+      code: 'SHIFTER_AUTH_INVALID',
+    });
   });
 });

@@ -67,7 +67,9 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
     if (fixture === 'busybox' || fixture === 'multiarch') expect(paths).toContain('/bin/busybox');
     expect(events[0]).toMatchObject({ phase: 'resolve' });
     expect(events.at(-1)).toEqual({ phase: 'done', id: result.id });
-    expect(events.filter((e) => e.phase === 'downloaded')).toHaveLength(result.layers.downloaded + result.layers.cached);
+    expect(events.filter((e) => e.phase === 'downloaded')).toHaveLength(
+      result.layers.downloaded + result.layers.cached,
+    );
     // The expand directory is scratch only.
     expect(readdirSync(join(work, 'expand'))).toEqual([]);
   });
@@ -103,7 +105,14 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
     try {
       const ref = `${serviceValue('registry')}/test/weird:latest`;
       const results = await Promise.all(
-        [1, 2, 3].map((n) => pullImage(ref, { cacheDir: shared, outDir: join(work, `concurrent-${n}`), expandDir: join(work, 'expand'), registryClient: client })),
+        [1, 2, 3].map((n) =>
+          pullImage(ref, {
+            cacheDir: shared,
+            outDir: join(work, `concurrent-${n}`),
+            expandDir: join(work, 'expand'),
+            registryClient: client,
+          }),
+        ),
       );
       const layerCount = results[0]!.layers.downloaded + results[0]!.layers.cached;
       expect(results.reduce((sum, r) => sum + r.layers.downloaded, 0)).toBe(layerCount);
@@ -118,8 +127,13 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
       cacheDir: join(work, 'cache-basic'),
       outDir: join(work, 'out-basic'),
       expandDir: join(work, 'expand'),
-      registries: { basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE! } },
-      credentials: () => ({ username: process.env.SHIFTER_TEST_REGISTRY_USER!, password: process.env.SHIFTER_TEST_REGISTRY_PASSWORD! }),
+      registries: {
+        basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE! },
+      },
+      credentials: () => ({
+        username: process.env.SHIFTER_TEST_REGISTRY_USER!,
+        password: process.env.SHIFTER_TEST_REGISTRY_PASSWORD!,
+      }),
       userACL: [2001],
       groupACL: [2001],
     });
@@ -129,12 +143,18 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
 
   it('pulls anonymous and private images from the token registry', async () => {
     const options = { cacheDir: join(work, 'cache-token'), expandDir: join(work, 'expand') };
-    const anonymous = await pullImage(`${serviceValue('registryToken')}/test/multiarch:list`, { ...options, outDir: join(work, 'out-token') });
+    const anonymous = await pullImage(`${serviceValue('registryToken')}/test/multiarch:list`, {
+      ...options,
+      outDir: join(work, 'out-token'),
+    });
     expect(anonymous.usedCredentials).toBe(false);
     const privateImage = await pullImage(`${serviceValue('registryToken')}/private/busybox:latest`, {
       ...options,
       outDir: join(work, 'out-token-private'),
-      credentials: () => ({ username: process.env.SHIFTER_TEST_REGISTRY_USER!, password: process.env.SHIFTER_TEST_REGISTRY_PASSWORD! }),
+      credentials: () => ({
+        username: process.env.SHIFTER_TEST_REGISTRY_USER!,
+        password: process.env.SHIFTER_TEST_REGISTRY_PASSWORD!,
+      }),
       userACL: [2002],
     });
     expect(privateImage.usedCredentials).toBe(true);
@@ -143,7 +163,13 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
 
   it('fails cleanly on an unknown tag and leaves no output', async () => {
     const outDir = join(work, 'out-missing');
-    await expect(pullImage(`${serviceValue('registry')}/test/busybox:missing`, { cacheDir, outDir, expandDir: join(work, 'expand') })).rejects.toMatchObject({
+    await expect(
+      pullImage(`${serviceValue('registry')}/test/busybox:missing`, {
+        cacheDir,
+        outDir,
+        expandDir: join(work, 'expand'),
+      }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN',
     });
     expect(existsSync(outDir) ? readdirSync(outDir) : []).toEqual([]);
@@ -152,10 +178,14 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
   describe('examples/pull-and-convert.ts as a child process', () => {
     // Run from source: node resolves @shifter/core to src/ through the @shifter/source condition, tsx compiles TS.
     const run = (args: string[], env: Record<string, string> = {}) =>
-      execFileAsync(process.execPath, ['--conditions=@shifter/source', '--import', 'tsx', join(repoRoot, 'examples/pull-and-convert.ts'), ...args], {
-        cwd: repoRoot,
-        env: { ...process.env, SHIFTER_CACHE_DIR: join(work, 'example-cache'), ...env },
-      });
+      execFileAsync(
+        process.execPath,
+        ['--conditions=@shifter/source', '--import', 'tsx', join(repoRoot, 'examples/pull-and-convert.ts'), ...args],
+        {
+          cwd: repoRoot,
+          env: { ...process.env, SHIFTER_CACHE_DIR: join(work, 'example-cache'), ...env },
+        },
+      );
 
     it('prints the id as its last line and writes both files', async () => {
       const outDir = join(work, 'example-out');
@@ -167,11 +197,18 @@ describe.skipIf(!enabled)('pullImage end to end', () => {
     });
 
     it('prints CODE: message and exits with the catalogue exit code on failure', async () => {
-      const failure = await run([`${serviceValue('registry')}/test/busybox:missing`, join(work, 'example-fail')]).catch((error: unknown) => error as { code: number; stderr: string });
+      const failure = await run([`${serviceValue('registry')}/test/busybox:missing`, join(work, 'example-fail')]).catch(
+        (error: unknown) => error as { code: number; stderr: string },
+      );
       expect(failure).toMatchObject({ code: ExitCode.NOINPUT });
       expect((failure as { stderr: string }).stderr).toMatch(/^SHIFTER_REGISTRY_MANIFEST_UNKNOWN: /m);
-      const invalid = await run(['Not/A/Valid:Ref!', join(work, 'example-fail')]).catch((error: unknown) => error as { code: number; stderr: string });
-      expect(invalid).toMatchObject({ code: ExitCode.DATAERR, stderr: expect.stringMatching(/^SHIFTER_REF_INVALID: /m) });
+      const invalid = await run(['Not/A/Valid:Ref!', join(work, 'example-fail')]).catch(
+        (error: unknown) => error as { code: number; stderr: string },
+      );
+      expect(invalid).toMatchObject({
+        code: ExitCode.DATAERR,
+        stderr: expect.stringMatching(/^SHIFTER_REF_INVALID: /m),
+      });
     });
   });
 });

@@ -1,10 +1,23 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FsBlobStore, MediaType, RegistryClient, ShifterError, type RegistryClientOptions, type RegistryCredentials } from '@shifter/core';
+import {
+  FsBlobStore,
+  MediaType,
+  RegistryClient,
+  ShifterError,
+  type RegistryClientOptions,
+  type RegistryCredentials,
+} from '@shifter/core';
 import { haveServices, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
@@ -38,7 +51,9 @@ function layoutBlob(fixture: string, digest: string): Buffer {
 
 /** Layer digests of the linux/amd64 (or only) manifest of a fixture tag, read from its OCI layout. */
 function expectedLayers(fixture: string, tag: string, architecture = 'amd64'): string[] {
-  const index = JSON.parse(readFileSync(join(serviceValue('fixtures'), fixture, 'index.json'), 'utf8')) as { manifests: LayoutDescriptor[] };
+  const index = JSON.parse(readFileSync(join(serviceValue('fixtures'), fixture, 'index.json'), 'utf8')) as {
+    manifests: LayoutDescriptor[];
+  };
   let descriptor = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
   if (!descriptor) throw new Error(`fixture ${fixture} has no tag ${tag}`);
   if (descriptor.mediaType === MediaType.OCI_INDEX) {
@@ -50,7 +65,10 @@ function expectedLayers(fixture: string, tag: string, architecture = 'amd64'): s
   return manifest.layers.map((layer) => layer.digest);
 }
 
-const credentials = (): RegistryCredentials => ({ username: process.env.SHIFTER_TEST_REGISTRY_USER ?? '', password: process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? '' });
+const credentials = (): RegistryCredentials => ({
+  username: process.env.SHIFTER_TEST_REGISTRY_USER ?? '',
+  password: process.env.SHIFTER_TEST_REGISTRY_PASSWORD ?? '',
+});
 
 async function tokenStats(): Promise<number> {
   const response = await fetch(`${process.env.SHIFTER_TEST_TOKEN_SERVER}/stats`);
@@ -93,25 +111,46 @@ class FaultProxy {
       const { status, headers } = this.failOnce.splice(failure, 1)[0]!;
       this.log.push({ path, status });
       response.writeHead(status, { 'content-type': 'application/json', ...headers });
-      response.end(JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'injected' }] }));
+      response.end(
+        JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'injected' }] }),
+      );
       return;
     }
     const toTokenServer = this.tokenServer !== undefined && path.startsWith('/token');
     const target = toTokenServer ? new URL(this.tokenServer!) : new URL(`http://${this.registry}`);
     const upstream = httpRequest(
-      { host: target.hostname, port: target.port, method: request.method, path, headers: { ...request.headers, host: target.host } },
+      {
+        host: target.hostname,
+        port: target.port,
+        method: request.method,
+        path,
+        headers: { ...request.headers, host: target.host },
+      },
       (answer) => void this.relay(path, request, answer, response, toTokenServer),
     );
     upstream.on('error', () => response.destroy());
     request.pipe(upstream);
   }
 
-  private async relay(path: string, request: IncomingMessage, answer: IncomingMessage, response: ServerResponse, toTokenServer: boolean): Promise<void> {
+  private async relay(
+    path: string,
+    request: IncomingMessage,
+    answer: IncomingMessage,
+    response: ServerResponse,
+    toTokenServer: boolean,
+  ): Promise<void> {
     const headers = { ...answer.headers };
-    this.log.push({ path, ...(request.headers.range ? { range: request.headers.range } : {}), status: answer.statusCode ?? 0 });
+    this.log.push({
+      path,
+      ...(request.headers.range ? { range: request.headers.range } : {}),
+      status: answer.statusCode ?? 0,
+    });
     if (typeof headers['www-authenticate'] === 'string' && this.tokenServer) {
       // Point clients at the proxy's token endpoint so token answers can be rewritten.
-      headers['www-authenticate'] = headers['www-authenticate'].replace(this.tokenServer, `http://${request.headers.host}`);
+      headers['www-authenticate'] = headers['www-authenticate'].replace(
+        this.tokenServer,
+        `http://${request.headers.host}`,
+      );
     }
     if (toTokenServer && this.lieAboutTokenLifetime && answer.statusCode === 200) {
       const chunks: Buffer[] = [];
@@ -154,7 +193,9 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
     clients.push(client);
     return client;
   };
-  const basicRegistries = () => ({ basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE! } });
+  const basicRegistries = () => ({
+    basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE! },
+  });
 
   beforeEach(() => {
     cacheDir = mkdtempSync(join(tmpdir(), 'shifter-registry-int-'));
@@ -187,11 +228,17 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
     it('selects arm64 from the OCI index and from the Docker list', async () => {
       const client = makeClient();
       for (const tag of ['latest', 'list']) {
-        const image = await client.resolveImage(`${serviceValue('registry')}/test/multiarch:${tag}`, { platform: { os: 'linux', architecture: 'arm64' } });
+        const image = await client.resolveImage(`${serviceValue('registry')}/test/multiarch:${tag}`, {
+          platform: { os: 'linux', architecture: 'arm64' },
+        });
         expect(image.layers.map((l) => l.digest)).toEqual(expectedLayers('multiarch', 'latest', 'arm64'));
         expect(image.config.architecture).toBe('arm64');
       }
-      await expect(client.resolveImage(`${serviceValue('registry')}/test/multiarch:latest`, { platform: { os: 'linux', architecture: 'riscv64' } })).rejects.toMatchObject({
+      await expect(
+        client.resolveImage(`${serviceValue('registry')}/test/multiarch:latest`, {
+          platform: { os: 'linux', architecture: 'riscv64' },
+        }),
+      ).rejects.toMatchObject({
         code: 'SHIFTER_PLATFORM_NOT_FOUND',
       });
     });
@@ -202,38 +249,71 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
       const byDigest = await client.resolveImage(`${serviceValue('registry')}/test/busybox@${byTag.manifestDigest}`);
       expect(byDigest.id).toBe(byTag.id);
       const other = `sha256:${createHash('sha256').update('nothing').digest('hex')}`;
-      await expect(client.resolveImage(`${serviceValue('registry')}/test/busybox@${other}`)).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN' });
+      await expect(client.resolveImage(`${serviceValue('registry')}/test/busybox@${other}`)).rejects.toMatchObject({
+        code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN',
+      });
     });
 
     it('answers the API probe', async () => {
-      expect(await makeClient().probe(`${serviceValue('registry')}/test/busybox`)).toEqual({ status: 200, challenges: [] });
+      expect(await makeClient().probe(`${serviceValue('registry')}/test/busybox`)).toEqual({
+        status: 200,
+        challenges: [],
+      });
     });
   });
 
   describe('Basic auth + TLS registry', () => {
     it.each(FIXTURE_TAGS)('resolves and fetches test/%s:%s with credentials and the CA', async (fixture, tag) => {
-      const client = makeClient({ registries: basicRegistries(), credentials: (host) => (host === serviceValue('registryBasic') ? credentials() : undefined) });
+      const client = makeClient({
+        registries: basicRegistries(),
+        credentials: (host) => (host === serviceValue('registryBasic') ? credentials() : undefined),
+      });
       const image = await pullAll(client, `${serviceValue('registryBasic')}/test/${fixture}:${tag}`, fixture, tag);
       expect(image.usedCredentials).toBe(true);
     });
 
     it('works through the location prefix of the configuration', async () => {
-      const client = makeClient({ registries: basicRegistries(), credentials: (_host, location) => (location === 'basic' ? credentials() : undefined) });
+      const client = makeClient({
+        registries: basicRegistries(),
+        credentials: (_host, location) => (location === 'basic' ? credentials() : undefined),
+      });
       const image = await client.resolveImage('basic/test/busybox:latest');
-      expect(image.reference).toMatchObject({ registry: serviceValue('registryBasic'), location: 'basic', repository: 'test/busybox' });
+      expect(image.reference).toMatchObject({
+        registry: serviceValue('registryBasic'),
+        location: 'basic',
+        repository: 'test/busybox',
+      });
     });
 
     it('fails without credentials, with wrong ones, and without the CA', async () => {
-      await expect(makeClient({ registries: basicRegistries() }).resolveImage(`${serviceValue('registryBasic')}/test/busybox:latest`)).rejects.toMatchObject({
+      await expect(
+        makeClient({ registries: basicRegistries() }).resolveImage(
+          `${serviceValue('registryBasic')}/test/busybox:latest`,
+        ),
+      ).rejects.toMatchObject({
         code: 'SHIFTER_REGISTRY_AUTH_FAILED',
         registryStatus: 401,
       });
-      const wrong = makeClient({ registries: basicRegistries(), credentials: () => ({ username: 'shifter', password: 'wrong' }) });
-      await expect(wrong.resolveImage(`${serviceValue('registryBasic')}/test/busybox:latest`)).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_AUTH_FAILED' });
-      const noCa = makeClient({ registries: { basic: { url: `https://${serviceValue('registryBasic')}` } }, credentials });
-      const error = await noCa.resolveImage(`${serviceValue('registryBasic')}/test/busybox:latest`).catch((e: unknown) => e);
+      const wrong = makeClient({
+        registries: basicRegistries(),
+        credentials: () => ({ username: 'shifter', password: 'wrong' }),
+      });
+      await expect(wrong.resolveImage(`${serviceValue('registryBasic')}/test/busybox:latest`)).rejects.toMatchObject({
+        code: 'SHIFTER_REGISTRY_AUTH_FAILED',
+      });
+      const noCa = makeClient({
+        registries: { basic: { url: `https://${serviceValue('registryBasic')}` } },
+        credentials,
+      });
+      const error = await noCa
+        .resolveImage(`${serviceValue('registryBasic')}/test/busybox:latest`)
+        .catch((e: unknown) => e);
       expect(ShifterError.isInstance(error)).toBe(true);
-      expect(error).toMatchObject({ code: 'SHIFTER_REGISTRY_UNAVAILABLE', retryable: false, message: expect.stringMatching(/TLS verification failed/) });
+      expect(error).toMatchObject({
+        code: 'SHIFTER_REGISTRY_UNAVAILABLE',
+        retryable: false,
+        message: expect.stringMatching(/TLS verification failed/),
+      });
     });
   });
 
@@ -253,23 +333,39 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
       expect(image.usedCredentials).toBe(true);
       const cheap = await makeClient({ credentials }).resolveDigest(tokenRef('private/busybox:latest'));
       expect(cheap).toMatchObject({ manifestDigest: image.manifestDigest, id: image.id, usedCredentials: true });
-      const list = await makeClient().resolveDigest(tokenRef('test/multiarch:list'), { platform: { os: 'linux', architecture: 'arm64' } });
+      const list = await makeClient().resolveDigest(tokenRef('test/multiarch:list'), {
+        platform: { os: 'linux', architecture: 'arm64' },
+      });
       expect(list.indexDigest).toMatch(/^sha256:/);
-      expect((await makeClient().resolveImage(tokenRef('test/multiarch:list'), { platform: { os: 'linux', architecture: 'arm64' } })).id).toBe(list.id);
+      expect(
+        (
+          await makeClient().resolveImage(tokenRef('test/multiarch:list'), {
+            platform: { os: 'linux', architecture: 'arm64' },
+          })
+        ).id,
+      ).toBe(list.id);
     });
 
     it('refuses private/busybox without credentials', async () => {
-      const error = await makeClient().resolveImage(tokenRef('private/busybox:latest')).catch((e: unknown) => e);
+      const error = await makeClient()
+        .resolveImage(tokenRef('private/busybox:latest'))
+        .catch((e: unknown) => e);
       expect(['SHIFTER_REGISTRY_AUTH_FAILED', 'SHIFTER_REGISTRY_DENIED']).toContain((error as ShifterError).code);
     });
 
     it('reports an unknown tag on every registry as SHIFTER_REGISTRY_MANIFEST_UNKNOWN', async () => {
       for (const [client, ref] of [
         [makeClient(), `${serviceValue('registry')}/test/busybox:no-such-tag`],
-        [makeClient({ registries: basicRegistries(), credentials }), `${serviceValue('registryBasic')}/test/busybox:no-such-tag`],
+        [
+          makeClient({ registries: basicRegistries(), credentials }),
+          `${serviceValue('registryBasic')}/test/busybox:no-such-tag`,
+        ],
         [makeClient(), tokenRef('test/busybox:no-such-tag')],
       ] as const) {
-        await expect(client.resolveImage(ref)).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN', registryStatus: 404 });
+        await expect(client.resolveImage(ref)).rejects.toMatchObject({
+          code: 'SHIFTER_REGISTRY_MANIFEST_UNKNOWN',
+          registryStatus: 404,
+        });
       }
     });
 
@@ -326,13 +422,21 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     try {
-      const viaProxy = makeClient({ registries: { site: { url: 'http://registry.shifter.test:5000', insecure: true } }, proxy: { httpProxy: proxyUrl } });
+      const viaProxy = makeClient({
+        registries: { site: { url: 'http://registry.shifter.test:5000', insecure: true } },
+        proxy: { httpProxy: proxyUrl },
+      });
       const image = await pullAll(viaProxy, 'site/test/busybox:latest', 'busybox', 'latest');
       expect(image.reference.registry).toBe('registry.shifter.test:5000');
       expect(tunnels.length).toBeGreaterThan(0);
       expect(new Set(tunnels)).toEqual(new Set(['registry.shifter.test:5000']));
-      const bypass = makeClient({ registries: { site: { url: 'http://registry.shifter.test:5000', insecure: true } }, proxy: { httpProxy: proxyUrl, noProxy: '.shifter.test' } });
-      await expect(bypass.resolveImage('site/test/busybox:latest')).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_UNAVAILABLE' });
+      const bypass = makeClient({
+        registries: { site: { url: 'http://registry.shifter.test:5000', insecure: true } },
+        proxy: { httpProxy: proxyUrl, noProxy: '.shifter.test' },
+      });
+      await expect(bypass.resolveImage('site/test/busybox:latest')).rejects.toMatchObject({
+        code: 'SHIFTER_REGISTRY_UNAVAILABLE',
+      });
     } finally {
       proxy.close();
     }
@@ -360,7 +464,9 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
       await client.fetchBlob(image.reference, layer, store, { onProgress: (p) => resumes.push(p.resumes) });
       expect(Math.max(...resumes)).toBe(1);
       const ranged = proxy.log.filter((entry) => entry.path.endsWith(layer.digest) && entry.range);
-      expect(ranged).toEqual([{ path: expect.stringContaining(layer.digest), range: `bytes=${64 * 1024}-`, status: 206 }]);
+      expect(ranged).toEqual([
+        { path: expect.stringContaining(layer.digest), range: `bytes=${64 * 1024}-`, status: 206 },
+      ]);
       expect(readFileSync(store.path(layer.digest)).equals(layoutBlob('busybox', layer.digest))).toBe(true);
     });
 
@@ -379,8 +485,15 @@ describe.skipIf(!enabled)('registry client against the harness registries', () =
 
     it('gives up with a retryable error when the registry keeps failing', async () => {
       const client = makeClient({ retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 } });
-      proxy.failOnce.push({ prefix: '/v2/test/weird/manifests/', status: 503 }, { prefix: '/v2/test/weird/manifests/', status: 503 });
-      await expect(client.resolveImage(`${address}/test/weird:latest`)).rejects.toMatchObject({ code: 'SHIFTER_REGISTRY_UNAVAILABLE', retryable: true, registryStatus: 503 });
+      proxy.failOnce.push(
+        { prefix: '/v2/test/weird/manifests/', status: 503 },
+        { prefix: '/v2/test/weird/manifests/', status: 503 },
+      );
+      await expect(client.resolveImage(`${address}/test/weird:latest`)).rejects.toMatchObject({
+        code: 'SHIFTER_REGISTRY_UNAVAILABLE',
+        retryable: true,
+        registryStatus: 503,
+      });
     });
   });
 });

@@ -65,7 +65,9 @@ function snapshot(root: string): { entries: string[]; links: string[][] } {
       } else if (stat.isSymbolicLink()) entries.push(`l ${path} -> ${readlinkSync(abs)}`);
       else if (stat.isFIFO()) entries.push(`p ${mode} ${path}`);
       else {
-        entries.push(`f ${mode} ${stat.size} ${path} ${createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16)}`);
+        entries.push(
+          `f ${mode} ${stat.size} ${path} ${createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16)}`,
+        );
         if (stat.nlink > 1) inodes.set(stat.ino, [...(inodes.get(stat.ino) ?? []), path]);
       }
     }
@@ -107,7 +109,9 @@ describe.each(['mksquashfs', 'tar2sqfs'] as const)('buildSquashfs with %s', (too
     const out = join(work, `${tool}-missing`);
     mkdirSync(out);
     await expect(
-      buildSquashfs(join(work, `${tool}-a`), join(out, 'x.squashfs'), { conversion: { tool, mksquashfsPath: '/nonexistent/mksquashfs', tar2sqfsPath: '/nonexistent/tar2sqfs' } }),
+      buildSquashfs(join(work, `${tool}-a`), join(out, 'x.squashfs'), {
+        conversion: { tool, mksquashfsPath: '/nonexistent/mksquashfs', tar2sqfsPath: '/nonexistent/tar2sqfs' },
+      }),
     ).rejects.toMatchObject({ code: 'SHIFTER_TOOL_NOT_FOUND' });
     expect(readdirSync(out)).toEqual([]);
   });
@@ -119,7 +123,11 @@ describe('buildSquashfs', () => {
   });
 
   const compressors = ['gzip', 'lz4', 'xz', 'lzo', 'zstd'] as const;
-  it.each(compressors.flatMap((compression) => (['tar2sqfs', 'mksquashfs'] as const).map((tool) => [compression, tool] as const)))('builds with %s (%s)', async (compression, tool) => {
+  it.each(
+    compressors.flatMap((compression) =>
+      (['tar2sqfs', 'mksquashfs'] as const).map((tool) => [compression, tool] as const),
+    ),
+  )('builds with %s (%s)', async (compression, tool) => {
     const out = join(work, `${compression}-${tool}.squashfs`);
     const built = await buildSquashfs(join(work, 'mksquashfs-a'), out, { conversion: { compression, tool } });
     expect(built.tool).toBe(compression === 'lz4' ? 'mksquashfs' : tool);
@@ -134,12 +142,16 @@ describe('buildSquashfs', () => {
     const out = join(dir, 'img.squashfs');
     await buildSquashfs(join(work, 'mksquashfs-a'), out);
     const before = readFileSync(out);
-    await expect(buildSquashfs(join(work, 'does-not-exist'), out, { conversion: { tool: 'mksquashfs' } })).rejects.toMatchObject({
+    await expect(
+      buildSquashfs(join(work, 'does-not-exist'), out, { conversion: { tool: 'mksquashfs' } }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_CONVERSION_FAILED',
       details: { tool: 'mksquashfs' },
     });
     // tar2sqfs is fed by our own reader of the tree, which reports the missing tree itself.
-    await expect(buildSquashfs(join(work, 'does-not-exist'), out, { conversion: { tool: 'tar2sqfs' } })).rejects.toMatchObject({
+    await expect(
+      buildSquashfs(join(work, 'does-not-exist'), out, { conversion: { tool: 'tar2sqfs' } }),
+    ).rejects.toMatchObject({
       code: 'SHIFTER_IO_FAILED',
     });
     expect(readdirSync(dir)).toEqual(['img.squashfs']);

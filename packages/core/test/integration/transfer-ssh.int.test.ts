@@ -16,7 +16,11 @@ import {
 // veth pair (the set-up the distributed gateway test reuses).
 const root = haveRoot();
 
-function transferFor(server: SshServer, imageDir: string, extra: Partial<ConstructorParameters<typeof SshTransfer>[0]> = {}): SshTransfer {
+function transferFor(
+  server: SshServer,
+  imageDir: string,
+  extra: Partial<ConstructorParameters<typeof SshTransfer>[0]> = {},
+): SshTransfer {
   return new SshTransfer({
     host: server.host,
     port: server.port,
@@ -49,7 +53,10 @@ describe.skipIf(!root)('SshTransfer to sshd on loopback', () => {
   it('refuses a host whose key is not the known one', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shifter-ssh-images-'));
     const knownHosts = join(dir, 'other_known_hosts');
-    writeFileSync(knownHosts, `[${server.host}]:${server.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
+    writeFileSync(
+      knownHosts,
+      `[${server.host}]:${server.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`,
+    );
     try {
       const transfer = transferFor(server, join(dir, 'images'), { knownHostsFile: knownHosts });
       await expect(transfer.exists('ab'.repeat(32))).rejects.toMatchObject({ code: 'SHIFTER_TRANSFER_FAILED' });
@@ -64,14 +71,24 @@ describe.skipIf(!root)('SshTransfer to sshd on loopback', () => {
       // 127.0.0.2 is loopback too but sshd does not listen there.
       const knownHosts = join(dir, 'known_hosts');
       writeFileSync(knownHosts, readKnownHosts(server));
-      const transfer = transferFor(server, dir, { host: ['127.0.0.2', server.host], knownHostsFile: knownHosts, connectTimeoutSeconds: 2 });
+      const transfer = transferFor(server, dir, {
+        host: ['127.0.0.2', server.host],
+        knownHostsFile: knownHosts,
+        connectTimeoutSeconds: 2,
+      });
       const image = join(dir, 'src-img');
       const meta = join(dir, 'src-meta');
       writeFileSync(image, 'image');
       writeFileSync(meta, 'meta');
       await transfer.put(image, meta, 'ef'.repeat(32));
       expect(await transfer.exists('ef'.repeat(32))).toBe(true);
-      expect(readdirSync(dir).sort()).toEqual([`${'ef'.repeat(32)}.meta`, `${'ef'.repeat(32)}.squashfs`, 'known_hosts', 'src-img', 'src-meta']);
+      expect(readdirSync(dir).sort()).toEqual([
+        `${'ef'.repeat(32)}.meta`,
+        `${'ef'.repeat(32)}.squashfs`,
+        'known_hosts',
+        'src-img',
+        'src-meta',
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -79,7 +96,10 @@ describe.skipIf(!root)('SshTransfer to sshd on loopback', () => {
 
   it('reports SHIFTER_TRANSFER_FAILED when no host can be reached', async () => {
     const transfer = transferFor(server, '/tmp/unused', { host: ['127.0.0.2'], connectTimeoutSeconds: 2 });
-    await expect(transfer.exists('ab'.repeat(32))).rejects.toMatchObject({ code: 'SHIFTER_TRANSFER_FAILED', retryable: true });
+    await expect(transfer.exists('ab'.repeat(32))).rejects.toMatchObject({
+      code: 'SHIFTER_TRANSFER_FAILED',
+      retryable: true,
+    });
   });
 });
 

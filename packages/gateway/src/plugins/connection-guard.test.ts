@@ -20,7 +20,10 @@ const authenticator = {
 };
 
 async function start(gateway: Record<string, unknown> = {}): Promise<{ app: FastifyInstance; port: number }> {
-  const config = parseConfig({ systems: { cluster: { transfer: { kind: 'local', imageDir: '/images' } } }, gateway: { maxConnectionsPerAddress: 3, headersTimeoutMs: 500, requestTimeoutMs: 1000, ...gateway } });
+  const config = parseConfig({
+    systems: { cluster: { transfer: { kind: 'local', imageDir: '/images' } } },
+    gateway: { maxConnectionsPerAddress: 3, headersTimeoutMs: 500, requestTimeoutMs: 1000, ...gateway },
+  });
   const app = await buildApp({ config, service, authenticator, defaultMetrics: false });
   await app.listen({ host: '127.0.0.1', port: 0 });
   return { app, port: (app.server.address() as { port: number }).port };
@@ -58,15 +61,25 @@ describe('answers outside the routes', () => {
   it('bad percent-encoding in the path: 400 SHIFTER_REQUEST_MALFORMED (not FST_ERR_BAD_URL)', async () => {
     const started = await start();
     app = started.app;
-    const answer = await raw(started.port, 'GET /api/lookup/cluster/docker/%E0%A4%A/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const answer = await raw(
+      started.port,
+      'GET /api/lookup/cluster/docker/%E0%A4%A/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
     expect(answer.status).toBe(400);
-    expect(answer.body).toMatchObject({ code: 'SHIFTER_REQUEST_MALFORMED', error: 'SHIFTER_REQUEST_MALFORMED', status: 400 });
+    expect(answer.body).toMatchObject({
+      code: 'SHIFTER_REQUEST_MALFORMED',
+      error: 'SHIFTER_REQUEST_MALFORMED',
+      status: 400,
+    });
   });
 
   it('a raw NUL in the path and Content-Length with Transfer-Encoding: 400 SHIFTER_REQUEST_MALFORMED', async () => {
     const started = await start();
     app = started.app;
-    const nul = await raw(started.port, Buffer.from('GET /api/lookup/cluster/docker/a\0b/ HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1'));
+    const nul = await raw(
+      started.port,
+      Buffer.from('GET /api/lookup/cluster/docker/a\0b/ HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1'),
+    );
     expect(nul.status).toBe(400);
     expect(nul.body).toMatchObject({ code: 'SHIFTER_REQUEST_MALFORMED' });
     const smuggle = await raw(
@@ -80,11 +93,17 @@ describe('answers outside the routes', () => {
   it('headers past gateway.maxHeaderBytes: 431 SHIFTER_HEADERS_TOO_LARGE; a 64 KiB credential still reaches the code', async () => {
     const started = await start({ maxHeaderBytes: 80 * 1024 });
     app = started.app;
-    const big = await raw(started.port, `GET /api/status HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(90 * 1024)}\r\n\r\n`);
+    const big = await raw(
+      started.port,
+      `GET /api/status HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(90 * 1024)}\r\n\r\n`,
+    );
     expect(big.status).toBe(431);
     expect(big.body).toMatchObject({ code: 'SHIFTER_HEADERS_TOO_LARGE' });
     // 20 KiB of header: past Node's 16 KiB default, under ours, so the route answers (with its own code).
-    const mid = await raw(started.port, `GET /api/lookup/cluster/docker/x/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nauthentication: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
+    const mid = await raw(
+      started.port,
+      `GET /api/lookup/cluster/docker/x/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nauthentication: ${'a'.repeat(20 * 1024)}\r\n\r\n`,
+    );
     expect(mid.status).toBe(404);
     expect(mid.body).toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
   });
@@ -100,9 +119,14 @@ describe('answers outside the routes', () => {
       const answer = await app.inject({ method, url: path });
       expect(answer.statusCode, `${method} ${path}`).toBe(405);
       expect(answer.headers.allow).toBe(allow);
-      expect(answer.json()).toMatchObject({ code: 'SHIFTER_METHOD_NOT_ALLOWED', details: { allow: allow.split(', ') } });
+      expect(answer.json()).toMatchObject({
+        code: 'SHIFTER_METHOD_NOT_ALLOWED',
+        details: { allow: allow.split(', ') },
+      });
     }
-    expect((await app.inject({ method: 'GET', url: '/api/nothing-here' })).json()).toMatchObject({ code: 'SHIFTER_ROUTE_NOT_FOUND' });
+    expect((await app.inject({ method: 'GET', url: '/api/nothing-here' })).json()).toMatchObject({
+      code: 'SHIFTER_ROUTE_NOT_FOUND',
+    });
   });
 
   it('a client that never finishes its headers: 408 SHIFTER_REQUEST_TIMEOUT, then the connection is closed', async () => {
@@ -124,9 +148,12 @@ describe('answers outside the routes', () => {
     const started = await start({ maxConnectionsPerAddress: 3 });
     app = started.app;
     const held = await Promise.all(
-      [1, 2, 3].map(() => new Promise<ReturnType<typeof connect>>((resolve) => {
-        const socket = connect({ host: '127.0.0.1', port: started.port }, () => resolve(socket));
-      })),
+      [1, 2, 3].map(
+        () =>
+          new Promise<ReturnType<typeof connect>>((resolve) => {
+            const socket = connect({ host: '127.0.0.1', port: started.port }, () => resolve(socket));
+          }),
+      ),
     );
     const extra = await raw(started.port, 'GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(extra.status).toBe(503);
@@ -138,7 +165,9 @@ describe('answers outside the routes', () => {
     const started = await start();
     app = started.app;
     const doc = (await app.inject({ method: 'GET', url: '/api/openapi.json' })).json();
-    const lookup = doc.paths['/api/lookup/{system}/{type}/{*}'] ?? Object.entries(doc.paths).find(([path]) => path.startsWith('/api/lookup/'))![1];
+    const lookup =
+      doc.paths['/api/lookup/{system}/{type}/{*}'] ??
+      Object.entries(doc.paths).find(([path]) => path.startsWith('/api/lookup/'))![1];
     const type = (lookup as any).get.parameters.find((parameter: { name: string }) => parameter.name === 'type');
     expect(type.schema.enum).toEqual(['docker', 'custom']);
   });

@@ -22,7 +22,13 @@ import { errorBody } from './error-handler.js';
 
 type GatewayLimits = Pick<
   ShifterConfig['gateway'],
-  'headersTimeoutMs' | 'requestTimeoutMs' | 'idleTimeoutMs' | 'maxConnections' | 'maxConnectionsPerAddress' | 'maxHeaderBytes' | 'fdReserve'
+  | 'headersTimeoutMs'
+  | 'requestTimeoutMs'
+  | 'idleTimeoutMs'
+  | 'maxConnections'
+  | 'maxConnectionsPerAddress'
+  | 'maxHeaderBytes'
+  | 'fdReserve'
 >;
 
 /**
@@ -58,7 +64,10 @@ export function serverTimeouts(limits: GatewayLimits): {
 export function rawErrorResponse(code: ErrorCode, message: string): string {
   const error = new ShifterError(code, message);
   const body = JSON.stringify(errorBody(error));
-  const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[error.httpStatus] ?? 'Error';
+  const reason =
+    { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 503: 'Service Unavailable' }[
+      error.httpStatus
+    ] ?? 'Error';
   return `HTTP/1.1 ${error.httpStatus} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
@@ -71,9 +80,18 @@ export function rawErrorResponse(code: ErrorCode, message: string): string {
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   let answer: string;
-  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer = rawErrorResponse('SHIFTER_REQUEST_TIMEOUT', 'the request was not received in time');
-  else if (error.code === 'HPE_HEADER_OVERFLOW') answer = rawErrorResponse('SHIFTER_HEADERS_TOO_LARGE', 'the request line and headers are larger than gateway.maxHeaderBytes');
-  else answer = rawErrorResponse('SHIFTER_REQUEST_MALFORMED', `the HTTP request is malformed (${String(error.code ?? 'parse error').slice(0, 64)})`);
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    answer = rawErrorResponse('SHIFTER_REQUEST_TIMEOUT', 'the request was not received in time');
+  else if (error.code === 'HPE_HEADER_OVERFLOW')
+    answer = rawErrorResponse(
+      'SHIFTER_HEADERS_TOO_LARGE',
+      'the request line and headers are larger than gateway.maxHeaderBytes',
+    );
+  else
+    answer = rawErrorResponse(
+      'SHIFTER_REQUEST_MALFORMED',
+      `the HTTP request is malformed (${String(error.code ?? 'parse error').slice(0, 64)})`,
+    );
   if (socket.writable) socket.end(answer);
   socket.destroySoon();
 }

@@ -23,10 +23,12 @@ export function toReplyError(error: unknown): ShifterError {
   const mapped = fastifyError.code ? FASTIFY_CODES[fastifyError.code] : undefined;
   if (mapped) return new ShifterError(mapped, fastifyError.message, { cause: error });
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
-    if (fastifyError.statusCode === 413) return new ShifterError('SHIFTER_REQUEST_TOO_LARGE', fastifyError.message, { cause: error });
+    if (fastifyError.statusCode === 413)
+      return new ShifterError('SHIFTER_REQUEST_TOO_LARGE', fastifyError.message, { cause: error });
     return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', fastifyError.message ?? 'bad request', { cause: error });
   }
-  if (error instanceof SyntaxError) return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'the request body is not valid JSON', { cause: error });
+  if (error instanceof SyntaxError)
+    return new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'the request body is not valid JSON', { cause: error });
   return toShifterError(error);
 }
 
@@ -46,7 +48,10 @@ export function errorBody(error: ShifterError): ErrorResponse {
  */
 export function frameworkErrorHandler(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const shifterError = toReplyError(error);
-  void reply.status(shifterError.httpStatus).type('application/json').send(JSON.stringify(errorBody(shifterError)));
+  void reply
+    .status(shifterError.httpStatus)
+    .type('application/json')
+    .send(JSON.stringify(errorBody(shifterError)));
 }
 
 /** Install the one error handler and the not-found handler. */
@@ -58,12 +63,17 @@ export function registerErrorHandler(app: FastifyInstance): void {
     if (status >= 500) request.log.error({ err: error, code: shifterError.code }, 'request failed');
     else request.log.info({ code: shifterError.code, message: shifterError.message }, 'request refused');
     const safe =
-      shifterError.code === 'SHIFTER_INTERNAL' ? new ShifterError('SHIFTER_INTERNAL', 'An unexpected internal error') : shifterError;
+      shifterError.code === 'SHIFTER_INTERNAL'
+        ? new ShifterError('SHIFTER_INTERNAL', 'An unexpected internal error')
+        : shifterError;
     if (shifterError.retryable && status === 503) void reply.header('retry-after', '5');
     void reply.status(status).type('application/json').send(errorBody(safe));
   });
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
-    const error = new ShifterError('SHIFTER_ROUTE_NOT_FOUND', `no such endpoint: ${request.method} ${request.url.slice(0, 200)}`);
+    const error = new ShifterError(
+      'SHIFTER_ROUTE_NOT_FOUND',
+      `no such endpoint: ${request.method} ${request.url.slice(0, 200)}`,
+    );
     void reply.status(404).type('application/json').send(errorBody(error));
   });
 }

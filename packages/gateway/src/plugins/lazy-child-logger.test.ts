@@ -9,7 +9,8 @@ function capture(level: string) {
   const lines: Record<string, unknown>[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split('\n').filter(Boolean))
+        lines.push(JSON.parse(line) as Record<string, unknown>);
       callback();
     },
   });
@@ -20,7 +21,9 @@ describe('LazyChildLogger', () => {
   it('logs with the bindings at enabled levels, drops disabled ones, and binds a child only when it logs', () => {
     const { logger, lines } = capture('warn');
     let children = 0;
-    const counting = Object.create(logger, { child: { value: (...args: Parameters<typeof logger.child>) => (children++, logger.child(...args)) } });
+    const counting = Object.create(logger, {
+      child: { value: (...args: Parameters<typeof logger.child>) => (children++, logger.child(...args)) },
+    });
     const child = lazyChildLoggerFactory(counting, { reqId: 'req-7' }, {});
     expect(child).toBeInstanceOf(LazyChildLogger);
     child.info('not logged');

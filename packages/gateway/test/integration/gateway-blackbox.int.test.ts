@@ -5,11 +5,29 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { haveRoot, haveServices, makeLayer, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, pullUntilDone, pushImage, startGatewayProcess, tempDir, type GatewayProcess } from './gateway-process.js';
+import {
+  call,
+  freePort,
+  mungeCredential,
+  pullUntilDone,
+  pushImage,
+  startGatewayProcess,
+  tempDir,
+  type GatewayProcess,
+} from './gateway-process.js';
 
 const ready = haveServices('registry', 'munge', 'user') && haveRoot();
 const distributed = ready && haveServices('mongo', 'redis');
@@ -50,7 +68,9 @@ for (const backend of backends) {
         metadata: backend.distributed
           ? { kind: 'mongo', url: serviceValue('mongo'), database: `gw${run}` }
           : { kind: 'sqlite', path: join(dir, 'gateway.db') },
-        queue: backend.distributed ? { kind: 'redis', url: serviceValue('redis'), prefix: `gw${run}` } : { kind: 'in-process', concurrency: 2 },
+        queue: backend.distributed
+          ? { kind: 'redis', url: serviceValue('redis'), prefix: `gw${run}` }
+          : { kind: 'in-process', concurrency: 2 },
         jobs: { pullUpdateTimeout: 300, imageExpirationTimeout: '0:00:00:03', leaseMs: 10_000, heartbeatMs: 2000 },
         metrics: true,
         conversion: { compression: 'lz4' },
@@ -73,7 +93,10 @@ for (const backend of backends) {
     });
 
     it('test_pull: pulls a registry image to READY, writes <id>.squashfs and <id>.meta, public image without ACLs', async () => {
-      const answer = await pullUntilDone(gateway.url, SYSTEM, tag, asUser, 240_000, { allowed_uids: '1000,1001', allowed_gids: '1002,1003' });
+      const answer = await pullUntilDone(gateway.url, SYSTEM, tag, asUser, 240_000, {
+        allowed_uids: '1000,1001',
+        allowed_gids: '1002,1003',
+      });
       expect(answer.status).toBe(200);
       expect(answer.body.status, JSON.stringify(answer.body)).toBe('READY');
       expect(answer.body.id).toMatch(/^[0-9a-f]{64}$/);
@@ -88,10 +111,17 @@ for (const backend of backends) {
     });
 
     it('test_pulllookup / test_lookup: lookup after pull answers 200, a bogus tag 404', async () => {
-      const found = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() });
+      const found = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+        credential: await asUser(),
+      });
       expect(found.status).toBe(200);
       expect(found.body.status).toBe('READY');
-      const bogus = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(`${registry}/test/nothere:1`)}/`, { credential: await asUser() });
+      const bogus = await call(
+        gateway.url,
+        'GET',
+        `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(`${registry}/test/nothere:1`)}/`,
+        { credential: await asUser() },
+      );
       expect(bogus.status).toBe(404);
       expect(bogus.body).toMatchObject({ status: 404, code: 'SHIFTER_IMAGE_NOT_FOUND' });
     });
@@ -100,7 +130,9 @@ for (const backend of backends) {
       const whiteout = `${registry}/test/whiteout:latest`;
       const credentials = await Promise.all(Array.from({ length: 50 }, () => asUser()));
       const answers = await Promise.all(
-        credentials.map((credential) => call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(whiteout)}/`, { credential })),
+        credentials.map((credential) =>
+          call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(whiteout)}/`, { credential }),
+        ),
       );
       expect(answers.every((answer) => answer.status === 200)).toBe(true);
       // One record: every answer carries the same creation time of the pull.
@@ -113,7 +145,9 @@ for (const backend of backends) {
 
     it('re-POSTs of a READY tag are answered from the store quickly', async () => {
       const started = Date.now();
-      const answer = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() });
+      const answer = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+        credential: await asUser(),
+      });
       expect(answer.body.status).toBe('READY');
       expect(Date.now() - started).toBeLessThan(1000);
     });
@@ -128,7 +162,9 @@ for (const backend of backends) {
     });
 
     it('test_queue: answers 200 with credentials and 401 without (upstream left it open)', async () => {
-      expect((await call(gateway.url, 'GET', `/api/queue/${SYSTEM}/`, { credential: await asUser() })).status).toBe(200);
+      expect((await call(gateway.url, 'GET', `/api/queue/${SYSTEM}/`, { credential: await asUser() })).status).toBe(
+        200,
+      );
       expect((await call(gateway.url, 'GET', `/api/queue/${SYSTEM}/`)).status).toBe(401);
     });
 
@@ -141,7 +177,12 @@ for (const backend of backends) {
 
     it('a hostile image (a layer entry escaping the root) ends in FAILURE with the layer code, nothing delivered', async () => {
       const hostile = `test/hostile-${backend.distributed ? 'd' : 'e'}${process.pid}`;
-      await pushImage(registry, hostile, 'latest', await makeLayer([{ path: 'etc/' }, { path: '../../../tmp/escaped', content: 'x' }]));
+      await pushImage(
+        registry,
+        hostile,
+        'latest',
+        await makeLayer([{ path: 'etc/' }, { path: '../../../tmp/escaped', content: 'x' }]),
+      );
       const before = readdirSync(imageDir).length;
       const answer = await pullUntilDone(gateway.url, SYSTEM, `${registry}/${hostile}:latest`, asUser, 60_000);
       expect(answer.body.status).toBe('FAILURE');
@@ -151,13 +192,21 @@ for (const backend of backends) {
 
     it('hostile input: malformed and traversal tags 400, bad ACL 400, oversized body 413, unknown route 404', async () => {
       for (const bad of ['..%2F..%2Fetc%2Fpasswd', 'UPPER%2F..%2Fx', 'a%20b', '%00']) {
-        const answer = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${bad}/`, { credential: await asUser() });
+        const answer = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${bad}/`, {
+          credential: await asUser(),
+        });
         expect(answer.status, bad).toBe(400);
         expect(answer.body.code).toMatch(/^SHIFTER_(REF_INVALID|USAGE_INVALID_ARGUMENT)$/);
       }
-      const acl = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser(), body: { allowed_uids: 'root' } });
+      const acl = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+        credential: await asUser(),
+        body: { allowed_uids: 'root' },
+      });
       expect(acl.status).toBe(400);
-      const huge = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser(), body: { allowed_uids: '1,'.repeat(4000) } });
+      const huge = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+        credential: await asUser(),
+        body: { allowed_uids: '1,'.repeat(4000) },
+      });
       expect(huge.status).toBe(413);
       expect((await call(gateway.url, 'GET', '/api/../../etc/passwd')).status).toBe(404);
     });
@@ -184,14 +233,18 @@ for (const backend of backends) {
 
     it('test_metrics: admins read the last N lookups, newest last; others get 403 (upstream: empty list)', async () => {
       for (let i = 0; i < 4; i++) {
-        await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() });
+        await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+          credential: await asUser(),
+        });
       }
       const rows = await call(gateway.url, 'GET', `/api/metrics/${SYSTEM}/?limit=3`, { credential: await asRoot() });
       expect(rows.status).toBe(200);
       expect(rows.body).toHaveLength(3);
       expect(rows.body[2].time).toBeGreaterThanOrEqual(rows.body[0].time);
       expect(rows.body[0]).toMatchObject({ user, system: SYSTEM, type: 'docker', tag });
-      expect((await call(gateway.url, 'GET', `/api/metrics/${SYSTEM}/`, { credential: await asUser() })).status).toBe(403);
+      expect((await call(gateway.url, 'GET', `/api/metrics/${SYSTEM}/`, { credential: await asUser() })).status).toBe(
+        403,
+      );
     });
 
     it('test_import: imports a squashfs the caller owns; id is its sha256', async () => {
@@ -204,14 +257,22 @@ for (const backend of backends) {
       chownSync(file, uid, uid);
       chmodSync(file, 0o600);
       const expected = createHash('sha256').update(readFileSync(file)).digest('hex');
-      const started = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, { credential: await asUser(), body: { filepath: file, format: 'squashfs' } });
+      const started = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, {
+        credential: await asUser(),
+        body: { filepath: file, format: 'squashfs' },
+      });
       expect(started.status).toBe(200);
       let answer = started;
       for (let i = 0; i < 120 && !['READY', 'FAILURE'].includes(answer.body.status); i++) {
         await new Promise((resolve) => setTimeout(resolve, 250));
-        answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, { credential: await asUser(), body: { filepath: file } });
+        answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, {
+          credential: await asUser(),
+          body: { filepath: file },
+        });
       }
-      const lookup = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, { credential: await asUser() });
+      const lookup = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, {
+        credential: await asUser(),
+      });
       expect(lookup.body.status, JSON.stringify(answer.body)).toBe('READY');
       expect(lookup.body.id).toBe(expected);
       expect(existsSync(join(imageDir, `${expected}.squashfs`))).toBe(true);
@@ -220,11 +281,17 @@ for (const backend of backends) {
       const secret = join(dir, 'secret.squashfs');
       execFileSync('mksquashfs', [source, secret, '-noappend', '-quiet', '-no-progress', '-all-root', '-comp', 'lz4']);
       chmodSync(secret, 0o600);
-      await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/secret/`, { credential: await asUser(), body: { filepath: secret } });
+      await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/secret/`, {
+        credential: await asUser(),
+        body: { filepath: secret },
+      });
       let refused = { status: 0, body: { status: 'PENDING' } } as { status: number; body: any };
       for (let i = 0; i < 120 && !['READY', 'FAILURE'].includes(refused.body.status); i++) {
         await new Promise((resolve) => setTimeout(resolve, 250));
-        refused = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/secret/`, { credential: await asUser(), body: { filepath: secret } });
+        refused = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/secret/`, {
+          credential: await asUser(),
+          body: { filepath: secret },
+        });
       }
       expect(refused.body.status).toBe('FAILURE');
       expect(refused.body.code).toBe('SHIFTER_IMPORT_INVALID');
@@ -233,28 +300,41 @@ for (const backend of backends) {
     it('test_expire: non-admins get 403 and the image stays; an admin expires it and its files go', async () => {
       const path = `/api/expire/${SYSTEM}/docker/${encodeURIComponent(tag)}/`;
       expect((await call(gateway.url, 'GET', path, { credential: await asUser() })).status).toBe(403);
-      const image = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() });
+      const image = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+        credential: await asUser(),
+      });
       expect(image.status).toBe(200);
       const expired = await call(gateway.url, 'GET', path, { credential: await asRoot() });
       expect(expired.body).toEqual({ status: true });
       // The .meta goes first, then the image: wait for both.
-      const gone = () => !existsSync(join(imageDir, `${image.body.id}.meta`)) && !existsSync(join(imageDir, `${image.body.id}.squashfs`));
+      const gone = () =>
+        !existsSync(join(imageDir, `${image.body.id}.meta`)) &&
+        !existsSync(join(imageDir, `${image.body.id}.squashfs`));
       for (let i = 0; i < 80 && !gone(); i++) await new Promise((resolve) => setTimeout(resolve, 250));
       expect(existsSync(join(imageDir, `${image.body.id}.meta`))).toBe(false);
       expect(existsSync(join(imageDir, `${image.body.id}.squashfs`))).toBe(false);
-      expect((await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, { credential: await asUser() })).status).toBe(404);
+      expect(
+        (
+          await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/docker/${encodeURIComponent(tag)}/`, {
+            credential: await asUser(),
+          })
+        ).status,
+      ).toBe(404);
     });
 
     it('test_autoexpire: an image unused past its expiration is expired by an admin autoexpire', async () => {
       const other = `${registry}/test/busybox:v2s2`;
       const pulled = await pullUntilDone(gateway.url, SYSTEM, other, asUser);
       expect(pulled.body.status).toBe('READY');
-      expect((await call(gateway.url, 'GET', `/api/autoexpire/${SYSTEM}/`, { credential: await asUser() })).status).toBe(403);
+      expect(
+        (await call(gateway.url, 'GET', `/api/autoexpire/${SYSTEM}/`, { credential: await asUser() })).status,
+      ).toBe(403);
       await new Promise((resolve) => setTimeout(resolve, 3500));
       const answer = await call(gateway.url, 'GET', `/api/autoexpire/${SYSTEM}/`, { credential: await asRoot() });
       expect(answer.status).toBe(200);
       expect(answer.body.status).toContain(pulled.body.id);
-      for (let i = 0; i < 80 && existsSync(join(imageDir, `${pulled.body.id}.squashfs`)); i++) await new Promise((resolve) => setTimeout(resolve, 250));
+      for (let i = 0; i < 80 && existsSync(join(imageDir, `${pulled.body.id}.squashfs`)); i++)
+        await new Promise((resolve) => setTimeout(resolve, 250));
       expect(existsSync(join(imageDir, `${pulled.body.id}.squashfs`))).toBe(false);
     });
   });

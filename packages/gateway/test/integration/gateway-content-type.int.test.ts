@@ -23,7 +23,13 @@ interface RawAnswer {
 }
 
 /** Send one HTTP/1.1 request over a plain socket and read the answer until the server closes. */
-function raw(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<RawAnswer> {
+function raw(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -34,7 +40,11 @@ function raw(port: number, method: string, path: string, headers: Record<string,
       const text = Buffer.concat(chunks).toString('latin1');
       const split = text.indexOf('\r\n\r\n');
       const head = text.slice(0, split + 2);
-      resolve({ status: Number(head.slice(9, 12)), head, body: Buffer.from(text.slice(split + 4), 'latin1').toString('utf8') });
+      resolve({
+        status: Number(head.slice(9, 12)),
+        head,
+        body: Buffer.from(text.slice(split + 4), 'latin1').toString('utf8'),
+      });
     });
     const lines = [`${method} ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Connection: close', 'Accept: */*'];
     for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
@@ -58,7 +68,14 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
   const seen: { route: string; answer: RawAnswer }[] = [];
 
   /** Call a route and remember the answer for the header assertions. */
-  async function hit(route: string, method: string, path: string, credential?: string, body?: string, contentType = 'application/json'): Promise<RawAnswer> {
+  async function hit(
+    route: string,
+    method: string,
+    path: string,
+    credential?: string,
+    body?: string,
+    contentType = 'application/json',
+  ): Promise<RawAnswer> {
     const headers: Record<string, string> = {};
     if (credential !== undefined) headers.authentication = credential;
     if (body !== undefined) headers['Content-Type'] = contentType;
@@ -105,11 +122,23 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
     const uid = Number(execFileSync('id', ['-u', user]).toString());
     chownSync(file, uid, uid);
     const importBody = JSON.stringify({ filepath: file, format: 'squashfs' });
-    expect((await hit('doimport', 'POST', `/api/doimport/${SYSTEM}/custom/ct/`, await asUser(), importBody)).status).toBe(200);
+    expect(
+      (await hit('doimport', 'POST', `/api/doimport/${SYSTEM}/custom/ct/`, await asUser(), importBody)).status,
+    ).toBe(200);
     let state = '';
     for (let i = 0; i < 120 && state !== 'READY' && state !== 'FAILURE'; i++) {
       await new Promise((resolve) => setTimeout(resolve, 250));
-      state = JSON.parse((await raw(port, 'POST', `/api/doimport/${SYSTEM}/custom/ct/`, { authentication: await asUser(), 'Content-Type': 'application/json' }, importBody)).body).status;
+      state = JSON.parse(
+        (
+          await raw(
+            port,
+            'POST',
+            `/api/doimport/${SYSTEM}/custom/ct/`,
+            { authentication: await asUser(), 'Content-Type': 'application/json' },
+            importBody,
+          )
+        ).body,
+      ).status;
     }
     expect(state).toBe('READY');
 
@@ -119,7 +148,13 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
     expect(list.status).toBe(200);
     // A pull of an absent registry tag is accepted (200) and fails later; its first answer is what clients parse.
     const registry = serviceValue('registry');
-    const pull = await hit('pull', 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent(`${registry}/test/absent-ct:latest`)}/`, await asUser(), '{}');
+    const pull = await hit(
+      'pull',
+      'POST',
+      `/api/pull/${SYSTEM}/docker/${encodeURIComponent(`${registry}/test/absent-ct:latest`)}/`,
+      await asUser(),
+      '{}',
+    );
     expect(pull.status).toBe(200);
     expect((await hit('status', 'GET', '/api/status')).status).toBe(200);
     expect((await hit('openapi', 'GET', '/api/openapi.json')).status).toBe(200);
@@ -132,14 +167,49 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
     expect((await hit('401 no credential', 'GET', `/api/list/${SYSTEM}/`)).status).toBe(401);
     expect((await hit('401 forged credential', 'GET', `/api/list/${SYSTEM}/`, 'garbage')).status).toBe(401);
     expect((await hit('403 not admin', 'GET', `/api/metrics/${SYSTEM}/`, await asUser())).status).toBe(403);
-    expect((await hit('404 unknown image', 'GET', `/api/lookup/${SYSTEM}/docker/nothing%3Ahere/`, await asUser())).status).toBe(404);
+    expect(
+      (await hit('404 unknown image', 'GET', `/api/lookup/${SYSTEM}/docker/nothing%3Ahere/`, await asUser())).status,
+    ).toBe(404);
     expect((await hit('404 unknown system', 'GET', '/api/list/nosuchsystem/', await asUser())).status).toBe(404);
     expect((await hit('404 unknown route', 'GET', '/api/nothing/here')).status).toBe(404);
-    expect((await hit('400 malformed body', 'POST', `/api/pull/${SYSTEM}/docker/busybox/`, await asUser(), '{"allowed_uids": ')).status).toBe(400);
-    expect((await hit('400 bad tag', 'POST', `/api/pull/${SYSTEM}/docker/..%2F..%2Fetc/`, await asUser(), '{}')).status).toBe(400);
-    expect((await hit('413 body too large', 'POST', `/api/pull/${SYSTEM}/docker/busybox/`, await asUser(), JSON.stringify({ allowed_uids: '1,'.repeat(4000) }))).status).toBe(413);
+    expect(
+      (
+        await hit(
+          '400 malformed body',
+          'POST',
+          `/api/pull/${SYSTEM}/docker/busybox/`,
+          await asUser(),
+          '{"allowed_uids": ',
+        )
+      ).status,
+    ).toBe(400);
+    expect(
+      (await hit('400 bad tag', 'POST', `/api/pull/${SYSTEM}/docker/..%2F..%2Fetc/`, await asUser(), '{}')).status,
+    ).toBe(400);
+    expect(
+      (
+        await hit(
+          '413 body too large',
+          'POST',
+          `/api/pull/${SYSTEM}/docker/busybox/`,
+          await asUser(),
+          JSON.stringify({ allowed_uids: '1,'.repeat(4000) }),
+        )
+      ).status,
+    ).toBe(413);
     expect((await hit('503 munged unreachable', 'GET', '/api/list/nomunge/', await asUser())).status).toBe(503);
-    expect((await hit('400 form-encoded garbage', 'POST', `/api/pull/${SYSTEM}/docker/busybox/`, await asUser(), 'a=b', 'application/x-www-form-urlencoded')).status).toBe(400);
+    expect(
+      (
+        await hit(
+          '400 form-encoded garbage',
+          'POST',
+          `/api/pull/${SYSTEM}/docker/busybox/`,
+          await asUser(),
+          'a=b',
+          'application/x-www-form-urlencoded',
+        )
+      ).status,
+    ).toBe(400);
 
     for (const { route, answer } of seen) {
       expect(contentTypes(answer), `${route}: ${answer.head}`).toEqual(['content-type: application/json']);

@@ -8,10 +8,21 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, pullUntilDone, startGatewayProcess, tempDir, type GatewayProcess } from './gateway-process.js';
+import {
+  call,
+  freePort,
+  mungeCredential,
+  pullUntilDone,
+  startGatewayProcess,
+  tempDir,
+  type GatewayProcess,
+} from './gateway-process.js';
 
 const require = createRequire(import.meta.url);
-const Database = require('better-sqlite3') as new (file: string, options: { readonly: boolean; fileMustExist: boolean }) => {
+const Database = require('better-sqlite3') as new (
+  file: string,
+  options: { readonly: boolean; fileMustExist: boolean },
+) => {
   prepare(sql: string): { get(...args: unknown[]): unknown; all(...args: unknown[]): unknown[] };
   close(): void;
 };
@@ -51,7 +62,9 @@ describe.skipIf(!ready)('gateway crash safety (embedded store)', () => {
   const statusOf = (tag: string): string | undefined => {
     const db = new Database(join(dir, 'gateway.db'), { readonly: true, fileMustExist: true });
     try {
-      const row = db.prepare("select status from images where json_extract(doc, '$.pulltag') = ? order by created_at desc limit 1").get(tag) as { status: string } | undefined;
+      const row = db
+        .prepare("select status from images where json_extract(doc, '$.pulltag') = ? order by created_at desc limit 1")
+        .get(tag) as { status: string } | undefined;
       return row?.status;
     } finally {
       db.close();
@@ -72,13 +85,16 @@ describe.skipIf(!ready)('gateway crash safety (embedded store)', () => {
     const response = await fetch(`http://${serviceValue('registry')}/v2/_catalog`);
     catalog = ((await response.json()) as { repositories: string[] }).repositories;
   });
-  const pick = (tag: string, fallback?: string): string => (catalog.includes(tag.split(':')[0]!) || !fallback ? tag : fallback);
+  const pick = (tag: string, fallback?: string): string =>
+    catalog.includes(tag.split(':')[0]!) || !fallback ? tag : fallback;
 
   for (const { state, tag: preferred, fallback } of cases) {
     it(`a worker killed in ${state} leaves no partial file and the pull ends READY or FAILURE with a reason`, async () => {
       const tag = `${serviceValue('registry')}/${pick(preferred, fallback)}`;
       gateway = await startGatewayProcess(config, { dir, name: 'crash' });
-      const first = await call(gateway.url, 'POST', `/api/pull/cluster/docker/${encodeURIComponent(tag)}/`, { credential: await mungeCredential() });
+      const first = await call(gateway.url, 'POST', `/api/pull/cluster/docker/${encodeURIComponent(tag)}/`, {
+        credential: await mungeCredential(),
+      });
       expect(first.status).toBe(200);
       // Kill as soon as the record reaches the state (or a later one, when the state is too short to catch).
       const order = ['INIT', 'PENDING', 'PULLING', 'EXAMINATION', 'CONVERSION', 'TRANSFER', 'READY', 'FAILURE'];
@@ -93,9 +109,11 @@ describe.skipIf(!ready)('gateway crash safety (embedded store)', () => {
 
       gateway = await startGatewayProcess(config, { dir, name: 'crash' });
       const restarted = gateway;
-      const final = await pullUntilDone(restarted.url, 'cluster', tag, () => mungeCredential(), 240_000).catch((error: Error) => {
-        throw new Error(`${error.message}\n--- gateway output ---\n${restarted.output().slice(-6000)}`);
-      });
+      const final = await pullUntilDone(restarted.url, 'cluster', tag, () => mungeCredential(), 240_000).catch(
+        (error: Error) => {
+          throw new Error(`${error.message}\n--- gateway output ---\n${restarted.output().slice(-6000)}`);
+        },
+      );
       expect(['READY', 'FAILURE']).toContain(final.body.status);
       if (final.body.status === 'FAILURE') expect(final.body.code).toMatch(/^SHIFTER_/);
       for (const file of readdirSync(imageDir)) expect(file, `left in the image directory: ${file}`).toMatch(FINAL);

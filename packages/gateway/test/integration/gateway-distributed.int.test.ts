@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, pullUntilDone, startGatewayProcess, tempDir, type GatewayProcess } from './gateway-process.js';
+import {
+  call,
+  freePort,
+  mungeCredential,
+  pullUntilDone,
+  startGatewayProcess,
+  tempDir,
+  type GatewayProcess,
+} from './gateway-process.js';
 
 const NETNS_SCRIPT = fileURLToPath(new URL('./netns-worker.sh', import.meta.url));
 const FERRETDB = process.env.SHIFTER_TEST_FERRETDB_BIN ?? '/root/go/bin/ferretdb';
@@ -56,17 +64,44 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
 
     const redisPort = await freePort();
     children.push(
-      spawn('redis-server', ['--port', String(redisPort), '--bind', `127.0.0.1 ${HOST_ADDR}`, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
-        stdio: 'ignore',
-      }),
+      spawn(
+        'redis-server',
+        [
+          '--port',
+          String(redisPort),
+          '--bind',
+          `127.0.0.1 ${HOST_ADDR}`,
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--protected-mode',
+          'no',
+        ],
+        {
+          stdio: 'ignore',
+        },
+      ),
     );
     const mongoPort = await freePort();
     const debugPort = await freePort();
     mkdirSync(join(dir, 'ferret'));
     children.push(
-      spawn(FERRETDB, ['--handler=sqlite', `--sqlite-url=file:${join(dir, 'ferret')}/`, `--listen-addr=${HOST_ADDR}:${mongoPort}`, `--state-dir=${join(dir, 'ferret')}`, `--debug-addr=127.0.0.1:${debugPort}`, '--telemetry=disable', '--log-level=error'], {
-        stdio: 'ignore',
-      }),
+      spawn(
+        FERRETDB,
+        [
+          '--handler=sqlite',
+          `--sqlite-url=file:${join(dir, 'ferret')}/`,
+          `--listen-addr=${HOST_ADDR}:${mongoPort}`,
+          `--state-dir=${join(dir, 'ferret')}`,
+          `--debug-addr=127.0.0.1:${debugPort}`,
+          '--telemetry=disable',
+          '--log-level=error',
+        ],
+        {
+          stdio: 'ignore',
+        },
+      ),
     );
     const [registryHost, registryPort] = serviceValue('registry').split(':');
     const relayPort = await freePort();
@@ -108,13 +143,16 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
       conversion: { compression: 'lz4' },
     };
     serve = await startGatewayProcess(config, { dir, name: 'serve' });
-    worker = await startGatewayProcess({ ...config, storage: { cacheDir: join(dir, 'worker-cache'), expandDir: join(dir, 'worker-expand') } }, {
-      dir,
-      name: 'worker',
-      command: 'worker',
-      args: ['--system', 'remote'],
-      wrap: ['ip', 'netns', 'exec', NS],
-    });
+    worker = await startGatewayProcess(
+      { ...config, storage: { cacheDir: join(dir, 'worker-cache'), expandDir: join(dir, 'worker-expand') } },
+      {
+        dir,
+        name: 'worker',
+        command: 'worker',
+        args: ['--system', 'remote'],
+        wrap: ['ip', 'netns', 'exec', NS],
+      },
+    );
   });
 
   afterAll(async () => {
@@ -126,20 +164,35 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
   });
 
   it('runs the worker in the namespace, pulls through the link and delivers by ssh', async () => {
-    expect(execFileSync('ip', ['netns', 'identify', String(worker!.child.pid)]).toString().trim()).toBe(NS);
-    const answer = await pullUntilDone(serve!.url, 'remote', 'lab/test/busybox:latest', () => mungeCredential(), 120_000);
+    expect(
+      execFileSync('ip', ['netns', 'identify', String(worker!.child.pid)])
+        .toString()
+        .trim(),
+    ).toBe(NS);
+    const answer = await pullUntilDone(
+      serve!.url,
+      'remote',
+      'lab/test/busybox:latest',
+      () => mungeCredential(),
+      120_000,
+    );
     expect(answer.body.status, `${JSON.stringify(answer.body)}\n${worker!.output()}`).toBe('READY');
     const id = answer.body.id as string;
     expect(readdirSync(imageDir).sort()).toEqual([`${id}.meta`, `${id}.squashfs`]);
     // The worker kept its own blob cache; serve downloaded nothing.
     expect(existsSync(join(dir, 'worker-cache'))).toBe(true);
     expect(existsSync(join(dir, 'cache'))).toBe(false);
-    const lookup = await call(serve!.url, 'GET', '/api/lookup/remote/docker/lab%2Ftest%2Fbusybox%3Alatest/', { credential: await mungeCredential() });
+    const lookup = await call(serve!.url, 'GET', '/api/lookup/remote/docker/lab%2Ftest%2Fbusybox%3Alatest/', {
+      credential: await mungeCredential(),
+    });
     expect(lookup.body).toMatchObject({ status: 'READY', id });
   });
 
   it('a second serve instance on the same store answers the same image', async () => {
-    const second = await startGatewayProcess({ ...config, gateway: { host: '127.0.0.1', port: await freePort(), instances: 2 } }, { dir, name: 'serve2' });
+    const second = await startGatewayProcess(
+      { ...config, gateway: { host: '127.0.0.1', port: await freePort(), instances: 2 } },
+      { dir, name: 'serve2' },
+    );
     try {
       const list = await call(second.url, 'GET', '/api/list/remote/', { credential: await mungeCredential() });
       expect(list.status).toBe(200);
@@ -150,7 +203,14 @@ describe.skipIf(!ready)('distributed gateway: worker in its own network namespac
   });
 
   it('refuses to run a worker on the embedded store', async () => {
-    const embedded = { ...config, metadata: { kind: 'sqlite', path: join(dir, 'x.db') }, queue: { kind: 'in-process' }, gateway: { host: '127.0.0.1', port: 1 } };
-    await expect(startGatewayProcess(embedded, { dir, name: 'bad-worker', command: 'worker', args: ['--system', 'remote'] })).rejects.toThrow(/SHIFTER_CONFIG_INVALID[\s\S]*metadata\.kind/);
+    const embedded = {
+      ...config,
+      metadata: { kind: 'sqlite', path: join(dir, 'x.db') },
+      queue: { kind: 'in-process' },
+      gateway: { host: '127.0.0.1', port: 1 },
+    };
+    await expect(
+      startGatewayProcess(embedded, { dir, name: 'bad-worker', command: 'worker', args: ['--system', 'remote'] }),
+    ).rejects.toThrow(/SHIFTER_CONFIG_INVALID[\s\S]*metadata\.kind/);
   });
 });

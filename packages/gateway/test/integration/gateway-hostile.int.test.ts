@@ -8,12 +8,31 @@
  * gateway process is the one started at the beginning (it did not crash or restart).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, pullUntilDone, startGatewayProcess, tempDir, type Answer, type GatewayProcess } from './gateway-process.js';
+import {
+  call,
+  freePort,
+  mungeCredential,
+  pullUntilDone,
+  startGatewayProcess,
+  tempDir,
+  type Answer,
+  type GatewayProcess,
+} from './gateway-process.js';
 
 const ready = haveServices('registry', 'munge') && haveRoot();
 const ATTACKER = { name: process.env.SHIFTER_TEST_USER ?? 'shiftertest', uid: 2001 };
@@ -26,10 +45,19 @@ const uidOf = (name: string): number => Number(execFileSync('id', ['-u', name]).
 const as = (user: { name: string }) => () => mungeCredential({ user: user.name });
 
 /** Re-POST an import (as clients poll) until it leaves the in-flight states. */
-async function importUntilDone(url: string, tag: string, credential: () => Promise<string>, body: Record<string, unknown>, timeoutMs = 60_000): Promise<Answer> {
+async function importUntilDone(
+  url: string,
+  tag: string,
+  credential: () => Promise<string>,
+  body: Record<string, unknown>,
+  timeoutMs = 60_000,
+): Promise<Answer> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const answer = await call(url, 'POST', `/api/doimport/${SYSTEM}/custom/${encodeURIComponent(tag)}/`, { credential: await credential(), body });
+    const answer = await call(url, 'POST', `/api/doimport/${SYSTEM}/custom/${encodeURIComponent(tag)}/`, {
+      credential: await credential(),
+      body,
+    });
     if (answer.status !== 200 || !IN_FLIGHT.includes(answer.body.status)) return answer;
     if (Date.now() > deadline) throw new Error(`import of ${tag} still ${answer.body.status} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -109,7 +137,10 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
     pid = gateway.child.pid!;
     const image = join(victimDir, 'private.sqfs');
     makeSquashfs(image, VICTIM.uid, victimSecret);
-    const imported = await importUntilDone(gateway.url, victimTag, as(VICTIM), { filepath: image, allowed_uids: String(VICTIM.uid) });
+    const imported = await importUntilDone(gateway.url, victimTag, as(VICTIM), {
+      filepath: image,
+      allowed_uids: String(VICTIM.uid),
+    });
     expect(imported.body, gateway.output().slice(-3000)).toMatchObject({ status: 'READY' });
   });
 
@@ -121,10 +152,14 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
 
   /** What must hold after every attack. */
   async function stillSafe(): Promise<void> {
-    const victim = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/custom/${encodeURIComponent(victimTag)}/`, { credential: await as(VICTIM)() });
+    const victim = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/custom/${encodeURIComponent(victimTag)}/`, {
+      credential: await as(VICTIM)(),
+    });
     expect(victim.status).toBe(200);
     expect(victim.body.userACL).toEqual([VICTIM.uid]);
-    const attacker = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/custom/${encodeURIComponent(victimTag)}/`, { credential: await as(ATTACKER)() });
+    const attacker = await call(gateway.url, 'GET', `/api/lookup/${SYSTEM}/custom/${encodeURIComponent(victimTag)}/`, {
+      credential: await as(ATTACKER)(),
+    });
     expect(attacker.status).toBe(404);
     const listed = await call(gateway.url, 'GET', `/api/list/${SYSTEM}/`, { credential: await as(ATTACKER)() });
     expect(JSON.stringify(listed.body)).not.toContain('victim/private');
@@ -144,10 +179,12 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
     await stillSafe();
   });
 
-  it('imports of FIFOs never block a worker: both fail, and the victim\'s next import still runs', async () => {
+  it("imports of FIFOs never block a worker: both fail, and the victim's next import still runs", async () => {
     const fifos = [join(attackerDir, 'fifo1'), join(attackerDir, 'fifo2')];
     for (const fifo of fifos) execFileSync('runuser', ['-u', ATTACKER.name, '--', 'mkfifo', fifo]);
-    const answers = await Promise.all(fifos.map((fifo, index) => importUntilDone(gateway.url, `evil/fifo:${index}`, as(ATTACKER), { filepath: fifo })));
+    const answers = await Promise.all(
+      fifos.map((fifo, index) => importUntilDone(gateway.url, `evil/fifo:${index}`, as(ATTACKER), { filepath: fifo })),
+    );
     for (const answer of answers) {
       expect(answer.body).toMatchObject({ status: 'FAILURE', code: 'SHIFTER_IMPORT_INVALID' });
       expect(answer.body.status_message).toContain('a FIFO');
@@ -179,8 +216,10 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
     await stillSafe();
   });
 
-  it('an import of the victim\'s private file is read as the attacker and refused by the kernel', async () => {
-    const answer = await importUntilDone(gateway.url, 'evil/steal:1', as(ATTACKER), { filepath: join(victimDir, 'private.sqfs') });
+  it("an import of the victim's private file is read as the attacker and refused by the kernel", async () => {
+    const answer = await importUntilDone(gateway.url, 'evil/steal:1', as(ATTACKER), {
+      filepath: join(victimDir, 'private.sqfs'),
+    });
     expect(answer.body).toMatchObject({ status: 'FAILURE', code: 'SHIFTER_IMPORT_INVALID' });
     expect(answer.body.status_message).toContain('EACCES');
     await stillSafe();
@@ -210,14 +249,54 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
       });
     const credential = await as(ATTACKER)();
     const cases: [string, string | Buffer, number, string][] = [
-      ['bad percent-encoding', 'GET /api/lookup/cluster/docker/%E0%A4%A/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 400, 'SHIFTER_REQUEST_MALFORMED'],
-      ['raw NUL in the path', Buffer.from('GET /api/lookup/cluster/docker/a\0/ HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1'), 400, 'SHIFTER_REQUEST_MALFORMED'],
-      ['Content-Length with Transfer-Encoding', 'POST /api/pull/cluster/docker/a/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'SHIFTER_REQUEST_MALFORMED'],
-      ['headers over 80 KiB', `GET /api/status HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(100 * 1024)}\r\n\r\n`, 431, 'SHIFTER_HEADERS_TOO_LARGE'],
-      ['a 20 KiB forged credential (over Node\'s default 16 KiB, under our limit)', `GET /api/list/cluster/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nauthentication: MUNGE:${'A'.repeat(20 * 1024)}:\r\n\r\n`, 401, 'SHIFTER_AUTH_INVALID'],
-      ['DELETE on lookup', `DELETE /api/lookup/cluster/custom/x/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nauthentication: ${credential}\r\n\r\n`, 405, 'SHIFTER_METHOD_NOT_ALLOWED'],
-      ['GET on pull', 'GET /api/pull/cluster/docker/x/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 405, 'SHIFTER_METHOD_NOT_ALLOWED'],
-      ['an unknown path', 'GET /api/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 404, 'SHIFTER_ROUTE_NOT_FOUND'],
+      [
+        'bad percent-encoding',
+        'GET /api/lookup/cluster/docker/%E0%A4%A/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+        400,
+        'SHIFTER_REQUEST_MALFORMED',
+      ],
+      [
+        'raw NUL in the path',
+        Buffer.from('GET /api/lookup/cluster/docker/a\0/ HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1'),
+        400,
+        'SHIFTER_REQUEST_MALFORMED',
+      ],
+      [
+        'Content-Length with Transfer-Encoding',
+        'POST /api/pull/cluster/docker/a/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        400,
+        'SHIFTER_REQUEST_MALFORMED',
+      ],
+      [
+        'headers over 80 KiB',
+        `GET /api/status HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(100 * 1024)}\r\n\r\n`,
+        431,
+        'SHIFTER_HEADERS_TOO_LARGE',
+      ],
+      [
+        "a 20 KiB forged credential (over Node's default 16 KiB, under our limit)",
+        `GET /api/list/cluster/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nauthentication: MUNGE:${'A'.repeat(20 * 1024)}:\r\n\r\n`,
+        401,
+        'SHIFTER_AUTH_INVALID',
+      ],
+      [
+        'DELETE on lookup',
+        `DELETE /api/lookup/cluster/custom/x/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nauthentication: ${credential}\r\n\r\n`,
+        405,
+        'SHIFTER_METHOD_NOT_ALLOWED',
+      ],
+      [
+        'GET on pull',
+        'GET /api/pull/cluster/docker/x/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+        405,
+        'SHIFTER_METHOD_NOT_ALLOWED',
+      ],
+      [
+        'an unknown path',
+        'GET /api/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+        404,
+        'SHIFTER_ROUTE_NOT_FOUND',
+      ],
     ];
     for (const [what, bytes, status, code] of cases) {
       const answer = await raw(bytes);
@@ -228,17 +307,33 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
 
   it('pulls from a registry the site did not configure are refused with SHIFTER_REGISTRY_NOT_ALLOWED', async () => {
     // The attacker's own registry on the gateway host (a loopback port of our range): never contacted.
-    const answer = await call(gateway.url, 'POST', `/api/pull/${SYSTEM}/docker/${encodeURIComponent('127.0.0.1:7601/evil/image:1')}/`, { credential: await as(ATTACKER)() });
+    const answer = await call(
+      gateway.url,
+      'POST',
+      `/api/pull/${SYSTEM}/docker/${encodeURIComponent('127.0.0.1:7601/evil/image:1')}/`,
+      { credential: await as(ATTACKER)() },
+    );
     expect(answer.status).toBe(403);
     expect(answer.body).toMatchObject({ code: 'SHIFTER_REGISTRY_NOT_ALLOWED' });
     // The configured location still works.
-    const allowed = await pullUntilDone(gateway.url, SYSTEM, `${serviceValue('registry')}/test/busybox:latest`, as(VICTIM), 120_000);
+    const allowed = await pullUntilDone(
+      gateway.url,
+      SYSTEM,
+      `${serviceValue('registry')}/test/busybox:latest`,
+      as(VICTIM),
+      120_000,
+    );
     expect(allowed.body).toMatchObject({ status: 'READY' });
     await stillSafe();
   });
 
-  it('logs every import, pull and expiry as an audit record naming the caller\'s uid', async () => {
-    const expired = await call(gateway.url, 'GET', `/api/expire/${SYSTEM}/custom/${encodeURIComponent('victim/second:1')}/`, { credential: await mungeCredential() });
+  it("logs every import, pull and expiry as an audit record naming the caller's uid", async () => {
+    const expired = await call(
+      gateway.url,
+      'GET',
+      `/api/expire/${SYSTEM}/custom/${encodeURIComponent('victim/second:1')}/`,
+      { credential: await mungeCredential() },
+    );
     expect(expired.status).toBe(200);
     const deadline = Date.now() + 30_000;
     const records = (): Record<string, unknown>[] =>
@@ -247,10 +342,21 @@ describe.skipIf(!ready)('hostile user against the gateway (imports, malformed re
         .split('\n')
         .filter((line) => line.includes('"audit":true'))
         .map((line) => JSON.parse(line) as Record<string, unknown>);
-    while (!records().some((r) => r.action === 'expire.done') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    while (!records().some((r) => r.action === 'expire.done') && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100));
     const audit = records();
-    expect(audit).toContainEqual(expect.objectContaining({ action: 'import.request', uid: VICTIM.uid, tag: victimTag, userAcl: [VICTIM.uid], private: true }));
-    expect(audit).toContainEqual(expect.objectContaining({ action: 'import.request', uid: ATTACKER.uid, filepath: '/dev/zero' }));
+    expect(audit).toContainEqual(
+      expect.objectContaining({
+        action: 'import.request',
+        uid: VICTIM.uid,
+        tag: victimTag,
+        userAcl: [VICTIM.uid],
+        private: true,
+      }),
+    );
+    expect(audit).toContainEqual(
+      expect.objectContaining({ action: 'import.request', uid: ATTACKER.uid, filepath: '/dev/zero' }),
+    );
     expect(audit).toContainEqual(expect.objectContaining({ action: 'import.failed', code: 'SHIFTER_IMPORT_INVALID' }));
     expect(audit).toContainEqual(expect.objectContaining({ action: 'pull.request', uid: VICTIM.uid }));
     expect(audit).toContainEqual(expect.objectContaining({ action: 'expire.request', uid: 0, tag: 'victim/second:1' }));
@@ -296,7 +402,10 @@ describe.skipIf(!ready)('a worker killed mid-import, on every attempt', () => {
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       gateway = await startGatewayProcess(config, { dir, name: 'kill' });
       if (attempt === 1) {
-        const first = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/evil%2Fslow/`, { credential: await as(ATTACKER)(), body: { filepath: file } });
+        const first = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/evil%2Fslow/`, {
+          credential: await as(ATTACKER)(),
+          body: { filepath: file },
+        });
         expect(first.status).toBe(200);
       }
       // The reader process of this attempt (it runs as the attacker): freeze it mid-copy, then kill the worker.
@@ -306,7 +415,10 @@ describe.skipIf(!ready)('a worker killed mid-import, on every attempt', () => {
         readers = pidsWith(file);
         if (readers.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
       }
-      expect(readers.length, `attempt ${attempt}: no reader process started\n${gateway.output().slice(-3000)}`).toBeGreaterThan(0);
+      expect(
+        readers.length,
+        `attempt ${attempt}: no reader process started\n${gateway.output().slice(-3000)}`,
+      ).toBeGreaterThan(0);
       for (const reader of readers) process.kill(reader, 'SIGSTOP');
       await gateway.kill();
       for (const reader of readers) {
@@ -322,11 +434,17 @@ describe.skipIf(!ready)('a worker killed mid-import, on every attempt', () => {
     let answer: Answer;
     const deadline = Date.now() + 60_000;
     for (;;) {
-      answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/evil%2Fslow/`, { credential: await as(ATTACKER)(), body: { filepath: file } });
+      answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/evil%2Fslow/`, {
+        credential: await as(ATTACKER)(),
+        body: { filepath: file },
+      });
       if (!IN_FLIGHT.includes(answer.body.status) || Date.now() > deadline) break;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    expect(answer.body, gateway.output().slice(-3000)).toMatchObject({ status: 'FAILURE', code: 'SHIFTER_JOB_WORKER_LOST' });
+    expect(answer.body, gateway.output().slice(-3000)).toMatchObject({
+      status: 'FAILURE',
+      code: 'SHIFTER_JOB_WORKER_LOST',
+    });
     expect(readdirSync(scratch)).toEqual([]);
     expect(readdirSync(imageDir)).toEqual([]);
     expect(pidsWith(file)).toEqual([]);

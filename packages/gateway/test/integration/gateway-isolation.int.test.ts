@@ -13,12 +13,40 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { parseMeta } from '@shifter/core';
-import { buildFakeImage, haveRoot, haveServices, makeLayer, serviceValue, startFakeRegistry, type FakeImage, type FakeRegistry } from '@shifter/core/testing';
+import {
+  buildFakeImage,
+  haveRoot,
+  haveServices,
+  makeLayer,
+  serviceValue,
+  startFakeRegistry,
+  type FakeImage,
+  type FakeRegistry,
+} from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, pullUntilDone, startGatewayProcess, tempDir, type Answer, type GatewayProcess } from './gateway-process.js';
+import {
+  call,
+  freePort,
+  mungeCredential,
+  pullUntilDone,
+  startGatewayProcess,
+  tempDir,
+  type Answer,
+  type GatewayProcess,
+} from './gateway-process.js';
 
 const enabled = haveServices('registry', 'registryBasic', 'munge', 'user') && haveRoot();
 const backends = [
@@ -54,12 +82,20 @@ for (const backend of backends) {
       mungeCredential({ user, ...(locations ? { payload: JSON.stringify({ authorized_locations: locations }) } : {}) });
     const asAttacker = credential(attacker);
     const asVictim = credential(victim);
-    const asVictimWithLogin = () => credential(victim, { default: `${victimLogin.username}:${victimLogin.password}` })();
+    const asVictimWithLogin = () =>
+      credential(victim, { default: `${victimLogin.username}:${victimLogin.password}` })();
     const basicLogin = `${process.env.SHIFTER_TEST_REGISTRY_USER}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD}`;
 
-    const path = (kind: string, itype: string, tag: string) => `/api/${kind}/${SYSTEM}/${itype}/${encodeURIComponent(tag)}/`;
-    const lookup = async (as: () => Promise<string>, tag: string, itype = 'docker') => call(gateway.url, 'GET', path('lookup', itype, tag), { credential: await as() });
-    const list = async (as: () => Promise<string>) => (await call(gateway.url, 'GET', `/api/list/${SYSTEM}/`, { credential: await as() })).body.list as { id: string; tag: string[]; userACL: number[] }[];
+    const path = (kind: string, itype: string, tag: string) =>
+      `/api/${kind}/${SYSTEM}/${itype}/${encodeURIComponent(tag)}/`;
+    const lookup = async (as: () => Promise<string>, tag: string, itype = 'docker') =>
+      call(gateway.url, 'GET', path('lookup', itype, tag), { credential: await as() });
+    const list = async (as: () => Promise<string>) =>
+      (await call(gateway.url, 'GET', `/api/list/${SYSTEM}/`, { credential: await as() })).body.list as {
+        id: string;
+        tag: string[];
+        userACL: number[];
+      }[];
     const metaOf = (id: string) => parseMeta(readFileSync(join(imageDir, `${id}.meta`), 'utf8'));
     const modeOf = (id: string) => statSync(join(imageDir, `${id}.squashfs`)).mode & 0o777;
 
@@ -70,15 +106,29 @@ for (const backend of backends) {
     }
 
     /** Poll a POST (pull or import) until it leaves the working states. */
-    async function postUntilDone(kind: 'pull' | 'doimport', itype: string, tag: string, as: () => Promise<string>, body?: unknown): Promise<Answer> {
+    async function postUntilDone(
+      kind: 'pull' | 'doimport',
+      itype: string,
+      tag: string,
+      as: () => Promise<string>,
+      body?: unknown,
+    ): Promise<Answer> {
       let answer: Answer | undefined;
       for (let i = 0; i < 240; i++) {
-        answer = await call(gateway.url, 'POST', path(kind, itype, tag), { credential: await as(), ...(body ? { body } : {}) });
+        answer = await call(gateway.url, 'POST', path(kind, itype, tag), {
+          credential: await as(),
+          ...(body ? { body } : {}),
+        });
         if (answer.status !== 200 || !IN_FLIGHT.includes(answer.body.status)) return answer;
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
-      const problems = gateway.output().split('\n').filter((line) => /"level":(40|50)/.test(line));
-      throw new Error(`${kind} of ${tag} did not finish: ${JSON.stringify(answer?.body)}\n${problems.slice(-5).join('\n')}`);
+      const problems = gateway
+        .output()
+        .split('\n')
+        .filter((line) => /"level":(40|50)/.test(line));
+      throw new Error(
+        `${kind} of ${tag} did not finish: ${JSON.stringify(answer?.body)}\n${problems.slice(-5).join('\n')}`,
+      );
     }
 
     /** What must hold after every attack. */
@@ -101,20 +151,32 @@ for (const backend of backends) {
       const files = readdirSync(imageDir);
       for (const file of files) {
         expect(file).toMatch(/^[0-9a-f]{64}\.(squashfs|meta)$/);
-        const other = file.endsWith('.meta') ? file.replace(/\.meta$/, '.squashfs') : file.replace(/\.squashfs$/, '.meta');
+        const other = file.endsWith('.meta')
+          ? file.replace(/\.meta$/, '.squashfs')
+          : file.replace(/\.squashfs$/, '.meta');
         expect(files).toContain(other);
       }
       const queue = await call(gateway.url, 'GET', `/api/queue/${SYSTEM}/`, { credential: await asVictim() });
-      if (queue.body.list.length === 0) expect(readdirSync(expandDir).filter((entry) => entry.startsWith('job-'))).toEqual([]);
+      if (queue.body.list.length === 0)
+        expect(readdirSync(expandDir).filter((entry) => entry.startsWith('job-'))).toEqual([]);
     }
 
     beforeAll(async () => {
       attackerUid = Number(execFileSync('id', ['-u', attacker]).toString());
       victimUid = Number(execFileSync('id', ['-u', victim]).toString());
-      secretImage = buildFakeImage([await makeLayer([{ path: 'secret/' }, { path: 'secret/key.txt', content: secretText }])]);
-      slowImage = buildFakeImage([await makeLayer([{ path: 'slow/' }, { path: 'slow/data.bin', content: randomBytes(256 * 1024) }])]);
-      knownImage = buildFakeImage([await makeLayer([{ path: 'known/' }, { path: 'known/data.bin', content: randomBytes(300 * 1024) }])]);
-      victimRegistry = await fake({ images: { 'victim/secret:1': secretImage, 'victim/slow:1': slowImage, 'victim/known:1': knownImage }, basicAuth: victimLogin });
+      secretImage = buildFakeImage([
+        await makeLayer([{ path: 'secret/' }, { path: 'secret/key.txt', content: secretText }]),
+      ]);
+      slowImage = buildFakeImage([
+        await makeLayer([{ path: 'slow/' }, { path: 'slow/data.bin', content: randomBytes(256 * 1024) }]),
+      ]);
+      knownImage = buildFakeImage([
+        await makeLayer([{ path: 'known/' }, { path: 'known/data.bin', content: randomBytes(300 * 1024) }]),
+      ]);
+      victimRegistry = await fake({
+        images: { 'victim/secret:1': secretImage, 'victim/slow:1': slowImage, 'victim/known:1': knownImage },
+        basicAuth: victimLogin,
+      });
       secretTag = `${victimRegistry.host}/victim/secret:1`;
       secretId = secretImage.digest.slice(7);
 
@@ -127,10 +189,18 @@ for (const backend of backends) {
         {
           gateway: { host: '127.0.0.1', port: await freePort(), bodyLimit: 4096 },
           storage: { cacheDir: join(dir, 'cache'), expandDir },
-          registries: { basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE } },
-          systems: { [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [attacker, victim] } },
-          metadata: backend.distributed ? { kind: 'mongo', url: serviceValue('mongo'), database: `iso${run}` } : { kind: 'sqlite', path: join(dir, 'gateway.db') },
-          queue: backend.distributed ? { kind: 'redis', url: serviceValue('redis'), prefix: `iso${run}` } : { kind: 'in-process', concurrency: 2 },
+          registries: {
+            basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE },
+          },
+          systems: {
+            [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [attacker, victim] },
+          },
+          metadata: backend.distributed
+            ? { kind: 'mongo', url: serviceValue('mongo'), database: `iso${run}` }
+            : { kind: 'sqlite', path: join(dir, 'gateway.db') },
+          queue: backend.distributed
+            ? { kind: 'redis', url: serviceValue('redis'), prefix: `iso${run}` }
+            : { kind: 'in-process', concurrency: 2 },
           jobs: { pullUpdateTimeout: 300, leaseMs: 10_000, heartbeatMs: 2000 },
           conversion: { compression: 'lz4' },
         },
@@ -151,12 +221,15 @@ for (const backend of backends) {
     });
 
     describe('1: private content through the shared blob cache', () => {
-      it('a registry of the attacker\'s own that names the victim\'s private layer and never serves it gets nothing', async () => {
+      it("a registry of the attacker's own that names the victim's private layer and never serves it gets nothing", async () => {
         const layer = secretImage.layers[0]!;
         // A manifest of the attacker's own naming the victim's layer, and the victim's very manifest (the "image already
         // on the system" path): both served, the layer never.
         const own = buildFakeImage([], { layerDescriptors: [{ digest: layer.digest, size: layer.bytes.length }] });
-        const thief = await fake({ images: { 'attacker/steal:own': own, 'attacker/steal:exact': secretImage }, withhold: [layer.digest] });
+        const thief = await fake({
+          images: { 'attacker/steal:own': own, 'attacker/steal:exact': secretImage },
+          withhold: [layer.digest],
+        });
         for (const tag of [`${thief.host}/attacker/steal:own`, `${thief.host}/attacker/steal:exact`]) {
           const answer = await pullUntilDone(gateway.url, SYSTEM, tag, asAttacker, 120_000);
           expect(answer.body.status, JSON.stringify(answer.body)).toBe('FAILURE');
@@ -171,7 +244,11 @@ for (const backend of backends) {
       it('a registry that answers 200 to every request proves nothing', async () => {
         const layer = secretImage.layers[0]!;
         const own = buildFakeImage([], { layerDescriptors: [{ digest: layer.digest, size: layer.bytes.length }] });
-        const yesMan = await fake({ images: { 'attacker/yes:own': own, 'attacker/yes:exact': secretImage }, withhold: [layer.digest], yesMan: true });
+        const yesMan = await fake({
+          images: { 'attacker/yes:own': own, 'attacker/yes:exact': secretImage },
+          withhold: [layer.digest],
+          yesMan: true,
+        });
         for (const tag of [`${yesMan.host}/attacker/yes:own`, `${yesMan.host}/attacker/yes:exact`]) {
           const answer = await pullUntilDone(gateway.url, SYSTEM, tag, asAttacker, 120_000);
           expect(answer.body.status, JSON.stringify(answer.body)).toBe('FAILURE');
@@ -179,7 +256,11 @@ for (const backend of backends) {
           expect((await lookup(asAttacker, tag)).status).toBe(404);
         }
         // Its blob answers were asked for a byte range of the layer, and the 200 was not taken as proof.
-        expect(yesMan.requests.some((request) => request.path.endsWith(`/blobs/${layer.digest}`) && request.range !== undefined)).toBe(true);
+        expect(
+          yesMan.requests.some(
+            (request) => request.path.endsWith(`/blobs/${layer.digest}`) && request.range !== undefined,
+          ),
+        ).toBe(true);
         await victimIntact();
       });
 
@@ -196,7 +277,9 @@ for (const backend of backends) {
         expect(answer.body.id).toBe(knownImage.digest.slice(7));
         expect(answer.body.tag).toEqual([mirrorTag]);
         // Ranged requests only: the cached copy was compared, not downloaded again.
-        const blobRequests = mirror.requests.filter((request) => request.path.endsWith(`/blobs/${knownImage.layers[0]!.digest}`));
+        const blobRequests = mirror.requests.filter((request) =>
+          request.path.endsWith(`/blobs/${knownImage.layers[0]!.digest}`),
+        );
         expect(blobRequests.length).toBeGreaterThan(0);
         expect(blobRequests.every((request) => request.range !== undefined)).toBe(true);
         // The mirror proved the content public: the file is public now, the victim's tag is not.
@@ -272,9 +355,14 @@ for (const backend of backends) {
         };
         // Public first, then a private import of the same bytes by the other user.
         const first = squash('first', `first ${run}\n`);
-        const pub = await postUntilDone('doimport', 'custom', `pub-${run}`, asAttacker, { filepath: ownedCopy(first, attacker, attackerUid) });
+        const pub = await postUntilDone('doimport', 'custom', `pub-${run}`, asAttacker, {
+          filepath: ownedCopy(first, attacker, attackerUid),
+        });
         expect(pub.body.status, JSON.stringify(pub.body)).toBe('READY');
-        const priv = await postUntilDone('doimport', 'custom', `priv-${run}`, asVictim, { filepath: ownedCopy(first, victim, victimUid), allowed_uids: String(victimUid) });
+        const priv = await postUntilDone('doimport', 'custom', `priv-${run}`, asVictim, {
+          filepath: ownedCopy(first, victim, victimUid),
+          allowed_uids: String(victimUid),
+        });
         expect(priv.body.status, JSON.stringify(priv.body)).toBe('READY');
         expect(priv.body.id).toBe(pub.body.id);
         expect((await lookup(asAttacker, `pub-${run}`, 'custom')).body).toMatchObject({ status: 'READY', userACL: [] });
@@ -283,11 +371,16 @@ for (const backend of backends) {
         expect(modeOf(pub.body.id)).toBe(0o644);
         // Private first, then a public import of the same bytes.
         const second = squash('second', `second ${run}\n`);
-        const priv2 = await postUntilDone('doimport', 'custom', `priv2-${run}`, asVictim, { filepath: ownedCopy(second, victim, victimUid), allowed_uids: String(victimUid) });
+        const priv2 = await postUntilDone('doimport', 'custom', `priv2-${run}`, asVictim, {
+          filepath: ownedCopy(second, victim, victimUid),
+          allowed_uids: String(victimUid),
+        });
         expect(priv2.body.status, JSON.stringify(priv2.body)).toBe('READY');
         expect(metaOf(priv2.body.id).userACL).toEqual([victimUid]);
         expect((await lookup(asAttacker, `priv2-${run}`, 'custom')).status).toBe(404);
-        const pub2 = await postUntilDone('doimport', 'custom', `pub2-${run}`, asAttacker, { filepath: ownedCopy(second, attacker, attackerUid) });
+        const pub2 = await postUntilDone('doimport', 'custom', `pub2-${run}`, asAttacker, {
+          filepath: ownedCopy(second, attacker, attackerUid),
+        });
         expect(pub2.body.status, JSON.stringify(pub2.body)).toBe('READY');
         expect(pub2.body.tag).toEqual([`pub2-${run}:latest`]);
         expect((await lookup(asAttacker, `priv2-${run}`, 'custom')).status).toBe(404);
@@ -304,19 +397,25 @@ for (const backend of backends) {
         expect(failed.body.status).toBe('FAILURE');
         expect(failed.body.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
         // Within the failure's hold time, the victim's POST with a login starts an attempt of its own.
-        const first = await call(gateway.url, 'POST', path('pull', 'docker', tag), { credential: await credential(victim, { default: basicLogin })() });
+        const first = await call(gateway.url, 'POST', path('pull', 'docker', tag), {
+          credential: await credential(victim, { default: basicLogin })(),
+        });
         expect(first.body.status).not.toBe('FAILURE');
         const done = await pullUntilDone(gateway.url, SYSTEM, tag, credential(victim, { default: basicLogin }));
         expect(done.body.status, JSON.stringify(done.body)).toBe('READY');
         // The attacker still gets only their own failure, and never the victim's image.
-        expect((await call(gateway.url, 'POST', path('pull', 'docker', tag), { credential: await asAttacker() })).body.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
+        expect(
+          (await call(gateway.url, 'POST', path('pull', 'docker', tag), { credential: await asAttacker() })).body.code,
+        ).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
         expect((await lookup(asAttacker, tag)).status).toBe(404);
         await victimIntact();
       });
 
       it('an in-flight anonymous attempt is not joined by a caller with a login', async () => {
         const tag = `${serviceValue('registryBasic')}/test/weird:latest`;
-        const anonymous = await call(gateway.url, 'POST', path('pull', 'docker', tag), { credential: await asAttacker() });
+        const anonymous = await call(gateway.url, 'POST', path('pull', 'docker', tag), {
+          credential: await asAttacker(),
+        });
         expect(anonymous.status).toBe(200);
         const done = await pullUntilDone(gateway.url, SYSTEM, tag, credential(victim, { default: basicLogin }));
         expect(done.body.status, JSON.stringify(done.body)).toBe('READY');
@@ -329,7 +428,9 @@ for (const backend of backends) {
         const slowTag = `${victimRegistry.host}/victim/slow:1`;
         const layerHex = slowImage.layers[0]!.digest.slice(7);
         const held = victimRegistry.hold();
-        const started = await call(gateway.url, 'POST', path('pull', 'docker', slowTag), { credential: await asVictimWithLogin() });
+        const started = await call(gateway.url, 'POST', path('pull', 'docker', slowTag), {
+          credential: await asVictimWithLogin(),
+        });
         expect(started.status).toBe(200);
         await held;
         // The victim's pull is now waiting for its layer; the victim sees it in flight.
@@ -337,7 +438,10 @@ for (const backend of backends) {
         expect(mine.body.list.map((entry: { image: string }) => entry.image)).toContain(slowTag);
 
         const outsider = async (method: string, route: string, body?: unknown) => {
-          const answer = await call(gateway.url, method, route, { credential: await asAttacker(), ...(body ? { body } : {}) });
+          const answer = await call(gateway.url, method, route, {
+            credential: await asAttacker(),
+            ...(body ? { body } : {}),
+          });
           const text = JSON.stringify(answer.body);
           expect(text, route).not.toContain(layerHex);
           expect(text, route).not.toContain('victim/slow');
@@ -350,15 +454,32 @@ for (const backend of backends) {
         expect(await metrics.text()).not.toContain('victim');
         expect((await outsider('GET', `/api/queue/${SYSTEM}/`)).body.list).toEqual([]);
         expect((await outsider('GET', `/api/list/${SYSTEM}/`)).status).toBe(200);
-        expect((await outsider('GET', path('lookup', 'docker', slowTag).replace(encodeURIComponent(slowTag), encodeURIComponent('127.0.0.1:1/x/y:1')))).status).toBe(404);
+        expect(
+          (
+            await outsider(
+              'GET',
+              path('lookup', 'docker', slowTag).replace(
+                encodeURIComponent(slowTag),
+                encodeURIComponent('127.0.0.1:1/x/y:1'),
+              ),
+            )
+          ).status,
+        ).toBe(404);
         expect((await outsider('GET', `/api/metrics/${SYSTEM}/`)).status).toBe(403);
         expect((await outsider('GET', `/api/autoexpire/${SYSTEM}/`)).status).toBe(403);
         // The tag itself, as the outsider would probe it: lookup, expire, pull (their own attempt, which fails).
-        const probe = await call(gateway.url, 'GET', path('lookup', 'docker', slowTag), { credential: await asAttacker() });
+        const probe = await call(gateway.url, 'GET', path('lookup', 'docker', slowTag), {
+          credential: await asAttacker(),
+        });
         expect(probe.status).toBe(404);
         expect(JSON.stringify(probe.body)).not.toContain(layerHex);
-        expect((await call(gateway.url, 'GET', path('expire', 'docker', slowTag), { credential: await asAttacker() })).status).toBe(403);
-        const post = await call(gateway.url, 'POST', path('pull', 'docker', slowTag), { credential: await asAttacker() });
+        expect(
+          (await call(gateway.url, 'GET', path('expire', 'docker', slowTag), { credential: await asAttacker() }))
+            .status,
+        ).toBe(403);
+        const post = await call(gateway.url, 'POST', path('pull', 'docker', slowTag), {
+          credential: await asAttacker(),
+        });
         expect(post.status).toBe(200);
         expect(post.body.userACL).toEqual([attackerUid]);
         expect(post.body.id).toBe('MISSING');
@@ -369,10 +490,18 @@ for (const backend of backends) {
         expect(theirs.body.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
         expect(JSON.stringify(theirs.body)).not.toContain(layerHex);
         // Someone else with another (wrong) login for the victim's registry: their own attempt, their own failure.
-        const wrong = await pullUntilDone(gateway.url, SYSTEM, slowTag, credential(attacker, { default: 'victim:guess' }), 120_000);
+        const wrong = await pullUntilDone(
+          gateway.url,
+          SYSTEM,
+          slowTag,
+          credential(attacker, { default: 'victim:guess' }),
+          120_000,
+        );
         expect(wrong.body.code).toBe('SHIFTER_REGISTRY_AUTH_FAILED');
         expect(JSON.stringify(wrong.body)).not.toContain(layerHex);
-        expect((await outsider('GET', `/api/queue/${SYSTEM}/`)).body.list.map((entry: { image: string }) => entry.image)).not.toContain(slowTag);
+        expect(
+          (await outsider('GET', `/api/queue/${SYSTEM}/`)).body.list.map((entry: { image: string }) => entry.image),
+        ).not.toContain(slowTag);
 
         victimRegistry.release();
         const done = await pullUntilDone(gateway.url, SYSTEM, slowTag, asVictimWithLogin);

@@ -28,12 +28,16 @@ export function tempDir(prefix: string): string {
  * A fresh munge credential. As root with `user` given, it is encoded as that user (runuser), so its uid is theirs.
  * @param options - payload (e.g. authorized_locations JSON), ttl seconds, user
  */
-export async function mungeCredential(options: { user?: string; payload?: string; ttl?: number; socket?: string } = {}): Promise<string> {
+export async function mungeCredential(
+  options: { user?: string; payload?: string; ttl?: number; socket?: string } = {},
+): Promise<string> {
   const args = ['--socket', options.socket ?? process.env.SHIFTER_TEST_MUNGE_SOCKET ?? '/run/munge/munge.socket.2'];
   if (options.ttl !== undefined) args.push('--ttl', String(options.ttl));
   if (options.payload !== undefined) args.push('--string', options.payload);
   else args.push('--no-input');
-  const [command, commandArgs] = options.user ? ['runuser', ['-u', options.user, '--', 'munge', ...args]] : ['munge', args];
+  const [command, commandArgs] = options.user
+    ? ['runuser', ['-u', options.user, '--', 'munge', ...args]]
+    : ['munge', args];
   const { stdout } = await execFileAsync(command as string, commandArgs as string[]);
   return stdout.trim();
 }
@@ -55,7 +59,14 @@ export interface GatewayProcess {
  */
 export async function startGatewayProcess(
   config: Record<string, unknown>,
-  options: { command?: 'serve' | 'worker'; args?: string[]; dir: string; name?: string; env?: Record<string, string>; wrap?: string[] },
+  options: {
+    command?: 'serve' | 'worker';
+    args?: string[];
+    dir: string;
+    name?: string;
+    env?: Record<string, string>;
+    wrap?: string[];
+  },
 ): Promise<GatewayProcess> {
   const file = join(options.dir, `${options.name ?? 'gateway'}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
@@ -113,7 +124,12 @@ export interface Answer {
 }
 
 /** Call the gateway. */
-export async function call(url: string, method: string, path: string, options: { credential?: string; body?: unknown; rawBody?: string; contentType?: string } = {}): Promise<Answer> {
+export async function call(
+  url: string,
+  method: string,
+  path: string,
+  options: { credential?: string; body?: unknown; rawBody?: string; contentType?: string } = {},
+): Promise<Answer> {
   const headers: Record<string, string> = {};
   if (options.credential !== undefined) headers.authentication = options.credential;
   let body: string | undefined;
@@ -132,12 +148,25 @@ export async function call(url: string, method: string, path: string, options: {
 }
 
 /** Re-POST a pull (as upstream clients poll) until it leaves the working states. */
-export async function pullUntilDone(url: string, system: string, tag: string, credential: () => Promise<string>, timeoutMs = 240_000, body?: unknown): Promise<Answer> {
+export async function pullUntilDone(
+  url: string,
+  system: string,
+  tag: string,
+  credential: () => Promise<string>,
+  timeoutMs = 240_000,
+  body?: unknown,
+): Promise<Answer> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const answer = await call(url, 'POST', `/api/pull/${system}/docker/${encodeURIComponent(tag)}/`, { credential: await credential(), ...(body ? { body } : {}) });
+    const answer = await call(url, 'POST', `/api/pull/${system}/docker/${encodeURIComponent(tag)}/`, {
+      credential: await credential(),
+      ...(body ? { body } : {}),
+    });
     if (answer.status !== 200) return answer;
-    if (!['INIT', 'PENDING', 'PULLING', 'EXAMINATION', 'CONVERSION', 'TRANSFER', 'HASHING'].includes(answer.body.status)) return answer;
+    if (
+      !['INIT', 'PENDING', 'PULLING', 'EXAMINATION', 'CONVERSION', 'TRANSFER', 'HASHING'].includes(answer.body.status)
+    )
+      return answer;
     if (Date.now() > deadline) throw new Error(`pull of ${tag} still ${answer.body.status} after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -152,12 +181,21 @@ export async function pushImage(registry: string, repository: string, tag: strin
     const start = await fetch(`http://${registry}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
     const location = new URL(start.headers.get('location')!, `http://${registry}`);
     location.searchParams.set('digest', digest);
-    const put = await fetch(location, { method: 'PUT', body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+    const put = await fetch(location, {
+      method: 'PUT',
+      body: bytes,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     if (put.status !== 201) throw new Error(`blob upload answered ${put.status}`);
     return { digest, size: bytes.length };
   };
   const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [sha(layer)] } }),
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['PATH=/bin'] },
+      rootfs: { type: 'layers', diff_ids: [sha(layer)] },
+    }),
   );
   const configDescriptor = await upload(config);
   const layerDescriptor = await upload(layer);

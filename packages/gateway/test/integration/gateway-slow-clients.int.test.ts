@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { haveRoot, haveServices } from '@shifter/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, freePort, mungeCredential, startGatewayProcess, tempDir, type GatewayProcess } from './gateway-process.js';
+import {
+  call,
+  freePort,
+  mungeCredential,
+  startGatewayProcess,
+  tempDir,
+  type GatewayProcess,
+} from './gateway-process.js';
 
 const run = promisify(execFile);
 const ready = haveServices('munge') && haveRoot();
@@ -85,7 +92,15 @@ describe.skipIf(!ready)('slow clients from one address while lookups come from a
     gateway = await startGatewayProcess(
       {
         // Bound to the host end of the namespace's link: reachable from the namespace and from this host only.
-        gateway: { host: hostAddress, port: await freePort(), maxConnections: 512, maxConnectionsPerAddress: PER_ADDRESS, headersTimeoutMs: 2000, requestTimeoutMs: 4000, idleTimeoutMs: 5000 },
+        gateway: {
+          host: hostAddress,
+          port: await freePort(),
+          maxConnections: 512,
+          maxConnectionsPerAddress: PER_ADDRESS,
+          headersTimeoutMs: 2000,
+          requestTimeoutMs: 4000,
+          idleTimeoutMs: 5000,
+        },
         storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
         systems: { [SYSTEM]: { transfer: { kind: 'local', imageDir: join(dir, 'images') } } },
         metadata: { kind: 'sqlite', path: join(dir, 'gateway.db') },
@@ -95,10 +110,16 @@ describe.skipIf(!ready)('slow clients from one address while lookups come from a
       },
       { dir, name: 'slow' },
     );
-    let answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, { credential: await mungeCredential({ user: VICTIM.name }), body: { filepath: image, allowed_uids: String(VICTIM.uid) } });
+    let answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, {
+      credential: await mungeCredential({ user: VICTIM.name }),
+      body: { filepath: image, allowed_uids: String(VICTIM.uid) },
+    });
     for (let i = 0; i < 200 && answer.body.status !== 'READY' && answer.body.status !== 'FAILURE'; i++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
-      answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, { credential: await mungeCredential({ user: VICTIM.name }), body: { filepath: image } });
+      answer = await call(gateway.url, 'POST', `/api/doimport/${SYSTEM}/custom/mine/`, {
+        credential: await mungeCredential({ user: VICTIM.name }),
+        body: { filepath: image },
+      });
     }
     expect(answer.body.status).toBe('READY');
   });
@@ -113,9 +134,28 @@ describe.skipIf(!ready)('slow clients from one address while lookups come from a
   it(`${ATTACK_CONNECTIONS} half-open connections from the namespace do not stop the victim's lookups`, async () => {
     const pid = gateway!.child.pid!;
     const port = new URL(gateway!.url).port;
-    const attacker = spawn('ip', ['netns', 'exec', ns, 'runuser', '-u', ATTACKER, '--', process.execPath, '-e', ATTACK, hostAddress, port, String(ATTACK_CONNECTIONS), String(ATTACK_MS)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const attacker = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns,
+        'runuser',
+        '-u',
+        ATTACKER,
+        '--',
+        process.execPath,
+        '-e',
+        ATTACK,
+        hostAddress,
+        port,
+        String(ATTACK_CONNECTIONS),
+        String(ATTACK_MS),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let report = '';
     attacker.stdout!.on('data', (chunk: Buffer) => (report += chunk.toString()));
     const finished = new Promise<void>((resolve) => attacker.once('exit', () => resolve()));
@@ -125,10 +165,10 @@ describe.skipIf(!ready)('slow clients from one address while lookups come from a
     const statuses: number[] = [];
     const latencies: number[] = [];
     let maxFds = 0;
-    let attackerDone = false;
-    void finished.then(() => (attackerDone = true));
+    const attack = { done: false };
+    void finished.then(() => (attack.done = true));
     await new Promise((resolve) => setTimeout(resolve, 1500)); // let the attack build up
-    while (!attackerDone) {
+    while (!attack.done) {
       const credential = await mungeCredential({ user: VICTIM.name });
       const started = performance.now();
       const answer = await call(gateway!.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, { credential });
@@ -138,7 +178,11 @@ describe.skipIf(!ready)('slow clients from one address while lookups come from a
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     clearTimeout(killer);
-    const stats = JSON.parse(report.trim().split('\n').pop()!) as { opened: number; closed: number; answers: Record<string, number> };
+    const stats = JSON.parse(report.trim().split('\n').pop()!) as {
+      opened: number;
+      closed: number;
+      answers: Record<string, number>;
+    };
     latencies.sort((a, b) => a - b);
     console.info(
       `slow-client attack: ${stats.opened} connections opened, answers ${JSON.stringify(stats.answers)}; ${statuses.length} victim lookups, ` +
@@ -154,9 +198,13 @@ describe.skipIf(!ready)('slow clients from one address while lookups come from a
     expect(maxFds).toBeLessThan(PER_ADDRESS + 100);
     expect(gateway!.child.exitCode).toBeNull();
     expect(gateway!.child.pid).toBe(pid);
-    const after = await call(gateway!.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, { credential: await mungeCredential({ user: VICTIM.name }) });
+    const after = await call(gateway!.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, {
+      credential: await mungeCredential({ user: VICTIM.name }),
+    });
     expect(after.status).toBe(200);
-    const outsider = await call(gateway!.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, { credential: await mungeCredential({ user: ATTACKER }) });
+    const outsider = await call(gateway!.url, 'GET', `/api/lookup/${SYSTEM}/custom/mine/`, {
+      credential: await mungeCredential({ user: ATTACKER }),
+    });
     expect(outsider.status).toBe(404);
   });
 });

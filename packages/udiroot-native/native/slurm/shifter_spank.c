@@ -53,11 +53,11 @@ SPANK_PLUGIN(shifter, 1);
 
 /** Globals **/
 
-static char *opt_image;          /* --image value, or NULL */
-static char *opt_volume;         /* --volume value (';'-separated maps), or NULL */
-static char *opt_module;         /* --module value, or NULL */
-static char conf_error[512];     /* non-empty: plugstack.conf arguments are broken (the message) */
-static bool container_aliases;   /* container_aliases=1: also --container-image / --container-mounts */
+static char *opt_image;        /* --image value, or NULL */
+static char *opt_volume;       /* --volume value (';'-separated maps), or NULL */
+static char *opt_module;       /* --module value, or NULL */
+static char conf_error[512];   /* non-empty: plugstack.conf arguments are broken (the message) */
+static bool container_aliases; /* container_aliases=1: also --container-image / --container-mounts */
 
 /** Functions **/
 
@@ -110,8 +110,7 @@ static int cb_module(int val, const char *arg, int remote)
 static struct spank_option options[] = {
    { "image", "TYPE:TAG", "Run the job's `shifter` commands in this image (docker:REPO:TAG or id:HEX).", 1, 0,
      cb_image },
-   { "volume", "SRC:DST[:FLAGS]", "Shifter volume maps for the job's containers (';'-separated).", 1, 0,
-     cb_volume },
+   { "volume", "SRC:DST[:FLAGS]", "Shifter volume maps for the job's containers (';'-separated).", 1, 0, cb_volume },
    { "module", "A,B|none", "Shifter site modules for the job's containers (default: the site's).", 1, 0, cb_module },
 };
 
@@ -185,7 +184,8 @@ int slurm_spank_init(spank_t sp, int ac, char **av)
    parse_args(ac, av);
    if (conf_error[0])
       slurm_error("shifter: plugstack.conf: %s; jobs asking for --image are refused until this is fixed, other "
-                  "jobs are not affected", conf_error);
+                  "jobs are not affected",
+                  conf_error);
    if (ctx != S_CTX_LOCAL && ctx != S_CTX_ALLOCATOR && ctx != S_CTX_REMOTE)
       return 0;
    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
@@ -275,7 +275,8 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
       return 0;
    if (conf_error[0]) {
       slurm_error("shifter: --image is unavailable: the plugin's plugstack.conf arguments are broken (%s); ask the "
-                  "administrators", conf_error);
+                  "administrators",
+                  conf_error);
       return -1;
    }
    argv[n++] = LOOKUP_BIN;
@@ -312,7 +313,7 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
    if (asprintf(&id_opt, "id:%s", out) < 0)
       return -1;
    spank_job_control_setenv(sp, "_SLURM_SPANK_OPTION_shifter_image", id_opt, 1); /* batch job → its srun steps */
-   setenv("_SLURM_SPANK_OPTION_shifter_image", id_opt, 1);                      /* salloc shell → its srun steps */
+   setenv("_SLURM_SPANK_OPTION_shifter_image", id_opt, 1);                       /* salloc shell → its srun steps */
    if (container_aliases) { /* the alias would otherwise carry the tag into later steps */
       spank_job_control_setenv(sp, "_SLURM_SPANK_OPTION_shifter_container_image", id_opt, 1);
       setenv("_SLURM_SPANK_OPTION_shifter_container_image", id_opt, 1);
@@ -375,7 +376,8 @@ int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
       return 0;
    if (conf_error[0]) {
       slurm_error("shifter: job prolog: plugstack.conf arguments are broken (%s): cannot prepare containers on this "
-                  "node", conf_error);
+                  "node",
+                  conf_error);
       return -1;
    }
    if (job_items(sp, &job, &uid, &gid))
@@ -425,7 +427,8 @@ int slurm_spank_job_prolog(spank_t sp, int ac, char **av)
    run_capture(unargv, out, out);
    if (rc == EX_USAGE || rc == EX_DATAERR || rc == EX_NOINPUT || rc == EX_NOPERM) {
       slurm_error("shifter: job %u: the container cannot be prepared (%s); its `shifter` steps will fail with the "
-                  "same message; the node stays in service", job, err);
+                  "same message; the node stays in service",
+                  job, err);
       return 0;
    }
    slurm_error("shifter: job %u: setupRoot failed (exit %d: %s): this node cannot prepare containers", job, rc, err);

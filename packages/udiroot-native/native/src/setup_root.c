@@ -71,8 +71,9 @@ int main(int argc, char **argv)
       case 'G': gid = strtol(optarg, NULL, 10); break;
       case 'N': nodes = optarg; break;
       case 'm': modspec = optarg; break;
-      default: FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] "
-                                   "[-m modules] id <id> | local <dir>");
+      default:
+         FATAL(UDI_EX_USAGE, "usage: setupRoot [-V] [-j jobid] [-v volmap] -u user -U uid -G gid [-N nodes] "
+                             "[-m modules] id <id> | local <dir>");
       }
    }
    if (argc - optind != 2 || !username || uid <= 0 || gid <= 0)

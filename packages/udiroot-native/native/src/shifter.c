@@ -32,17 +32,17 @@
 
 /* Everything the command line and the caller's environment asked for. */
 struct options {
-   char *image_request;    /* raw descriptor as given (SHIFTER_IMAGEREQUEST inside the container) */
-   char *volumes;          /* ';'-joined user volume maps, or NULL */
-   bool use_entry;         /* --entrypoint given */
-   char *entry;            /* --entrypoint=X, or NULL */
-   bool use_workdir;       /* --workdir given */
-   char *workdir;          /* --workdir=X, or NULL (then image WORKDIR) */
-   struct strv env;        /* --env NAME=value, in order */
-   struct strv env_files;  /* --env-file paths, in order */
-   bool clearenv;          /* --clearenv */
-   char *modules;          /* --module value, or NULL (defaults) */
-   struct strv args;       /* the command */
+   char *image_request;   /* raw descriptor as given (SHIFTER_IMAGEREQUEST inside the container) */
+   char *volumes;         /* ';'-joined user volume maps, or NULL */
+   bool use_entry;        /* --entrypoint given */
+   char *entry;           /* --entrypoint=X, or NULL */
+   bool use_workdir;      /* --workdir given */
+   char *workdir;         /* --workdir=X, or NULL (then image WORKDIR) */
+   struct strv env;       /* --env NAME=value, in order */
+   struct strv env_files; /* --env-file paths, in order */
+   bool clearenv;         /* --clearenv */
+   char *modules;         /* --module value, or NULL (defaults) */
+   struct strv args;      /* the command */
 };
 
 /** Functions **/
@@ -70,13 +70,18 @@ static void usage(int code)
    first non-option; the rest is the command. Precondition: environment already cleared. */
 static void parse_options(struct options *o, int argc, char **argv)
 {
-   static const struct option longs[] = {
-      { "image", required_argument, 0, 'i' },     { "volume", required_argument, 0, 'V' },
-      { "entrypoint", optional_argument, 0, 'N' }, { "entry", optional_argument, 0, 'N' },
-      { "workdir", optional_argument, 0, 'w' },   { "env", required_argument, 0, 'e' },
-      { "env-file", required_argument, 0, 'F' },  { "clearenv", no_argument, 0, 'E' },
-      { "module", required_argument, 0, 'm' },    { "verbose", no_argument, 0, 'v' },
-      { "help", no_argument, 0, 'h' },            { 0, 0, 0, 0 } };
+   static const struct option longs[] = { { "image", required_argument, 0, 'i' },
+                                          { "volume", required_argument, 0, 'V' },
+                                          { "entrypoint", optional_argument, 0, 'N' },
+                                          { "entry", optional_argument, 0, 'N' },
+                                          { "workdir", optional_argument, 0, 'w' },
+                                          { "env", required_argument, 0, 'e' },
+                                          { "env-file", required_argument, 0, 'F' },
+                                          { "clearenv", no_argument, 0, 'E' },
+                                          { "module", required_argument, 0, 'm' },
+                                          { "verbose", no_argument, 0, 'v' },
+                                          { "help", no_argument, 0, 'h' },
+                                          { 0, 0, 0, 0 } };
    bool cli_volume = false;
    int c;
    while ((c = getopt_long(argc, argv, "+hvV:i:e:Ew::m:", longs, NULL)) != -1) {
@@ -87,8 +92,14 @@ static void parse_options(struct options *o, int argc, char **argv)
          o->volumes = (cli_volume && o->volumes) ? xasprintf("%s;%s", o->volumes, optarg) : xstrdup(optarg);
          cli_volume = true;
          break;
-      case 'N': o->use_entry = true; o->entry = optarg ? xstrdup(optarg) : NULL; break;
-      case 'w': o->use_workdir = true; o->workdir = optarg ? xstrdup(optarg) : NULL; break;
+      case 'N':
+         o->use_entry = true;
+         o->entry = optarg ? xstrdup(optarg) : NULL;
+         break;
+      case 'w':
+         o->use_workdir = true;
+         o->workdir = optarg ? xstrdup(optarg) : NULL;
+         break;
       case 'e':
          if (!env_name_ok(optarg) || !strchr(optarg, '=')[1])
             FATAL(UDI_EX_USAGE, "--env needs NAME=VALUE with a non-empty name and value: \"%s\"", optarg);
@@ -226,10 +237,12 @@ int main(int argc, char **argv)
    strv_init(&host_env);
    for (char **e = environ; e && *e; e++)
       strv_push(&host_env, *e);
-   imagetype = getenv("SHIFTER_IMAGETYPE") ? xstrdup(getenv("SHIFTER_IMAGETYPE"))
-               : getenv("SLURM_SPANK_SHIFTER_IMAGETYPE") ? xstrdup(getenv("SLURM_SPANK_SHIFTER_IMAGETYPE")) : NULL;
-   imagetag = getenv("SHIFTER_IMAGE") ? xstrdup(getenv("SHIFTER_IMAGE"))
-              : getenv("SLURM_SPANK_SHIFTER_IMAGE") ? xstrdup(getenv("SLURM_SPANK_SHIFTER_IMAGE")) : NULL;
+   imagetype = getenv("SHIFTER_IMAGETYPE")               ? xstrdup(getenv("SHIFTER_IMAGETYPE"))
+               : getenv("SLURM_SPANK_SHIFTER_IMAGETYPE") ? xstrdup(getenv("SLURM_SPANK_SHIFTER_IMAGETYPE"))
+                                                         : NULL;
+   imagetag = getenv("SHIFTER_IMAGE")               ? xstrdup(getenv("SHIFTER_IMAGE"))
+              : getenv("SLURM_SPANK_SHIFTER_IMAGE") ? xstrdup(getenv("SLURM_SPANK_SHIFTER_IMAGE"))
+                                                    : NULL;
    if (imagetype && imagetag)
       o.image_request = xasprintf("%s:%s", imagetype, imagetag);
    else if (getenv("SHIFTER_IMAGEREQUEST"))
@@ -238,7 +251,7 @@ int main(int argc, char **argv)
       o.modules = xstrdup(getenv("SHIFTER_MODULE"));
    if (getenv("SHIFTER_VOLUME"))
       o.volumes = xstrdup(getenv("SHIFTER_VOLUME"));
-   Z_ (clearenv());
+   Z_(clearenv());
    parse_options(&o, argc, argv);
    if (!o.image_request)
       FATAL(UDI_EX_USAGE, "no image given (--image=TYPE:TAG)");
@@ -323,20 +336,19 @@ int main(int argc, char **argv)
       } else if (udi_root_reusable(&cfg, sig)) {
          VERBOSE("reusing the root at %s", cfg.udiMount);
       } else {
-         struct udi_root_request req = { &cfg,  image_id, image_file, local_root, &user,
-                                         &vols, &modules, NULL,     sig };
+         struct udi_root_request req = { &cfg, image_id, image_file, local_root, &user, &vols, &modules, NULL, sig };
          PHASE("env");
-         Z_ (unshare(CLONE_NEWNS));
-         Z_ (mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL));
+         Z_(unshare(CLONE_NEWNS));
+         Z_(mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL));
          PHASE("unshare");
          udi_root_destroy(&cfg);
          PHASE("destroy");
          udi_root_build(&req);
       }
    }
-   Zf (chdir(root_dir), "chdir %s", root_dir);
-   Z_ (chroot("."));
-   Z_ (chdir("/"));
+   Zf(chdir(root_dir), "chdir %s", root_dir);
+   Z_(chroot("."));
+   Z_(chdir("/"));
 
    PHASE("chroot");
    udi_drop_privileges(&user); // PRIV: uid/gid = user, no capabilities, bounding set empty, no_new_privs

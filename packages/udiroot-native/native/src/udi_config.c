@@ -14,7 +14,11 @@
 
 /** Macros **/
 
-#define ERR(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+#define ERR(...)                                                                                                       \
+   do {                                                                                                                \
+      snprintf(err, errlen, __VA_ARGS__);                                                                              \
+      return -1;                                                                                                       \
+   } while (0)
 
 /** Functions **/
 
@@ -28,7 +32,8 @@ static int parse_bool(const char *key, const char *v, bool *out, char **warn)
    *out = strspn(d, "0") < digits; /* a non-zero digit in the leading integer */
    if (!*d || d[digits])
       *warn = xasprintf("%s=%s is not 0 or 1: read as %d (%s), as upstream Shifter's strtol read it; write %s=0 or "
-                        "%s=1", key, v, *out ? 1 : 0, *out ? "on" : "off", key, key);
+                        "%s=1",
+                        key, v, *out ? 1 : 0, *out ? "on" : "off", key, key);
    return 0;
 }
 
@@ -58,13 +63,20 @@ int udi_parse_bytes(const char *v, unsigned long long *out)
       return -1;
    switch (*end) {
    case '\0': break;
-   case 'b': case 'B': mult = 1; break;
-   case 'k': case 'K': mult = 1ULL << 10; break;
-   case 'm': case 'M': mult = 1ULL << 20; break;
-   case 'g': case 'G': mult = 1ULL << 30; break;
-   case 't': case 'T': mult = 1ULL << 40; break;
-   case 'p': case 'P': mult = 1ULL << 50; break;
-   case 'e': case 'E': mult = 1ULL << 60; break;
+   case 'b':
+   case 'B': mult = 1; break;
+   case 'k':
+   case 'K': mult = 1ULL << 10; break;
+   case 'm':
+   case 'M': mult = 1ULL << 20; break;
+   case 'g':
+   case 'G': mult = 1ULL << 30; break;
+   case 't':
+   case 'T': mult = 1ULL << 40; break;
+   case 'p':
+   case 'P': mult = 1ULL << 50; break;
+   case 'e':
+   case 'E': mult = 1ULL << 60; break;
    default: return -1;
    }
    if (*end && end[1] && !((end[1] == 'b' || end[1] == 'B') && !end[2] && mult > 1))
@@ -92,11 +104,11 @@ struct udi_module *udi_config_module(const struct udi_config *c, const char *nam
 
 /* Assign module_<name>_<subkey>; the module is created on first mention (enabled by default).
    Returns 0 or -1 with err. */
-static int assign_module(struct udi_config *c, const char *key, const char *v, char **warn, char *err,
-                         size_t errlen)
+static int assign_module(struct udi_config *c, const char *key, const char *v, char **warn, char *err, size_t errlen)
 {
    static const char *subkeys[] = { "userhook", "roothook", "siteEnvPrepend", "siteEnvAppend", "siteEnvUnset",
-                                    "siteEnv", "siteFs", "copyPath", "conflict", "enabled", NULL };
+                                    "siteEnv",  "siteFs",   "copyPath",       "conflict",      "enabled",
+                                    NULL };
    const char *rest = key + strlen("module_"), *us = strchr(rest, '_');
    const char *sub = NULL, *misspelt = NULL;
    size_t namelen;
@@ -118,7 +130,8 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
    }
    if (!sub && !misspelt)
       ERR("unknown module key \"%s\" (subkeys: userhook roothook siteEnv siteEnvPrepend siteEnvAppend siteEnvUnset "
-          "siteFs copyPath conflict enabled)", key);
+          "siteFs copyPath conflict enabled)",
+          key);
    {
       char *name = xstrndup(rest, namelen);
       m = udi_config_module(c, name);
@@ -140,50 +153,92 @@ static int assign_module(struct udi_config *c, const char *key, const char *v, c
    /* Upstream compared subkeys case-sensitively and ignored any other one (after creating the module), so
       module_mpich_copypath copied nothing there: the same here, with a warning naming the key it meant. */
    if (!sub) {
-      *warn = xasprintf("%s is ignored, as upstream Shifter ignored it; the key is module_%s_%s", key, m->name,
-                        misspelt);
+      *warn =
+         xasprintf("%s is ignored, as upstream Shifter ignored it; the key is module_%s_%s", key, m->name, misspelt);
       return 0;
    }
    /* Module lists are replaced by a repeated key, except siteFs, which accumulates like the top-level one. */
    if ((!strcmp(sub, "userhook") || !strcmp(sub, "roothook") || !strcmp(sub, "copyPath")) && !*v)
       ERR("%s: value is empty", key);
-   if (!strcmp(sub, "userhook")) set_str(&m->userhook, v);
-   else if (!strcmp(sub, "roothook")) set_str(&m->roothook, v);
-   else if (!strcmp(sub, "siteEnv")) { strv_init(&m->siteEnv); strv_split(&m->siteEnv, v, " \t"); }
-   else if (!strcmp(sub, "siteEnvPrepend")) { strv_init(&m->siteEnvPrepend); strv_split(&m->siteEnvPrepend, v, " \t"); }
-   else if (!strcmp(sub, "siteEnvAppend")) { strv_init(&m->siteEnvAppend); strv_split(&m->siteEnvAppend, v, " \t"); }
-   else if (!strcmp(sub, "siteEnvUnset")) { strv_init(&m->siteEnvUnset); strv_split(&m->siteEnvUnset, v, " \t"); }
-   else if (!strcmp(sub, "siteFs")) m->siteFs = m->siteFs ? xasprintf("%s;%s", m->siteFs, v) : xstrdup(v);
-   else if (!strcmp(sub, "copyPath")) set_str(&m->copyPath, v);
-   else if (!strcmp(sub, "conflict")) { strv_init(&m->conflict); strv_split(&m->conflict, v, " \t"); }
-   else if (!strcmp(sub, "enabled")) return parse_bool(key, v, &m->enabled, warn);
+   if (!strcmp(sub, "userhook"))
+      set_str(&m->userhook, v);
+   else if (!strcmp(sub, "roothook"))
+      set_str(&m->roothook, v);
+   else if (!strcmp(sub, "siteEnv")) {
+      strv_init(&m->siteEnv);
+      strv_split(&m->siteEnv, v, " \t");
+   } else if (!strcmp(sub, "siteEnvPrepend")) {
+      strv_init(&m->siteEnvPrepend);
+      strv_split(&m->siteEnvPrepend, v, " \t");
+   } else if (!strcmp(sub, "siteEnvAppend")) {
+      strv_init(&m->siteEnvAppend);
+      strv_split(&m->siteEnvAppend, v, " \t");
+   } else if (!strcmp(sub, "siteEnvUnset")) {
+      strv_init(&m->siteEnvUnset);
+      strv_split(&m->siteEnvUnset, v, " \t");
+   } else if (!strcmp(sub, "siteFs"))
+      m->siteFs = m->siteFs ? xasprintf("%s;%s", m->siteFs, v) : xstrdup(v);
+   else if (!strcmp(sub, "copyPath"))
+      set_str(&m->copyPath, v);
+   else if (!strcmp(sub, "conflict")) {
+      strv_init(&m->conflict);
+      strv_split(&m->conflict, v, " \t");
+   } else if (!strcmp(sub, "enabled"))
+      return parse_bool(key, v, &m->enabled, warn);
    return 0;
 }
 
 /* Assign one key. Returns 0, or -1 with a message in err; *warn is set to a warning to report, if any. */
 static int assign(struct udi_config *c, const char *key, const char *v, char **warn, char *err, size_t errlen)
 {
-   struct { const char *k; char **slot; } strs[] = {
-      { "udiMount", &c->udiMount }, { "loopMount", &c->loopMount }, { "imagePath", &c->imagePath },
-      { "udiRootPath", &c->udiRootPath }, { "etcPath", &c->etcPath }, { "cpPath", &c->cpPath },
-      { "mvPath", &c->mvPath }, { "chmodPath", &c->chmodPath }, { "ddPath", &c->ddPath },
-      { "modprobePath", &c->modprobePath }, { "insmodPath", &c->insmodPath }, { "mkfsXfsPath", &c->mkfsXfsPath },
-      { "rootfsType", &c->rootfsType }, { "mountPropagationStyle", &c->mountPropagationStyle },
-      { "sitePreMountHook", &c->sitePreMountHook }, { "sitePostMountHook", &c->sitePostMountHook },
-      { "optUdiImage", &c->optUdiImage }, { "perNodeCachePath", &c->perNodeCachePath },
-      { "imageWriter", &c->imageWriter },
-      { "system", &c->system }, { "defaultImageType", &c->defaultImageType }, { "batchType", &c->batchType },
-      { "gatewayCaPath", &c->gatewayCaPath }, { NULL, NULL } };
-   struct { const char *k; struct strv *sv; const char *delims; } lists[] = {
-      { "usersToImport", &c->usersToImport, " \t" }, { "siteEnv", &c->siteEnv, " \t" },
-      { "siteEnvAppend", &c->siteEnvAppend, " \t" }, { "siteEnvPrepend", &c->siteEnvPrepend, " \t" },
-      { "siteEnvUnset", &c->siteEnvUnset, " \t" }, { "imageGateway", &c->imageGateway, " \t" },
-      { "defaultModules", &c->defaultModules, "," },
-      { "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType, " \t" }, { NULL, NULL, NULL } };
-   struct { const char *k; bool *slot; } bools[] = {
-      { "populateEtcDynamically", &c->populateEtcDynamically }, { "allowLibcPwdCalls", &c->allowLibcPwdCalls },
-      { "mountUdiRootWritable", &c->mountUdiRootWritable }, { "allowLocalChroot", &c->allowLocalChroot },
-      { NULL, NULL } };
+   struct {
+      const char *k;
+      char **slot;
+   } strs[] = { { "udiMount", &c->udiMount },
+                { "loopMount", &c->loopMount },
+                { "imagePath", &c->imagePath },
+                { "udiRootPath", &c->udiRootPath },
+                { "etcPath", &c->etcPath },
+                { "cpPath", &c->cpPath },
+                { "mvPath", &c->mvPath },
+                { "chmodPath", &c->chmodPath },
+                { "ddPath", &c->ddPath },
+                { "modprobePath", &c->modprobePath },
+                { "insmodPath", &c->insmodPath },
+                { "mkfsXfsPath", &c->mkfsXfsPath },
+                { "rootfsType", &c->rootfsType },
+                { "mountPropagationStyle", &c->mountPropagationStyle },
+                { "sitePreMountHook", &c->sitePreMountHook },
+                { "sitePostMountHook", &c->sitePostMountHook },
+                { "optUdiImage", &c->optUdiImage },
+                { "perNodeCachePath", &c->perNodeCachePath },
+                { "imageWriter", &c->imageWriter },
+                { "system", &c->system },
+                { "defaultImageType", &c->defaultImageType },
+                { "batchType", &c->batchType },
+                { "gatewayCaPath", &c->gatewayCaPath },
+                { NULL, NULL } };
+   struct {
+      const char *k;
+      struct strv *sv;
+      const char *delims;
+   } lists[] = { { "usersToImport", &c->usersToImport, " \t" },
+                 { "siteEnv", &c->siteEnv, " \t" },
+                 { "siteEnvAppend", &c->siteEnvAppend, " \t" },
+                 { "siteEnvPrepend", &c->siteEnvPrepend, " \t" },
+                 { "siteEnvUnset", &c->siteEnvUnset, " \t" },
+                 { "imageGateway", &c->imageGateway, " \t" },
+                 { "defaultModules", &c->defaultModules, "," },
+                 { "perNodeCacheAllowedFsType", &c->perNodeCacheAllowedFsType, " \t" },
+                 { NULL, NULL, NULL } };
+   struct {
+      const char *k;
+      bool *slot;
+   } bools[] = { { "populateEtcDynamically", &c->populateEtcDynamically },
+                 { "allowLibcPwdCalls", &c->allowLibcPwdCalls },
+                 { "mountUdiRootWritable", &c->mountUdiRootWritable },
+                 { "allowLocalChroot", &c->allowLocalChroot },
+                 { NULL, NULL } };
 
    if (!strcmp(key, "mountPropagationStyle") && strcmp(v, "private") && strcmp(v, "slave"))
       ERR("mountPropagationStyle must be private or slave, got \"%s\"", v);
@@ -320,8 +375,10 @@ int udi_config_parse_text(struct udi_config *c, const char *text, char *err, siz
 /* Check required keys and value domains (no file system access). Returns 0 or -1 with err. */
 int udi_config_validate(const struct udi_config *c, char *err, size_t errlen)
 {
-   const char *req[][2] = { { "udiMount", c->udiMount }, { "loopMount", c->loopMount },
-                            { "imagePath", c->imagePath }, { "udiRootPath", c->udiRootPath },
+   const char *req[][2] = { { "udiMount", c->udiMount },
+                            { "loopMount", c->loopMount },
+                            { "imagePath", c->imagePath },
+                            { "udiRootPath", c->udiRootPath },
                             { "rootfsType", c->rootfsType } };
    for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++) {
       if (!req[i][1] || !*req[i][1])

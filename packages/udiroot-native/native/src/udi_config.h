@@ -44,39 +44,39 @@ struct udi_module {
 
 /* The whole configuration. String keys are NULL when absent; list keys accumulate across repeated lines. */
 struct udi_config {
-   char *udiMount;                  /* container root mount point (required) */
-   char *loopMount;                 /* image loop mount point (required) */
-   char *imagePath;                 /* directory of <id>.squashfs + <id>.meta (required) */
-   char *udiRootPath;               /* install prefix (required) */
-   char *etcPath;                   /* site /etc files copied when populateEtcDynamically=0 */
-   bool populateEtcDynamically;     /* generate passwd/group from NSS instead of copying etcPath */
-   struct strv usersToImport;       /* extra users added to the generated passwd */
-   bool allowLibcPwdCalls;          /* use NSS (getpwuid) instead of etcPath/passwd to find the user */
-   int maxGroupCount;               /* cap on groups the user is listed in within the filtered /etc/group */
+   char *udiMount;              /* container root mount point (required) */
+   char *loopMount;             /* image loop mount point (required) */
+   char *imagePath;             /* directory of <id>.squashfs + <id>.meta (required) */
+   char *udiRootPath;           /* install prefix (required) */
+   char *etcPath;               /* site /etc files copied when populateEtcDynamically=0 */
+   bool populateEtcDynamically; /* generate passwd/group from NSS instead of copying etcPath */
+   struct strv usersToImport;   /* extra users added to the generated passwd */
+   bool allowLibcPwdCalls;      /* use NSS (getpwuid) instead of etcPath/passwd to find the user */
+   int maxGroupCount;           /* cap on groups the user is listed in within the filtered /etc/group */
    char *cpPath, *mvPath, *chmodPath, *ddPath, *modprobePath, *insmodPath, *mkfsXfsPath; /* trusted tools */
-   char *rootfsType;                /* filesystem of the container root, tmpfs (required) */
-   bool mountUdiRootWritable;       /* 0: the root is remounted read-only after setup */
-   char *mountPropagationStyle;     /* "private" (default) or "slave" for site binds */
-   char *siteFs;                    /* ';'-joined site volume maps */
+   char *rootfsType;            /* filesystem of the container root, tmpfs (required) */
+   bool mountUdiRootWritable;   /* 0: the root is remounted read-only after setup */
+   char *mountPropagationStyle; /* "private" (default) or "slave" for site binds */
+   char *siteFs;                /* ';'-joined site volume maps */
    struct strv siteEnv, siteEnvAppend, siteEnvPrepend, siteEnvUnset; /* site-wide environment edits */
-   char *sitePreMountHook;          /* root shell script before site mounts, cwd udiMount */
-   char *sitePostMountHook;         /* root shell script after site mounts, cwd udiMount */
-   char *optUdiImage;               /* host directory copied into /opt/udiImage */
-   bool allowLocalChroot;           /* permit local:/path images */
-   char *perNodeCachePath;          /* directory of perNodeCache backing files (default /tmp) */
-   char *imageWriter;               /* account besides root that may own image files (name or uid); NULL: root */
+   char *sitePreMountHook;  /* root shell script before site mounts, cwd udiMount */
+   char *sitePostMountHook; /* root shell script after site mounts, cwd udiMount */
+   char *optUdiImage;       /* host directory copied into /opt/udiImage */
+   bool allowLocalChroot;   /* permit local:/path images */
+   char *perNodeCachePath;  /* directory of perNodeCache backing files (default /tmp) */
+   char *imageWriter;       /* account besides root that may own image files (name or uid); NULL: root */
    unsigned long long perNodeCacheSizeLimit; /* bytes; 0 = no limit (enforced, unlike upstream) */
    struct strv perNodeCacheAllowedFsType;    /* allowed fs= values; empty = {xfs} */
-   struct strv imageGateway;        /* http:// or https://host:port URLs, tried in a shuffled order */
-   int gatewayTimeout;              /* seconds per gateway attempt (default 10) */
-   char *gatewayCaPath;             /* CA file (PEM) or hashed CA directory for https gateways; NULL: system */
-   char *system;                    /* platform name sent to the gateway */
-   char *defaultImageType;          /* type used when the descriptor has none (default docker) */
-   struct strv defaultModules;      /* modules active when --module is not given */
-   char *batchType;                 /* legacy, kept for compatibility */
-   struct udi_module *modules;      /* module definitions in first-seen order */
-   size_t n_modules;                /* number of modules */
-   struct strv warnings;            /* "line N: …" for each upstream spelling read with upstream's meaning */
+   struct strv imageGateway;                 /* http:// or https://host:port URLs, tried in a shuffled order */
+   int gatewayTimeout;                       /* seconds per gateway attempt (default 10) */
+   char *gatewayCaPath;                      /* CA file (PEM) or hashed CA directory for https gateways; NULL: system */
+   char *system;                             /* platform name sent to the gateway */
+   char *defaultImageType;                   /* type used when the descriptor has none (default docker) */
+   struct strv defaultModules;               /* modules active when --module is not given */
+   char *batchType;                          /* legacy, kept for compatibility */
+   struct udi_module *modules;               /* module definitions in first-seen order */
+   size_t n_modules;                         /* number of modules */
+   struct strv warnings;                     /* "line N: …" for each upstream spelling read with upstream's meaning */
 };
 
 /** Function prototypes **/

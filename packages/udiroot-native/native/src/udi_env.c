@@ -62,8 +62,8 @@ static int env_join(struct strv *env, const char *assignment, bool prepend)
    i = find(env, assignment, nl);
    if (i < 0 || env->v[i][nl + 1] == '\0')
       return env_set(env, assignment);
-   env->v[i] = prepend ? xasprintf("%s:%s", assignment, env->v[i] + nl + 1)
-                       : xasprintf("%s:%s", env->v[i], assignment + nl + 1);
+   env->v[i] =
+      prepend ? xasprintf("%s:%s", assignment, env->v[i] + nl + 1) : xasprintf("%s:%s", env->v[i], assignment + nl + 1);
    return 0;
 }
 

@@ -65,10 +65,14 @@ char *udi_meta_percent_decode(const char *s)
       if (*s == '%') {
          int hi = -1, lo = -1;
          char c1 = s[1], c2 = c1 ? s[2] : '\0';
-         hi = (c1 >= '0' && c1 <= '9') ? c1 - '0' : (c1 >= 'a' && c1 <= 'f') ? c1 - 'a' + 10
-            : (c1 >= 'A' && c1 <= 'F') ? c1 - 'A' + 10 : -1;
-         lo = (c2 >= '0' && c2 <= '9') ? c2 - '0' : (c2 >= 'a' && c2 <= 'f') ? c2 - 'a' + 10
-            : (c2 >= 'A' && c2 <= 'F') ? c2 - 'A' + 10 : -1;
+         hi = (c1 >= '0' && c1 <= '9')   ? c1 - '0'
+              : (c1 >= 'a' && c1 <= 'f') ? c1 - 'a' + 10
+              : (c1 >= 'A' && c1 <= 'F') ? c1 - 'A' + 10
+                                         : -1;
+         lo = (c2 >= '0' && c2 <= '9')   ? c2 - '0'
+              : (c2 >= 'a' && c2 <= 'f') ? c2 - 'a' + 10
+              : (c2 >= 'A' && c2 <= 'F') ? c2 - 'A' + 10
+                                         : -1;
          if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
             return NULL;
          *w++ = (char)(hi * 16 + lo);
@@ -82,11 +86,21 @@ char *udi_meta_percent_decode(const char *s)
    for (const unsigned char *p = (const unsigned char *)out; *p;) {
       int n;
       unsigned long cp;
-      if (*p < 0x80) { p++; continue; }
-      if ((*p & 0xE0) == 0xC0) { n = 1; cp = *p & 0x1F; }
-      else if ((*p & 0xF0) == 0xE0) { n = 2; cp = *p & 0x0F; }
-      else if ((*p & 0xF8) == 0xF0) { n = 3; cp = *p & 0x07; }
-      else return NULL;
+      if (*p < 0x80) {
+         p++;
+         continue;
+      }
+      if ((*p & 0xE0) == 0xC0) {
+         n = 1;
+         cp = *p & 0x1F;
+      } else if ((*p & 0xF0) == 0xE0) {
+         n = 2;
+         cp = *p & 0x0F;
+      } else if ((*p & 0xF8) == 0xF0) {
+         n = 3;
+         cp = *p & 0x07;
+      } else
+         return NULL;
       for (int i = 1; i <= n; i++) {
          if ((p[i] & 0xC0) != 0x80)
             return NULL;
@@ -310,7 +324,8 @@ int udi_open_trusted(int dirfd, const char *path, bool want_dir, uid_t writer, c
 {
    struct stat st;
    const char *why;
-   int fd = openat(dirfd, path, (want_dir ? O_PATH | O_DIRECTORY : O_RDONLY | O_NONBLOCK | O_NOCTTY) | O_NOFOLLOW | O_CLOEXEC);
+   int fd = openat(dirfd, path,
+                   (want_dir ? O_PATH | O_DIRECTORY : O_RDONLY | O_NONBLOCK | O_NOCTTY) | O_NOFOLLOW | O_CLOEXEC);
    if (fd < 0) {
       int e = errno;
       if (e == ELOOP || (want_dir && e == ENOTDIR && faccessat(dirfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
@@ -404,8 +419,10 @@ char *udi_load_meta_or_die(const char *image_dir, const char *image_writer, cons
       if (code == UDI_EX_NOINPUT)
          FATAL(code, "image %s not found in %s: %s", id, image_dir, err);
       if (code == UDI_EX_UNTRUSTED)
-         FATAL(code, "image %s refused: %s in %s is not to be trusted (must be root's or imageWriter's, not a "
-                     "symlink, not writable by group or others)", id, err, image_dir);
+         FATAL(code,
+               "image %s refused: %s in %s is not to be trusted (must be root's or imageWriter's, not a "
+               "symlink, not writable by group or others)",
+               id, err, image_dir);
       FATAL(code, "image %s: %s", id, err);
    }
    return text;

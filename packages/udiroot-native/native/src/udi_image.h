@@ -19,7 +19,7 @@
 /** Macros **/
 
 #define UDI_META_MAX_BYTES (4 * 1024 * 1024) /* larger .meta files are refused */
-#define UDI_NO_WRITER ((uid_t)-1)             /* no imageWriter: image files must be root's */
+#define UDI_NO_WRITER ((uid_t)-1)            /* no imageWriter: image files must be root's */
 
 /** Types **/
 
@@ -31,16 +31,16 @@ struct udi_image_ref {
 
 /* The contents of `<id>.meta`. */
 struct udi_meta {
-   char *format;          /* FORMAT value, NULL when absent (treated as squashfs) */
-   struct strv entry;     /* ENTRY as argv; n == 0 when absent */
-   bool has_entry;        /* ENTRY line present */
-   struct strv cmd;       /* CMD as argv */
-   bool has_cmd;          /* CMD line present */
-   char *workdir;         /* WORKDIR or NULL */
-   struct strv env;       /* ENV lines, each NAME=value, in file order */
-   struct strv useracl;   /* uids allowed (empty: no user ACL) */
-   struct strv groupacl;  /* gids allowed (empty: no group ACL) */
-   char *user;            /* USER or NULL (informational: the runtime always runs as the caller) */
+   char *format;         /* FORMAT value, NULL when absent (treated as squashfs) */
+   struct strv entry;    /* ENTRY as argv; n == 0 when absent */
+   bool has_entry;       /* ENTRY line present */
+   struct strv cmd;      /* CMD as argv */
+   bool has_cmd;         /* CMD line present */
+   char *workdir;        /* WORKDIR or NULL */
+   struct strv env;      /* ENV lines, each NAME=value, in file order */
+   struct strv useracl;  /* uids allowed (empty: no user ACL) */
+   struct strv groupacl; /* gids allowed (empty: no group ACL) */
+   char *user;           /* USER or NULL (informational: the runtime always runs as the caller) */
 };
 
 /** Function prototypes **/

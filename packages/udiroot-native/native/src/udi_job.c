@@ -35,7 +35,7 @@ void udi_job_make_dir(const struct udi_config *c, unsigned long job)
       FATAL(UDI_EX_OSERR, "mkdir %s: %s", dir, strerror(errno));
    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0)
       FATAL(UDI_EX_CONFIG, "%s must be a directory owned by root", dir);
-   Zf (chmod(dir, 0700), "chmod %s", dir);
+   Zf(chmod(dir, 0700), "chmod %s", dir);
 }
 
 /* Point c at job's root and loop mount points (call before anything reads udiMount/loopMount). */

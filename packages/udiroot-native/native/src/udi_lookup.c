@@ -35,13 +35,16 @@
 /* The OpenSSL functions used here, called through pointers that tls_load fills with dlsym (libcrypto's come
    through libssl's handle, which depends on it). Each name below is redirected to its pointer, so the code reads as
    plain OpenSSL, header macros such as SSL_set_tlsext_host_name included. */
-#define UDI_OPENSSL_FUNCS(X)                                                                                 \
-   X(TLS_client_method) X(SSL_CTX_new) X(SSL_CTX_ctrl) X(SSL_CTX_set_verify) X(SSL_CTX_load_verify_locations) \
-   X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_free) X(SSL_CTX_set_options) X(SSL_new) X(SSL_set_fd)        \
-   X(SSL_get0_param) X(SSL_ctrl) X(SSL_set1_host) X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result)    \
-   X(SSL_write) X(SSL_read) X(SSL_is_init_finished) X(SSL_shutdown) X(SSL_free)                                \
-   X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string) X(ERR_reason_error_string)               \
+// clang-format off
+#define UDI_OPENSSL_FUNCS(X)                                                                                           \
+   X(TLS_client_method)                                                                                                \
+   X(SSL_CTX_new) X(SSL_CTX_ctrl) X(SSL_CTX_set_verify) X(SSL_CTX_load_verify_locations)                               \
+   X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_free) X(SSL_CTX_set_options) X(SSL_new) X(SSL_set_fd)                 \
+   X(SSL_get0_param) X(SSL_ctrl) X(SSL_set1_host) X(SSL_connect) X(SSL_get_error) X(SSL_get_verify_result)             \
+   X(SSL_write) X(SSL_read) X(SSL_is_init_finished) X(SSL_shutdown) X(SSL_free)                                        \
+   X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string) X(ERR_reason_error_string)                        \
    X(ERR_peek_last_error) X(ERR_get_error)
+// clang-format on
 #define UDI_OPENSSL_PTR(name) static __typeof__(&name) p_##name;
 UDI_OPENSSL_FUNCS(UDI_OPENSSL_PTR)
 #define TLS_client_method (*p_TLS_client_method)
@@ -366,10 +369,10 @@ static int tls_load(void)
       WARN("https gateways need OpenSSL's %s: %s", UDI_LIBSSL, dlerror());
       return -1;
    }
-#define UDI_OPENSSL_SYM(name)                                                                                         \
-   if (!(*(void **)&p_##name = dlsym(h, #name))) {                                                                    \
-      WARN("%s has no %s", UDI_LIBSSL, #name);                                                                        \
-      return -1;                                                                                                      \
+#define UDI_OPENSSL_SYM(name)                                                                                          \
+   if (!(*(void **)&p_##name = dlsym(h, #name))) {                                                                     \
+      WARN("%s has no %s", UDI_LIBSSL, #name);                                                                         \
+      return -1;                                                                                                       \
    }
    UDI_OPENSSL_FUNCS(UDI_OPENSSL_SYM)
    state = 1;
@@ -422,8 +425,7 @@ static SSL_CTX *tls_context(const struct udi_config *c)
 /* Start TLS on cn->fd for host (a name: SNI and name check; an address: address check). Returns 0, or -1 with
    *untrusted set when the certificate did not verify or OpenSSL cannot be loaded (the reason is always printed: a
    site must see it). */
-static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char *url, const char *host,
-                     bool *untrusted)
+static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char *url, const char *host, bool *untrusted)
 {
    unsigned char addr[16];
    int rc;
@@ -442,8 +444,8 @@ static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char 
    }
    while ((rc = SSL_connect(cn->ssl)) != 1) {
       long vr = SSL_get_verify_result(cn->ssl);
-      if (rc <= 0 && (SSL_get_error(cn->ssl, rc) == SSL_ERROR_WANT_READ ||
-                      SSL_get_error(cn->ssl, rc) == SSL_ERROR_WANT_WRITE)) {
+      if (rc <= 0 &&
+          (SSL_get_error(cn->ssl, rc) == SSL_ERROR_WANT_READ || SSL_get_error(cn->ssl, rc) == SSL_ERROR_WANT_WRITE)) {
          if (tls_wait(cn, rc) == 0)
             continue;
          VERBOSE("gateway %s: timed out during the TLS handshake", url);
@@ -451,8 +453,8 @@ static int tls_start(struct gw_conn *cn, const struct udi_config *c, const char 
       }
       if (vr != X509_V_OK) {
          *untrusted = true;
-         WARN("gateway %s: TLS certificate not trusted: %s (trust anchors: %s)", url,
-              X509_verify_cert_error_string(vr), c->gatewayCaPath ? c->gatewayCaPath : "the system store");
+         WARN("gateway %s: TLS certificate not trusted: %s (trust anchors: %s)", url, X509_verify_cert_error_string(vr),
+              c->gatewayCaPath ? c->gatewayCaPath : "the system store");
       } else {
          VERBOSE("gateway %s: TLS handshake failed: %s", url, ERR_reason_error_string(ERR_peek_last_error()));
       }
@@ -641,9 +643,9 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
       FATAL(UDI_EX_CONFIG, "no imageGateway configured; use --image=id:<id>");
    if (!c->system)
       FATAL(UDI_EX_CONFIG, "system is not set in udiRoot.conf; cannot look up images");
-   Z_ (pipe2(pfd, O_CLOEXEC));
+   Z_(pipe2(pfd, O_CLOEXEC));
    pid = fork();
-   T_ (pid >= 0);
+   T_(pid >= 0);
    if (pid == 0) {
       char *id = NULL;
       int rc;
@@ -661,13 +663,15 @@ char *udi_lookup_image(const struct udi_config *c, const struct udi_user *u, con
    while ((n = read(pfd[0], idbuf + total, sizeof(idbuf) - 1 - (size_t)total)) > 0)
       total += n;
    close(pfd[0]);
-   T_ (waitpid(pid, &status, 0) == pid);
+   T_(waitpid(pid, &status, 0) == pid);
    idbuf[total] = '\0';
    if (WIFEXITED(status) && WEXITSTATUS(status) == UDI_EX_NOINPUT)
       FATAL(UDI_EX_NOINPUT, "image %s:%s not found on the image gateway", type, tag);
    if (WIFEXITED(status) && WEXITSTATUS(status) == UDI_EX_CONFIG)
-      FATAL(UDI_EX_CONFIG, "failed to look up %s:%s: no image gateway could be trusted; check imageGateway and "
-            "gatewayCaPath in udiRoot.conf", type, tag);
+      FATAL(UDI_EX_CONFIG,
+            "failed to look up %s:%s: no image gateway could be trusted; check imageGateway and "
+            "gatewayCaPath in udiRoot.conf",
+            type, tag);
    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || total == 0)
       FATAL(UDI_EX_UNAVAILABLE, "failed to look up %s:%s on the image gateway(s)", type, tag);
    return xstrdup(idbuf);

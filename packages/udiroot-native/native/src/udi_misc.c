@@ -287,14 +287,14 @@ int write_file_atomic(const char *path, const char *text, unsigned mode)
       goto fail;
    }
    return 0;
-fail: {
-      int e = errno;
-      if (fd >= 0)
-         close(fd);
-      unlink(tmp);
-      errno = e;
-      return -1;
-   }
+fail : {
+   int e = errno;
+   if (fd >= 0)
+      close(fd);
+   unlink(tmp);
+   errno = e;
+   return -1;
+}
 }
 
 /* s as a JSON string literal, quotes included. Bytes >= 0x80 pass through (the input is expected UTF-8). */

@@ -17,18 +17,19 @@
 /* Named exit codes. Mirrored, with the same names, in packages/udiroot-native/src/exit-codes.ts; a unit test
    parses this block, so keep one `#define UDI_EX_NAME value` per line. Values follow sysexits(3) where one fits
    so that the TypeScript side can map them onto the core error catalogue. */
-#define UDI_EX_OK 0            /* command ran (the command's own status is returned instead) */
-#define UDI_EX_FAILURE 1       /* generic failure */
-#define UDI_EX_USAGE 64        /* bad command line: unknown option, bad --env, bad --volume syntax */
-#define UDI_EX_DATAERR 65      /* bad image descriptor, bad .meta, volume refused by validation */
-#define UDI_EX_NOINPUT 66      /* image (.meta or image file) not found */
-#define UDI_EX_NOUSER 67       /* unknown user, or the target user is root */
-#define UDI_EX_UNAVAILABLE 69  /* no image gateway answered the lookup */
-#define UDI_EX_SOFTWARE 70     /* internal error */
-#define UDI_EX_OSERR 71        /* a system call failed while building the container */
-#define UDI_EX_NOPERM 77       /* not installed setuid root, image ACL denies the user, privilege drop failed */
-#define UDI_EX_CONFIG 78       /* udiRoot.conf missing/not root-owned/invalid; untrusted https gateway */
-#define UDI_EX_UNTRUSTED 79    /* image directory, .meta or image file: symlink, not root's/imageWriter's, or g/o-writable */
+#define UDI_EX_OK 0           /* command ran (the command's own status is returned instead) */
+#define UDI_EX_FAILURE 1      /* generic failure */
+#define UDI_EX_USAGE 64       /* bad command line: unknown option, bad --env, bad --volume syntax */
+#define UDI_EX_DATAERR 65     /* bad image descriptor, bad .meta, volume refused by validation */
+#define UDI_EX_NOINPUT 66     /* image (.meta or image file) not found */
+#define UDI_EX_NOUSER 67      /* unknown user, or the target user is root */
+#define UDI_EX_UNAVAILABLE 69 /* no image gateway answered the lookup */
+#define UDI_EX_SOFTWARE 70    /* internal error */
+#define UDI_EX_OSERR 71       /* a system call failed while building the container */
+#define UDI_EX_NOPERM 77      /* not installed setuid root, image ACL denies the user, privilege drop failed */
+#define UDI_EX_CONFIG 78      /* udiRoot.conf missing/not root-owned/invalid; untrusted https gateway */
+#define UDI_EX_UNTRUSTED                                                                                               \
+   79 /* image directory, .meta or image file: symlink, not root's/imageWriter's, or g/o-writable */
 #define UDI_EX_EXEC_FAILED 127 /* the container command could not be executed */
 
 /* Checked system calls. Each prints "shifter: FILE:LINE: <expr or message>: <strerror(errno)>" and exits with
@@ -37,23 +38,45 @@
      T_ (fd >= 0);                           -- must be true
      Zf (chdir(p), "can't chdir to %s", p);  -- zero, with a message
      Tf (n > 0, "short read from %s", f);    -- true, with a message */
-#define Z_(x) do { if (x) udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, "%s", #x); } while (0)
-#define T_(x) do { if (!(x)) udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, "%s", #x); } while (0)
-#define Zf(x, ...) do { if (x) udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, __VA_ARGS__); } while (0)
-#define Tf(x, ...) do { if (!(x)) udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, __VA_ARGS__); } while (0)
+#define Z_(x)                                                                                                          \
+   do {                                                                                                                \
+      if (x)                                                                                                           \
+         udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, "%s", #x);                                                \
+   } while (0)
+#define T_(x)                                                                                                          \
+   do {                                                                                                                \
+      if (!(x))                                                                                                        \
+         udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, "%s", #x);                                                \
+   } while (0)
+#define Zf(x, ...)                                                                                                     \
+   do {                                                                                                                \
+      if (x)                                                                                                           \
+         udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, __VA_ARGS__);                                             \
+   } while (0)
+#define Tf(x, ...)                                                                                                     \
+   do {                                                                                                                \
+      if (!(x))                                                                                                        \
+         udi_fatal_(__FILE__, __LINE__, errno, UDI_EX_OSERR, __VA_ARGS__);                                             \
+   } while (0)
 
 /* Refuse with a named exit code and a message meant for the user (no errno, no file:line). */
 #define FATAL(code, ...) udi_refuse_((code), __VA_ARGS__)
 
 /* Diagnostics on stderr; VERBOSE only with --verbose / -V. */
 #define WARN(...) udi_log_(0, __VA_ARGS__)
-#define VERBOSE(...) do { if (udi_verbose) udi_log_(1, __VA_ARGS__); } while (0)
+#define VERBOSE(...)                                                                                                   \
+   do {                                                                                                                \
+      if (udi_verbose)                                                                                                 \
+         udi_log_(1, __VA_ARGS__);                                                                                     \
+   } while (0)
 
 /* Phase timestamps on stderr in builds made with -DUDI_TIMING (benchmark diagnostics; off in normal builds). */
 #ifdef UDI_TIMING
 #define PHASE(name) udi_phase_(name)
 #else
-#define PHASE(name) do { } while (0)
+#define PHASE(name)                                                                                                    \
+   do {                                                                                                                \
+   } while (0)
 #endif
 
 /** Types **/

@@ -56,11 +56,11 @@ static void mkdir_p(const char *path, mode_t mode)
          continue;
       *s = '\0';
       if (mkdir(p, 0755) != 0 && errno != EEXIST)
-         Zf (1, "mkdir %s", p);
+         Zf(1, "mkdir %s", p);
       *s = '/';
    }
    if (mkdir(p, mode) != 0 && errno != EEXIST)
-      Zf (1, "mkdir %s", p);
+      Zf(1, "mkdir %s", p);
 }
 
 /* Resolve path inside rootfd as if rootfd were "/" (absolute symlinks and ".." cannot leave it), with the caller's
@@ -81,7 +81,7 @@ static char *fd_path(int fd)
 {
    char buf[4096];
    ssize_t n = readlink(xasprintf("/proc/self/fd/%d", fd), buf, sizeof(buf) - 1);
-   T_ (n > 0);
+   T_(n > 0);
    buf[n] = '\0';
    return xstrdup(buf);
 }
@@ -112,9 +112,9 @@ static int bind_fds(int srcfd, int dstfd, unsigned long long attr, bool rec, uns
 static void bind_paths(const char *src, const char *dst, unsigned long long attr, bool rec)
 {
    int s = open(src, O_PATH | O_CLOEXEC), d = open(dst, O_PATH | O_CLOEXEC);
-   Tf (s >= 0, "open %s", src);
-   Tf (d >= 0, "open %s", dst);
-   Zf (bind_fds(s, d, attr, rec, MS_PRIVATE), "bind %s onto %s", src, dst);
+   Tf(s >= 0, "open %s", src);
+   Tf(d >= 0, "open %s", dst);
+   Zf(bind_fds(s, d, attr, rec, MS_PRIVATE), "bind %s onto %s", src, dst);
    close(s);
    close(d);
 }
@@ -167,7 +167,7 @@ static bool copy_symlink(const char *src, const char *dst)
    if (n <= 0)
       return false;
    buf[n] = '\0';
-   Zf (symlink(buf, dst), "symlink %s", dst);
+   Zf(symlink(buf, dst), "symlink %s", dst);
    return true;
 }
 
@@ -179,10 +179,10 @@ static void copy_tree(const char *src, const char *dst, bool skip_big)
    if (!d)
       return;
    if (lstat(dst, &st) != 0) {
-      Zf (lstat(src, &st), "stat %s", src);
-      Zf (mkdir(dst, 0700), "mkdir %s", dst);
-      Z_ (chown(dst, st.st_uid, st.st_gid));
-      Z_ (chmod(dst, st.st_mode & 01777));
+      Zf(lstat(src, &st), "stat %s", src);
+      Zf(mkdir(dst, 0700), "mkdir %s", dst);
+      Z_(chown(dst, st.st_uid, st.st_gid));
+      Z_(chmod(dst, st.st_mode & 01777));
    }
    while ((e = readdir(d))) {
       char *s, *t;
@@ -200,11 +200,11 @@ static void copy_tree(const char *src, const char *dst, bool skip_big)
       }
       if (S_ISLNK(st.st_mode)) {
          if (copy_symlink(s, t))
-            Z_ (lchown(t, st.st_uid, st.st_gid));
+            Z_(lchown(t, st.st_uid, st.st_gid));
       } else if (S_ISREG(st.st_mode)) {
          if (skip_big && st.st_size >= UDI_COPY_LIMIT)
             continue;
-         Zf (copy_file(s, t, &st), "copy %s to %s", s, t);
+         Zf(copy_file(s, t, &st), "copy %s to %s", s, t);
       } else if (S_ISDIR(st.st_mode)) {
          copy_tree(s, t, skip_big);
       }
@@ -219,7 +219,7 @@ void udi_run_hook(const char *script, const char *cwd, char *const envp[], const
    static char *const root_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
    int status;
    pid_t pid = fork();
-   T_ (pid >= 0);
+   T_(pid >= 0);
    if (pid == 0) {
       if (cwd && chdir(cwd) != 0)
          _exit(126);
@@ -228,15 +228,14 @@ void udi_run_hook(const char *script, const char *cwd, char *const envp[], const
       execve("/bin/sh", (char *const[]){ "sh", (char *)script, NULL }, envp ? envp : root_env);
       _exit(127);
    }
-   T_ (waitpid(pid, &status, 0) == pid);
+   T_(waitpid(pid, &status, 0) == pid);
    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
       FATAL(UDI_EX_FAILURE, "hook %s failed (status %d)", script, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
 /* Attach image to a free loop device read-only with autoclear (the device goes away with the last mount) and
    mount it at loopMount read-only, nosuid, nodev. The image is opened here, as root, only after the ACL check. */
-static void mount_image_loop(const char *image, const char *loopmount, const char *fstype, bool readonly,
-                             uid_t writer)
+static void mount_image_loop(const char *image, const char *loopmount, const char *fstype, bool readonly, uid_t writer)
 {
    struct loop_config lc;
    int img = open(image, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW), ctl, loopfd = -1, n;
@@ -247,7 +246,7 @@ static void mount_image_loop(const char *image, const char *loopmount, const cha
       FATAL(UDI_EX_UNTRUSTED, "image %s refused: it is a symbolic link", image);
    if (img < 0)
       FATAL(UDI_EX_NOINPUT, "cannot open image %s: %s", image, strerror(errno));
-   Z_ (fstat(img, &st));
+   Z_(fstat(img, &st));
    if (!S_ISREG(st.st_mode))
       FATAL(UDI_EX_NOINPUT, "image %s is not a regular file", image);
    /* Checked on the descriptor the loop device is bound to: what was checked is what is mounted. */
@@ -255,33 +254,33 @@ static void mount_image_loop(const char *image, const char *loopmount, const cha
       FATAL(UDI_EX_UNTRUSTED, "image %s refused: it %s (owner uid %lu, mode %04o)", image, why,
             (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
    ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-   Tf (ctl >= 0, "open /dev/loop-control (is the loop module loaded?)");
+   Tf(ctl >= 0, "open /dev/loop-control (is the loop module loaded?)");
    for (int attempt = 0; attempt < 100; attempt++) {
       n = ioctl(ctl, LOOP_CTL_GET_FREE);
-      Tf (n >= 0, "LOOP_CTL_GET_FREE");
+      Tf(n >= 0, "LOOP_CTL_GET_FREE");
       dev = xasprintf("/dev/loop%d", n);
       loopfd = open(dev, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
       if (loopfd < 0 && errno == ENOENT) {
          /* No node in a minimal /dev: create it, the kernel already allocated the device. */
-         Zf (mknod(dev, S_IFBLK | 0660, makedev(7, (unsigned)n)), "mknod %s", dev);
+         Zf(mknod(dev, S_IFBLK | 0660, makedev(7, (unsigned)n)), "mknod %s", dev);
          loopfd = open(dev, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
       }
-      Tf (loopfd >= 0, "open %s", dev);
+      Tf(loopfd >= 0, "open %s", dev);
       memset(&lc, 0, sizeof(lc));
       lc.fd = (unsigned)img;
       lc.info.lo_flags = LO_FLAGS_AUTOCLEAR | (readonly ? LO_FLAGS_READ_ONLY : 0);
       if (ioctl(loopfd, LOOP_CONFIGURE, &lc) == 0)
          break;
-      Tf (errno == EBUSY, "LOOP_CONFIGURE %s", dev);
+      Tf(errno == EBUSY, "LOOP_CONFIGURE %s", dev);
       close(loopfd); /* another process won the race for this device: ask for the next free one */
       loopfd = -1;
    }
-   Tf (loopfd >= 0, "no free loop device");
+   Tf(loopfd >= 0, "no free loop device");
    close(img);
    close(ctl);
    if (loopmount) {
       if (mount(dev, loopmount, fstype, MS_NOSUID | MS_NODEV | (readonly ? MS_RDONLY : 0), NULL) != 0)
-         Zf (1, "mount %s (%s) on %s", image, fstype, loopmount);
+         Zf(1, "mount %s (%s) on %s", image, fstype, loopmount);
       close(loopfd); /* the mount holds the device now; autoclear frees it at unmount */
    }
 }
@@ -362,8 +361,8 @@ char *udi_root_signature(const char *id, const char *user, const char *volmap_si
    char *mods = xstrdup("");
    for (size_t i = 0; modules && i < modules->n; i++)
       mods = xasprintf("%s%s,", mods, modules->v[i]);
-   return xasprintf("{\"identifier\":%s,\"user\":%s,\"volMap\":%s,\"modules\":%s}", json_quote(id),
-                    json_quote(user), json_quote(volmap_sig), json_quote(mods));
+   return xasprintf("{\"identifier\":%s,\"user\":%s,\"volMap\":%s,\"modules\":%s}", json_quote(id), json_quote(user),
+                    json_quote(volmap_sig), json_quote(mods));
 }
 
 /* Whether udiMount is a mount point (in this namespace) holding a root whose var/shifterConfig.json equals
@@ -387,8 +386,8 @@ bool udi_root_reusable(const struct udi_config *c, const char *signature)
 /* Write a root-owned file atomically inside the new root; fatal on failure. */
 static void write_text(const char *path, const char *text, mode_t mode)
 {
-   Zf (write_file_atomic(path, text, mode), "write %s", path);
-   Z_ (chown(path, 0, 0));
+   Zf(write_file_atomic(path, text, mode), "write %s", path);
+   Z_(chown(path, 0, 0));
 }
 
 /* One passwd(5) line for pw. */
@@ -436,13 +435,13 @@ static void populate_etc(const struct udi_root_request *r)
    const struct udi_user *u = r->user;
    char *group_text;
    struct stat st;
-   Tf (lstat("etc/passwd", &st) != 0 && lstat("etc/group", &st) != 0 && lstat("etc/nsswitch.conf", &st) != 0,
-       "etc/passwd, etc/group or etc/nsswitch.conf already exists in the new root");
+   Tf(lstat("etc/passwd", &st) != 0 && lstat("etc/group", &st) != 0 && lstat("etc/nsswitch.conf", &st) != 0,
+      "etc/passwd, etc/group or etc/nsswitch.conf already exists in the new root");
    if (!c->populateEtcDynamically) {
       copy_tree(c->etcPath, "etc", false);
       group_text = read_file_text("etc/group", 64 * 1024 * 1024);
-      Tf (group_text != NULL, "site etcPath %s has no group file", c->etcPath);
-      Tf (lstat("etc/passwd", &st) == 0, "site etcPath %s has no passwd file", c->etcPath);
+      Tf(group_text != NULL, "site etcPath %s has no group file", c->etcPath);
+      Tf(lstat("etc/passwd", &st) == 0, "site etcPath %s has no passwd file", c->etcPath);
    } else {
       char *pw_text = xstrdup("");
       struct passwd *pw = getpwuid(u->uid);
@@ -460,8 +459,8 @@ static void populate_etc(const struct udi_root_request *r)
          const char *name = g ? g->gr_name : xasprintf("g%u", u->groups[i]);
          if (strstr(group_text, xasprintf(":x:%u:", u->groups[i])))
             continue;
-         group_text = xasprintf("%s%s:x:%u:%s\n", group_text, name, u->groups[i],
-                                u->groups[i] == u->gid ? "" : u->name);
+         group_text =
+            xasprintf("%s%s:x:%u:%s\n", group_text, name, u->groups[i], u->groups[i] == u->gid ? "" : u->name);
       }
       write_text("etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n", 0644);
       write_text("etc/host.conf", "multi on\n", 0644);
@@ -472,8 +471,8 @@ static void populate_etc(const struct udi_root_request *r)
       write_text("etc/nsswitch.conf", "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n", 0644);
    if (lstat("etc/shadow", &st) != 0)
       write_text("etc/shadow", "", 0600);
-   Z_ (chown("etc/passwd", 0, 0));
-   Z_ (chmod("etc/passwd", 0644));
+   Z_(chown("etc/passwd", 0, 0));
+   Z_(chmod("etc/passwd", 0644));
 }
 
 /* Site and module bind mounts (host paths, trusted). A missing target directory is created inside the tmpfs. */
@@ -497,14 +496,12 @@ static void mount_site_volumes(const struct udi_root_request *r, const char *spe
       }
       mkdir_p(dst, 0755);
       d = open(dst, O_PATH | O_CLOEXEC | O_DIRECTORY | O_NOFOLLOW);
-      Tf (d >= 0, "open %s", dst);
-      if ((v->flags & VOL_SLAVE) ||
-          (!(v->flags & VOL_PRIVATE) && r->config->mountPropagationStyle &&
-           !strcmp(r->config->mountPropagationStyle, "slave")))
+      Tf(d >= 0, "open %s", dst);
+      if ((v->flags & VOL_SLAVE) || (!(v->flags & VOL_PRIVATE) && r->config->mountPropagationStyle &&
+                                     !strcmp(r->config->mountPropagationStyle, "slave")))
          prop = MS_SLAVE;
-      Zf (bind_fds(s, d, MOUNT_ATTR_NODEV | ((v->flags & VOL_RO) ? MOUNT_ATTR_RDONLY : 0), v->flags & VOL_REC,
-                   prop),
-          "siteFs bind %s onto %s", v->from, dst);
+      Zf(bind_fds(s, d, MOUNT_ATTR_NODEV | ((v->flags & VOL_RO) ? MOUNT_ATTR_RDONLY : 0), v->flags & VOL_REC, prop),
+         "siteFs bind %s onto %s", v->from, dst);
       close(s);
       close(d);
    }
@@ -521,8 +518,8 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
    struct dirent *e;
    struct stat sd, ums, lms;
    /* A local: root may hold udiMount and loopMount themselves (`local /`): they are left out, as upstream does. */
-   Z_ (stat(um, &ums));
-   Z_ (stat(r->config->loopMount, &lms));
+   Z_(stat(um, &ums));
+   Z_(stat(r->config->loopMount, &lms));
    /* The image's own /var, /opt or /etc may be a symlink (to "/", say); following it would walk the host. Such an
       entry is left out rather than resolved. */
    if (lstat(src_dir, &sd) != 0 || !S_ISDIR(sd.st_mode))
@@ -545,10 +542,10 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
          copy_symlink(s, t);
       } else if (S_ISREG(st.st_mode)) {
          if (st.st_size < UDI_COPY_LIMIT) {
-            Zf (copy_file(s, t, &st), "copy %s", s);
+            Zf(copy_file(s, t, &st), "copy %s", s);
          } else if (!copy_dirs) {
             int fd = open(t, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-            Tf (fd >= 0, "create %s", t);
+            Tf(fd >= 0, "create %s", t);
             close(fd);
             bind_paths(s, t, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, false);
          }
@@ -556,7 +553,7 @@ static void bind_image_into_root(const struct udi_root_request *r, const char *s
          if (copy_dirs) {
             copy_tree(s, t, true);
          } else {
-            Zf (mkdir(t, 0755), "mkdir %s", t);
+            Zf(mkdir(t, 0755), "mkdir %s", t);
             bind_paths(s, t, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, false);
          }
       }
@@ -634,16 +631,16 @@ static void mount_cache_volume(const struct udi_root_request *r, const struct ud
    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
       file = xasprintf("%s/perNodeCache_uid%u_gid%u_%s.%s.XXXXXX", dir, r->user->uid, r->user->gid, host, v->cache_fs);
       fd = mkostemp(file, O_CLOEXEC);
-      Tf (fd >= 0, "create a perNodeCache file in %s", dir);
-      Zf (unlink(file), "unlink %s", file);
+      Tf(fd >= 0, "create a perNodeCache file in %s", dir);
+      Zf(unlink(file), "unlink %s", file);
    }
-   Tf (fd >= 0, "create a perNodeCache file in %s", dir);
+   Tf(fd >= 0, "create a perNodeCache file in %s", dir);
    if (ftruncate(fd, (off_t)v->cache_size) != 0)
       FATAL(UDI_EX_OSERR, "cannot size a perNodeCache file of %llu bytes in %s: %s", v->cache_size, dir,
             strerror(errno));
    file = xasprintf("/proc/self/fd/%d", fd);
    pid = fork();
-   T_ (pid >= 0);
+   T_(pid >= 0);
    if (pid == 0) {
       char *const env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
       int devnull = open("/dev/null", O_WRONLY);
@@ -652,35 +649,35 @@ static void mount_cache_volume(const struct udi_root_request *r, const struct ud
       execve(mkfs, (char *const[]){ mkfs, "-q", "-f", file, NULL }, env);
       _exit(127);
    }
-   T_ (waitpid(pid, &status, 0) == pid);
+   T_(waitpid(pid, &status, 0) == pid);
    if (!WIFEXITED(status) || WEXITSTATUS(status))
       FATAL(UDI_EX_OSERR, "%s failed on a perNodeCache file in %s (status %d)", mkfs, dir,
             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
    lc = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-   T_ (lc >= 0);
+   T_(lc >= 0);
    for (;;) {
       n = ioctl(lc, LOOP_CTL_GET_FREE);
-      T_ (n >= 0);
+      T_(n >= 0);
       dev = xasprintf("/dev/loop%d", n);
       loopfd = open(dev, O_RDWR | O_CLOEXEC);
-      Tf (loopfd >= 0, "open %s", dev);
+      Tf(loopfd >= 0, "open %s", dev);
       memset(&cfg, 0, sizeof(cfg));
       cfg.fd = (unsigned)fd;
       cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
       if (ioctl(loopfd, LOOP_CONFIGURE, &cfg) == 0)
          break;
-      Tf (errno == EBUSY, "LOOP_CONFIGURE %s", dev);
+      Tf(errno == EBUSY, "LOOP_CONFIGURE %s", dev);
       close(loopfd);
    }
    close(fd);
    fsfd = fsopen(v->cache_fs, FSOPEN_CLOEXEC);
-   Tf (fsfd >= 0, "fsopen %s", v->cache_fs);
-   Z_ (fsconfig(fsfd, FSCONFIG_SET_STRING, "source", dev, 0));
-   Zf (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0), "mount %s perNodeCache", v->cache_fs);
+   Tf(fsfd >= 0, "fsopen %s", v->cache_fs);
+   Z_(fsconfig(fsfd, FSCONFIG_SET_STRING, "source", dev, 0));
+   Zf(fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0), "mount %s perNodeCache", v->cache_fs);
    mnt = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-   T_ (mnt >= 0);
-   Z_ (fchownat(mnt, "", r->user->uid, r->user->gid, AT_EMPTY_PATH));
-   Z_ (move_mount(mnt, "", tofd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+   T_(mnt >= 0);
+   Z_(fchownat(mnt, "", r->user->uid, r->user->gid, AT_EMPTY_PATH));
+   Z_(move_mount(mnt, "", tofd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
    close(mnt);
    close(fsfd);
    close(loopfd);
@@ -703,31 +700,29 @@ static void mount_user_volume(const struct udi_root_request *r, int rootfd, cons
       rc = errno;
       udi_fs_as_root();
       if (from < 0)
-         FATAL(UDI_EX_DATAERR, "volume source %s is not a directory the user can reach in the container: %s",
-               v->from, strerror(rc));
+         FATAL(UDI_EX_DATAERR, "volume source %s is not a directory the user can reach in the container: %s", v->from,
+               strerror(rc));
       from_path = fd_path(from);
       if (strncmp(from_path, um, ul) || (from_path[ul] && from_path[ul] != '/'))
          FATAL(UDI_EX_DATAERR, "volume source %s resolves outside the container", v->from);
    }
    to = ensure_target(rootfd, v->to);
    if (to < 0)
-      FATAL(UDI_EX_DATAERR, "volume target %s: cannot be created or is not a directory: %s", v->to,
-            strerror(errno));
+      FATAL(UDI_EX_DATAERR, "volume target %s: cannot be created or is not a directory: %s", v->to, strerror(errno));
    to_path = fd_path(to);
    if (strncmp(to_path, um, ul) || (to_path[ul] && to_path[ul] != '/'))
       FATAL(UDI_EX_DATAERR, "volume target %s resolves outside the container", v->to);
    rc = udi_volume_validate_user(from >= 0 ? from_path + ul : "/", to_path[ul] ? to_path + ul : "/");
    if (rc)
-      FATAL(UDI_EX_DATAERR, "volume %s:%s (resolved to %s): %s", v->from, v->to, to_path + ul,
-            udi_volume_strerror(rc));
-   Z_ (fstat(to, &st));
+      FATAL(UDI_EX_DATAERR, "volume %s:%s (resolved to %s): %s", v->from, v->to, to_path + ul, udi_volume_strerror(rc));
+   Z_(fstat(to, &st));
    if (!dev_allowed(st.st_dev))
       FATAL(UDI_EX_DATAERR, "volume target %s is not on an approved device", v->to);
    if (v->flags & VOL_PERNODECACHE) {
       mount_cache_volume(r, v, to);
    } else {
-      Zf (bind_fds(from, to, MOUNT_ATTR_NODEV | ((v->flags & VOL_RO) ? MOUNT_ATTR_RDONLY : 0), false, MS_PRIVATE),
-          "bind volume %s onto %s", v->from, v->to);
+      Zf(bind_fds(from, to, MOUNT_ATTR_NODEV | ((v->flags & VOL_RO) ? MOUNT_ATTR_RDONLY : 0), false, MS_PRIVATE),
+         "bind volume %s onto %s", v->from, v->to);
       close(from);
    }
    close(to);
@@ -741,8 +736,20 @@ void udi_root_build(const struct udi_root_request *r)
    const char *um = c->udiMount;
    struct stat st;
    int rootfd;
-   static const char *dirs[] = { "etc", "etc/udiImage", "opt", "opt/udiImage", "opt/udiImage/modules", "var",
-                                 "var/spool", "var/run", "var/tmp", "proc", "sys", "dev", "tmp", NULL };
+   static const char *dirs[] = { "etc",
+                                 "etc/udiImage",
+                                 "opt",
+                                 "opt/udiImage",
+                                 "opt/udiImage/modules",
+                                 "var",
+                                 "var/spool",
+                                 "var/run",
+                                 "var/tmp",
+                                 "proc",
+                                 "sys",
+                                 "dev",
+                                 "tmp",
+                                 NULL };
 
    mkdir_p(um, 0755);
    mkdir_p(c->loopMount, 0755);
@@ -766,24 +773,23 @@ void udi_root_build(const struct udi_root_request *r)
       mount_image_loop(r->image_file, c->loopMount, "squashfs", true, udi_image_writer_or_die(c->imageWriter));
    }
    PHASE("loop");
-   Zf (mount(c->rootfsType, um, c->rootfsType, MS_NOSUID | MS_NODEV, "mode=755"), "mount %s on %s",
-       c->rootfsType, um);
-   Z_ (mount(NULL, um, NULL, MS_PRIVATE | MS_REC, NULL));
-   Z_ (chmod(um, 0755));
-   Zf (chdir(um), "chdir %s", um);
-   Z_ (stat(um, &st));
+   Zf(mount(c->rootfsType, um, c->rootfsType, MS_NOSUID | MS_NODEV, "mode=755"), "mount %s on %s", c->rootfsType, um);
+   Z_(mount(NULL, um, NULL, MS_PRIVATE | MS_REC, NULL));
+   Z_(chmod(um, 0755));
+   Zf(chdir(um), "chdir %s", um);
+   Z_(stat(um, &st));
    allowed.dev[0] = st.st_dev;
-   Z_ (stat(image_root, &st));
+   Z_(stat(image_root, &st));
    allowed.dev[1] = st.st_dev;
-   Z_ (stat("/tmp", &st));
+   Z_(stat("/tmp", &st));
    allowed.dev[2] = st.st_dev;
    allowed.n = 3;
 
    /* Site modifications: directories, hooks, site binds, generated /etc. */
    for (int i = 0; dirs[i]; i++)
-      Zf (mkdir(dirs[i], 0755) && errno != EEXIST, "mkdir %s", dirs[i]);
-   Z_ (mkdir("var/empty", 0700) && errno != EEXIST);
-   Z_ (chmod("tmp", 01777));
+      Zf(mkdir(dirs[i], 0755) && errno != EEXIST, "mkdir %s", dirs[i]);
+   Z_(mkdir("var/empty", 0700) && errno != EEXIST);
+   Z_(chmod("tmp", 01777));
    if (c->sitePreMountHook)
       udi_run_hook(c->sitePreMountHook, um, NULL, NULL);
    mount_site_volumes(r, c->siteFs);
@@ -793,15 +799,15 @@ void udi_root_build(const struct udi_root_request *r)
       struct udi_module *m = udi_config_module(c, r->modules->v[i]);
       mount_site_volumes(r, m->siteFs);
    }
-   Z_ (chdir(um));
-   Z_ (symlink("/proc/mounts", "etc/mtab"));
+   Z_(chdir(um));
+   Z_(symlink("/proc/mounts", "etc/mtab"));
    if (stat("/etc/hosts", &st) == 0 && S_ISREG(st.st_mode))
-      Z_ (copy_file_ex("/etc/hosts", "etc/hosts", &st, true));
+      Z_(copy_file_ex("/etc/hosts", "etc/hosts", &st, true));
    if (stat("/etc/resolv.conf", &st) == 0 && S_ISREG(st.st_mode))
-      Z_ (copy_file_ex("/etc/resolv.conf", "etc/resolv.conf", &st, true));
+      Z_(copy_file_ex("/etc/resolv.conf", "etc/resolv.conf", &st, true));
    for (const char *const *f = (const char *const[]){ "etc/hosts", "etc/resolv.conf", NULL }; *f; f++)
       if (lstat(*f, &st) == 0)
-         Z_ (chmod(*f, 0644));
+         Z_(chmod(*f, 0644));
    PHASE("site");
    populate_etc(r);
    PHASE("etc");
@@ -833,7 +839,7 @@ void udi_root_build(const struct udi_root_request *r)
    }
 
    /* Kernel file systems and shared scratch. */
-   Z_ (mount("proc", "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL));
+   Z_(mount("proc", "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL));
    bind_paths("/sys", "sys", MOUNT_ATTR_NODEV, true);
    bind_paths("/dev", "dev", 0, true); /* device nodes must work: the only bind without nodev */
    bind_paths("/tmp", "tmp", MOUNT_ATTR_NODEV, false);
@@ -849,7 +855,7 @@ void udi_root_build(const struct udi_root_request *r)
 
    PHASE("image-bind");
    rootfd = open(um, O_PATH | O_DIRECTORY | O_CLOEXEC);
-   T_ (rootfd >= 0);
+   T_(rootfd >= 0);
    for (size_t i = 0; r->user_volumes && i < r->user_volumes->n; i++)
       mount_user_volume(r, rootfd, &r->user_volumes->v[i]);
    close(rootfd);
@@ -857,5 +863,5 @@ void udi_root_build(const struct udi_root_request *r)
    PHASE("volumes");
    write_text("var/shifterConfig.json", r->signature, 0644);
    if (!c->mountUdiRootWritable)
-      Zf (mount(NULL, um, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, NULL), "remount %s read-only", um);
+      Zf(mount(NULL, um, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, NULL), "remount %s read-only", um);
 }

@@ -27,15 +27,15 @@
 
 /* Everything needed to build one root. */
 struct udi_root_request {
-   const struct udi_config *config;  /* trusted configuration */
-   const char *image_id;             /* image identifier (for the signature) */
-   const char *image_file;           /* <imagePath>/<id>.squashfs, or a directory for local: */
-   bool local_root;                  /* image_file is a host directory (local:), not a squashfs */
-   const struct udi_user *user;      /* the caller */
-   struct udi_volmap *user_volumes;  /* validated user volumes */
-   const struct strv *modules;       /* active module names */
-   const char *hostsfile_spec;       /* "host/n host2/n" for var/hostsfile, or NULL */
-   const char *signature;            /* content of var/shifterConfig.json */
+   const struct udi_config *config; /* trusted configuration */
+   const char *image_id;            /* image identifier (for the signature) */
+   const char *image_file;          /* <imagePath>/<id>.squashfs, or a directory for local: */
+   bool local_root;                 /* image_file is a host directory (local:), not a squashfs */
+   const struct udi_user *user;     /* the caller */
+   struct udi_volmap *user_volumes; /* validated user volumes */
+   const struct strv *modules;      /* active module names */
+   const char *hostsfile_spec;      /* "host/n host2/n" for var/hostsfile, or NULL */
+   const char *signature;           /* content of var/shifterConfig.json */
 };
 
 /** Function prototypes **/

@@ -123,30 +123,30 @@ void udi_user_lookup(struct udi_user *u, const struct udi_config *c, uid_t uid, 
 void udi_become_root(void)
 {
    gid_t zero = 0;
-   Z_ (setgroups(1, &zero));       // PRIV: groups {0}
-   Z_ (setresgid(0, 0, 0));        // PRIV: gid 0/0/0
-   Z_ (setresuid(0, 0, 0));        // PRIV: uid 0/0/0
+   Z_(setgroups(1, &zero)); // PRIV: groups {0}
+   Z_(setresgid(0, 0, 0));  // PRIV: gid 0/0/0
+   Z_(setresuid(0, 0, 0));  // PRIV: uid 0/0/0
 }
 
 /* File-system checks as the user (setfsuid/setfsgid plus the user's groups) while keeping euid 0, so that paths the
    user names (--env-file, volume sources) are resolved with the user's permissions. Undo with udi_fs_as_root. */
 void udi_fs_as_user(const struct udi_user *u)
 {
-   Z_ (setgroups((size_t)u->n_groups, u->groups)); // PRIV: groups = user's
-   setfsgid(u->gid);                               // PRIV: fsgid = user
-   setfsuid(u->uid);                               // PRIV: fsuid = user
-   T_ ((uid_t)setfsuid((uid_t)-1) == u->uid);
-   T_ ((gid_t)setfsgid((gid_t)-1) == u->gid);
+   Z_(setgroups((size_t)u->n_groups, u->groups)); // PRIV: groups = user's
+   setfsgid(u->gid);                              // PRIV: fsgid = user
+   setfsuid(u->uid);                              // PRIV: fsuid = user
+   T_((uid_t)setfsuid((uid_t)-1) == u->uid);
+   T_((gid_t)setfsgid((gid_t)-1) == u->gid);
 }
 
 /* Undo udi_fs_as_user: file-system credentials and groups back to root. */
 void udi_fs_as_root(void)
 {
    gid_t zero = 0;
-   setfsuid(0);                    // PRIV: fsuid = 0
-   setfsgid(0);                    // PRIV: fsgid = 0
-   T_ (setfsuid((uid_t)-1) == 0);
-   Z_ (setgroups(1, &zero));       // PRIV: groups {0}
+   setfsuid(0); // PRIV: fsuid = 0
+   setfsgid(0); // PRIV: fsgid = 0
+   T_(setfsuid((uid_t)-1) == 0);
+   Z_(setgroups(1, &zero)); // PRIV: groups {0}
 }
 
 /* Drop for good to the user: empty the capability bounding set, set groups/gid/uid, verify root cannot be
@@ -166,10 +166,10 @@ void udi_drop_privileges(const struct udi_user *u)
    udi_drop_to_user_nocheck_caps(u);
    if (setresuid(0, 0, 0) == 0 || setuid(0) == 0 || setresgid(0, 0, 0) == 0)
       FATAL(UDI_EX_NOPERM, "root privileges could be regained after dropping them; aborting");
-   T_ (getresuid(&r, &e, &s) == 0 && getresgid(&rg, &eg, &sg) == 0);
+   T_(getresuid(&r, &e, &s) == 0 && getresgid(&rg, &eg, &sg) == 0);
    if (r != u->uid || e != u->uid || s != u->uid || rg != u->gid || eg != u->gid || sg != u->gid)
       FATAL(UDI_EX_NOPERM, "credentials are not the user's after the drop; aborting");
-   Z_ (syscall(SYS_capget, &hdr, data));
+   Z_(syscall(SYS_capget, &hdr, data));
    if (data[0].effective || data[0].permitted || data[0].inheritable || data[1].effective || data[1].permitted ||
        data[1].inheritable)
       FATAL(UDI_EX_NOPERM, "capabilities left after the drop; aborting");
@@ -184,11 +184,11 @@ void udi_drop_privileges(const struct udi_user *u)
    uid 0 → non-zero transition clears permitted/effective sets). */
 void udi_drop_to_user_nocheck_caps(const struct udi_user *u)
 {
-   if (setgroups((size_t)u->n_groups, u->groups) != 0)        // PRIV: groups = user's
+   if (setgroups((size_t)u->n_groups, u->groups) != 0) // PRIV: groups = user's
       FATAL(UDI_EX_NOPERM, "setgroups: %s", strerror(errno));
-   if (setresgid(u->gid, u->gid, u->gid) != 0)                // PRIV: gid = user/user/user
+   if (setresgid(u->gid, u->gid, u->gid) != 0) // PRIV: gid = user/user/user
       FATAL(UDI_EX_NOPERM, "setresgid: %s", strerror(errno));
-   if (setresuid(u->uid, u->uid, u->uid) != 0)                // PRIV: uid = user/user/user
+   if (setresuid(u->uid, u->uid, u->uid) != 0) // PRIV: uid = user/user/user
       FATAL(UDI_EX_NOPERM, "setresuid: %s", strerror(errno));
    if (geteuid() != u->uid || getuid() != u->uid || getegid() != u->gid)
       FATAL(UDI_EX_NOPERM, "privilege drop did not take effect");

@@ -21,14 +21,14 @@
 
 /* The caller, resolved once from the real uid/gid. */
 struct udi_user {
-   uid_t uid;        /* real uid of the caller (never 0) */
-   gid_t gid;        /* real gid of the caller (never 0) */
-   char *name;       /* login name */
-   char *gecos;      /* passwd gecos field ("" when empty) */
-   char *home;       /* home directory */
-   char *shell;      /* login shell */
-   gid_t *groups;    /* supplementary groups from getgrouplist, gid 0 replaced by gid */
-   int n_groups;     /* number of groups */
+   uid_t uid;     /* real uid of the caller (never 0) */
+   gid_t gid;     /* real gid of the caller (never 0) */
+   char *name;    /* login name */
+   char *gecos;   /* passwd gecos field ("" when empty) */
+   char *home;    /* home directory */
+   char *shell;   /* login shell */
+   gid_t *groups; /* supplementary groups from getgrouplist, gid 0 replaced by gid */
+   int n_groups;  /* number of groups */
 };
 
 /** Function prototypes **/

@@ -71,8 +71,8 @@ int udi_volume_validate_user(const char *from, const char *to)
 /* Validate a site volume: anything absolute except exactly /, /opt, /etc, /var, and the generated identity files. */
 int udi_volume_validate_site(const char *from, const char *to)
 {
-   static const char *forbidden[] = { "/", "/opt", "/etc", "/var", "/etc/passwd", "/etc/group",
-                                      "/etc/nsswitch.conf", NULL };
+   static const char *forbidden[] = { "/", "/opt", "/etc", "/var", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+                                      NULL };
    char *t;
    if (!path_ok(from) || !path_ok(to))
       return VOL_ERR_PATH;
@@ -128,11 +128,16 @@ static int parse_flag(struct udi_volume *vol, const char *flag, bool site)
    }
    if (eq)
       return VOL_ERR_FLAG; /* only perNodeCache takes options */
-   if (!strcmp(flag, "ro")) bit = VOL_RO;
-   else if (!strcmp(flag, "rec")) bit = VOL_REC;
-   else if (!strcmp(flag, "slave")) bit = VOL_SLAVE;
-   else if (!strcmp(flag, "private")) bit = VOL_PRIVATE;
-   else return VOL_ERR_FLAG;
+   if (!strcmp(flag, "ro"))
+      bit = VOL_RO;
+   else if (!strcmp(flag, "rec"))
+      bit = VOL_REC;
+   else if (!strcmp(flag, "slave"))
+      bit = VOL_SLAVE;
+   else if (!strcmp(flag, "private"))
+      bit = VOL_PRIVATE;
+   else
+      return VOL_ERR_FLAG;
    if (!site && bit != VOL_RO)
       return VOL_ERR_FLAG;
    if (vol->flags & bit)
@@ -202,10 +207,14 @@ int udi_volume_parse(struct udi_volmap *map, const char *input, bool site)
 static char *entry_signature(const struct udi_volume *v)
 {
    char *s = xasprintf("%s:%s", v->from, v->to);
-   if (v->flags & VOL_RO) s = xasprintf("%s:ro", s);
-   if (v->flags & VOL_REC) s = xasprintf("%s:rec", s);
-   if (v->flags & VOL_SLAVE) s = xasprintf("%s:slave", s);
-   if (v->flags & VOL_PRIVATE) s = xasprintf("%s:private", s);
+   if (v->flags & VOL_RO)
+      s = xasprintf("%s:ro", s);
+   if (v->flags & VOL_REC)
+      s = xasprintf("%s:rec", s);
+   if (v->flags & VOL_SLAVE)
+      s = xasprintf("%s:slave", s);
+   if (v->flags & VOL_PRIVATE)
+      s = xasprintf("%s:private", s);
    if (v->flags & VOL_PERNODECACHE)
       s = xasprintf("%s:perNodeCache=size=%llu,bs=%llu,method=loop,fstype=%s", s, v->cache_size, v->cache_bs,
                     v->cache_fs);

@@ -23,22 +23,22 @@
 
 /* Return codes of udi_volume_validate / udi_volume_parse, as upstream. */
 #define VOL_OK 0
-#define VOL_ERR_PATH 1       /* path not absolute, contains "..", or forbidden target */
-#define VOL_ERR_FLAG 2       /* flag unknown or not allowed here */
-#define VOL_ERR_DUPFLAG 3    /* the same flag twice */
-#define VOL_ERR_EXCLUSIVE 4  /* slave together with private */
-#define VOL_ERR_SYNTAX 5     /* missing `to` or empty entry */
+#define VOL_ERR_PATH 1      /* path not absolute, contains "..", or forbidden target */
+#define VOL_ERR_FLAG 2      /* flag unknown or not allowed here */
+#define VOL_ERR_DUPFLAG 3   /* the same flag twice */
+#define VOL_ERR_EXCLUSIVE 4 /* slave together with private */
+#define VOL_ERR_SYNTAX 5    /* missing `to` or empty entry */
 
 /** Types **/
 
 /* One volume map entry. */
 struct udi_volume {
-   char *from;                      /* source path (container view for user maps, host view for site maps) */
-   char *to;                        /* target path inside the container */
-   unsigned flags;                  /* VOL_* bits */
-   unsigned long long cache_size;   /* perNodeCache size in bytes */
-   unsigned long long cache_bs;     /* perNodeCache block size (default 1 MiB) */
-   char *cache_fs;                  /* perNodeCache filesystem (default xfs) */
+   char *from;                    /* source path (container view for user maps, host view for site maps) */
+   char *to;                      /* target path inside the container */
+   unsigned flags;                /* VOL_* bits */
+   unsigned long long cache_size; /* perNodeCache size in bytes */
+   unsigned long long cache_bs;   /* perNodeCache block size (default 1 MiB) */
+   char *cache_fs;                /* perNodeCache filesystem (default xfs) */
 };
 
 /* A list of volume maps. */

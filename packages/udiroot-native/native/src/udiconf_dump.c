@@ -27,7 +27,8 @@ int main(int argc, char **argv)
    text = read_file_text(argv[argc - 1], UDI_CONF_MAX_BYTES);
    if (!text)
       FATAL(UDI_EX_CONFIG, "%s: %s", argv[argc - 1], strerror(errno));
-   if (udi_config_parse_text(&cfg, text, err, sizeof(err)) || (validate && udi_config_validate(&cfg, err, sizeof(err)))) {
+   if (udi_config_parse_text(&cfg, text, err, sizeof(err)) ||
+       (validate && udi_config_validate(&cfg, err, sizeof(err)))) {
       printf("{\"error\":%s}\n", json_quote(err));
       return UDI_EX_CONFIG;
    }

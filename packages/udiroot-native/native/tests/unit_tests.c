@@ -23,7 +23,13 @@
 
 /** Macros **/
 
-#define CHECK(x) do { if (!(x)) { if (!failed_at) failed_at = xasprintf("%s:%d: %s", __FILE__, __LINE__, #x); } } while (0)
+#define CHECK(x)                                                                                                       \
+   do {                                                                                                                \
+      if (!(x)) {                                                                                                      \
+         if (!failed_at)                                                                                               \
+            failed_at = xasprintf("%s:%d: %s", __FILE__, __LINE__, #x);                                                \
+      }                                                                                                                \
+   } while (0)
 #define STREQ(a, b) CHECK(streq((a), (b)))
 #define TEST(name) static void test_##name(void)
 #define RUN(name) run(#name, test_##name)
@@ -268,18 +274,20 @@ static int parse_conf(struct udi_config *c, const char *text, char *err)
    return udi_config_parse_text(c, text, err, 512) || udi_config_validate(c, err, 512);
 }
 
-#define MINIMAL "udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\nudiRootPath=/opt/shifter\n" \
-                "etcPath=/etc/shifter/shifter_etc_files\nrootfsType=tmpfs\n"
+#define MINIMAL                                                                                                        \
+   "udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\nudiRootPath=/opt/shifter\n"                \
+   "etcPath=/etc/shifter/shifter_etc_files\nrootfsType=tmpfs\n"
 
 TEST(config_basic)
 {
    struct udi_config c;
    char err[512];
-   CHECK(parse_conf(&c, MINIMAL "# comment\n\n   siteFs = /global:/global;/scratch  \n"
-                             "siteEnv=A=1 B=2\nsiteEnvAppend=PATH=/opt/udiImage/bin\nimageGateway=http://a:7777 "
-                             "http://b:7777\ngatewayTimeout=3\nsystem=test\ndefaultImageType=docker\n"
-                             "mountUdiRootWritable=0\nmaxGroupCount=31\nperNodeCacheSizeLimit=50G\n",
-                     err) == 0);
+   CHECK(parse_conf(&c,
+                    MINIMAL "# comment\n\n   siteFs = /global:/global;/scratch  \n"
+                            "siteEnv=A=1 B=2\nsiteEnvAppend=PATH=/opt/udiImage/bin\nimageGateway=http://a:7777 "
+                            "http://b:7777\ngatewayTimeout=3\nsystem=test\ndefaultImageType=docker\n"
+                            "mountUdiRootWritable=0\nmaxGroupCount=31\nperNodeCacheSizeLimit=50G\n",
+                    err) == 0);
    STREQ(c.udiMount, "/var/udiMount");
    STREQ(c.siteFs, "/global:/global;/scratch");
    CHECK(c.siteEnv.n == 2);
@@ -315,8 +323,10 @@ TEST(config_upstream_spellings)
 {
    struct udi_config c;
    char err[512];
-   CHECK(parse_conf(&c, MINIMAL "allowLocalChroot=yes\nmountUdiRootWritable=true\nallowLibcPwdCalls=2x\n"
-                             "module_mpich_copypath=/opt/mpich\n", err) == 0);
+   CHECK(parse_conf(&c,
+                    MINIMAL "allowLocalChroot=yes\nmountUdiRootWritable=true\nallowLibcPwdCalls=2x\n"
+                            "module_mpich_copypath=/opt/mpich\n",
+                    err) == 0);
    CHECK(!c.allowLocalChroot && !c.mountUdiRootWritable && c.allowLibcPwdCalls);
    CHECK(c.warnings.n == 4);
    STREQ(c.warnings.v[0], "line 7: allowLocalChroot=yes is not 0 or 1: read as 0 (off), as upstream Shifter's strtol "
@@ -334,11 +344,12 @@ TEST(config_modules)
    struct udi_config c;
    char err[512];
    struct udi_module *m;
-   CHECK(parse_conf(&c, MINIMAL "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib\n"
-                             "module_mpich_copyPath=/opt/mpich\nmodule_mpich_userhook=/opt/udiImage/modules/mpich/h.sh\n"
-                             "module_mpich_conflict=openmpi\nmodule_openmpi_enabled=0\n"
-                             "module_cvmfs_siteFs=/cvmfs_nfs:/cvmfs\ndefaultModules=cvmfs\n",
-                     err) == 0);
+   CHECK(parse_conf(&c,
+                    MINIMAL "module_mpich_siteEnvPrepend=LD_LIBRARY_PATH=/opt/udiImage/modules/mpich/lib\n"
+                            "module_mpich_copyPath=/opt/mpich\nmodule_mpich_userhook=/opt/udiImage/modules/mpich/h.sh\n"
+                            "module_mpich_conflict=openmpi\nmodule_openmpi_enabled=0\n"
+                            "module_cvmfs_siteFs=/cvmfs_nfs:/cvmfs\ndefaultModules=cvmfs\n",
+                    err) == 0);
    CHECK(c.n_modules == 3);
    m = udi_config_module(&c, "mpich");
    CHECK(m && m->siteEnvPrepend.n == 1 && m->copyPath && m->conflict.n == 1 && m->enabled);
@@ -366,9 +377,10 @@ TEST(meta_parse)
 {
    struct udi_meta m;
    char err[256];
-   CHECK(udi_meta_parse_text(&m, "FORMAT: squashfs\nENTRY: [u'echo', u'howdy']\nCMD: ['guys']\nWORKDIR: /work\n"
-                                 "ENV: PATH=/usr/bin:/bin\nENV: %SPACED=%20%20a%20b%20\nUSERACL: 1000, 1001\n"
-                                 "GROUPACL: 2000,2001\nUSER: nobody\nLABELS: ignored\nno colon line\n# c: x\n",
+   CHECK(udi_meta_parse_text(&m,
+                             "FORMAT: squashfs\nENTRY: [u'echo', u'howdy']\nCMD: ['guys']\nWORKDIR: /work\n"
+                             "ENV: PATH=/usr/bin:/bin\nENV: %SPACED=%20%20a%20b%20\nUSERACL: 1000, 1001\n"
+                             "GROUPACL: 2000,2001\nUSER: nobody\nLABELS: ignored\nno colon line\n# c: x\n",
                              err, sizeof(err)) == 0);
    STREQ(m.format, "squashfs");
    STREQ(joined(&m.entry), "echo howdy");
@@ -409,8 +421,8 @@ TEST(meta_list_syntax)
    CHECK(udi_parse_list_value(&s, "[u'a', u'b]") != 0);
    CHECK(udi_parse_list_value(&s, "%['a'") != 0);
    CHECK(udi_parse_list_value(&s, "%['%zz']") != 0);
-   CHECK(udi_meta_percent_decode("%FF") == NULL);     /* not UTF-8 */
-   CHECK(udi_meta_percent_decode("%00") == NULL);     /* NUL cannot be passed to exec */
+   CHECK(udi_meta_percent_decode("%FF") == NULL);       /* not UTF-8 */
+   CHECK(udi_meta_percent_decode("%00") == NULL);       /* NUL cannot be passed to exec */
    CHECK(udi_meta_percent_decode("%ED%A0%80") == NULL); /* surrogate */
    STREQ(udi_meta_percent_decode("%25d%0A"), "%d\n");
    {
@@ -524,9 +536,9 @@ static void test_trusted_image_files(void)
    CHECK(udi_untrusted_reason(&st, false, 2001) == NULL);
    CHECK(udi_untrusted_reason(&st, false, 2002) != NULL);
    st.st_uid = 0;
-   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) != NULL);  /* a file where a directory is wanted */
+   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) != NULL); /* a file where a directory is wanted */
    st.st_mode = S_IFDIR | 01777;
-   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) != NULL);  /* /tmp-like directories too */
+   CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) != NULL); /* /tmp-like directories too */
    st.st_mode = S_IFDIR | 0755;
    CHECK(udi_untrusted_reason(&st, true, UDI_NO_WRITER) == NULL);
 
@@ -552,7 +564,8 @@ static void test_trusted_image_files(void)
       CHECK(text && streq(text, "FORMAT: squashfs\n"));
    }
    CHECK(udi_read_trusted_meta(dir, "lnk", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_UNTRUSTED);
-   CHECK(udi_read_trusted_meta(dir, "missing", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_NOINPUT);
+   CHECK(udi_read_trusted_meta(dir, "missing", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL &&
+         code == UDI_EX_NOINPUT);
    chmod(meta, 0666);
    CHECK(udi_read_trusted_meta(dir, "abc", UDI_NO_WRITER, &code, err, sizeof(err)) == NULL && code == UDI_EX_UNTRUSTED);
    chmod(meta, 0644);

@@ -12,7 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
-import { buildFakeImage, freePort, haveRoot, haveServices, makeLayer, serviceValue, startFakeRegistry } from '@shifter/core/testing';
+import {
+  buildFakeImage,
+  freePort,
+  haveRoot,
+  haveServices,
+  makeLayer,
+  serviceValue,
+  startFakeRegistry,
+} from '@shifter/core/testing';
 import { RuntimeEnv } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
@@ -20,10 +28,17 @@ const enabled = haveRoot() && haveServices('user', 'registry', 'registryToken', 
 const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
 const system = 'testsys';
 
-
 /** A munge credential encoded as `user` (so the gateway sees that uid), optionally carrying a payload. */
 async function credentialOf(user: string, payload?: string): Promise<string> {
-  const args = ['-u', user, '--', 'munge', '--socket', serviceValue('munge'), ...(payload ? ['--string', payload] : ['--no-input'])];
+  const args = [
+    '-u',
+    user,
+    '--',
+    'munge',
+    '--socket',
+    serviceValue('munge'),
+    ...(payload ? ['--string', payload] : ['--no-input']),
+  ];
   return (await execFileAsync('runuser', args)).stdout.trim();
 }
 
@@ -36,7 +51,12 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
   let user2: string;
 
   const client = (as: string) =>
-    new GatewayClient({ urls: [url], system, timeoutMs: 120_000, authenticate: (payload) => credentialOf(as, payload || undefined) });
+    new GatewayClient({
+      urls: [url],
+      system,
+      timeoutMs: 120_000,
+      authenticate: (payload) => credentialOf(as, payload || undefined),
+    });
 
   beforeAll(async () => {
     user = serviceValue('user');
@@ -52,7 +72,13 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
       JSON.stringify({
         gateway: { host: '127.0.0.1', port },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        systems: { [system]: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: serviceValue('munge'), admins: ['root'] } },
+        systems: {
+          [system]: {
+            transfer: { kind: 'local', imageDir: env.imagePath },
+            mungeSocketPath: serviceValue('munge'),
+            admins: ['root'],
+          },
+        },
         // The harness registry is no configured location (allowedRegistries defaults to "configured").
         allowedRegistries: 'any',
         metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
@@ -92,7 +118,12 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
     const tag = `${serviceValue('registry')}/test/busybox:latest`;
     const image = await client(user).pullAndWait('docker', tag);
     expect(image.status, log).toBe('READY');
-    const r = await env.runAs(user, [`--image=docker:${tag}`, 'sh', '-c', 'echo $SHIFTER_IMAGE; cat /etc/os-release | head -1']);
+    const r = await env.runAs(user, [
+      `--image=docker:${tag}`,
+      'sh',
+      '-c',
+      'echo $SHIFTER_IMAGE; cat /etc/os-release | head -1',
+    ]);
     expect(r.stderr, log).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe(image.id);
@@ -104,7 +135,9 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
     // private/busybox on the token registry is byte-identical to the public test/busybox the first test pulled.
     const publicTag = `${serviceValue('registry')}/test/busybox:latest`;
     const tag = `${serviceValue('registryToken')}/private/busybox:latest`;
-    const credentials = { default: `${process.env.SHIFTER_TEST_REGISTRY_USER}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD}` };
+    const credentials = {
+      default: `${process.env.SHIFTER_TEST_REGISTRY_USER}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD}`,
+    };
     const image = await client(user).pullAndWait('docker', tag, { credentials });
     expect(image.status, log).toBe('READY');
     const own = await env.runAs(user, [`--image=docker:${tag}`, 'echo', 'mine']);
@@ -125,17 +158,27 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
     // A private registry (Basic auth, loopback) serving busybox plus a layer of its own, public nowhere.
     const registry = serviceValue('registry');
     const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
-    const manifest = (await (await fetch(`http://${registry}/v2/test/busybox/manifests/latest`, { headers: { accept } })).json()) as { layers: { digest: string; mediaType: string }[] };
+    const manifest = (await (
+      await fetch(`http://${registry}/v2/test/busybox/manifests/latest`, { headers: { accept } })
+    ).json()) as { layers: { digest: string; mediaType: string }[] };
     const base = manifest.layers.map(async (layer) => ({
       bytes: Buffer.from(await (await fetch(`http://${registry}/v2/test/busybox/blobs/${layer.digest}`)).arrayBuffer()),
       mediaType: layer.mediaType,
     }));
-    const secret = await makeLayer([{ path: 'secret/' }, { path: 'secret/key.txt', content: `only ${user} ${randomBytes(8).toString('hex')}\n` }]);
+    const secret = await makeLayer([
+      { path: 'secret/' },
+      { path: 'secret/key.txt', content: `only ${user} ${randomBytes(8).toString('hex')}\n` },
+    ]);
     const login = { username: 'owner', password: randomBytes(12).toString('hex') };
-    const fake = await startFakeRegistry({ images: { 'owner/secret:1': buildFakeImage([...(await Promise.all(base)), secret]) }, basicAuth: login });
+    const fake = await startFakeRegistry({
+      images: { 'owner/secret:1': buildFakeImage([...(await Promise.all(base)), secret]) },
+      basicAuth: login,
+    });
     try {
       const tag = `${fake.host}/owner/secret:1`;
-      const image = await client(user).pullAndWait('docker', tag, { credentials: { default: `${login.username}:${login.password}` } });
+      const image = await client(user).pullAndWait('docker', tag, {
+        credentials: { default: `${login.username}:${login.password}` },
+      });
       expect(image.status, log).toBe('READY');
       const own = await env.runAs(user, [`--image=docker:${tag}`, 'cat', '/secret/key.txt']);
       expect(own.stderr, log).toBe('');

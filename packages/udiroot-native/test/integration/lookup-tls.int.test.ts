@@ -23,12 +23,37 @@ const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.j
 const system = 'testsys';
 
 /** A CA (`name`-ca.pem/-key.pem) and, signed by it, server certificates for the given subjectAltNames. */
-function makeCa(dir: string, name: string): { ca: string; sign: (leaf: string, san: string) => { key: string; cert: string } } {
+function makeCa(
+  dir: string,
+  name: string,
+): { ca: string; sign: (leaf: string, san: string) => { key: string; cert: string } } {
   const ca = join(dir, `${name}-ca.pem`);
   const caKey = join(dir, `${name}-ca-key.pem`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', `/CN=${name} test CA`, '-keyout', caKey, '-out', ca, '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign'], { stdio: 'pipe' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name} test CA`,
+      '-keyout',
+      caKey,
+      '-out',
+      ca,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    ],
+    { stdio: 'pipe' },
+  );
   chmodSync(ca, 0o644);
   return {
     ca,
@@ -38,25 +63,69 @@ function makeCa(dir: string, name: string): { ca: string; sign: (leaf: string, s
       const cert = join(dir, `${leaf}.pem`);
       const ext = join(dir, `${leaf}.ext`);
       writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
-      execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj',
-        `/CN=${leaf}`, '-keyout', key, '-out', csr], { stdio: 'pipe' });
-      execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '2',
-        '-extfile', ext, '-out', cert], { stdio: 'pipe' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-new',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-subj',
+          `/CN=${leaf}`,
+          '-keyout',
+          key,
+          '-out',
+          csr,
+        ],
+        { stdio: 'pipe' },
+      );
+      execFileSync(
+        'openssl',
+        [
+          'x509',
+          '-req',
+          '-in',
+          csr,
+          '-CA',
+          ca,
+          '-CAkey',
+          caKey,
+          '-CAcreateserial',
+          '-days',
+          '2',
+          '-extfile',
+          ext,
+          '-out',
+          cert,
+        ],
+        { stdio: 'pipe' },
+      );
       return { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
     },
   };
 }
 
-async function listening<T extends { listen: (port: number, host: string, cb: () => void) => unknown; address: () => unknown }>(
-  server: T,
-): Promise<number> {
+async function listening<
+  T extends { listen: (port: number, host: string, cb: () => void) => unknown; address: () => unknown },
+>(server: T): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
 }
 
 /** A munge credential encoded as `user`, optionally carrying a payload (for the test's own gateway client). */
 async function credentialOf(user: string, payload?: string): Promise<string> {
-  const args = ['-u', user, '--', 'munge', '--socket', serviceValue('munge'), ...(payload ? ['--string', payload] : ['--no-input'])];
+  const args = [
+    '-u',
+    user,
+    '--',
+    'munge',
+    '--socket',
+    serviceValue('munge'),
+    ...(payload ? ['--string', payload] : ['--no-input']),
+  ];
   return (await execFileAsync('runuser', args)).stdout.trim();
 }
 
@@ -114,7 +183,13 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
       JSON.stringify({
         gateway: { host: '127.0.0.1', port },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        systems: { [system]: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: serviceValue('munge'), admins: ['root'] } },
+        systems: {
+          [system]: {
+            transfer: { kind: 'local', imageDir: env.imagePath },
+            mungeSocketPath: serviceValue('munge'),
+            admins: ['root'],
+          },
+        },
         metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
         queue: { kind: 'in-process', concurrency: 1 },
         logLevel: 'warn',
@@ -151,11 +226,16 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
 
     // A TLS double that records whose credential it got, then answers like /api/lookup.
     const double = createHttpsServer({ key: serverCert.key, cert: serverCert.cert }, (request, response) => {
-      const decoded = spawnSync('unmunge', [], { input: String(request.headers.authentication ?? ''), encoding: 'utf8' });
+      const decoded = spawnSync('unmunge', [], {
+        input: String(request.headers.authentication ?? ''),
+        encoding: 'utf8',
+      });
       const who = /^UID:\s+\S+\s+\((\d+)\)/m.exec(decoded.stdout);
       seenUids.push(decoded.status === 0 && who ? Number(who[1]) : null);
       if (request.url === '/api/lookup/testsys/docker/double%3Alatest/') {
-        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'READY', id: imageId }));
+        response
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ status: 'READY', id: imageId }));
       } else {
         response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
       }
@@ -169,7 +249,10 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
         sockets.push(socket);
         socket.on('error', () => socket.destroy());
         socket.once('data', () => {
-          socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${contentLength}\r\n\r\n${body}`, () => socket.destroy());
+          socket.write(
+            `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${contentLength}\r\n\r\n${body}`,
+            () => socket.destroy(),
+          );
         });
       });
     const whole = JSON.stringify({ status: 'READY', id: 'ab'.repeat(32) });
@@ -194,7 +277,12 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
 
     // A public image pulled through the real gateway (over plain HTTP by the test's client).
     tag = `${serviceValue('registry')}/test/busybox:latest`;
-    const client = new GatewayClient({ urls: [httpUrl], system, timeoutMs: 120_000, authenticate: (payload) => credentialOf(user, payload || undefined) });
+    const client = new GatewayClient({
+      urls: [httpUrl],
+      system,
+      timeoutMs: 120_000,
+      authenticate: (payload) => credentialOf(user, payload || undefined),
+    });
     const image = await client.pullAndWait('docker', tag);
     expect(image.status, log).toBe('READY');
     imageId = image.id;
@@ -211,7 +299,9 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   });
 
   const conf = (gateways: string, ca: string | null) =>
-    env.writeConf(`imageGateway=${gateways}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=20\n${ca ? `gatewayCaPath=${ca}\n` : ''}`);
+    env.writeConf(
+      `imageGateway=${gateways}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=20\n${ca ? `gatewayCaPath=${ca}\n` : ''}`,
+    );
 
   it('looks a tag up through the real gateway behind TLS, verified against gatewayCaPath (file or directory), and runs it', async () => {
     conf(httpsUrl, testCa);
@@ -226,7 +316,7 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     expect(fromDir.stdout).toBe(`${imageId}\n`);
   });
 
-  it('sends the caller\'s own munge credential over TLS (the lookup runs as that user, for either user) and checks a host name', async () => {
+  it("sends the caller's own munge credential over TLS (the lookup runs as that user, for either user) and checks a host name", async () => {
     conf(doubleUrl, testCa);
     seenUids.length = 0;
     const r = await env.runAs(user, ['--image=docker:double:latest', 'echo', 'ok']);
@@ -242,7 +332,11 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   });
 
   it('fails over across mixed http/https URLs with dead ones, whatever the shuffled order', async () => {
-    for (const gateways of [`${deadHttps} ${deadHttp} ${httpsUrl}`, `${deadHttps} ${httpUrl}`, `${deadHttp} ${httpsUrl} ${httpUrl}`]) {
+    for (const gateways of [
+      `${deadHttps} ${deadHttp} ${httpsUrl}`,
+      `${deadHttps} ${httpUrl}`,
+      `${deadHttp} ${httpsUrl} ${httpUrl}`,
+    ]) {
       conf(gateways, testCa);
       for (let i = 0; i < 4; i++) {
         const r = await env.runAs(user, [`--image=${tag}`, 'sh', '-c', 'echo $SHIFTER_IMAGE']);
@@ -259,7 +353,9 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     const r = await env.runAs(user, [`--image=${tag}`, 'echo', 'reached']);
     expect(r.status).toBe(78);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain(`gateway ${httpsUrl}: TLS certificate not trusted: unable to get local issuer certificate (trust anchors: ${wrongCa})`);
+    expect(r.stderr).toContain(
+      `gateway ${httpsUrl}: TLS certificate not trusted: unable to get local issuer certificate (trust anchors: ${wrongCa})`,
+    );
     expect(r.stderr).toContain('check imageGateway and gatewayCaPath in udiRoot.conf');
     const emptyDir = join(env.dir, 'tls', 'empty-ca-dir');
     mkdirSync(emptyDir, { mode: 0o755 });
@@ -298,7 +394,10 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
       expect(r.stdout).toBe(`${imageId}\n`);
       expect(r.status).toBe(0);
       // The shuffled order decides whether the untrusted one was tried first.
-      expect(['', `shifter: warning: gateway ${httpsUrl}: TLS certificate not trusted: unable to get local issuer certificate (trust anchors: ${wrongCa})\n`]).toContain(r.stderr);
+      expect([
+        '',
+        `shifter: warning: gateway ${httpsUrl}: TLS certificate not trusted: unable to get local issuer certificate (trust anchors: ${wrongCa})\n`,
+      ]).toContain(r.stderr);
     }
   });
 

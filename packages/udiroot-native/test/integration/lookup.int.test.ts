@@ -73,7 +73,12 @@ describe.skipIf(!enabled)('gateway lookup from the setuid runtime', () => {
   it('resolves docker:busybox:latest as the user (munge credential of the caller, escaped tag) and runs it', async () => {
     env.writeConf(`imageGateway=${gatewayUrl}\nsystem=testsys\ndefaultImageType=docker\n`);
     seen.length = 0;
-    const r = await env.runAs(user, ['--image=docker:busybox:latest', 'sh', '-c', 'echo $SHIFTER_IMAGE $SHIFTER_IMAGEREQUEST']);
+    const r = await env.runAs(user, [
+      '--image=docker:busybox:latest',
+      'sh',
+      '-c',
+      'echo $SHIFTER_IMAGE $SHIFTER_IMAGEREQUEST',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe(`${busybox} docker:busybox:latest\n`);
     const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));

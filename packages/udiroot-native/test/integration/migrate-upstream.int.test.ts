@@ -29,7 +29,8 @@ const NODE_ARGS = ['--conditions=@shifter/source', '--import', import.meta.resol
 function readFixture(name: string): Record<string, unknown>[] {
   return JSON.parse(readFileSync(join(fixtures, name), 'utf8'), (_key, value: unknown) => {
     if (value && typeof value === 'object' && '$oid' in value) return new ObjectId((value as { $oid: string }).$oid);
-    if (value && typeof value === 'object' && '$numberDouble' in value) return new Double(Number((value as { $numberDouble: string }).$numberDouble));
+    if (value && typeof value === 'object' && '$numberDouble' in value)
+      return new Double(Number((value as { $numberDouble: string }).$numberDouble));
     return value;
   }) as Record<string, unknown>[];
 }
@@ -44,7 +45,9 @@ const ejson = (documents: unknown[]) =>
 
 /** `shifter-gateway serve` on `config` from the sources; resolves when it answers. */
 async function startGateway(config: string, port: number): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [...NODE_ARGS, GATEWAY_CLI, 'serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...NODE_ARGS, GATEWAY_CLI, 'serve', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
   child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
@@ -72,7 +75,8 @@ async function startGateway(config: string, port: number): Promise<{ url: string
     },
   };
 }
-const idOf = (tag: string) => upstreamImages().find((d) => (Array.isArray(d.tag) ? d.tag.includes(tag) : d.tag === tag))!.id as string;
+const idOf = (tag: string) =>
+  upstreamImages().find((d) => (Array.isArray(d.tag) ? d.tag.includes(tag) : d.tag === tag))!.id as string;
 
 /** An upstream-made image: a busybox root squashed with upstream's options, and its `.meta` in upstream's format. */
 function writeUpstreamImage(dir: string, work: string, id: string, meta: string, marker: string): void {
@@ -83,14 +87,22 @@ function writeUpstreamImage(dir: string, work: string, id: string, meta: string,
   for (const applet of ['sh', 'echo', 'cat', 'id', 'pwd']) symlinkSync('busybox', join(root, 'bin', applet));
   writeFileSync(join(root, 'marker'), `${marker}\n`);
   // Upstream: `mksquashfs <expanded> <out> -all-root -no-xattrs`, files 0600 in the image directory (transfer.py).
-  execFileSync('mksquashfs', [root, join(dir, `${id}.squashfs`), '-all-root', '-no-xattrs', '-noappend', '-quiet', '-no-progress']);
+  execFileSync('mksquashfs', [
+    root,
+    join(dir, `${id}.squashfs`),
+    '-all-root',
+    '-no-xattrs',
+    '-noappend',
+    '-quiet',
+    '-no-progress',
+  ]);
   chmodSync(join(dir, `${id}.squashfs`), 0o600);
   writeFileSync(join(dir, `${id}.meta`), meta, { mode: 0o644 });
 }
 
 const backends = [
   { name: 'SQLite store', mongo: false },
-  { name: 'MongoDB store in upstream\'s own database', mongo: true },
+  { name: "MongoDB store in upstream's own database", mongo: true },
 ];
 
 describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gateway', () => {
@@ -109,10 +121,28 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
     const work = join(env.dir, 'upstream-build');
     mkdirSync(work);
     const dir = env.imagePath;
-    writeUpstreamImage(dir, work, idOf('migrated/public:1'), "FORMAT: squashfs\nCMD: ['/bin/sh']\nWORKDIR: /\nENV: PATH=/bin:/usr/bin\nENV: GREETING=from upstream\n", 'public');
-    writeUpstreamImage(dir, work, idOf('migrated/private:1'), "FORMAT: squashfs\nENTRY: ['/bin/sh', '-c']\nCMD: ['echo private']\nWORKDIR: /\nUSERACL: 2001\nENV: PATH=/bin\n", 'private');
+    writeUpstreamImage(
+      dir,
+      work,
+      idOf('migrated/public:1'),
+      "FORMAT: squashfs\nCMD: ['/bin/sh']\nWORKDIR: /\nENV: PATH=/bin:/usr/bin\nENV: GREETING=from upstream\n",
+      'public',
+    );
+    writeUpstreamImage(
+      dir,
+      work,
+      idOf('migrated/private:1'),
+      "FORMAT: squashfs\nENTRY: ['/bin/sh', '-c']\nCMD: ['echo private']\nWORKDIR: /\nUSERACL: 2001\nENV: PATH=/bin\n",
+      'private',
+    );
     writeUpstreamImage(dir, work, idOf('mine:latest'), 'FORMAT: squashfs\nUSER: alice\n', 'imported');
-    writeUpstreamImage(dir, work, idOf('legacy/old:1'), "FORMAT: squashfs\nCMD: [u'/bin/sh']\nENV: PATH=/bin\n", 'legacy');
+    writeUpstreamImage(
+      dir,
+      work,
+      idOf('legacy/old:1'),
+      "FORMAT: squashfs\nCMD: [u'/bin/sh']\nENV: PATH=/bin\n",
+      'legacy',
+    );
     // odd/symlink:1 is a symlink to a real image; odd/notsquashfs:1 is not a squashfs file; gone/missing:1 has no file.
     symlinkSync(`${idOf('migrated/public:1')}.squashfs`, join(dir, `${idOf('odd/symlink:1')}.squashfs`));
     writeFileSync(join(dir, `${idOf('odd/symlink:1')}.meta`), 'FORMAT: squashfs\n');
@@ -122,7 +152,11 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
   }, 300_000);
 
   afterAll(async () => {
-    for (const name of databases) await mongo?.db(name).dropDatabase().catch(() => undefined);
+    for (const name of databases)
+      await mongo
+        ?.db(name)
+        .dropDatabase()
+        .catch(() => undefined);
     await mongo?.close();
     env?.cleanup();
   });
@@ -143,8 +177,12 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
       }
 
       const snapshot = async () => ({
-        images: ejson(await mongo.db(database).collection('images').find({}, { promoteValues: false }).sort({ _id: 1 }).toArray()),
-        metrics: ejson(await mongo.db(database).collection('metrics').find({}, { promoteValues: false }).sort({ _id: 1 }).toArray()),
+        images: ejson(
+          await mongo.db(database).collection('images').find({}, { promoteValues: false }).sort({ _id: 1 }).toArray(),
+        ),
+        metrics: ejson(
+          await mongo.db(database).collection('metrics').find({}, { promoteValues: false }).sort({ _id: 1 }).toArray(),
+        ),
       });
 
       beforeAll(async () => {
@@ -161,8 +199,16 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
           JSON.stringify({
             gateway: { host: '127.0.0.1', port },
             storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-            systems: { [SYSTEM]: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: serviceValue('munge'), admins: ['root'] } },
-            metadata: backend.mongo ? { kind: 'mongo', url: serviceValue('mongo'), database } : { kind: 'sqlite', path: join(state, 'gateway.db') },
+            systems: {
+              [SYSTEM]: {
+                transfer: { kind: 'local', imageDir: env.imagePath },
+                mungeSocketPath: serviceValue('munge'),
+                admins: ['root'],
+              },
+            },
+            metadata: backend.mongo
+              ? { kind: 'mongo', url: serviceValue('mongo'), database }
+              : { kind: 'sqlite', path: join(state, 'gateway.db') },
             queue: { kind: 'in-process', concurrency: 1 },
             metrics: true,
             logLevel: 'warn',
@@ -174,7 +220,12 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
         const before = await snapshot();
         const { report } = await migrate('--dry-run');
         expect(report.dryRun).toBe(true);
-        expect(report.images.taken.map((image) => image.tags.join(',')).sort()).toEqual(['legacy/old:1', 'migrated/private:1', 'migrated/public:1,migrated/public:latest', 'mine:latest']);
+        expect(report.images.taken.map((image) => image.tags.join(',')).sort()).toEqual([
+          'legacy/old:1',
+          'migrated/private:1',
+          'migrated/public:1,migrated/public:latest',
+          'mine:latest',
+        ]);
         expect(report.metrics.taken).toBe(3);
         expect(await snapshot()).toEqual(before);
         const store = backend.mongo
@@ -193,11 +244,18 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
         const { report } = await migrate();
         expect(report.dryRun).toBe(false);
         const taken = Object.fromEntries(report.images.taken.map((image) => [image.tags[0], image]));
-        expect(Object.keys(taken).sort()).toEqual(['legacy/old:1', 'migrated/private:1', 'migrated/public:1', 'mine:latest']);
+        expect(Object.keys(taken).sort()).toEqual([
+          'legacy/old:1',
+          'migrated/private:1',
+          'migrated/public:1',
+          'mine:latest',
+        ]);
         expect(taken['migrated/private:1']).toMatchObject({ private: true, imageId: idOf('migrated/private:1') });
         expect(taken['migrated/public:1']).toMatchObject({ private: false });
         expect(taken['mine:latest']).toMatchObject({ itype: 'custom', private: false });
-        const reasons = Object.fromEntries(report.images.skipped.map((skip) => [skip.tags.join(',') || skip.upstreamId, skip.reason]));
+        const reasons = Object.fromEntries(
+          report.images.skipped.map((skip) => [skip.tags.join(',') || skip.upstreamId, skip.reason]),
+        );
         expect(reasons['evil/traversal:1']).toMatch(/is not a hexadecimal id/);
         expect(reasons['gone/missing:1']).toMatch(/\.squashfs is missing$/);
         expect(reasons['odd/symlink:1']).toMatch(/is not a regular file$/);
@@ -219,28 +277,58 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
       it('a second run changes nothing', async () => {
         const { report } = await migrate();
         expect(report.images.taken).toEqual([]);
-        expect(report.images.unchanged.map((image) => image.tags[0]).sort()).toEqual(['legacy/old:1', 'migrated/private:1', 'migrated/public:1', 'mine:latest']);
+        expect(report.images.unchanged.map((image) => image.tags[0]).sort()).toEqual([
+          'legacy/old:1',
+          'migrated/private:1',
+          'migrated/public:1',
+          'mine:latest',
+        ]);
         expect(report.metrics).toMatchObject({ taken: 0, unchanged: 3 });
       });
 
-      it('the gateway lists and looks up the migrated images, with upstream\'s access, expiry and metrics', async () => {
+      it("the gateway lists and looks up the migrated images, with upstream's access, expiry and metrics", async () => {
         const gateway = await startGateway(configFile, port);
         try {
-          const credentialOf = async (as: string) => (await execFileAsync('runuser', ['-u', as, '--', 'munge', '--socket', serviceValue('munge'), '--no-input'])).stdout.trim();
-          const client = (as: string) => new GatewayClient({ urls: [gateway.url], system: SYSTEM, timeoutMs: 30_000, authenticate: () => credentialOf(as) });
+          const credentialOf = async (as: string) =>
+            (
+              await execFileAsync('runuser', ['-u', as, '--', 'munge', '--socket', serviceValue('munge'), '--no-input'])
+            ).stdout.trim();
+          const client = (as: string) =>
+            new GatewayClient({
+              urls: [gateway.url],
+              system: SYSTEM,
+              timeoutMs: 30_000,
+              authenticate: () => credentialOf(as),
+            });
           const listed = (await client(user).list()).flatMap((image) => image.tag).sort();
-          expect(listed).toEqual(['legacy/old:1', 'migrated/private:1', 'migrated/public:1', 'migrated/public:latest', 'mine:latest']);
+          expect(listed).toEqual([
+            'legacy/old:1',
+            'migrated/private:1',
+            'migrated/public:1',
+            'migrated/public:latest',
+            'mine:latest',
+          ]);
           expect((await client(user2).list()).flatMap((image) => image.tag)).not.toContain('migrated/private:1');
           const publicImage = await client(user2).lookup('docker', 'migrated/public:latest');
-          expect(publicImage).toMatchObject({ id: idOf('migrated/public:1'), status: 'READY', ENV: ['PATH=/bin:/usr/bin', 'GREETING=from upstream'], userACL: [] });
+          expect(publicImage).toMatchObject({
+            id: idOf('migrated/public:1'),
+            status: 'READY',
+            ENV: ['PATH=/bin:/usr/bin', 'GREETING=from upstream'],
+            userACL: [],
+          });
           expect(publicImage.last_pull).toBe(1_700_000_000);
           expect((await client(user).lookup('docker', 'migrated/private:1')).userACL).toEqual([2001]);
-          await expect(client(user2).lookup('docker', 'migrated/private:1')).rejects.toMatchObject({ code: 'SHIFTER_IMAGE_NOT_FOUND' });
+          await expect(client(user2).lookup('docker', 'migrated/private:1')).rejects.toMatchObject({
+            code: 'SHIFTER_IMAGE_NOT_FOUND',
+          });
           expect((await client(user).lookup('custom', 'mine')).id).toBe(idOf('mine:latest'));
           expect((await client(user).lookup('docker', 'legacy/old:1')).id).toBe(idOf('legacy/old:1'));
           // Upstream's lookup metrics came along (the lookups above add theirs after them).
-          const rootCredential = async () => (await execFileAsync('munge', ['--socket', serviceValue('munge'), '--no-input'])).stdout.trim();
-          const metrics = await fetch(`${gateway.url}/api/metrics/${SYSTEM}/?limit=100`, { headers: { authentication: await rootCredential() } });
+          const rootCredential = async () =>
+            (await execFileAsync('munge', ['--socket', serviceValue('munge'), '--no-input'])).stdout.trim();
+          const metrics = await fetch(`${gateway.url}/api/metrics/${SYSTEM}/?limit=100`, {
+            headers: { authentication: await rootCredential() },
+          });
           const rows = (await metrics.json()) as { tag: string; time: number }[];
           expect(rows.slice(0, 3).map((row) => [row.tag, row.time])).toEqual([
             ['migrated/public:1', 1_700_000_200.5],
@@ -250,7 +338,12 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
 
           // The setuid runtime resolves the migrated tags through this gateway and runs the upstream-made images.
           env.writeConf(`imageGateway=${gateway.url}\nsystem=${SYSTEM}\ndefaultImageType=docker\ngatewayTimeout=30\n`);
-          const run = await env.runAs(user2, ['--image=docker:migrated/public:1', 'sh', '-c', 'cat /marker; echo "$GREETING"']);
+          const run = await env.runAs(user2, [
+            '--image=docker:migrated/public:1',
+            'sh',
+            '-c',
+            'cat /marker; echo "$GREETING"',
+          ]);
           expect(run.stderr).toBe('');
           expect(run.stdout).toBe('public\nfrom upstream\n');
           expect((await env.runAs(user, ['--image=custom:mine', 'cat', '/marker'])).stdout).toBe('imported\n');
@@ -269,7 +362,11 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
 
       if (backend.mongo) {
         it("the store refuses to start on upstream-shaped documents (when its collections would be upstream's)", async () => {
-          const refused = await MongoMetadataStore.connect({ url: serviceValue('mongo'), database, collectionPrefix: '' }).then(
+          const refused = await MongoMetadataStore.connect({
+            url: serviceValue('mongo'),
+            database,
+            collectionPrefix: '',
+          }).then(
             async (store) => {
               await store.close();
               return null;

@@ -5,7 +5,18 @@
  * registry, or convertImage from the harness fixtures' OCI layouts), and helpers to run commands as the test user.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createReadStream, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertImage, pullImage, type LayerSource } from '@shifter/core';
@@ -37,7 +48,13 @@ function readJsonBlob<T>(layout: string, digest: string): T {
 }
 
 /** Convert `<fixtures>/<name>:<tag>` with @shifter/core into `<imagePath>/<id>.{squashfs,meta}`; returns the id. */
-export async function convertFixture(fixtures: string, name: string, tag: string, imagePath: string, scratch: string): Promise<string> {
+export async function convertFixture(
+  fixtures: string,
+  name: string,
+  tag: string,
+  imagePath: string,
+  scratch: string,
+): Promise<string> {
   const layout = join(fixtures, name);
   const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8')) as { manifests: OciDescriptor[] };
   let descriptor = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
@@ -60,10 +77,18 @@ export async function convertFixture(fixtures: string, name: string, tag: string
 }
 
 /** Run a program and wait; never throws on a non-zero status. */
-export function run(program: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {}): Promise<RunResult> {
+export function run(
+  program: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; input?: string } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(program, args, { env: options.env ?? process.env, cwd: options.cwd ?? '/tmp', stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(program, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd ?? '/tmp',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -99,9 +124,13 @@ export class RuntimeEnv {
     this.unsetupRoot = join(this.dir, 'sbin', 'unsetupRoot');
     mkdirSync(this.imagePath, { mode: 0o755 });
     mkdirSync(join(this.dir, 'scratch'), { mode: 0o700 });
-    execFileSync('make', ['-s', '-C', nativeDir, `BUILD=${this.build}`, `CONFIG_FILE=${this.confPath}`, 'install', `PREFIX=${this.dir}`], {
-      stdio: 'pipe',
-    });
+    execFileSync(
+      'make',
+      ['-s', '-C', nativeDir, `BUILD=${this.build}`, `CONFIG_FILE=${this.confPath}`, 'install', `PREFIX=${this.dir}`],
+      {
+        stdio: 'pipe',
+      },
+    );
   }
 
   /** The documented minimal configuration plus `extra` lines; written root-owned 0644. */
@@ -143,7 +172,11 @@ export class RuntimeEnv {
   }
 
   /** Run `shifter` (or another program) as the test user through runuser, with a controlled environment. */
-  runAs(user: string, args: string[], options: { env?: Record<string, string>; cwd?: string; program?: string; input?: string } = {}): Promise<RunResult> {
+  runAs(
+    user: string,
+    args: string[],
+    options: { env?: Record<string, string>; cwd?: string; program?: string; input?: string } = {},
+  ): Promise<RunResult> {
     const env = Object.entries({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...options.env }).map(([k, v]) => `${k}=${v}`);
     return run('runuser', ['-u', user, '--', 'env', '-i', ...env, options.program ?? this.shifter, ...args], {
       cwd: options.cwd,
@@ -169,7 +202,8 @@ export class RuntimeEnv {
     spawnSync(this.unsetupRoot, [], { stdio: 'ignore' });
     // Per-job roots (setupRoot -j, the Slurm plugin's prolog) left by a job whose epilog did not run.
     const jobs = `${this.udiMount}.jobs`;
-    if (existsSync(jobs)) for (const job of readdirSync(jobs)) spawnSync(this.unsetupRoot, ['-j', job], { stdio: 'ignore' });
+    if (existsSync(jobs))
+      for (const job of readdirSync(jobs)) spawnSync(this.unsetupRoot, ['-j', job], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -15,7 +15,8 @@ import { RuntimeEnv } from './runtime-env.js';
 
 const enabled = haveRoot() && haveServices('user', 'registry');
 const UNTRUSTED = UDI_EXIT_CODES.UDI_EX_UNTRUSTED;
-const idOf = (name: string, flag = '-u'): number => Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim());
+const idOf = (name: string, flag = '-u'): number =>
+  Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim());
 
 describe.skipIf(!enabled)('runtime refuses tampered image files (setuid shifter as two real users)', () => {
   let env: RuntimeEnv;
@@ -72,7 +73,9 @@ describe.skipIf(!enabled)('runtime refuses tampered image files (setuid shifter 
 
   it('a world-writable .meta the attacker stripped of USERACL is refused, for everyone', async () => {
     chmodSync(metaPath(privateId), 0o666);
-    const strip = await env.runAs(attacker, ['-c', `printf 'FORMAT: squashfs\\n' > ${metaPath(privateId)}`], { program: '/bin/sh' });
+    const strip = await env.runAs(attacker, ['-c', `printf 'FORMAT: squashfs\\n' > ${metaPath(privateId)}`], {
+      program: '/bin/sh',
+    });
     expect(strip.status).toBe(0);
     const r = await env.runAs(attacker, [`--image=id:${privateId}`, 'cat', '/etc/hostname']);
     expect(r.status).toBe(UNTRUSTED);
@@ -177,7 +180,11 @@ describe.skipIf(!enabled)('runtime refuses tampered image files (setuid shifter 
       [killing, null],
     ] as const) {
       env.writeConf(`perNodeCachePath=${cacheDir}\nperNodeCacheSizeLimit=1G\nmkfsXfsPath=${mkfs}\n`);
-      const r = await env.runAs(attacker, [`--image=id:${busybox}`, '--volume=/tmp:/cache:perNodeCache=size=64M', 'true']);
+      const r = await env.runAs(attacker, [
+        `--image=id:${busybox}`,
+        '--volume=/tmp:/cache:perNodeCache=size=64M',
+        'true',
+      ]);
       if (status === null) expect(r.status).not.toBe(0);
       else expect(r.status).toBe(status);
       expect(readdirSync(cacheDir)).toEqual([]);

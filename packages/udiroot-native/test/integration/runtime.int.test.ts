@@ -58,14 +58,27 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     const suidRoot = join(env.dir, 'suid-root');
     mkdirSync(join(suidRoot, 'bin'), { recursive: true });
     const source = join(env.dir, 'probe.c');
-    writeFileSync(source, '#include <stdio.h>\n#include <unistd.h>\nint main(void){printf("euid=%d uid=%d\\n",(int)geteuid(),(int)getuid());return setuid(0)==0?3:0;}\n');
+    writeFileSync(
+      source,
+      '#include <stdio.h>\n#include <unistd.h>\nint main(void){printf("euid=%d uid=%d\\n",(int)geteuid(),(int)getuid());return setuid(0)==0?3:0;}\n',
+    );
     execFileSync('gcc', ['-static', '-O2', '-o', join(suidRoot, 'bin', 'probe'), source]);
     chmodSync(join(suidRoot, 'bin', 'probe'), 0o4755);
-    execFileSync('mksquashfs', [suidRoot, join(env.imagePath, `${suidId}.squashfs`), '-noappend', '-quiet', '-no-progress']);
+    execFileSync('mksquashfs', [
+      suidRoot,
+      join(env.imagePath, `${suidId}.squashfs`),
+      '-noappend',
+      '-quiet',
+      '-no-progress',
+    ]);
     writeFileSync(join(env.imagePath, `${suidId}.meta`), 'FORMAT: squashfs\n');
     scratch = join(env.dir, 'userscratch');
     mkdirSync(scratch, { mode: 0o755 });
-    chownSync(scratch, Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })));
+    chownSync(
+      scratch,
+      Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })),
+      Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })),
+    );
   }, 300_000);
 
   afterAll(() => env?.cleanup());
@@ -114,7 +127,11 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       [['--entrypoint=echo'], ''],
       [['--entrypoint=echo', 'you'], 'you'],
     ])('--entrypoint %j', async (extra, expected) => {
-      const args = [`--image=id:${entryId}`, extra[0]?.startsWith('--') ? extra[0] : '--entrypoint', ...extra.filter((a) => !a.startsWith('--'))];
+      const args = [
+        `--image=id:${entryId}`,
+        extra[0]?.startsWith('--') ? extra[0] : '--entrypoint',
+        ...extra.filter((a) => !a.startsWith('--')),
+      ];
       const r = await env.runAs(user, args);
       expect(r.status).toBe(0);
       expect(r.stdout).toBe(`${expected}\n`);
@@ -156,9 +173,20 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       writeFileSync(envFile, '# comment\n\nFROMFILE=file\nBOTH=file\n');
       chmodSync(envFile, 0o644);
       try {
-        const r = await env.runAs(user, [`--image=id:${busybox}`, `--env-file=${envFile}`, '--env=BOTH=cli', '--env=OVERRIDE=cli', 'cat', '/proc/self/environ'], {
-          env: { PATH: '/incorrect', NEW_VAR: '1', HOSTVAR: 'host' },
-        });
+        const r = await env.runAs(
+          user,
+          [
+            `--image=id:${busybox}`,
+            `--env-file=${envFile}`,
+            '--env=BOTH=cli',
+            '--env=OVERRIDE=cli',
+            'cat',
+            '/proc/self/environ',
+          ],
+          {
+            env: { PATH: '/incorrect', NEW_VAR: '1', HOSTVAR: 'host' },
+          },
+        );
         expect(r.status).toBe(0);
         const e = environOf(r.stdout);
         expect(e.PATH).toBe('/sbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/udiImage/bin');
@@ -171,7 +199,9 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
         expect(e.SITE).toBe('1');
         expect(e.SHIFTER_IMAGE).toBe(busybox);
         expect(e.SHIFTER_IMAGEREQUEST).toBe(`id:${busybox}`);
-        const cleared = await env.runAs(user, [`--image=id:${busybox}`, '--clearenv', 'cat', '/proc/self/environ'], { env: { HOSTVAR: 'host' } });
+        const cleared = await env.runAs(user, [`--image=id:${busybox}`, '--clearenv', 'cat', '/proc/self/environ'], {
+          env: { HOSTVAR: 'host' },
+        });
         expect(environOf(cleared.stdout).HOSTVAR).toBeUndefined();
         expect(environOf(cleared.stdout).SHIFTER_IMAGE).toBe(busybox);
       } finally {
@@ -180,8 +210,12 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     });
 
     it('takes the image from SHIFTER_IMAGETYPE/SHIFTER_IMAGE and SHIFTER_IMAGEREQUEST', async () => {
-      expect((await env.runAs(user, ['echo', 'a'], { env: { SHIFTER_IMAGETYPE: 'id', SHIFTER_IMAGE: busybox } })).stdout).toBe('a\n');
-      expect((await env.runAs(user, ['echo', 'b'], { env: { SHIFTER_IMAGEREQUEST: `id:${busybox}` } })).stdout).toBe('b\n');
+      expect(
+        (await env.runAs(user, ['echo', 'a'], { env: { SHIFTER_IMAGETYPE: 'id', SHIFTER_IMAGE: busybox } })).stdout,
+      ).toBe('a\n');
+      expect((await env.runAs(user, ['echo', 'b'], { env: { SHIFTER_IMAGEREQUEST: `id:${busybox}` } })).stdout).toBe(
+        'b\n',
+      );
       expect((await env.runAs(user, ['echo', 'c'])).status).toBe(64);
     });
 
@@ -197,13 +231,30 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       mkdirSync(data, { recursive: true });
       chownSync(data, Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), 0);
       writeFileSync(join(data, 'in.txt'), 'hello');
-      const rw = await env.runAs(user, [`--image=id:${busybox}`, `--volume=${data}:/data`, 'sh', '-c', 'cat /data/in.txt && echo out > /data/out.txt']);
+      const rw = await env.runAs(user, [
+        `--image=id:${busybox}`,
+        `--volume=${data}:/data`,
+        'sh',
+        '-c',
+        'cat /data/in.txt && echo out > /data/out.txt',
+      ]);
       expect(rw.stderr).toBe('');
       expect(rw.stdout).toBe('hello');
       expect(readFileSync(join(data, 'out.txt'), 'utf8')).toBe('out\n');
-      const ro = await env.runAs(user, [`--image=id:${busybox}`, `--volume=${data}:/data:ro`, 'sh', '-c', 'echo x > /data/ro.txt']);
+      const ro = await env.runAs(user, [
+        `--image=id:${busybox}`,
+        `--volume=${data}:/data:ro`,
+        'sh',
+        '-c',
+        'echo x > /data/ro.txt',
+      ]);
       expect(ro.status).not.toBe(0);
-      const vt = await env.runAs(user, [`--image=id:${busybox}`, `--volume=${data}:/var/tmp`, 'cat', '/var/tmp/in.txt']);
+      const vt = await env.runAs(user, [
+        `--image=id:${busybox}`,
+        `--volume=${data}:/var/tmp`,
+        'cat',
+        '/var/tmp/in.txt',
+      ]);
       expect(vt.stdout).toBe('hello');
     });
 
@@ -223,9 +274,13 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     });
 
     it('refuses user-only-forbidden flags and malformed maps', async () => {
-      expect((await env.runAs(user, [`--image=id:${busybox}`, `--volume=${scratch}:/data:rec`, 'true'])).status).toBe(65);
+      expect((await env.runAs(user, [`--image=id:${busybox}`, `--volume=${scratch}:/data:rec`, 'true'])).status).toBe(
+        65,
+      );
       expect((await env.runAs(user, [`--image=id:${busybox}`, `--volume=${scratch}`, 'true'])).status).toBe(65);
-      expect((await env.runAs(user, [`--image=id:${busybox}`, `--volume=/does/not/exist:/data`, 'true'])).status).toBe(65);
+      expect((await env.runAs(user, [`--image=id:${busybox}`, `--volume=/does/not/exist:/data`, 'true'])).status).toBe(
+        65,
+      );
     });
 
     it('resolves the source inside the container: a symlink to /etc gives the container /etc, not the host one', async () => {
@@ -262,9 +317,17 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
         expect(r.stderr).toBe('');
         expect(r.stdout).toBe('xfs\ndata\n');
         expect(spawnSync('ls', ['-A', cacheDir], { encoding: 'utf8' }).stdout).toBe(''); // backing file unlinked
-        const tooBig = await env.runAs(user, [`--image=id:${busybox}`, '--volume=/tmp:/cache:perNodeCache=size=2G', 'true']);
+        const tooBig = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          '--volume=/tmp:/cache:perNodeCache=size=2G',
+          'true',
+        ]);
         expect(tooBig.status).toBe(65);
-        const badFs = await env.runAs(user, [`--image=id:${busybox}`, '--volume=/tmp:/cache:perNodeCache=size=512M,fs=ext4', 'true']);
+        const badFs = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          '--volume=/tmp:/cache:perNodeCache=size=512M,fs=ext4',
+          'true',
+        ]);
         expect(badFs.status).toBe(65);
         expect(await settled(() => env.loopDevices())).toEqual([]);
       } finally {
@@ -353,14 +416,25 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     it('does not follow image /etc, /var or /opt symlinks out to the host', async () => {
       const rootfs = join(env.dir, 'evil-root');
       spawnSync('rm', ['-rf', rootfs]);
-      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/busybox:latest`, join(env.dir, 'evil-bundle')], { stdio: 'pipe' });
+      execFileSync(
+        'umoci',
+        ['unpack', '--image', `${serviceValue('fixtures')}/busybox:latest`, join(env.dir, 'evil-bundle')],
+        { stdio: 'pipe' },
+      );
       execFileSync('mv', [join(env.dir, 'evil-bundle', 'rootfs'), rootfs]);
       for (const dir of ['etc', 'var', 'opt']) {
         spawnSync('rm', ['-rf', join(rootfs, dir)]);
         symlinkSync('/', join(rootfs, dir));
       }
       const evilId = 'ee11ee11ee11ee11ee11ee11ee11ee11';
-      execFileSync('mksquashfs', [rootfs, join(env.imagePath, `${evilId}.squashfs`), '-noappend', '-quiet', '-no-progress', '-all-root']);
+      execFileSync('mksquashfs', [
+        rootfs,
+        join(env.imagePath, `${evilId}.squashfs`),
+        '-noappend',
+        '-quiet',
+        '-no-progress',
+        '-all-root',
+      ]);
       writeFileSync(join(env.imagePath, `${evilId}.meta`), 'FORMAT: squashfs\n');
       const r = await env.runAs(user, [`--image=id:${evilId}`, 'sh', '-c', 'ls /var /opt; ls /etc | wc -l']);
       expect(r.stderr).toBe('');
@@ -372,7 +446,11 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     it('opens local: roots as the user: refused when not allowed or not reachable, usable otherwise', async () => {
       const rootfs = join(env.dir, 'local-root');
       spawnSync('rm', ['-rf', rootfs, join(env.dir, 'local-bundle')]);
-      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/busybox:latest`, join(env.dir, 'local-bundle')], { stdio: 'pipe' });
+      execFileSync(
+        'umoci',
+        ['unpack', '--image', `${serviceValue('fixtures')}/busybox:latest`, join(env.dir, 'local-bundle')],
+        { stdio: 'pipe' },
+      );
       execFileSync('mv', [join(env.dir, 'local-bundle', 'rootfs'), rootfs]);
       chmodSync(rootfs, 0o755);
       expect((await env.runAs(user, [`--image=local:${rootfs}`, 'echo', 'x'])).status).toBe(77); // allowLocalChroot=0
@@ -396,7 +474,14 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     it("gives the command the caller's umask while root's own files ignore it", async () => {
       const r = await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'umask; ls -ld /var/spool']);
       expect(r.stdout.split('\n')[0]).toBe('0022');
-      const tight = await run('runuser', ['-u', user, '--', 'sh', '-c', `umask 077; exec ${env.shifter} --image=id:${busybox} sh -c 'umask; ls -ld /var/spool'`]);
+      const tight = await run('runuser', [
+        '-u',
+        user,
+        '--',
+        'sh',
+        '-c',
+        `umask 077; exec ${env.shifter} --image=id:${busybox} sh -c 'umask; ls -ld /var/spool'`,
+      ]);
       expect(tight.stdout.split('\n')[0]).toBe('0077');
       expect(tight.stdout).toMatch(/^drwxr-xr-x/m);
     });
@@ -455,14 +540,31 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       );
       writeFileSync(join(site, 'mod', 'hook.sh'), 'echo hook-ran >&2\n');
       try {
-        const r = await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'cat /site/site.txt /opt/udiImage/modules/mpi/lib.txt; echo; echo $LD_LIBRARY_PATH']);
+        const r = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          'sh',
+          '-c',
+          'cat /site/site.txt /opt/udiImage/modules/mpi/lib.txt; echo; echo $LD_LIBRARY_PATH',
+        ]);
         expect(r.status).toBe(0);
         expect(r.stdout).toBe('site-filemodule-file\n/opt/udiImage/modules/mpi\n');
         expect(r.stderr).toContain('hook-ran');
-        const sig = await env.runAs(user, [`--image=id:${busybox}`, '--module=mpi,gpu', 'cat', '/var/shifterConfig.json', '/gpu/lib.txt']);
+        const sig = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          '--module=mpi,gpu',
+          'cat',
+          '/var/shifterConfig.json',
+          '/gpu/lib.txt',
+        ]);
         expect(sig.stdout).toContain('"modules":"mpi,gpu,"');
         expect(sig.stdout).toContain('module-file');
-        const none = await env.runAs(user, [`--image=id:${busybox}`, '--module=none', 'sh', '-c', 'echo "[$LD_LIBRARY_PATH]"']);
+        const none = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          '--module=none',
+          'sh',
+          '-c',
+          'echo "[$LD_LIBRARY_PATH]"',
+        ]);
         expect(none.stdout).toBe('[]\n');
         expect((await env.runAs(user, [`--image=id:${busybox}`, '--module=mpi,other', 'true'])).status).toBe(64);
         expect((await env.runAs(user, [`--image=id:${busybox}`, '--module=nosuch', 'true'])).status).toBe(64);
@@ -488,7 +590,13 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
           `module_rh_roothook=${hooks}/root.sh\n`,
       );
       try {
-        const r = await env.runAs(user, [`--image=id:${busybox}`, '--module=rh', 'sh', '-c', 'cat /var/pre.txt /var/post.txt /var/roothook.txt; /opt/udiImage/site-tool']);
+        const r = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          '--module=rh',
+          'sh',
+          '-c',
+          'cat /var/pre.txt /var/post.txt /var/roothook.txt; /opt/udiImage/site-tool',
+        ]);
         expect(r.stderr).toBe('');
         expect(r.stdout).toBe(`pre 0 ${env.udiMount}\npost 0\nroothook 0\ntool\n`);
         const failing = join(hooks, 'fail.sh');
@@ -508,12 +616,20 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       const pw = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).trim();
       const gid = execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim();
       writeFileSync(join(etc, 'passwd'), `root:x:0:0:root:/root:/bin/sh\n${pw}\n`);
-      writeFileSync(join(etc, 'group'), `root:x:0:\n${user}:x:${gid}:\nwheel:x:4242:${user},${user2}\nothers:x:4343:${user2}\n`);
+      writeFileSync(
+        join(etc, 'group'),
+        `root:x:0:\n${user}:x:${gid}:\nwheel:x:4242:${user},${user2}\nothers:x:4343:${user2}\n`,
+      );
       writeFileSync(join(etc, 'nsswitch.conf'), 'passwd: files\ngroup: files\n');
       writeFileSync(join(etc, 'site-motd'), 'hello from the site\n');
       env.writeConf(`etcPath=${etc}\npopulateEtcDynamically=0\nallowLibcPwdCalls=0\n`);
       try {
-        const r = await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'cat /etc/group /etc/site-motd; grep ^Groups: /proc/self/status']);
+        const r = await env.runAs(user, [
+          `--image=id:${busybox}`,
+          'sh',
+          '-c',
+          'cat /etc/group /etc/site-motd; grep ^Groups: /proc/self/status',
+        ]);
         expect(r.stderr).toBe('');
         expect(r.stdout).toContain(`wheel:x:4242:${user}\n`);
         expect(r.stdout).toContain('others:x:4343:\n');
@@ -526,16 +642,23 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     });
 
     it('mounts the root read-only unless mountUdiRootWritable=1', async () => {
-      expect((await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'grep " / " /proc/mounts'])).stdout).toMatch(/\bro\b/);
+      expect((await env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', 'grep " / " /proc/mounts'])).stdout).toMatch(
+        /\bro\b/,
+      );
     });
   });
 
   describe('fixture images pulled from the test registry', () => {
     // Oracle: `umoci unpack` of the same fixture layout gives the expected tree and config.
-    function unpackFixture(name: string): { rootfs: string; config: { process: { args: string[]; env: string[]; cwd: string } } } {
+    function unpackFixture(name: string): {
+      rootfs: string;
+      config: { process: { args: string[]; env: string[]; cwd: string } };
+    } {
       const bundle = join(env.dir, `bundle-${name}`);
       spawnSync('rm', ['-rf', bundle]);
-      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/${name}:latest`, bundle], { stdio: 'pipe' });
+      execFileSync('umoci', ['unpack', '--image', `${serviceValue('fixtures')}/${name}:latest`, bundle], {
+        stdio: 'pipe',
+      });
       return { rootfs: join(bundle, 'rootfs'), config: JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) };
     }
 
@@ -547,7 +670,9 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     it('runs the whiteout image: the container sees exactly the tree umoci unpacks', async () => {
       const id = await env.pullFromRegistry(serviceValue('registry'), 'whiteout:latest');
       const oracle = unpackFixture('whiteout');
-      const paths = ['opq', 'data', 'deep'].filter((p) => spawnSync('test', ['-e', join(oracle.rootfs, p)]).status === 0);
+      const paths = ['opq', 'data', 'deep'].filter(
+        (p) => spawnSync('test', ['-e', join(oracle.rootfs, p)]).status === 0,
+      );
       expect(paths.length).toBeGreaterThan(0);
       const r = await env.runAs(user, [`--image=id:${id}`, 'find', ...paths], { cwd: '/' });
       expect(r.stderr).toBe('');
@@ -558,7 +683,9 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
     it('runs the weird image: entrypoint/cmd with quotes, a newline in ENV, WORKDIR, odd names like umoci', async () => {
       const id = await env.pullFromRegistry(serviceValue('registry'), 'weird:latest');
       const oracle = unpackFixture('weird');
-      const expected = spawnSync(oracle.config.process.args[0]!, oracle.config.process.args.slice(1), { encoding: 'utf8' }).stdout;
+      const expected = spawnSync(oracle.config.process.args[0]!, oracle.config.process.args.slice(1), {
+        encoding: 'utf8',
+      }).stdout;
       const entry = await env.runAs(user, [`--image=id:${id}`, '--entrypoint']);
       expect(entry.stderr).toBe('');
       expect(entry.stdout).toBe(expected);
@@ -569,7 +696,9 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
         const name = assignment.slice(0, assignment.indexOf('='));
         expect(got[name], name).toBe(assignment.slice(assignment.indexOf('=') + 1));
       }
-      expect((await env.runAs(user, [`--image=id:${id}`, '--workdir', 'pwd'])).stdout).toBe(`${oracle.config.process.cwd}\n`);
+      expect((await env.runAs(user, [`--image=id:${id}`, '--workdir', 'pwd'])).stdout).toBe(
+        `${oracle.config.process.cwd}\n`,
+      );
       const tree = await env.runAs(user, [`--image=id:${id}`, 'find', 'weird'], { cwd: '/' });
       expect(tree.stdout.split('\n').filter(Boolean).sort()).toEqual(listTree(oracle.rootfs, ['weird']));
     });
@@ -595,7 +724,9 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
 
     it('runs 16 containers at once (loop devices claimed concurrently) and leaves nothing', async () => {
       const results = await Promise.all(
-        Array.from({ length: 16 }, (_, i) => env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', `sleep 0.2; echo ${i}`])),
+        Array.from({ length: 16 }, (_, i) =>
+          env.runAs(user, [`--image=id:${busybox}`, 'sh', '-c', `sleep 0.2; echo ${i}`]),
+        ),
       );
       results.forEach((r, i) => {
         expect(r.stderr).toBe('');
@@ -611,7 +742,14 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       const uid = execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim();
       const gid = execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim();
       // Through the TypeScript wrapper, as a prolog script would.
-      const setup = await runSetupRoot({ programPath: env.setupRoot, imageId: busybox, user, uid: Number(uid), gid: Number(gid), hosts: { node1: 2, node2: 1 } });
+      const setup = await runSetupRoot({
+        programPath: env.setupRoot,
+        imageId: busybox,
+        user,
+        uid: Number(uid),
+        gid: Number(gid),
+        hosts: { node1: 2, node2: 1 },
+      });
       expect(setup.stderr).toBe('');
       expect(setup.exitCode).toBe(0);
       expect(env.mounts().length).toBeGreaterThan(3);
@@ -623,11 +761,22 @@ describe.skipIf(!enabled)('udiRoot runtime (setuid shifter as the test user)', (
       expect(reuse.stdout).toBe('node1\nnode1\nnode2\n');
       expect(reuse.stderr).toContain('reusing');
       // A different request (another volume) builds its own private root instead.
-      const other = await env.runAs(user, [`--image=id:${busybox}`, `--volume=${scratch}:/data`, '--verbose', 'cat', '/var/shifterConfig.json']);
+      const other = await env.runAs(user, [
+        `--image=id:${busybox}`,
+        `--volume=${scratch}:/data`,
+        '--verbose',
+        'cat',
+        '/var/shifterConfig.json',
+      ]);
       expect(other.stderr).not.toContain('reusing');
       expect(other.stdout).toContain(`"volMap":"${scratch}:/data"`);
       // Another user never gets this user's root.
-      const otherUser = await env.runAs(user2, [`--image=id:${busybox}`, '--verbose', 'cat', '/var/shifterConfig.json']);
+      const otherUser = await env.runAs(user2, [
+        `--image=id:${busybox}`,
+        '--verbose',
+        'cat',
+        '/var/shifterConfig.json',
+      ]);
       expect(otherUser.stdout).toContain(`"user":"${user2}"`);
       const teardown = await runUnsetupRoot({ programPath: env.unsetupRoot });
       expect(teardown.exitCode).toBe(0);

@@ -58,13 +58,25 @@ describe.skipIf(!enabled)('setupRoot local / (CCM mode)', () => {
     expect(() => execFileSync('touch', [join(env.udiMount, 'probe')], { stdio: 'pipe' })).toThrow();
 
     const hostVersion = readFileSync('/etc/debian_version', 'utf8');
-    const reuse = await env.runAs(user, ['--image=local:/', '--verbose', 'sh', '-c', 'cat /etc/debian_version; id -un; cat /var/hostsfile']);
+    const reuse = await env.runAs(user, [
+      '--image=local:/',
+      '--verbose',
+      'sh',
+      '-c',
+      'cat /etc/debian_version; id -un; cat /var/hostsfile',
+    ]);
     expect(reuse.stderr).toContain('reusing');
     expect(reuse.status).toBe(0);
     expect(reuse.stdout).toBe(`${hostVersion}${user}\nnode1\nnode1\n`);
 
     // The other user does not get this user's root: shifter builds them a private one (no hostsfile there).
-    const other = await env.runAs(user2, ['--image=local:/', '--verbose', 'sh', '-c', 'id -un; cat /var/hostsfile 2>/dev/null; true']);
+    const other = await env.runAs(user2, [
+      '--image=local:/',
+      '--verbose',
+      'sh',
+      '-c',
+      'id -un; cat /var/hostsfile 2>/dev/null; true',
+    ]);
     expect(other.stderr).not.toContain('reusing');
     expect(other.stdout).toBe(`${user2}\n`);
 

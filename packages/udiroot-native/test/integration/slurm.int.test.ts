@@ -31,7 +31,15 @@ function haveSlurm(): boolean {
 const enabled = haveRoot() && haveServices('user', 'registry', 'munge') && haveSlurm();
 
 async function credentialOf(user: string, payload?: string): Promise<string> {
-  const args = ['-u', user, '--', 'munge', '--socket', serviceValue('munge'), ...(payload ? ['--string', payload] : ['--no-input'])];
+  const args = [
+    '-u',
+    user,
+    '--',
+    'munge',
+    '--socket',
+    serviceValue('munge'),
+    ...(payload ? ['--string', payload] : ['--no-input']),
+  ];
   return (await execFileAsync('runuser', args)).stdout.trim();
 }
 
@@ -52,12 +60,32 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   let work: string;
 
   const client = (as: string) =>
-    new GatewayClient({ urls: [url], system, timeoutMs: 300_000, authenticate: (payload) => credentialOf(as, payload || undefined) });
+    new GatewayClient({
+      urls: [url],
+      system,
+      timeoutMs: 300_000,
+      authenticate: (payload) => credentialOf(as, payload || undefined),
+    });
 
   /** Run a Slurm command (or any program) as `as` with this Slurm's SLURM_CONF and the installed runtime on PATH. */
   const slurm = (as: string, program: string, args: string[], extra: Record<string, string> = {}): Promise<RunResult> =>
-    run('runuser', ['-u', as, '--', 'env', '-i', `PATH=${env.dir}/bin:/usr/bin:/bin`, `SLURM_CONF=${slurmDir}/slurm.conf`, `HOME=/tmp`,
-      ...Object.entries(extra).map(([k, v]) => `${k}=${v}`), program, ...args], { cwd: work });
+    run(
+      'runuser',
+      [
+        '-u',
+        as,
+        '--',
+        'env',
+        '-i',
+        `PATH=${env.dir}/bin:/usr/bin:/bin`,
+        `SLURM_CONF=${slurmDir}/slurm.conf`,
+        `HOME=/tmp`,
+        ...Object.entries(extra).map(([k, v]) => `${k}=${v}`),
+        program,
+        ...args,
+      ],
+      { cwd: work },
+    );
 
   /** `sbatch --wait` as `as`; returns the submission result and the job's output file. */
   async function batch(as: string, args: string[]): Promise<{ r: RunResult; out: string; jobId: string }> {
@@ -69,17 +97,26 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
 
   async function lookups(): Promise<number> {
     const text = await (await fetch(`${url}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith('shifter_gateway_request_duration_seconds_count{route="/api/lookup/'));
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith('shifter_gateway_request_duration_seconds_count{route="/api/lookup/'));
     return line ? Number(line.split(' ').pop()) : 0;
   }
 
-  const nodeState = () => spawnSync('sinfo', ['-h', '-o', '%T'], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' }).stdout.trim();
+  const nodeState = () =>
+    spawnSync('sinfo', ['-h', '-o', '%T'], {
+      env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` },
+      encoding: 'utf8',
+    }).stdout.trim();
   const slurmdLog = () => readFileSync(join(slurmDir, 'log', 'slurmd.log'), 'utf8');
   const jobMounts = () => env.mounts().filter((m) => m.includes('udiMount.jobs'));
   /** Wait (at most 30 s) until no job is left on the node and it is no longer completing (epilogs done). */
   async function settle(): Promise<void> {
     for (let i = 0; i < 300; i++) {
-      const q = spawnSync('squeue', ['-h'], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' }).stdout.trim();
+      const q = spawnSync('squeue', ['-h'], {
+        env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` },
+        encoding: 'utf8',
+      }).stdout.trim();
       const st = nodeState();
       if (!q && !st.startsWith('comp') && !st.startsWith('alloc') && !st.startsWith('mix')) return;
       await new Promise((res) => setTimeout(res, 100));
@@ -96,7 +133,13 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
       JSON.stringify({
         gateway: { host: '127.0.0.1', port: gatewayPort },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        systems: { [system]: { transfer: { kind: 'local', imageDir: env.imagePath }, mungeSocketPath: serviceValue('munge'), admins: ['root'] } },
+        systems: {
+          [system]: {
+            transfer: { kind: 'local', imageDir: env.imagePath },
+            mungeSocketPath: serviceValue('munge'),
+            admins: ['root'],
+          },
+        },
         metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
         queue: { kind: 'in-process', concurrency: 2 },
         logLevel: 'warn',
@@ -144,7 +187,9 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     gatewayPort = await freePort();
     url = `http://127.0.0.1:${gatewayPort}`;
     await startGateway();
-    env.writeConf(`imageGateway=${url}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=10\nmodule_hello_siteEnv=HELLO_MODULE=yes\n`);
+    env.writeConf(
+      `imageGateway=${url}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=10\nmodule_hello_siteEnv=HELLO_MODULE=yes\n`,
+    );
     debianTag = `${serviceValue('registry')}/test/debian:latest`;
     busyboxTag = `${serviceValue('registry')}/test/busybox:latest`;
     const debian = await client(user).pullAndWait('docker', debianTag);
@@ -165,7 +210,11 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
 
   it('sbatch --image --wrap "srun shifter cat /etc/os-release" runs in the image, with one gateway lookup', async () => {
     const before = await lookups();
-    const { r, out, jobId } = await batch(user, [`--image=docker:${debianTag}`, '--wrap', 'srun shifter cat /etc/os-release; echo "img=$SHIFTER_IMAGE"']);
+    const { r, out, jobId } = await batch(user, [
+      `--image=docker:${debianTag}`,
+      '--wrap',
+      'srun shifter cat /etc/os-release; echo "img=$SHIFTER_IMAGE"',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(out).toContain('ID=debian');
@@ -202,8 +251,7 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   it('salloc --image, then two srun shifter steps reuse the prolog root (one loop device), nothing left after', async () => {
     const before = await lookups();
     const steps =
-      'srun shifter -v cat /etc/debian_version 2>&1; ' +
-      'srun shifter -v sh -c "grep ^ID= /etc/os-release" 2>&1';
+      'srun shifter -v cat /etc/debian_version 2>&1; ' + 'srun shifter -v sh -c "grep ^ID= /etc/os-release" 2>&1';
     const r = await slurm(user, 'salloc', [`--image=docker:${debianTag}`, 'sh', '-c', steps]);
     expect(r.status, r.stderr).toBe(0);
     const reuse = r.stdout.split('\n').filter((l) => l.includes('reusing the root of job'));
@@ -216,7 +264,12 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   });
 
   it('the loop device is counted by root while the job runs: exactly one for two steps', async () => {
-    const p = slurm(user, 'salloc', [`--image=docker:${debianTag}`, 'sh', '-c', 'srun shifter true; srun shifter true; touch ' + join(work, 'ready') + '; sleep 3']);
+    const p = slurm(user, 'salloc', [
+      `--image=docker:${debianTag}`,
+      'sh',
+      '-c',
+      'srun shifter true; srun shifter true; touch ' + join(work, 'ready') + '; sleep 3',
+    ]);
     for (let i = 0; i < 200 && !existsSync(join(work, 'ready')); i++) await new Promise((res) => setTimeout(res, 100));
     const during = env.loopDevices().length;
     const mountsDuring = jobMounts().length;
@@ -245,10 +298,19 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   });
 
   it('job arrays: every task gets its own root, all removed after', async () => {
-    const { r, out } = await slurm(user, 'sbatch', ['--wait', '--array=1-2', `--image=docker:${debianTag}`, '-o', join(work, 'arr-%a.out'), '--wrap', 'srun shifter -v true 2>&1']).then((x) => ({ r: x, out: '' }));
+    const { r, out } = await slurm(user, 'sbatch', [
+      '--wait',
+      '--array=1-2',
+      `--image=docker:${debianTag}`,
+      '-o',
+      join(work, 'arr-%a.out'),
+      '--wrap',
+      'srun shifter -v true 2>&1',
+    ]).then((x) => ({ r: x, out: '' }));
     expect(r.status, r.stderr).toBe(0);
     expect(out).toBe('');
-    for (const a of [1, 2]) expect(readFileSync(join(work, `arr-${a}.out`), 'utf8')).toContain('reusing the root of job');
+    for (const a of [1, 2])
+      expect(readFileSync(join(work, `arr-${a}.out`), 'utf8')).toContain('reusing the root of job');
     await settle();
     expect(jobMounts()).toEqual([]);
   });
@@ -256,10 +318,14 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   it('heterogeneous jobs (two nodes): each component gets its own root on its node, its steps reuse it', async () => {
     const hetDir = join(env.dir, 'slurm-het');
     const conf = `SLURM_CONF=${hetDir}/slurm.conf`;
-    execFileSync(slurmNode, ['start', hetDir, String(await freePort()), String(await freePort()), `required ${plugin}`], {
-      env: { ...process.env, SLURM_NODE2_NETNS: `slhet${process.pid % 10000}` },
-      stdio: 'pipe',
-    });
+    execFileSync(
+      slurmNode,
+      ['start', hetDir, String(await freePort()), String(await freePort()), `required ${plugin}`],
+      {
+        env: { ...process.env, SLURM_NODE2_NETNS: `slhet${process.pid % 10000}` },
+        stdio: 'pipe',
+      },
+    );
     try {
       const script = join(work, 'het.sh');
       writeFileSync(
@@ -270,7 +336,25 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
       );
       const out = join(work, 'het.out');
       const before = await lookups();
-      const r = await run('runuser', ['-u', user, '--', 'env', '-i', `PATH=${env.dir}/bin:/usr/bin:/bin`, conf, 'HOME=/tmp', 'sbatch', '--wait', '-o', out, script], { cwd: work });
+      const r = await run(
+        'runuser',
+        [
+          '-u',
+          user,
+          '--',
+          'env',
+          '-i',
+          `PATH=${env.dir}/bin:/usr/bin:/bin`,
+          conf,
+          'HOME=/tmp',
+          'sbatch',
+          '--wait',
+          '-o',
+          out,
+          script,
+        ],
+        { cwd: work },
+      );
       const text = existsSync(out) ? readFileSync(out, 'utf8') : '';
       expect(r.status, `${r.stderr}\n${text}`).toBe(0);
       expect(text).toContain('on=n1 ID=debian');
@@ -286,7 +370,11 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   });
 
   it('failure: an unknown image fails the submission at once, no job is queued', async () => {
-    const r = await slurm(user, 'sbatch', [`--image=docker:${serviceValue('registry')}/test/nosuch:latest`, '--wrap', 'true']);
+    const r = await slurm(user, 'sbatch', [
+      `--image=docker:${serviceValue('registry')}/test/nosuch:latest`,
+      '--wrap',
+      'true',
+    ]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('not found on the image gateway');
     expect(r.stdout).toBe('');
@@ -300,12 +388,20 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     const s = await slurm(user, 'srun', [`--image=docker:${debianTag}`, '--volume=/tmp:/x:bogus', 'true']);
     expect(s.status).not.toBe(0);
     expect(s.stderr).toContain('invalid volume');
-    const queued = spawnSync('squeue', ['-h', '-u', user], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' });
+    const queued = spawnSync('squeue', ['-h', '-u', user], {
+      env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` },
+      encoding: 'utf8',
+    });
     expect(queued.stdout.trim()).toBe('');
   });
 
   it('failure: a volume missing on the node fails the job, not the node', async () => {
-    const { r, out } = await batch(user, [`--image=docker:${debianTag}`, '--volume=/nonexistent-dir:/data', '--wrap', 'srun shifter true 2>&1']);
+    const { r, out } = await batch(user, [
+      `--image=docker:${debianTag}`,
+      '--volume=/nonexistent-dir:/data',
+      '--wrap',
+      'srun shifter true 2>&1',
+    ]);
     expect(r.status).not.toBe(0);
     expect(out).toContain('/nonexistent-dir');
     await settle();
@@ -331,14 +427,25 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   it('failure: image removed between submission and start fails the job, node stays in service', async () => {
     const copy = 'f'.repeat(64);
     env.aliasImage(debianId, copy, readFileSync(join(env.imagePath, `${debianId}.meta`), 'utf8'));
-    const held = await slurm(user, 'sbatch', ['--hold', '--parsable', '-o', join(work, 'removed.out'), `--image=id:${copy}`, '--wrap', 'srun shifter true 2>&1']);
+    const held = await slurm(user, 'sbatch', [
+      '--hold',
+      '--parsable',
+      '-o',
+      join(work, 'removed.out'),
+      `--image=id:${copy}`,
+      '--wrap',
+      'srun shifter true 2>&1',
+    ]);
     expect(held.status, held.stderr).toBe(0);
     const jobId = held.stdout.trim();
     rmSync(join(env.imagePath, `${copy}.meta`));
     rmSync(join(env.imagePath, `${copy}.squashfs`));
     execFileSync('scontrol', ['release', jobId], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` } });
     for (let i = 0; i < 300; i++) {
-      const q = spawnSync('squeue', ['-h', '-j', jobId], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' });
+      const q = spawnSync('squeue', ['-h', '-j', jobId], {
+        env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` },
+        encoding: 'utf8',
+      });
       if (!q.stdout.trim()) break;
       await new Promise((res) => setTimeout(res, 100));
     }
@@ -351,7 +458,17 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   });
 
   it('failure: a job of root with --image is refused at submission; root jobs without it run', async () => {
-    const r = await run('env', [`SLURM_CONF=${slurmDir}/slurm.conf`, `PATH=${env.dir}/bin:/usr/bin:/bin`, 'srun', `--image=docker:${debianTag}`, 'true'], { cwd: work });
+    const r = await run(
+      'env',
+      [
+        `SLURM_CONF=${slurmDir}/slurm.conf`,
+        `PATH=${env.dir}/bin:/usr/bin:/bin`,
+        'srun',
+        `--image=docker:${debianTag}`,
+        'true',
+      ],
+      { cwd: work },
+    );
     expect(r.status).not.toBe(0);
     expect(r.stderr).toContain('never run as root');
     const plain = await run('env', [`SLURM_CONF=${slurmDir}/slurm.conf`, 'srun', 'echo', 'root-ok'], { cwd: work });
@@ -363,15 +480,22 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   it('two jobs of different users and images share the node: private roots, one epilog leaves the other', async () => {
     const flag = join(work, 'second-done');
     rmSync(flag, { force: true });
-    const first = batch(user, [`--image=docker:${debianTag}`, '--wrap',
-      `srun shifter sh -c 'grep ^ID= /etc/os-release; ls /; while [ ! -e ${flag} ]; do sleep 0.2; done; grep ^ID= /etc/os-release'`]);
+    const first = batch(user, [
+      `--image=docker:${debianTag}`,
+      '--wrap',
+      `srun shifter sh -c 'grep ^ID= /etc/os-release; ls /; while [ ! -e ${flag} ]; do sleep 0.2; done; grep ^ID= /etc/os-release'`,
+    ]);
     for (let i = 0; i < 200 && jobMounts().length === 0; i++) await new Promise((res) => setTimeout(res, 100));
     // The other user cannot look into the first job's root from the host either.
     const firstRoot = join(`${env.udiMount}.jobs`, readdirSync(`${env.udiMount}.jobs`)[0]!, 'root');
     const peek = await env.runAs(user2, [join(firstRoot, 'etc')], { program: '/bin/ls' });
     expect(peek.status).not.toBe(0);
     expect(peek.stderr).toContain('Permission denied');
-    const second = await batch(user2, [`--image=docker:${busyboxTag}`, '--wrap', `srun shifter -v sh -c 'busybox | head -1; ls /proc/1 >/dev/null; touch ${flag}' 2>&1`]);
+    const second = await batch(user2, [
+      `--image=docker:${busyboxTag}`,
+      '--wrap',
+      `srun shifter -v sh -c 'busybox | head -1; ls /proc/1 >/dev/null; touch ${flag}' 2>&1`,
+    ]);
     const a = await first;
     expect(second.r.status, second.r.stderr).toBe(0);
     expect(second.out).toContain('BusyBox');
@@ -387,11 +511,17 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     const flag = join(work, 'victim-go');
     rmSync(flag, { force: true });
     // The same user and image, so only the job id stands between the caller and the root: the signature matches.
-    const victim = batch(user, [`--image=docker:${busyboxTag}`, '--wrap',
-      `srun shifter -v true 2>&1; srun sh -c 'while [ ! -e ${flag} ]; do sleep 0.2; done'`]);
+    const victim = batch(user, [
+      `--image=docker:${busyboxTag}`,
+      '--wrap',
+      `srun shifter -v true 2>&1; srun sh -c 'while [ ! -e ${flag} ]; do sleep 0.2; done'`,
+    ]);
     let victimJob = '';
     for (let i = 0; i < 300 && !victimJob; i++) {
-      const q = spawnSync('squeue', ['-h', '-u', user, '-t', 'R', '-o', '%i'], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` }, encoding: 'utf8' });
+      const q = spawnSync('squeue', ['-h', '-u', user, '-t', 'R', '-o', '%i'], {
+        env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` },
+        encoding: 'utf8',
+      });
       victimJob = q.stdout.trim();
       if (!victimJob) await new Promise((res) => setTimeout(res, 100));
     }
@@ -400,7 +530,11 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     // Outside any step, with the victim's job id in the environment.
     const direct = await env.runAs(user, ['-v', `--image=id:${busyboxId}`, 'echo', 'private'], { env: forged });
     // Inside a step of another job, with the variable overridden after Slurm set it.
-    const inStep = await slurm(user, 'srun', ['sh', '-c', `SLURM_JOB_ID=${victimJob} SLURM_JOBID=${victimJob} shifter -v --image=id:${busyboxId} echo private 2>&1`]);
+    const inStep = await slurm(user, 'srun', [
+      'sh',
+      '-c',
+      `SLURM_JOB_ID=${victimJob} SLURM_JOBID=${victimJob} shifter -v --image=id:${busyboxId} echo private 2>&1`,
+    ]);
     writeFileSync(flag, '');
     const v = await victim;
     expect(v.out).toContain(`reusing the root of job ${victimJob}`); // the root was there and matched
@@ -430,7 +564,7 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
       expect(unknown.stderr).toContain('unknown argument "no_such_argument=1"');
       await settle();
       await settle();
-    expect(nodeState()).toBe('idle');
+      expect(nodeState()).toBe('idle');
     } finally {
       node('restart-slurmd', slurmDir, `required ${plugin}`);
     }
@@ -474,7 +608,9 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     } finally {
       execFileSync('mv', [`${setup}.away`, setup]);
       spawnSync('scancel', ['-u', user], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` } });
-      spawnSync('scontrol', ['update', 'nodename=localhost', 'state=resume'], { env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` } });
+      spawnSync('scontrol', ['update', 'nodename=localhost', 'state=resume'], {
+        env: { ...process.env, SLURM_CONF: `${slurmDir}/slurm.conf` },
+      });
     }
   });
 });

@@ -19,7 +19,11 @@ interface Vector {
   name: string;
   text: string;
 }
-const vectors = JSON.parse(readFileSync(vectorsPath, 'utf8')) as { format: Vector[]; parse: Vector[]; invalid: Vector[] };
+const vectors = JSON.parse(readFileSync(vectorsPath, 'utf8')) as {
+  format: Vector[];
+  parse: Vector[];
+  invalid: Vector[];
+};
 
 function runDump(
   tool: string,
@@ -29,7 +33,11 @@ function runDump(
   const file = join(work, `${tool}-${Math.random().toString(36).slice(2)}`);
   writeFileSync(file, text);
   const result = spawnSync(join(build, tool), [...extra, file], { encoding: 'utf8' });
-  return { status: result.status, json: JSON.parse(result.stdout || 'null') as Record<string, unknown>, stderr: result.stderr };
+  return {
+    status: result.status,
+    json: JSON.parse(result.stdout || 'null') as Record<string, unknown>,
+    stderr: result.stderr,
+  };
 }
 
 beforeAll(() => {
@@ -78,7 +86,10 @@ function withRuntimeDefaults(conf: UdiRootConf): Record<string, unknown> {
 }
 
 const confs: Array<[string, string]> = [
-  ['minimal', 'udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\nudiRootPath=/opt/shifter\netcPath=/etc/shifter/etc\nrootfsType=tmpfs\n'],
+  [
+    'minimal',
+    'udiMount=/var/udiMount\nloopMount=/var/udiLoopMount\nimagePath=/images\nudiRootPath=/opt/shifter\netcPath=/etc/shifter/etc\nrootfsType=tmpfs\n',
+  ],
   [
     'every key, comments, blanks and padding',
     `# site configuration
@@ -135,8 +146,14 @@ optionalSshdAsRoot=1
 nodeContextPrefix=x
 `,
   ],
-  ['continuation lines', 'siteEnv=A=1 \\\n   B=2 \\\n# a comment inside\n C=3\nimageGateway=http://a:1 \\\nhttp://b:2\nsiteFs=/a:/a;\\\n/b:/b\n'],
-  ['repeated list keys accumulate, scalars keep the last', 'siteEnv=A=1\nsiteEnv=B=2\nsystem=one\nsystem=two\nsiteFs=/a\nsiteFs=/b\n'],
+  [
+    'continuation lines',
+    'siteEnv=A=1 \\\n   B=2 \\\n# a comment inside\n C=3\nimageGateway=http://a:1 \\\nhttp://b:2\nsiteFs=/a:/a;\\\n/b:/b\n',
+  ],
+  [
+    'repeated list keys accumulate, scalars keep the last',
+    'siteEnv=A=1\nsiteEnv=B=2\nsystem=one\nsystem=two\nsiteFs=/a\nsiteFs=/b\n',
+  ],
   ['CRLF line ends', 'udiMount=/u\r\nsystem=s\r\nallowLocalChroot=1\r\n'],
   [
     'upstream spellings read with upstream meaning',

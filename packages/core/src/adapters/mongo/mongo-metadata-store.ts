@@ -31,7 +31,12 @@ import { type Collection, type Db, MongoClient, type MongoClientOptions, ObjectI
 import { ShifterError, StoreError } from '../../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../../jobs/job-record.js';
 import { eraseEndedJobSecrets } from '../../jobs/job-record.js';
-import { migrateImageRecord, pendingStoreSchemaSteps, type StoreSchemaStep, storeSchemaVersion } from '../../metadata/store-schema.js';
+import {
+  migrateImageRecord,
+  pendingStoreSchemaSteps,
+  type StoreSchemaStep,
+  storeSchemaVersion,
+} from '../../metadata/store-schema.js';
 import {
   fillImageRecord,
   type AccessList,
@@ -243,7 +248,8 @@ export class MongoMetadataStore implements MetadataStore {
   }
 
   async #run<T>(what: string, body: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new StoreError('SHIFTER_STORE_UNAVAILABLE', 'the metadata store is closed', { retryable: false });
+    if (this.#closed)
+      throw new StoreError('SHIFTER_STORE_UNAVAILABLE', 'the metadata store is closed', { retryable: false });
     try {
       return await body();
     } catch (error) {
@@ -267,7 +273,9 @@ export class MongoMetadataStore implements MetadataStore {
         const held = await this.#locks.findOne({ _id: key });
         if (held && held.expiresAt < Date.now()) await this.#locks.deleteOne({ _id: key, token: held.token });
         if (Date.now() > deadline) {
-          throw new StoreError('SHIFTER_JOB_CONFLICT', `${key} stayed locked for ${LOCK_WAIT_MS} ms`, { details: { lock: key } });
+          throw new StoreError('SHIFTER_JOB_CONFLICT', `${key} stayed locked for ${LOCK_WAIT_MS} ms`, {
+            details: { lock: key },
+          });
         }
         await sleep(Math.min(2 + attempt * 2, 25) * (0.5 + Math.random()));
       }
@@ -294,7 +302,11 @@ export class MongoMetadataStore implements MetadataStore {
   #toRecord(document: ImageDocument | null): ImageRecord | null {
     if (!document) return null;
     const { _id, inflightKey: _key, labels, ...rest } = document;
-    const record = { recordId: _id, ...rest, labels: Object.fromEntries(labels.map(({ key, value }) => [key, value])) } as ImageRecord;
+    const record = {
+      recordId: _id,
+      ...rest,
+      labels: Object.fromEntries(labels.map(({ key, value }) => [key, value])),
+    } as ImageRecord;
     // A document of the old shape (one ACL per record) reads as the model per tag; the migration persists it.
     return upgradeRecordAccess(record) ?? record;
   }
@@ -324,14 +336,18 @@ export class MongoMetadataStore implements MetadataStore {
       if (next === current) return current;
       let matched: number;
       try {
-        matched = (await this.#images.replaceOne({ _id: recordId, revision: current.revision }, this.#toDocument(next))).matchedCount;
+        matched = (await this.#images.replaceOne({ _id: recordId, revision: current.revision }, this.#toDocument(next)))
+          .matchedCount;
       } catch (error) {
         if (isDuplicateKey(error)) throw inFlightConflict(next);
         throw error;
       }
       if (matched === 1) return next;
     }
-    throw new StoreError('SHIFTER_JOB_CONFLICT', `record ${recordId} kept changing; gave up after ${MAX_CAS_RETRIES} tries`);
+    throw new StoreError(
+      'SHIFTER_JOB_CONFLICT',
+      `record ${recordId} kept changing; gave up after ${MAX_CAS_RETRIES} tries`,
+    );
   }
 
   /** Point `tag` of (system, itype) at `recordId` (see the module documentation: written before the tag is added). */
@@ -354,7 +370,10 @@ export class MongoMetadataStore implements MetadataStore {
     const probe = fillImageRecord(input, { recordId: 'probe', createdAt: 0 });
     const key = inFlightKey(probe);
     if (key === null) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'createOrGetInFlight needs an in-flight status and a pulltag');
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        'createOrGetInFlight needs an in-flight status and a pulltag',
+      );
     }
     return this.#run('createOrGetInFlight', async () => {
       for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt++) {
@@ -388,7 +407,12 @@ export class MongoMetadataStore implements MetadataStore {
     );
   }
 
-  async findInFlight(system: string, itype: string, pulltag: string, requester: string | null = null): Promise<ImageRecord | null> {
+  async findInFlight(
+    system: string,
+    itype: string,
+    pulltag: string,
+    requester: string | null = null,
+  ): Promise<ImageRecord | null> {
     const key = inFlightKeyOf(system, itype, pulltag, requester);
     return this.#run('findInFlight', async () => this.#toRecord(await this.#images.findOne({ inflightKey: key })));
   }
@@ -398,7 +422,13 @@ export class MongoMetadataStore implements MetadataStore {
       const pointer = await this.#tagPointers.findOne({ _id: JSON.stringify([system, itype, tag]) });
       if (!pointer) return null; // every tag gets its pointer before any record carries it
       const pointed = this.#toRecord(await this.#images.findOne({ _id: pointer.recordId }));
-      if (pointed && pointed.status === 'READY' && pointed.tags.includes(tag) && pointed.system === system && pointed.itype === itype) {
+      if (
+        pointed &&
+        pointed.status === 'READY' &&
+        pointed.tags.includes(tag) &&
+        pointed.system === system &&
+        pointed.itype === itype
+      ) {
         return pointed;
       }
       const documents = await this.#images
@@ -414,7 +444,11 @@ export class MongoMetadataStore implements MetadataStore {
 
   async findReadyByImageId(system: string, imageId: string): Promise<ImageRecord | null> {
     return this.#run('findReadyByImageId', async () => {
-      const documents = await this.#images.find({ system, imageId, status: 'READY' }).sort({ updatedAt: -1 }).limit(1).toArray();
+      const documents = await this.#images
+        .find({ system, imageId, status: 'READY' })
+        .sort({ updatedAt: -1 })
+        .limit(1)
+        .toArray();
       return this.#toRecord(documents[0] ?? null);
     });
   }
@@ -443,7 +477,9 @@ export class MongoMetadataStore implements MetadataStore {
         .project<{ _id: string }>({ _id: 1 })
         .toArray();
       for (const other of others) {
-        await this.#casRecord(other._id, (current) => (current.tags.includes(tag) ? withoutTag(current, tag, this.#now()) : current)).catch((error: unknown) => {
+        await this.#casRecord(other._id, (current) =>
+          current.tags.includes(tag) ? withoutTag(current, tag, this.#now()) : current,
+        ).catch((error: unknown) => {
           // Deleted meanwhile: nothing left to untag.
           if (!(ShifterError.isInstance(error) && error.code === 'SHIFTER_IMAGE_NOT_FOUND')) throw error;
         });
@@ -454,7 +490,9 @@ export class MongoMetadataStore implements MetadataStore {
 
   async removeTag(recordId: string, tag: string): Promise<ImageRecord> {
     return this.#run('removeTag', () =>
-      this.#casRecord(recordId, (current) => (current.tags.includes(tag) ? withoutTag(current, tag, this.#now()) : current)),
+      this.#casRecord(recordId, (current) =>
+        current.tags.includes(tag) ? withoutTag(current, tag, this.#now()) : current,
+      ),
     );
   }
 
@@ -469,7 +507,8 @@ export class MongoMetadataStore implements MetadataStore {
     }
     const and: Record<string, unknown>[] = [];
     if (filter.expiresBefore !== undefined) and.push({ expiration: { $ne: null, $lt: filter.expiresBefore } });
-    if (filter.lastPullBefore !== undefined) and.push({ $or: [{ lastPull: null }, { lastPull: { $lt: filter.lastPullBefore } }] });
+    if (filter.lastPullBefore !== undefined)
+      and.push({ $or: [{ lastPull: null }, { lastPull: { $lt: filter.lastPullBefore } }] });
     if (and.length > 0) query.$and = and;
     return this.#run('list', async () => {
       let cursor = this.#images.find(query).sort({ createdAt: 1, _id: 1 });
@@ -493,7 +532,10 @@ export class MongoMetadataStore implements MetadataStore {
   async insertLookupMetrics(rows: readonly LookupMetric[]): Promise<void> {
     if (rows.length === 0) return;
     await this.#run('insertLookupMetrics', async () => {
-      await this.#metrics.insertMany(rows.map((row) => ({ ...row, _id: new ObjectId() })), { ordered: false });
+      await this.#metrics.insertMany(
+        rows.map((row) => ({ ...row, _id: new ObjectId() })),
+        { ordered: false },
+      );
     });
   }
 
@@ -659,7 +701,14 @@ export class MongoMetadataStore implements MetadataStore {
     return this.#run('completeJob', async () => {
       const { after } = await this.#casJob(id, (job) => {
         if (job.status !== 'running' || job.leaseOwner !== owner) return null;
-        return { ...job, status: 'done', result: result ?? null, leaseOwner: null, leaseExpiresAt: null, updatedAt: this.#now() };
+        return {
+          ...job,
+          status: 'done',
+          result: result ?? null,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+          updatedAt: this.#now(),
+        };
       });
       return after;
     });
@@ -702,7 +751,9 @@ export class MongoMetadataStore implements MetadataStore {
   }
 
   async listClaimableJobs(system?: string): Promise<JobRecord[]> {
-    return this.#run('listClaimableJobs', async () => (await this.#claimableDocuments(system)).map((d) => this.#toJob(d)!));
+    return this.#run('listClaimableJobs', async () =>
+      (await this.#claimableDocuments(system)).map((d) => this.#toJob(d)!),
+    );
   }
 
   async pruneJobs(before: number): Promise<number> {

@@ -43,7 +43,8 @@ export class MongoUpstreamSource implements UpstreamSource {
 
   async *#read(collection: string): AsyncIterable<Record<string, unknown>> {
     try {
-      for await (const document of this.#db.collection(collection).find({}).sort({ _id: 1 })) yield document as Record<string, unknown>;
+      for await (const document of this.#db.collection(collection).find({}).sort({ _id: 1 }))
+        yield document as Record<string, unknown>;
     } catch (error) {
       throw storeUnavailable(error, `reading upstream's ${collection} collection`);
     }

@@ -84,7 +84,8 @@ export class RedisJobQueue implements JobQueue {
   }
 
   #connect(): Redis {
-    if (!this.#url) throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'RedisJobQueue needs a url to open worker connections');
+    if (!this.#url)
+      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'RedisJobQueue needs a url to open worker connections');
     // NOTE: BullMQ requires maxRetriesPerRequest: null on connections used by workers (blocking commands).
     const connection = new Redis(this.#url, { maxRetriesPerRequest: null, lazyConnect: false });
     connection.on('error', () => undefined); // reported through failed commands; keeps the process alive
@@ -93,7 +94,10 @@ export class RedisJobQueue implements JobQueue {
 
   #queue(system: string): Queue<WakeData> {
     if (!SYSTEM_NAME.test(system)) {
-      throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `system name ${JSON.stringify(system)} cannot name a queue`);
+      throw new ShifterError(
+        'SHIFTER_USAGE_INVALID_ARGUMENT',
+        `system name ${JSON.stringify(system)} cannot name a queue`,
+      );
     }
     let queue = this.#queues.get(system);
     if (!queue) {
@@ -121,7 +125,10 @@ export class RedisJobQueue implements JobQueue {
     // The job is durable now. A lost wake-up only delays it until the next sweep, so do not report the job as not
     // enqueued (a caller retrying would create a duplicate).
     await this.#wake(record).catch((error: unknown) => {
-      console.warn(`shifter redis queue: wake-up for job ${record.id} not sent (the sweeper will retry):`, (error as Error).message);
+      console.warn(
+        `shifter redis queue: wake-up for job ${record.id} not sent (the sweeper will retry):`,
+        (error as Error).message,
+      );
     });
     return record;
   }
@@ -141,7 +148,9 @@ export class RedisJobQueue implements JobQueue {
         new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer to PING within 3 s')), 3000))),
       ]);
     } catch (error) {
-      throw new StoreError('SHIFTER_STORE_UNAVAILABLE', `Redis is unreachable: ${(error as Error).message}`, { cause: error });
+      throw new StoreError('SHIFTER_STORE_UNAVAILABLE', `Redis is unreachable: ${(error as Error).message}`, {
+        cause: error,
+      });
     } finally {
       clearTimeout(timer);
     }

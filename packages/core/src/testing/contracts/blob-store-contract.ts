@@ -91,7 +91,9 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
 
     it('refuses content that does not match its digest and keeps nothing', async () => {
       const { bytes, digest } = blob('expected');
-      await expect(subject.store.put(digest, bytes.length, Readable.from([Buffer.from('tampered')]))).rejects.toMatchObject({
+      await expect(
+        subject.store.put(digest, bytes.length, Readable.from([Buffer.from('tampered')])),
+      ).rejects.toMatchObject({
         code: 'SHIFTER_DIGEST_MISMATCH',
       });
       expect(await subject.store.has(digest)).toBe(false);
@@ -99,8 +101,12 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
 
     it('refuses content of the wrong size and keeps nothing', async () => {
       const { bytes, digest } = blob('sized');
-      await expect(subject.store.put(digest, bytes.length + 1, Readable.from([bytes]))).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
-      await expect(subject.store.put(digest, bytes.length - 1, Readable.from([bytes]))).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_MISMATCH' });
+      await expect(subject.store.put(digest, bytes.length + 1, Readable.from([bytes]))).rejects.toMatchObject({
+        code: 'SHIFTER_DIGEST_MISMATCH',
+      });
+      await expect(subject.store.put(digest, bytes.length - 1, Readable.from([bytes]))).rejects.toMatchObject({
+        code: 'SHIFTER_DIGEST_MISMATCH',
+      });
       expect(await subject.store.has(digest)).toBe(false);
     });
 
@@ -120,7 +126,9 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
     it('downloads once when the same digest is put concurrently', async () => {
       const { bytes, digest } = blob('x'.repeat(200));
       const counter = { opened: 0 };
-      const results = await Promise.all(Array.from({ length: 5 }, () => subject.store.put(digest, bytes.length, countingSource(bytes, counter))));
+      const results = await Promise.all(
+        Array.from({ length: 5 }, () => subject.store.put(digest, bytes.length, countingSource(bytes, counter))),
+      );
       expect(counter.opened).toBe(1);
       expect(results.filter((r) => r.stored)).toHaveLength(1);
       expect(await readAll(await subject.store.open(digest))).toEqual(bytes);
@@ -163,7 +171,9 @@ export function describeBlobStoreContract(name: string, factory: () => Promise<B
     it('refuses malformed digests before touching storage', async () => {
       for (const bad of ['sha256:../../etc/passwd', 'md5:abc', '', `sha256:${'A'.repeat(64)}`]) {
         await expect(subject.store.has(bad)).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_INVALID' });
-        await expect(subject.store.put(bad, 1, Readable.from([Buffer.from('x')]))).rejects.toMatchObject({ code: 'SHIFTER_DIGEST_INVALID' });
+        await expect(subject.store.put(bad, 1, Readable.from([Buffer.from('x')]))).rejects.toMatchObject({
+          code: 'SHIFTER_DIGEST_INVALID',
+        });
         expect(() => subject.store.path(bad)).toThrow(expect.objectContaining({ code: 'SHIFTER_DIGEST_INVALID' }));
       }
     });

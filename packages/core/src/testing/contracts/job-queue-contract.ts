@@ -32,7 +32,11 @@ export interface QueueUnderTest {
 export type JobQueueFactory = (options: { readonly now: () => number }) => Promise<QueueUnderTest>;
 
 /** Wait until `condition` holds, polling; fails the test after `timeoutMs`. */
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -105,7 +109,12 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       await waitFor(async () => (await jobOf(job.id)).status === 'done', 10_000, 'the job to finish');
       await queue.close(); // waits for whatever still runs: a duplicate run would show up below
       expect(calls).toEqual([{ payload: { recordId: 'r1' }, attempt: 1 }]);
-      expect(await jobOf(job.id)).toMatchObject({ status: 'done', attempts: 1, result: { imageId: 'abc' }, leaseOwner: null });
+      expect(await jobOf(job.id)).toMatchObject({
+        status: 'done',
+        attempts: 1,
+        result: { imageId: 'abc' },
+        leaseOwner: null,
+      });
       expect(completed.map((j) => j.id)).toEqual([job.id]);
     });
 
@@ -148,7 +157,10 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       await waitFor(async () => (await jobOf(job.id)).status === 'failed', 15_000, 'the job to fail');
       await queue.close();
       expect(attempts).toEqual([1, 2, 3]);
-      expect(await jobOf(job.id)).toMatchObject({ attempts: 3, lastError: { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'registry down' } });
+      expect(await jobOf(job.id)).toMatchObject({
+        attempts: 3,
+        lastError: { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'registry down' },
+      });
       expect(failed.map((j) => j.id)).toEqual([job.id]);
     });
 
@@ -184,7 +196,11 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       );
       const job = await queue.enqueue({ kind: 'pull', system: 'sysa' });
       await waitFor(async () => (await jobOf(job.id)).status === 'done');
-      expect(await jobOf(job.id)).toMatchObject({ attempts: 2, result: 'ok', lastError: { code: 'SHIFTER_REGISTRY_RATE_LIMITED' } });
+      expect(await jobOf(job.id)).toMatchObject({
+        attempts: 2,
+        result: 'ok',
+        lastError: { code: 'SHIFTER_REGISTRY_RATE_LIMITED' },
+      });
     });
 
     it('never runs more handlers at once than its concurrency', async () => {
@@ -243,10 +259,14 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
     it('fails a job whose worker died on its last attempt, and reports it', async () => {
       const first = await newQueue();
       let started = false;
-      await first.process('sysa', async () => {
-        started = true;
-        await new Promise(() => undefined);
-      }, { leaseMs: 60_000 });
+      await first.process(
+        'sysa',
+        async () => {
+          started = true;
+          await new Promise(() => undefined);
+        },
+        { leaseMs: 60_000 },
+      );
       const job = await first.enqueue({ kind: 'pull', system: 'sysa', maxAttempts: 1 });
       await waitFor(() => started);
       await first.close({ timeoutMs: 0 });
@@ -257,7 +277,11 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       advance(60_001);
       await waitFor(() => failed.length > 0, 15_000, 'the failure report');
       expect(runs).toBe(0);
-      expect(failed[0]).toMatchObject({ id: job.id, status: 'failed', lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED' } });
+      expect(failed[0]).toMatchObject({
+        id: job.id,
+        status: 'failed',
+        lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED' },
+      });
     });
 
     it('aborts a handler that lost its lease and ignores what it does afterwards', async () => {
@@ -280,11 +304,15 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       await waitFor(() => started);
       // Steal the lease the way a partition would let another worker: expire it, then claim.
       let claimed: JobRecord | null = null;
-      await waitFor(async () => {
-        await forceExpire(store, job.id, advance);
-        claimed = await store.claimJob(job.id, { owner: 'intruder', leaseMs: 60_000 });
-        return claimed !== null;
-      }, 10_000, 'the intruder to claim the job');
+      await waitFor(
+        async () => {
+          await forceExpire(store, job.id, advance);
+          claimed = await store.claimJob(job.id, { owner: 'intruder', leaseMs: 60_000 });
+          return claimed !== null;
+        },
+        10_000,
+        'the intruder to claim the job',
+      );
       expect(claimed).not.toBeNull();
       await waitFor(() => abortReason !== undefined, 10_000, 'the abort');
       expect((abortReason as ShifterError).code).toBe('SHIFTER_JOB_LEASE_EXPIRED');
@@ -320,12 +348,16 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
       const queue = await newQueue();
       let signalled = false;
       let started = false;
-      await queue.process('sysa', async (_job, { signal }) => {
-        started = true;
-        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-        signalled = true;
-        return 'after abort';
-      }, { leaseMs: 5000 });
+      await queue.process(
+        'sysa',
+        async (_job, { signal }) => {
+          started = true;
+          await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+          signalled = true;
+          return 'after abort';
+        },
+        { leaseMs: 5000 },
+      );
       const job = await queue.enqueue({ kind: 'pull', system: 'sysa' });
       await waitFor(() => started);
       await queue.close({ timeoutMs: 50 });

@@ -68,7 +68,10 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       await teardown?.();
     });
 
-    const pull = (pulltag: string, extra: Partial<Omit<NewImageRecord, 'pulltag'>> = {}): NewImageRecord & { pulltag: string } => ({
+    const pull = (
+      pulltag: string,
+      extra: Partial<Omit<NewImageRecord, 'pulltag'>> = {},
+    ): NewImageRecord & { pulltag: string } => ({
       system: 'sysa',
       itype: 'docker',
       pulltag,
@@ -141,7 +144,10 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       });
 
       it('rejects invalid records with SHIFTER_USAGE_INVALID_ARGUMENT', async () => {
-        await expectCode(store.insert({ system: '', itype: 'docker', status: 'READY' }), 'SHIFTER_USAGE_INVALID_ARGUMENT');
+        await expectCode(
+          store.insert({ system: '', itype: 'docker', status: 'READY' }),
+          'SHIFTER_USAGE_INVALID_ARGUMENT',
+        );
         await expectCode(
           store.insert({ system: 'sysa', itype: 'docker', status: 'BOGUS' as 'READY' }),
           'SHIFTER_USAGE_INVALID_ARGUMENT',
@@ -149,7 +155,9 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       });
 
       it('creates exactly one in-flight record for 50 concurrent requests of one tag', async () => {
-        const results = await Promise.all(Array.from({ length: 50 }, () => store.createOrGetInFlight(pull('alpine:3'))));
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => store.createOrGetInFlight(pull('alpine:3'))),
+        );
         expect(results.filter((r) => r.created)).toHaveLength(1);
         expect(new Set(results.map((r) => r.record.recordId)).size).toBe(1);
         expect(await store.list({ system: 'sysa' })).toHaveLength(1);
@@ -173,7 +181,10 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         const first = await store.createOrGetInFlight(pull('alpine:3'));
         await store.update(first.record.recordId, { status: 'PULLING' });
         expect((await store.createOrGetInFlight(pull('alpine:3'))).created).toBe(false);
-        await store.update(first.record.recordId, { status: 'FAILURE', error: { code: 'SHIFTER_INTERNAL', message: 'x' } });
+        await store.update(first.record.recordId, {
+          status: 'FAILURE',
+          error: { code: 'SHIFTER_INTERNAL', message: 'x' },
+        });
         expect(await store.findInFlight('sysa', 'docker', 'alpine:3')).toBeNull();
         const second = await store.createOrGetInFlight(pull('alpine:3'));
         expect(second.created).toBe(true);
@@ -184,7 +195,10 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       });
 
       it('refuses createOrGetInFlight without an in-flight status', async () => {
-        await expectCode(store.createOrGetInFlight(pull('alpine:3', { status: 'READY' })), 'SHIFTER_USAGE_INVALID_ARGUMENT');
+        await expectCode(
+          store.createOrGetInFlight(pull('alpine:3', { status: 'READY' })),
+          'SHIFTER_USAGE_INVALID_ARGUMENT',
+        );
       });
 
       it('updates fields, bumps the revision and updatedAt', async () => {
@@ -196,7 +210,13 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
           progress: { step: 'Getting manifest' },
           lastHeartbeat: clock,
         });
-        expect(updated).toMatchObject({ status: 'PULLING', statusMessage: 'Getting manifest', revision: 2, updatedAt: T0 + 1500, createdAt: T0 });
+        expect(updated).toMatchObject({
+          status: 'PULLING',
+          statusMessage: 'Getting manifest',
+          revision: 2,
+          updatedAt: T0 + 1500,
+          createdAt: T0,
+        });
         expect(await store.get(record.recordId)).toEqual(updated);
         const cleared = await store.update(record.recordId, { progress: null });
         expect(cleared.progress).toBeNull();
@@ -211,16 +231,27 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         );
         expect(error.details).toMatchObject({ status: 'INIT', revision: 1 });
         expect((await store.get(record.recordId))?.status).toBe('INIT');
-        const moved = await store.update(record.recordId, { status: 'PENDING' }, { expectStatus: 'INIT', expectRevision: 1 });
+        const moved = await store.update(
+          record.recordId,
+          { status: 'PENDING' },
+          { expectStatus: 'INIT', expectRevision: 1 },
+        );
         expect(moved.revision).toBe(2);
-        await expectCode(store.update(record.recordId, { status: 'PULLING' }, { expectRevision: 1 }), 'SHIFTER_JOB_CONFLICT');
+        await expectCode(
+          store.update(record.recordId, { status: 'PULLING' }, { expectRevision: 1 }),
+          'SHIFTER_JOB_CONFLICT',
+        );
       });
 
       it('lets exactly one of several concurrent compare-and-sets win', async () => {
         const { record } = await store.createOrGetInFlight(pull('alpine:3'));
         const attempts = await Promise.allSettled(
           Array.from({ length: 10 }, (_, i) =>
-            store.update(record.recordId, { statusMessage: `writer ${i}`, status: 'PENDING' }, { expectStatus: 'INIT' }),
+            store.update(
+              record.recordId,
+              { statusMessage: `writer ${i}`, status: 'PENDING' },
+              { expectStatus: 'INIT' },
+            ),
           ),
         );
         expect(attempts.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
@@ -243,8 +274,20 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       });
 
       it('finds READY records by tag and by image id', async () => {
-        const ready = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', tags: ['ubuntu:22.04'], imageId: 'ab'.repeat(32) });
-        await store.insert({ system: 'sysa', itype: 'docker', status: 'FAILURE', tags: ['broken:1'], imageId: 'cd'.repeat(32) });
+        const ready = await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'READY',
+          tags: ['ubuntu:22.04'],
+          imageId: 'ab'.repeat(32),
+        });
+        await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'FAILURE',
+          tags: ['broken:1'],
+          imageId: 'cd'.repeat(32),
+        });
         await store.createOrGetInFlight(pull('ubuntu:22.04'));
         expect((await store.findReadyByTag('sysa', 'docker', 'ubuntu:22.04'))?.recordId).toBe(ready.recordId);
         expect(await store.findReadyByTag('sysa', 'custom', 'ubuntu:22.04')).toBeNull();
@@ -265,7 +308,12 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       });
 
       it('moves a tag so it lives on one record per system and itype', async () => {
-        const a = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', tags: ['app:latest', 'app:1'] });
+        const a = await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'READY',
+          tags: ['app:latest', 'app:1'],
+        });
         const b = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', tags: ['app:2'] });
         const other = await store.insert({ system: 'sysb', itype: 'docker', status: 'READY', tags: ['app:latest'] });
         const moved = await store.moveTag(b.recordId, 'app:latest');
@@ -301,40 +349,72 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         // The record-level ACL (the image file's) is not the store's to change.
         expect(moved.private).toBe(false);
         // Moving again with another access replaces that tag's entry only; without access it keeps it.
-        const widened = await store.moveTag(shared.recordId, 'reg-b/app:1', { private: true, userAcl: [2001, 2002], groupAcl: [] });
-        expect(widened.tagAccess[1]).toEqual({ tag: 'reg-b/app:1', private: true, userAcl: [2001, 2002], groupAcl: [] });
+        const widened = await store.moveTag(shared.recordId, 'reg-b/app:1', {
+          private: true,
+          userAcl: [2001, 2002],
+          groupAcl: [],
+        });
+        expect(widened.tagAccess[1]).toEqual({
+          tag: 'reg-b/app:1',
+          private: true,
+          userAcl: [2001, 2002],
+          groupAcl: [],
+        });
         expect((await store.moveTag(shared.recordId, 'reg-b/app:1')).tagAccess[1]?.userAcl).toEqual([2001, 2002]);
         expect(await store.get(shared.recordId)).toEqual(await store.findReadyByTag('sysa', 'docker', 'reg-b/app:1'));
         // A tag leaving a record takes its entry along.
         const other = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY' });
         const taken = await store.moveTag(other.recordId, 'reg-b/app:1', { private: false, userAcl: [], groupAcl: [] });
         expect(taken.tagAccess).toEqual([{ tag: 'reg-b/app:1', private: false, userAcl: [], groupAcl: [] }]);
-        expect((await store.get(shared.recordId))?.tagAccess).toEqual([{ tag: 'reg-a/app:1', private: false, userAcl: [], groupAcl: [] }]);
+        expect((await store.get(shared.recordId))?.tagAccess).toEqual([
+          { tag: 'reg-a/app:1', private: false, userAcl: [], groupAcl: [] },
+        ]);
         const removed = await store.removeTag(shared.recordId, 'reg-a/app:1');
         expect(removed.tags).toEqual([]);
         expect(removed.tagAccess).toEqual([]);
       });
 
       it('gives each tag of a record inserted with one ACL (as upstream keeps them) that ACL', async () => {
-        const record = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', tags: ['a:1', 'b:1'], private: true, userAcl: [2001], groupAcl: [30] });
+        const record = await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'READY',
+          tags: ['a:1', 'b:1'],
+          private: true,
+          userAcl: [2001],
+          groupAcl: [30],
+        });
         const expected = { private: true, userAcl: [2001], groupAcl: [30] };
-        expect(record.tagAccess).toEqual([{ tag: 'a:1', ...expected }, { tag: 'b:1', ...expected }]);
+        expect(record.tagAccess).toEqual([
+          { tag: 'a:1', ...expected },
+          { tag: 'b:1', ...expected },
+        ]);
         expect((await store.get(record.recordId))?.tagAccess).toEqual(record.tagAccess);
         // A tag moved onto it without an access of its own gets the record-level ACL too.
         expect((await store.moveTag(record.recordId, 'c:1')).tagAccess[2]).toEqual({ tag: 'c:1', ...expected });
       });
 
       it('keys in-flight records by requester too: each login its own attempt, the same login one', async () => {
-        const anonymous = await Promise.all(Array.from({ length: 10 }, () => store.createOrGetInFlight(pull('private/app:1', { requester: 'anonymous' }))));
+        const anonymous = await Promise.all(
+          Array.from({ length: 10 }, () =>
+            store.createOrGetInFlight(pull('private/app:1', { requester: 'anonymous' })),
+          ),
+        );
         expect(anonymous.filter((r) => r.created)).toHaveLength(1);
         const loginA = await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:aaaa' }));
         const loginB = await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:bbbb' }));
         expect(loginA.created).toBe(true);
         expect(loginB.created).toBe(true);
         expect(new Set([anonymous[0]!.record.recordId, loginA.record.recordId, loginB.record.recordId]).size).toBe(3);
-        expect((await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:aaaa' }))).record.recordId).toBe(loginA.record.recordId);
-        expect((await store.findInFlight('sysa', 'docker', 'private/app:1', 'login:bbbb'))?.recordId).toBe(loginB.record.recordId);
-        expect((await store.findInFlight('sysa', 'docker', 'private/app:1', 'anonymous'))?.recordId).toBe(anonymous[0]!.record.recordId);
+        expect(
+          (await store.createOrGetInFlight(pull('private/app:1', { requester: 'login:aaaa' }))).record.recordId,
+        ).toBe(loginA.record.recordId);
+        expect((await store.findInFlight('sysa', 'docker', 'private/app:1', 'login:bbbb'))?.recordId).toBe(
+          loginB.record.recordId,
+        );
+        expect((await store.findInFlight('sysa', 'docker', 'private/app:1', 'anonymous'))?.recordId).toBe(
+          anonymous[0]!.record.recordId,
+        );
         expect(await store.findInFlight('sysa', 'docker', 'private/app:1', 'login:cccc')).toBeNull();
         // A record without a requester keeps the key it always had.
         expect(await store.findInFlight('sysa', 'docker', 'private/app:1')).toBeNull();
@@ -345,9 +425,21 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       });
 
       it('lists by system, status, expiry and last pull', async () => {
-        const a = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', expiration: T0 - 1, lastPull: T0 - 100 });
+        const a = await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'READY',
+          expiration: T0 - 1,
+          lastPull: T0 - 100,
+        });
         advance(1);
-        const b = await store.insert({ system: 'sysa', itype: 'docker', status: 'READY', expiration: T0 + 1000, lastPull: T0 });
+        const b = await store.insert({
+          system: 'sysa',
+          itype: 'docker',
+          status: 'READY',
+          expiration: T0 + 1000,
+          lastPull: T0,
+        });
         advance(1);
         const c = await store.insert({ system: 'sysa', itype: 'docker', status: 'FAILURE' });
         advance(1);
@@ -422,16 +514,29 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         });
         expect(await store.getJob(job.id)).toEqual(job);
         expect(await store.getJob('000000000000000000000000')).toBeNull();
-        await expectCode(store.createJob({ kind: 'bogus' as 'pull', system: 'sysa' }), 'SHIFTER_USAGE_INVALID_ARGUMENT');
-        await expectCode(store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 0 }), 'SHIFTER_USAGE_INVALID_ARGUMENT');
+        await expectCode(
+          store.createJob({ kind: 'bogus' as 'pull', system: 'sysa' }),
+          'SHIFTER_USAGE_INVALID_ARGUMENT',
+        );
+        await expectCode(
+          store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 0 }),
+          'SHIFTER_USAGE_INVALID_ARGUMENT',
+        );
       });
 
       it('lets exactly one of several concurrent claimers win', async () => {
         const job = await store.createJob({ kind: 'pull', system: 'sysa' });
-        const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => store.claimJob(job.id, { owner: `w${i}`, ...lease })));
+        const claims = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.claimJob(job.id, { owner: `w${i}`, ...lease })),
+        );
         const winners = claims.filter((c) => c !== null);
         expect(winners).toHaveLength(1);
-        expect(winners[0]).toMatchObject({ status: 'running', attempts: 1, leaseExpiresAt: T0 + 1000, heartbeatAt: T0 });
+        expect(winners[0]).toMatchObject({
+          status: 'running',
+          attempts: 1,
+          leaseExpiresAt: T0 + 1000,
+          heartbeatAt: T0,
+        });
         expect(await store.claimJob(job.id, { owner: 'late', ...lease })).toBeNull();
       });
 
@@ -452,7 +557,9 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         // The old owner lost the job: none of its writes land.
         expect(await store.heartbeatJob(job.id, { owner: 'w1', ...lease })).toBeNull();
         expect(await store.completeJob(job.id, 'w1', { late: true })).toBeNull();
-        expect(await store.failJob(job.id, 'w1', { code: 'SHIFTER_INTERNAL', message: 'x' }, { retry: true })).toBeNull();
+        expect(
+          await store.failJob(job.id, 'w1', { code: 'SHIFTER_INTERNAL', message: 'x' }, { retry: true }),
+        ).toBeNull();
         const done = await store.completeJob(job.id, 'w2', { ok: true });
         expect(done).toMatchObject({ status: 'done', result: { ok: true }, leaseOwner: null });
         advance(10_000);
@@ -462,26 +569,50 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
       it('requeues retryable failures after their back-off and fails the rest', async () => {
         const job = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 2 });
         await store.claimJob(job.id, { owner: 'w1', ...lease });
-        const requeued = await store.failJob(job.id, 'w1', { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' }, { retry: true, notBefore: T0 + 500 });
-        expect(requeued).toMatchObject({ status: 'queued', notBefore: T0 + 500, lastError: { code: 'SHIFTER_REGISTRY_UNAVAILABLE' }, leaseOwner: null });
+        const requeued = await store.failJob(
+          job.id,
+          'w1',
+          { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' },
+          { retry: true, notBefore: T0 + 500 },
+        );
+        expect(requeued).toMatchObject({
+          status: 'queued',
+          notBefore: T0 + 500,
+          lastError: { code: 'SHIFTER_REGISTRY_UNAVAILABLE' },
+          leaseOwner: null,
+        });
         expect(await store.claimJob(job.id, { owner: 'w1', ...lease })).toBeNull();
         advance(500);
         expect(await store.claimJob(job.id, { owner: 'w1', ...lease })).toMatchObject({ attempts: 2 });
         // Out of attempts: even a retryable failure is final.
-        const final = await store.failJob(job.id, 'w1', { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' }, { retry: true });
+        const final = await store.failJob(
+          job.id,
+          'w1',
+          { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' },
+          { retry: true },
+        );
         expect(final).toMatchObject({ status: 'failed', attempts: 2 });
         const other = await store.createJob({ kind: 'expire', system: 'sysa' });
         await store.claimJob(other.id, { owner: 'w1', ...lease });
-        expect(await store.failJob(other.id, 'w1', { code: 'SHIFTER_INTERNAL', message: 'bug' }, { retry: false })).toMatchObject({ status: 'failed', attempts: 1 });
+        expect(
+          await store.failJob(other.id, 'w1', { code: 'SHIFTER_INTERNAL', message: 'bug' }, { retry: false }),
+        ).toMatchObject({ status: 'failed', attempts: 1 });
       });
 
       it('fails a job for good when a claim finds it out of attempts', async () => {
         const job = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 1 });
         await store.claimJob(job.id, { owner: 'w1', ...lease });
         advance(2000); // w1 died; its lease expired on the last attempt
-        const error = await expectCode(store.claimJob(job.id, { owner: 'w2', ...lease }), 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED');
+        const error = await expectCode(
+          store.claimJob(job.id, { owner: 'w2', ...lease }),
+          'SHIFTER_JOB_ATTEMPTS_EXHAUSTED',
+        );
         expect(error.details).toMatchObject({ jobId: job.id });
-        expect(await store.getJob(job.id)).toMatchObject({ status: 'failed', lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED' }, leaseOwner: null });
+        expect(await store.getJob(job.id)).toMatchObject({
+          status: 'failed',
+          lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED' },
+          leaseOwner: null,
+        });
         expect(await store.claimJob(job.id, { owner: 'w2', ...lease })).toBeNull();
       });
 
@@ -493,15 +624,35 @@ export function describeMetadataStoreContract(name: string, factory: MetadataSto
         await store.completeJob(done.id, 'w1', { ok: true });
         expect((await store.getJob(done.id))?.payload).toEqual({ recordId: 'r1' });
 
-        const failed = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 2, payload: { recordId: 'r2', secrets } });
+        const failed = await store.createJob({
+          kind: 'pull',
+          system: 'sysa',
+          maxAttempts: 2,
+          payload: { recordId: 'r2', secrets },
+        });
         await store.claimJob(failed.id, { owner: 'w1', ...lease });
-        await store.failJob(failed.id, 'w1', { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' }, { retry: true });
+        await store.failJob(
+          failed.id,
+          'w1',
+          { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' },
+          { retry: true },
+        );
         expect((await store.getJob(failed.id))?.payload).toEqual({ recordId: 'r2', secrets });
         await store.claimJob(failed.id, { owner: 'w1', ...lease });
-        await store.failJob(failed.id, 'w1', { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' }, { retry: true });
+        await store.failJob(
+          failed.id,
+          'w1',
+          { code: 'SHIFTER_REGISTRY_UNAVAILABLE', message: 'down' },
+          { retry: true },
+        );
         expect((await store.getJob(failed.id))?.payload).toEqual({ recordId: 'r2' });
 
-        const dead = await store.createJob({ kind: 'pull', system: 'sysa', maxAttempts: 1, payload: { recordId: 'r3', secrets } });
+        const dead = await store.createJob({
+          kind: 'pull',
+          system: 'sysa',
+          maxAttempts: 1,
+          payload: { recordId: 'r3', secrets },
+        });
         await store.claimJob(dead.id, { owner: 'w1', ...lease });
         advance(5000);
         await expectCode(store.claimJob(dead.id, { owner: 'w2', ...lease }), 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED');

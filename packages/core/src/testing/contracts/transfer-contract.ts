@@ -114,14 +114,26 @@ export function describeTransferContract(name: string, factory: TransferFactory)
       await expectCode(transfer.put(source('img', 'x'), join(sources, 'missing-meta'), ID), 'SHIFTER_TRANSFER_FAILED');
       expect(listing().filter((n) => n.endsWith('.meta') || n.includes('shifter-tmp'))).toEqual([]);
       expect(await transfer.exists(ID)).toBe(false);
-      await expectCode(transfer.put(join(sources, 'missing-image'), source('meta', 'm'), OTHER_ID), 'SHIFTER_TRANSFER_FAILED');
+      await expectCode(
+        transfer.put(join(sources, 'missing-image'), source('meta', 'm'), OTHER_ID),
+        'SHIFTER_TRANSFER_FAILED',
+      );
       expect(listing().filter((n) => n.startsWith(OTHER_ID) || n.includes('shifter-tmp'))).toEqual([]);
     });
 
     it('refuses ids and formats that are not safe file names, before any I/O', async () => {
       const image = source('img', 'x');
       const meta = source('meta', 'm');
-      for (const bad of ['../../etc/passwd', 'ABCDEF0123', '', 'abc', `${ID}/x`, `${ID}; rm -rf /`, '$(id)', `-${ID}`]) {
+      for (const bad of [
+        '../../etc/passwd',
+        'ABCDEF0123',
+        '',
+        'abc',
+        `${ID}/x`,
+        `${ID}; rm -rf /`,
+        '$(id)',
+        `-${ID}`,
+      ]) {
         await expectCode(transfer.put(image, meta, bad), 'SHIFTER_USAGE_INVALID_ARGUMENT');
         await expectCode(transfer.remove(bad), 'SHIFTER_USAGE_INVALID_ARGUMENT');
         await expectCode(transfer.exists(bad), 'SHIFTER_USAGE_INVALID_ARGUMENT');
