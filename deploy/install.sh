@@ -97,21 +97,20 @@ BUILD=''
 build_runtime() {
   BUILD=$(mktemp -d)
   log "building the udiRoot runtime for $SYSCONFDIR/udiRoot.conf"
-  make -s -C "$NATIVE" BUILD="$BUILD" CONFIG_FILE="$SYSCONFDIR/udiRoot.conf" all >"$BUILD/make.log" 2>&1 || {
+  # `all` also builds the Slurm plugin where Slurm's headers are (libslurm-dev); the prefix is compiled into it
+  # (it runs PREFIX/bin/shifter-lookup at submission and PREFIX/sbin/setupRoot in the prolog).
+  make -s -C "$NATIVE" BUILD="$BUILD" CONFIG_FILE="$SYSCONFDIR/udiRoot.conf" PREFIX="$PREFIX" all >"$BUILD/make.log" 2>&1 || {
     cat "$BUILD/make.log" >&2
-    die "building the runtime failed (gcc, make and libmunge-dev are needed)"
+    die "building the runtime failed (gcc, make, libmunge-dev and libssl-dev are needed)"
   }
-  # The SPANK plugin is built only where Slurm's headers are (libslurm-dev).
-  if [[ -f /usr/include/slurm/spank.h ]] && make -s -n -C "$NATIVE" BUILD="$BUILD" spank >/dev/null 2>&1; then
-    make -s -C "$NATIVE" BUILD="$BUILD" CONFIG_FILE="$SYSCONFDIR/udiRoot.conf" spank >>"$BUILD/make.log" 2>&1 ||
-      die "building the Slurm plugin failed (log: $BUILD/make.log)"
-  fi
 }
 cleanup() { [[ -z $BUILD ]] || rm -rf "$BUILD"; }
 trap cleanup EXIT
 
 install_shifter() {
   install_file 4755 "$BUILD/shifter" "$PREFIX/bin/shifter"
+  # The unprivileged submit-time lookup and validation of the Slurm plugin (docs/slurm.md).
+  install_file 0755 "$BUILD/shifter-lookup" "$PREFIX/bin/shifter-lookup"
 }
 
 install_compute_tools() {
@@ -120,7 +119,7 @@ install_compute_tools() {
   local plugin found=0
   shopt -s nullglob
   for plugin in "$BUILD"/*.so; do
-    install_file 0755 "$plugin" "$PREFIX/lib/shifter/$(basename "$plugin")"
+    install_file 0644 "$plugin" "$PREFIX/lib/shifter/$(basename "$plugin")"
     log "installed the Slurm plugin $PREFIX/lib/shifter/$(basename "$plugin") (add it to plugstack.conf, docs/install.md)"
     found=1
   done

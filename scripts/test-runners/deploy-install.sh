@@ -81,6 +81,11 @@ check "login: no other file under lib/shifter" test "$(ls "$S/login/lib/shifter"
 check "compute: shifter 4755, setupRoot and unsetupRoot 0755, root" test \
   "$(mode_of "$S/compute/bin/shifter"),$(mode_of "$S/compute/sbin/setupRoot"),$(mode_of "$S/compute/sbin/unsetupRoot")" = \
   "4755 root:root,755 root:root,755 root:root"
+check "login and compute: shifter-lookup 0755 root" test \
+  "$(mode_of "$S/login/bin/shifter-lookup"),$(mode_of "$S/compute/bin/shifter-lookup")" = "755 root:root,755 root:root"
+check "compute: the Slurm plugin is 0644 root and runs this prefix's shifter-lookup" \
+  bash -c '[[ "$1" == "644 root:root" ]] && grep -qa "$2/bin/shifter-lookup" "$2/lib/shifter/shifter_spank.so"' _ \
+  "$(mode_of "$S/compute/lib/shifter/shifter_spank.so")" "$S/compute"
 check "compute: no Node.js program installed" test -z "$(grep -rl '^#!.*node' "$S/compute" 2>/dev/null)"
 check "udiRoot.conf is 0644 root on login and compute" test \
   "$(mode_of "$S/login/etc/udiRoot.conf"),$(mode_of "$S/compute/etc/udiRoot.conf")" = "644 root:root,644 root:root"
