@@ -119,6 +119,7 @@ cat >"$S/gw/etc/gateway.json" <<EOF
   "storage": { "cacheDir": "$S/cache/blobs", "expandDir": "$S/state/expand" },
   "metadata": { "kind": "mongo", "url": "$SHIFTER_TEST_MONGO_URL", "database": "$database" },
   "queue": { "kind": "redis", "url": "$SHIFTER_TEST_REDIS_URL", "prefix": "$database" },
+  "allowedRegistries": ["$SHIFTER_TEST_REGISTRY"],
   "systems": {
     "cluster": { "transfer": { "kind": "local", "imageDir": "$IMAGES" }, "mungeSocketPath": "$SHIFTER_TEST_MUNGE_SOCKET",
                  "admins": ["root"] }

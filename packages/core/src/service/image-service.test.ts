@@ -163,6 +163,9 @@ function makeService(overrides: Record<string, unknown> = {}) {
     jobs: { pullUpdateTimeout: 300, imageExpirationTimeout: '1:00:00:00' },
     metrics: true,
     importUsers: ['alice'],
+    // Docker Hub, the other location the isolation attacks pull identical content from, and the attacker's own
+    // registry: the attacks assume the worst case, a site that allows it.
+    allowedRegistries: ['docker.io', 'reg.example', 'evil.example'],
     ...overrides,
   });
   return new ImageService({ config, store, queue, transferFor: () => transfer, puller, now: () => now });

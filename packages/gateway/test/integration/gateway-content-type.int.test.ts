@@ -94,6 +94,8 @@ describe.skipIf(!ready)('gateway answers upstream clients can read (raw HTTP)', 
       {
         gateway: { host: '127.0.0.1', port, bodyLimit: 4096 },
         storage: { cacheDir: join(dir, 'cache'), expandDir: join(dir, 'expand') },
+        // The harness registry is no configured location (allowedRegistries defaults to "configured").
+        allowedRegistries: 'any',
         systems: {
           [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [user] },
           // A system whose munged cannot be reached: its requests fail with 503.

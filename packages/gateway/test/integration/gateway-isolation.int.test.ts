@@ -192,6 +192,8 @@ for (const backend of backends) {
           registries: {
             basic: { url: `https://${serviceValue('registryBasic')}`, caFile: process.env.SHIFTER_TEST_CA_FILE },
           },
+          // The attacks assume the worst case: a site that lets its users pull from any registry, their own included.
+          allowedRegistries: 'any',
           systems: {
             [SYSTEM]: { transfer: { kind: 'local', imageDir }, admins: ['root'], importUsers: [attacker, victim] },
           },

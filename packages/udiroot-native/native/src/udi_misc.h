@@ -17,19 +17,18 @@
 /* Named exit codes. Mirrored, with the same names, in packages/udiroot-native/src/exit-codes.ts; a unit test
    parses this block, so keep one `#define UDI_EX_NAME value` per line. Values follow sysexits(3) where one fits
    so that the TypeScript side can map them onto the core error catalogue. */
-#define UDI_EX_OK 0           /* command ran (the command's own status is returned instead) */
-#define UDI_EX_FAILURE 1      /* generic failure */
-#define UDI_EX_USAGE 64       /* bad command line: unknown option, bad --env, bad --volume syntax */
-#define UDI_EX_DATAERR 65     /* bad image descriptor, bad .meta, volume refused by validation */
-#define UDI_EX_NOINPUT 66     /* image (.meta or image file) not found */
-#define UDI_EX_NOUSER 67      /* unknown user, or the target user is root */
-#define UDI_EX_UNAVAILABLE 69 /* no image gateway answered the lookup */
-#define UDI_EX_SOFTWARE 70    /* internal error */
-#define UDI_EX_OSERR 71       /* a system call failed while building the container */
-#define UDI_EX_NOPERM 77      /* not installed setuid root, image ACL denies the user, privilege drop failed */
-#define UDI_EX_CONFIG 78      /* udiRoot.conf missing/not root-owned/invalid; untrusted https gateway */
-#define UDI_EX_UNTRUSTED                                                                                               \
-   79 /* image directory, .meta or image file: symlink, not root's/imageWriter's, or g/o-writable */
+#define UDI_EX_OK 0            /* command ran (the command's own status is returned instead) */
+#define UDI_EX_FAILURE 1       /* generic failure */
+#define UDI_EX_USAGE 64        /* bad command line: unknown option, bad --env, bad --volume syntax */
+#define UDI_EX_DATAERR 65      /* bad image descriptor, bad .meta, volume refused by validation */
+#define UDI_EX_NOINPUT 66      /* image (.meta or image file) not found */
+#define UDI_EX_NOUSER 67       /* unknown user, or the target user is root */
+#define UDI_EX_UNAVAILABLE 69  /* no image gateway answered the lookup */
+#define UDI_EX_SOFTWARE 70     /* internal error */
+#define UDI_EX_OSERR 71        /* a system call failed while building the container */
+#define UDI_EX_NOPERM 77       /* not installed setuid root, image ACL denies the user, privilege drop failed */
+#define UDI_EX_CONFIG 78       /* udiRoot.conf missing/not root-owned/invalid; untrusted https gateway */
+#define UDI_EX_UNTRUSTED 79    /* image dir, .meta or image: symlink, owner not root/imageWriter, g/o-writable */
 #define UDI_EX_EXEC_FAILED 127 /* the container command could not be executed */
 
 /* Checked system calls. Each prints "shifter: FILE:LINE: <expr or message>: <strerror(errno)>" and exits with

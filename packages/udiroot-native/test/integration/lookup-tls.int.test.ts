@@ -183,6 +183,8 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
       JSON.stringify({
         gateway: { host: '127.0.0.1', port },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
+        // The harness registry is no configured location (allowedRegistries defaults to "configured").
+        allowedRegistries: 'any',
         systems: {
           [system]: {
             transfer: { kind: 'local', imageDir: env.imagePath },

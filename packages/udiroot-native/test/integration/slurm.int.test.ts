@@ -133,6 +133,8 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
       JSON.stringify({
         gateway: { host: '127.0.0.1', port: gatewayPort },
         storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
+        // The harness registry is no configured location (allowedRegistries defaults to "configured").
+        allowedRegistries: 'any',
         systems: {
           [system]: {
             transfer: { kind: 'local', imageDir: env.imagePath },
