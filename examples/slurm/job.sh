@@ -8,4 +8,5 @@
 echo "image id: $SHIFTER_IMAGE"
 # Each step runs inside the image; no --image needed.
 srun shifter cat /etc/os-release
+# shellcheck disable=SC2016 # expanded inside the container, not by the batch script
 srun shifter sh -c 'echo "running in $SHIFTER_IMAGE as $(id -un)"'

@@ -61,6 +61,7 @@ EOS
 
 args=(--reuid="$user" --regid="${group:-$user}" --init-groups)
 [[ $nnp != yes ]] || args+=(--no-new-privs)
+# shellcheck disable=SC2016 # the single-quoted parts are the script bash -c runs, expanded there
 unshare --mount --fork --kill-child=SIGTERM -- env PROTECT_HOME="$protect_home" PRIVATE_TMP="$private_tmp" \
   RW_PATHS="${rw_paths[*]}" bash -c "$setup"'
   # systemd raises the hard limit too; a sandbox without CAP_SYS_RESOURCE cannot, so it keeps its own hard limit.

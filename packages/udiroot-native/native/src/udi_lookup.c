@@ -374,7 +374,9 @@ static int tls_load(void)
       WARN("%s has no %s", UDI_LIBSSL, #name);                                                                         \
       return -1;                                                                                                       \
    }
+#ifndef UDI_STATIC_ANALYSIS /* cppcheck (lint.sh) cannot expand this list of redirected names */
    UDI_OPENSSL_FUNCS(UDI_OPENSSL_SYM)
+#endif
    state = 1;
    return 0;
 }
