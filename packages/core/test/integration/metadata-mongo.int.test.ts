@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { StoreSchemaStep } from '@shifter/core';
+import type { StoreSchemaStep } from '@shifter/core/internal';
 import { MongoMetadataStore } from '@shifter/core/mongo';
 import { describeMetadataStoreContract, haveServices, serviceValue } from '@shifter/core/testing';
 
