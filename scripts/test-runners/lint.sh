@@ -6,20 +6,9 @@
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root" || exit 1
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if out="$("$@" 2>&1)"; then
-    echo "ok   $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name"
-    echo "$out" | head -60
-    failed=$((failed + 1))
-  fi
-}
+CHECK_OUTPUT_LINES=60 CHECK_OUTPUT_END=head
+# shellcheck source=scripts/lib/runner-check.sh
+source "$root/scripts/lib/runner-check.sh"
 native=packages/udiroot-native/native
 mapfile -t udiroot_c < <(git ls-files -- "$native/src/*.c" "$native/tests/*.c")
 mapfile -t shell_scripts < <(git ls-files -- '*.sh')

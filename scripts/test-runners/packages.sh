@@ -10,20 +10,9 @@
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root" || exit 1
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if out="$("$@" 2>&1)"; then
-    echo "ok   $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name"
-    echo "$out" | tail -40
-    failed=$((failed + 1))
-  fi
-}
+CHECK_OUTPUT_LINES=40 CHECK_OUTPUT_END=tail
+# shellcheck source=scripts/lib/runner-check.sh
+source "$root/scripts/lib/runner-check.sh"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # name → workspace folder, for every package that is not "private".

@@ -5,20 +5,9 @@
 set -u
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root" || exit 1
-passed=0
-failed=0
-check() {
-  local name=$1
-  shift
-  if out="$("$@" 2>&1)"; then
-    echo "ok   $name"
-    passed=$((passed + 1))
-  else
-    echo "FAIL $name"
-    echo "$out" | head -40
-    failed=$((failed + 1))
-  fi
-}
+CHECK_OUTPUT_LINES=40 CHECK_OUTPUT_END=head
+# shellcheck source=scripts/lib/runner-check.sh
+source "$root/scripts/lib/runner-check.sh"
 for project in packages/core packages/gateway packages/cli packages/udiroot-native examples; do
   check "tsc $project" npx tsc -p "$project/tsconfig.json" --noEmit
 done
