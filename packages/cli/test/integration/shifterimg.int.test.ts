@@ -111,7 +111,11 @@ describe.skipIf(!available)('shifterimg against a real gateway', () => {
     await chmod(work, 0o755);
 
     // The product as installed: the bundle, its package.json and bin/run.cjs, somewhere both test users can read.
-    execFileSync('npx', ['tsup', '--metafile'], { cwd: cliRoot, stdio: 'pipe' });
+    execFileSync('npx', ['tsup', '--metafile'], {
+      cwd: cliRoot,
+      stdio: 'pipe',
+      env: { ...process.env, SHIFTER_CLI_METAFILE: '1' },
+    });
     type Metafile = {
       outputs: Record<string, { bytes: number; imports: Array<{ path: string; external?: boolean }> }>;
     };
