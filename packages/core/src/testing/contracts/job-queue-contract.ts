@@ -221,6 +221,9 @@ export function describeJobQueueContract(name: string, factory: JobQueueFactory)
         { concurrency: 2 },
       );
       const jobs = await Promise.all(Array.from({ length: 7 }, () => queue.enqueue({ kind: 'pull', system: 'sysa' })));
+      // Nothing finishes before two handlers run at once: with seven jobs waiting, the queue must reach its
+      // concurrency (releasing the first handler earlier let a slow second claim miss the overlap).
+      await waitFor(() => finish.length >= 2, 10_000, 'two handlers to run at once');
       for (let finished = 0; finished < jobs.length; finished++) {
         await waitFor(() => finish.length > finished, 10_000, `handler ${finished + 1} to start`);
         (finish[finished] as () => void)();
