@@ -20,6 +20,8 @@
 #   --cache-dir DIR      gateway blob cache (gateway) [/var/cache/shifter]
 #   --unit-dir DIR       where the systemd units go (gateway) [/etc/systemd/system]
 #   --user NAME          the gateway's service user (gateway) [shifter]
+#   --image-writer NAME|UID  the account that owns the delivered images (udiRoot.conf imageWriter; login, compute):
+#                        the gateway's service user or its transfer account [the --user, when it exists here]
 #   --force-config       overwrite an existing udiRoot.conf / gateway.json (default: keep it)
 #   --app-only           gateway: only the programs (shifter-gateway, shifterimg) under the prefix, no user, units
 #                        or configuration (the container images are built this way, deploy/compose/)
@@ -37,7 +39,7 @@ log() { printf 'install.sh: %s\n' "$*" >&2; }
 
 (($# > 0)) || die "usage: install.sh gateway|login|compute [options] (--help)"
 case $1 in
-  -h|--help) sed -n '2,29p' "$0" | sed 's/^# \?//'; exit 0 ;;
+  -h|--help) sed -n '2,31p' "$0" | sed 's/^# \?//'; exit 0 ;;
   gateway|login|compute) NODE_TYPE=$1; shift ;;
   *) die "unknown node type $1 (gateway, login or compute)" ;;
 esac
@@ -57,6 +59,7 @@ while (($# > 0)); do
     --cache-dir) CACHE_DIR=$2; shift 2 ;;
     --unit-dir) UNIT_DIR=$2; shift 2 ;;
     --user) SERVICE_USER=$2; shift 2 ;;
+    --image-writer) IMAGE_WRITER=$2; shift 2 ;;
     --force-config) FORCE_CONFIG=1; shift ;;
     --app-only) APP_ONLY=1; shift ;;
     *) die "unknown option $1" ;;
@@ -159,6 +162,11 @@ install_shifterimg() {
 
 write_udiroot_conf() {
   install -d -o root -g root -m 0755 "$RUNTIME_DIR" "$RUNTIME_DIR/udiMount" "$RUNTIME_DIR/loopMount"
+  # The runtime trusts image files owned by root or by this one account (the gateway writes them as its service
+  # user): without it, images delivered by a non-root gateway are refused (exit 79).
+  local writer=${IMAGE_WRITER:-}
+  if [[ -z $writer ]] && id -u "$SERVICE_USER" >/dev/null 2>&1; then writer=$SERVICE_USER; fi
+  [[ -n $writer ]] || log "no imageWriter: $SERVICE_USER is not a user here; images must be root's (or pass --image-writer UID)"
   write_config 0644 "$SYSCONFDIR/udiRoot.conf" <<EOF
 # udiRoot.conf: the Shifter runtime's configuration (man 5 udiRoot.conf). Must stay owned by root, mode 0644.
 system=$SYSTEM
@@ -172,6 +180,7 @@ populateEtcDynamically=1
 allowLibcPwdCalls=1
 rootfsType=tmpfs
 gatewayTimeout=30
+${writer:+imageWriter=$writer}
 EOF
 }
 
