@@ -21,7 +21,7 @@ import {
   serviceValue,
   startFakeRegistry,
 } from '@shifter/core/testing';
-import { RuntimeEnv } from './runtime-env.js';
+import { RuntimeEnv, credentialOf } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
 const enabled = haveRoot() && haveServices('user', 'registry', 'registryToken', 'munge');
@@ -29,19 +29,6 @@ const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.j
 const system = 'testsys';
 
 /** A munge credential encoded as `user` (so the gateway sees that uid), optionally carrying a payload. */
-async function credentialOf(user: string, payload?: string): Promise<string> {
-  const args = [
-    '-u',
-    user,
-    '--',
-    'munge',
-    '--socket',
-    serviceValue('munge'),
-    ...(payload ? ['--string', payload] : ['--no-input']),
-  ];
-  return (await execFileAsync('runuser', args)).stdout.trim();
-}
-
 describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => {
   let env: RuntimeEnv;
   let gateway: ChildProcess | undefined;

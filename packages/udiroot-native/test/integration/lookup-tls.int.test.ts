@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
 import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
-import { RuntimeEnv } from './runtime-env.js';
+import { RuntimeEnv, credentialOf } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
 const enabled = haveRoot() && haveServices('user', 'registry', 'munge');
@@ -116,19 +116,6 @@ async function listening<
 }
 
 /** A munge credential encoded as `user`, optionally carrying a payload (for the test's own gateway client). */
-async function credentialOf(user: string, payload?: string): Promise<string> {
-  const args = [
-    '-u',
-    user,
-    '--',
-    'munge',
-    '--socket',
-    serviceValue('munge'),
-    ...(payload ? ['--string', payload] : ['--no-input']),
-  ];
-  return (await execFileAsync('runuser', args)).stdout.trim();
-}
-
 describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', () => {
   let env: RuntimeEnv;
   let user: string;

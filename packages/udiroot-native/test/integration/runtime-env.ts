@@ -4,7 +4,7 @@
  * (installed 4755 root), setupRoot/unsetupRoot, an image directory filled by @shifter/core (pullImage from the test
  * registry, or convertImage from the harness fixtures' OCI layouts), and helpers to run commands as the test user.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   createReadStream,
   chmodSync,
@@ -18,8 +18,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { convertImage, pullImage, type LayerSource } from '@shifter/core';
+import { serviceValue } from '@shifter/core/testing';
 
 const nativeDir = fileURLToPath(new URL('../../native', import.meta.url));
 
@@ -206,4 +208,21 @@ export class RuntimeEnv {
       for (const job of readdirSync(jobs)) spawnSync(this.unsetupRoot, ['-j', job], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A munge credential made by `user` (with `munge` run as that user, on the harness's munged), carrying `payload`
+ * when given: what the runtime's lookup child or a client sends as that user.
+ */
+export async function credentialOf(user: string, payload?: string): Promise<string> {
+  const args = [
+    '-u',
+    user,
+    '--',
+    'munge',
+    '--socket',
+    serviceValue('munge'),
+    ...(payload ? ['--string', payload] : ['--no-input']),
+  ];
+  return (await promisify(execFile)('runuser', args)).stdout.trim();
 }

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
 import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
-import { RuntimeEnv, run, type RunResult } from './runtime-env.js';
+import { RuntimeEnv, run, type RunResult, credentialOf } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
 const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
@@ -29,19 +29,6 @@ function haveSlurm(): boolean {
 }
 
 const enabled = haveRoot() && haveServices('user', 'registry', 'munge') && haveSlurm();
-
-async function credentialOf(user: string, payload?: string): Promise<string> {
-  const args = [
-    '-u',
-    user,
-    '--',
-    'munge',
-    '--socket',
-    serviceValue('munge'),
-    ...(payload ? ['--string', payload] : ['--no-input']),
-  ];
-  return (await execFileAsync('runuser', args)).stdout.trim();
-}
 
 describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   let env: RuntimeEnv;
