@@ -41,4 +41,26 @@ describe('client configuration', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('reads gatewayCaPath only when a gateway is https://, as the runtime does', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cli-conf-'));
+    try {
+      const file = join(dir, 'udiRoot.conf');
+      const ca = join(dir, 'ca.pem');
+      const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+      await writeFile(ca, pem);
+      await writeFile(file, `imageGateway=http://a:8000 https://b:8443\nsystem=cluster\ngatewayCaPath=${ca}\n`);
+      expect((await loadCliConfig(file)).gatewayCa).toEqual([pem]);
+      // Only plain http gateways: the path is not read at all (a missing file is no error).
+      await writeFile(file, `imageGateway=http://a:8000\nsystem=cluster\ngatewayCaPath=${join(dir, 'missing.pem')}\n`);
+      expect((await loadCliConfig(file)).gatewayCa).toBeUndefined();
+      await writeFile(file, `imageGateway=https://b:8443\nsystem=cluster\ngatewayCaPath=${join(dir, 'missing.pem')}\n`);
+      await expect(loadCliConfig(file)).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_INVALID',
+        details: { key: 'gatewayCaPath' },
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { ConfigError, loadUdiRootConf } from '@shifter/core';
+import { ConfigError, loadUdiRootConf, readTrustAnchors } from '@shifter/core';
 import type { CliEnvironment } from './env.js';
 
 /** Where `udiRoot.conf` lives when neither `--config` nor `SHIFTER_CONFIG` says otherwise (the runtime's default). */
@@ -16,6 +16,8 @@ export interface CliConfig {
   defaultImageType: string;
   /** Per-attempt timeout in milliseconds. */
   timeoutMs: number;
+  /** Trust anchors read from `gatewayCaPath` (PEM texts), when it is set and some gateway URL is `https://`. */
+  gatewayCa?: string[];
 }
 
 /**
@@ -30,8 +32,9 @@ export function resolveConfigPath(flag: string | undefined, environment: CliEnvi
 /**
  * Load the client settings from `udiRoot.conf`.
  * @param file - path from {@link resolveConfigPath}
- * @throws ConfigError `SHIFTER_CONFIG_NOT_FOUND` when unreadable; `SHIFTER_CONFIG_INVALID` when malformed or when
- *   `imageGateway` or `system` is missing
+ * @throws ConfigError `SHIFTER_CONFIG_NOT_FOUND` when unreadable; `SHIFTER_CONFIG_INVALID` when malformed, when
+ *   `imageGateway` or `system` is missing, or when `gatewayCaPath` (read only if a gateway URL is `https://`) is
+ *   unreadable or holds no certificate
  */
 export async function loadCliConfig(file: string): Promise<CliConfig> {
   const conf = await loadUdiRootConf(file);
@@ -49,8 +52,12 @@ export async function loadCliConfig(file: string): Promise<CliConfig> {
       details: { file, key: 'system' },
     });
   }
+  // As the runtime: the CA path is read only when a gateway speaks TLS, and then replaces the default store.
+  const needsCa = conf.gatewayCaPath !== null && conf.imageGateway.some((url) => url.startsWith('https://'));
+  const gatewayCa = needsCa ? await readTrustAnchors(conf.gatewayCaPath!) : undefined;
   return {
     file,
+    ...(gatewayCa ? { gatewayCa } : {}),
     imageGateway: conf.imageGateway,
     system: conf.system,
     defaultImageType: conf.defaultImageType ?? 'docker',

@@ -35,6 +35,7 @@ const defaultServices: CliServices = {
       urls: config.imageGateway,
       system: config.system,
       timeoutMs: config.timeoutMs,
+      ...(config.gatewayCa ? { ca: config.gatewayCa } : {}),
       authenticate: authenticate ?? ((payload) => current.sign(payload, environment)),
     }),
   credentialStore: (environment) => {

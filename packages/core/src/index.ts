@@ -288,6 +288,7 @@ export {
   type GatewayStatus,
   type GatewayWaitOptions,
 } from './api/gateway-client.js';
+export { readTrustAnchors } from './api/trust-anchors.js';
 export {
   AclFieldSchema,
   AutoexpireResponseSchema,

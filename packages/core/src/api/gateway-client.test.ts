@@ -389,10 +389,56 @@ console.log(JSON.stringify(await client.status()));`;
       const trusted = await run(true);
       expect(trusted.code).toBe(0);
       expect(JSON.parse(trusted.stdout)).toEqual({ status: 'up', version: 'tls', systems: ['s'] });
-      // Without the CA the certificate is refused, which counts as an unreachable gateway.
+      // Without the CA the certificate is refused: like the runtime, a configuration problem (gatewayCaPath).
       const untrusted = await run(false);
       expect(untrusted.code).not.toBe(0);
-      expect(untrusted.stderr).toMatch(/SHIFTER_GATEWAY_UNAVAILABLE[\s\S]*(SELF_SIGNED|CERT)/);
+      expect(untrusted.stderr).toMatch(/SHIFTER_CONFIG_INVALID[\s\S]*certificate not trusted[\s\S]*(SELF_SIGNED|CERT)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('verifies an https gateway against the given trust anchors only (ca), failing over past an untrusted one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-ca-'));
+    try {
+      const makeCert = (name: string): void => {
+        execFileSync(
+          'openssl',
+          ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout']
+            .concat([join(dir, `${name}-key.pem`), '-out', join(dir, `${name}.pem`), '-days', '1'])
+            .concat(['-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']),
+          { stdio: 'ignore' },
+        );
+      };
+      makeCert('site');
+      makeCert('other');
+      const listen = async (name: string): Promise<string> => {
+        const server = createHttpsServer(
+          { key: await readFile(join(dir, `${name}-key.pem`)), cert: await readFile(join(dir, `${name}.pem`)) },
+          (_request, response) => {
+            response.setHeader('content-type', 'application/json');
+            response.end(JSON.stringify({ status: 'up', version: name, systems: ['s'] }));
+          },
+        );
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+        servers.push(server as unknown as Server);
+        return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      };
+      const site = await listen('site');
+      const other = await listen('other');
+      const ca = await readFile(join(dir, 'site.pem'), 'utf8');
+      const trusted = new GatewayClient({ urls: [site], system: 's', ca });
+      await expect(trusted.status()).resolves.toMatchObject({ version: 'site' });
+      // The other gateway's certificate is not signed by the anchors: skipped, whatever the order.
+      for (const random of [() => 0, () => 0.99]) {
+        const failover = new GatewayClient({ urls: [other, site], system: 's', ca: [ca], random });
+        await expect(failover.status()).resolves.toMatchObject({ version: 'site' });
+      }
+      const refused = new GatewayClient({ urls: [other], system: 's', ca });
+      await expect(refused.status()).rejects.toMatchObject({
+        code: 'SHIFTER_CONFIG_INVALID',
+        message: expect.stringMatching(/certificate not trusted.*gatewayCaPath/),
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

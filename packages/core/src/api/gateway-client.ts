@@ -84,6 +84,12 @@ export interface GatewayClientOptions {
   authenticate?: GatewayAuthenticator;
   /** undici dispatcher for every request (custom CA, proxy, `MockAgent` in tests); requests then use fetch. */
   dispatcher?: Dispatcher;
+  /**
+   * Trust anchors for `https://` gateways, PEM (one string may hold several certificates). Given, they replace
+   * Node's default CA store, as `gatewayCaPath` in `udiRoot.conf` replaces OpenSSL's for the runtime; see
+   * {@link readTrustAnchors}. Ignored when a `dispatcher` is given (configure the dispatcher instead).
+   */
+  ca?: string | readonly string[];
   /** Source of randomness for the URL order (default `Math.random`); tests pass a fixed one. */
   random?: () => number;
 }
@@ -142,10 +148,40 @@ interface RequestSpec {
 interface Attempt {
   url: string;
   error: string;
+  untrusted?: boolean;
 }
 
 /** Raised inside one attempt when the gateway could not be used and the next URL should be tried. */
-class Unreachable extends Error {}
+class Unreachable extends Error {
+  /** The gateway answered, but its certificate was not trusted (wrong CA, host name, expired). */
+  readonly untrusted: boolean;
+  constructor(message: string, untrusted = false) {
+    super(message);
+    this.untrusted = untrusted;
+  }
+}
+
+/** Node's and OpenSSL's codes for a certificate that failed verification. */
+const UNTRUSTED_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function isUntrusted(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const causeCode = error instanceof Error ? (error.cause as { code?: unknown } | undefined)?.code : undefined;
+  return UNTRUSTED_CODES.has(String(code)) || UNTRUSTED_CODES.has(String(causeCode));
+}
 
 const HOP_STATUSES = new Set([502, 503, 504]);
 
@@ -179,6 +215,7 @@ export class GatewayClient {
   readonly #timeoutMs: number;
   readonly #authenticate: GatewayAuthenticator | undefined;
   readonly #dispatcher: Dispatcher | undefined;
+  readonly #ca: string | string[] | undefined;
   readonly #random: () => number;
 
   /**
@@ -223,6 +260,7 @@ export class GatewayClient {
     this.#timeoutMs = timeoutMs;
     this.#authenticate = options.authenticate;
     this.#dispatcher = options.dispatcher;
+    this.#ca = typeof options.ca === 'string' || options.ca === undefined ? options.ca : [...options.ca];
     this.#random = options.random ?? Math.random;
   }
 
@@ -481,8 +519,16 @@ export class GatewayClient {
         return await this.#attempt(base, spec);
       } catch (error) {
         if (!(error instanceof Unreachable)) throw error;
-        attempts.push({ url: base, error: error.message });
+        attempts.push({ url: base, error: error.message, ...(error.untrusted ? { untrusted: true } : {}) });
       }
+    }
+    if (attempts.some((attempt) => attempt.untrusted)) {
+      // As the runtime: a gateway that answered with a certificate nobody trusts is a site configuration problem.
+      throw new ConfigError(
+        'SHIFTER_CONFIG_INVALID',
+        `no image gateway answered, and some were not trusted (${attempts.map((attempt) => `${attempt.url}: ${attempt.error}`).join('; ')}); check gatewayCaPath and imageGateway in udiRoot.conf`,
+        { details: { attempts, key: 'gatewayCaPath' } },
+      );
     }
     throw new ShifterError(
       'SHIFTER_GATEWAY_UNAVAILABLE',
@@ -506,9 +552,11 @@ export class GatewayClient {
     try {
       response = this.#dispatcher
         ? await fetchText(url, spec.method, headers, bodyText, this.#timeoutMs, this.#dispatcher)
-        : await nodeRequestText(url, spec.method, headers, bodyText, this.#timeoutMs);
+        : await nodeRequestText(url, spec.method, headers, bodyText, this.#timeoutMs, this.#ca);
     } catch (error) {
-      throw new Unreachable(describeNetworkError(error, this.#timeoutMs));
+      const untrusted = isUntrusted(error);
+      const reason = describeNetworkError(error, this.#timeoutMs);
+      throw new Unreachable(untrusted ? `certificate not trusted (${reason})` : reason, untrusted);
     }
     const text = response.text;
     let parsed: unknown;
@@ -688,13 +736,15 @@ async function nodeRequestText(
   headers: Record<string, string>,
   body: string | undefined,
   timeoutMs: number,
+  ca: string | string[] | undefined,
 ): Promise<RawResponse> {
   const target = new URL(url);
   const transport = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise<RawResponse>((resolve, reject) => {
     const outgoing: Record<string, string> = { ...headers };
     if (body !== undefined) outgoing['content-length'] = String(Buffer.byteLength(body));
-    const request = transport.request(target, { method, headers: outgoing, agent: false }, (response) => {
+    const options = { method, headers: outgoing, agent: false as const, ...(ca !== undefined ? { ca } : {}) };
+    const request = transport.request(target, options, (response) => {
       const chunks: Buffer[] = [];
       let size = 0;
       response.on('data', (chunk: Buffer) => {

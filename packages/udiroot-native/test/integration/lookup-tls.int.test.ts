@@ -404,4 +404,50 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     expect(bad.status).toBe(78);
     expect(bad.stderr).toContain(`gatewayCaPath ${notPem}: no PEM certificate could be loaded`);
   });
+
+  it('shifterimg lookup verifies https gateways against the same gatewayCaPath (file or directory), as the user', async () => {
+    const cliBin = fileURLToPath(new URL('../../../cli/bin/run.cjs', import.meta.url));
+    // Asynchronous: the TLS proxy runs in this process and must keep forwarding while the client waits.
+    const lookup = (who: string) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(
+          'runuser',
+          ['-u', who, '--', 'env', '-i', 'PATH=/usr/bin:/bin', `HOME=/tmp`, `SHIFTER_CONFIG=${env.confPath}`].concat([
+            `SHIFTER_MUNGE_SOCKET=${serviceValue('munge')}`,
+            process.execPath,
+            cliBin,
+            'lookup',
+            tag,
+          ]),
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+        child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+        child.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    for (const ca of [testCa, testCaDir]) {
+      conf(httpsUrl, ca);
+      for (const who of [user, user2]) {
+        const r = await lookup(who);
+        expect(r.stderr).toBe('');
+        expect([r.status, r.stdout]).toEqual([0, `${imageId}\n`]);
+      }
+    }
+    // A gateway the anchors do not sign is skipped for one they do; alone, it is a configuration error (78).
+    conf(`${otherNameUrl} ${httpsUrl}`, testCa);
+    expect((await lookup(user)).stdout).toBe(`${imageId}\n`);
+    conf(httpsUrl, wrongCa);
+    const untrusted = await lookup(user);
+    expect(untrusted.status).toBe(78);
+    expect(untrusted.stderr).toMatch(/certificate not trusted[\s\S]*gatewayCaPath/);
+    // The anchors must be readable by the user who runs the lookup.
+    const unreadable = join(env.dir, 'tls', 'root-only-ca-cli.pem');
+    writeFileSync(unreadable, readFileSync(testCa), { mode: 0o600 });
+    conf(httpsUrl, unreadable);
+    const denied = await lookup(user);
+    expect(denied.status).toBe(78);
+    expect(denied.stderr).toContain(`gatewayCaPath ${unreadable}: cannot be read (EACCES)`);
+  });
 });
