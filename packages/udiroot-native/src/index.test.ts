@@ -176,8 +176,37 @@ describe('buildSetupRootArgs / runSetupRoot / runUnsetupRoot', () => {
     ]);
   });
 
+  it('builds the CCM form: a local directory instead of an image', () => {
+    expect(buildSetupRootArgs({ localRoot: '/', user: 'bob', uid: 5, gid: 6 })).toEqual([
+      '-u',
+      'bob',
+      '-U',
+      '5',
+      '-G',
+      '6',
+      'local',
+      '/',
+    ]);
+    expect(buildSetupRootArgs({ localRoot: '/srv/ccm-root', user: 'bob', uid: 5, gid: 6, modules: 'none' })).toEqual([
+      '-u',
+      'bob',
+      '-U',
+      '5',
+      '-G',
+      '6',
+      '-m',
+      'none',
+      'local',
+      '/srv/ccm-root',
+    ]);
+  });
+
   it.each([
     [{ imageId: 'not-hex', user: 'a', uid: 1, gid: 1 }, 'imageId'],
+    [{ user: 'a', uid: 1, gid: 1 }, 'imageId'],
+    [{ imageId: 'ab', localRoot: '/', user: 'a', uid: 1, gid: 1 }, 'imageId'],
+    [{ localRoot: 'relative/dir', user: 'a', uid: 1, gid: 1 }, 'localRoot'],
+    [{ localRoot: '/srv/../etc', user: 'a', uid: 1, gid: 1 }, 'localRoot'],
     [{ imageId: 'ab', user: '', uid: 1, gid: 1 }, 'user'],
     [{ imageId: 'ab', user: 'a', uid: 0, gid: 1 }, 'uid'],
     [{ imageId: 'ab', user: 'a', uid: 1, gid: -1 }, 'gid'],

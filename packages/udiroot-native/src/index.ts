@@ -212,8 +212,15 @@ function spawnProgram(program: string, args: string[], options: SpawnSettings): 
 
 /** What `setupRoot` (workload-manager prolog, run as root) should prepare. */
 export interface SetupRootOptions {
-  /** Image id (hex); the prolog resolves tags to ids at submit time. */
-  imageId: string;
+  /**
+   * Image id (hex); the prolog resolves tags to ids at submit time. Exactly one of `imageId` and `localRoot`.
+   */
+  imageId?: string;
+  /**
+   * A host directory to use as the root instead of an image (`setupRoot … local <dir>`, the CCM mode; needs
+   * `allowLocalChroot=1` in udiRoot.conf). Absolute, without `..`. Exactly one of `imageId` and `localRoot`.
+   */
+  localRoot?: string;
   /** The job's user name, uid and gid (must match the passwd entry). */
   user: string;
   uid: number;
@@ -240,12 +247,23 @@ function validJob(job: number): boolean {
  *
  * @param options - image, user and request; must equal the later `shifter` calls' image, volumes and modules for
  *   them to reuse the root
- * @returns argv ending with `id <imageId>`
- * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` for a non-hex id, a non-positive uid/gid, an empty user,
- *   a bad host name or task count, or invalid volumes/modules
+ * @returns argv ending with `id <imageId>` or `local <localRoot>`
+ * @throws {@link ShifterError} `SHIFTER_USAGE_INVALID_ARGUMENT` for a non-hex id, both or neither of `imageId` and
+ *   `localRoot`, a relative local root, a non-positive uid/gid, an empty user, a bad host name or task count, or
+ *   invalid volumes/modules
  */
 export function buildSetupRootArgs(options: SetupRootOptions): string[] {
-  if (!/^[0-9a-f]+$/i.test(options.imageId)) throw invalid('imageId must be hexadecimal', 'imageId');
+  if ((options.imageId === undefined) === (options.localRoot === undefined))
+    throw invalid('give exactly one of imageId and localRoot', 'imageId');
+  if (options.imageId !== undefined && !/^[0-9a-f]+$/i.test(options.imageId))
+    throw invalid('imageId must be hexadecimal', 'imageId');
+  if (
+    options.localRoot !== undefined &&
+    (!options.localRoot.startsWith('/') ||
+      options.localRoot.split('/').includes('..') ||
+      /[\s\0]/.test(options.localRoot))
+  )
+    throw invalid('localRoot must be an absolute directory without ".." or white space', 'localRoot');
   if (!options.user || /[\s:]/.test(options.user)) throw invalid('user must be a login name', 'user');
   for (const [field, value] of [
     ['uid', options.uid],
@@ -276,7 +294,8 @@ export function buildSetupRootArgs(options: SetupRootOptions): string[] {
       throw invalid('modules must be non-empty names', 'modules');
     args.push('-m', list.join(','));
   }
-  args.push('id', options.imageId.toLowerCase());
+  if (options.localRoot !== undefined) args.push('local', options.localRoot);
+  else args.push('id', options.imageId!.toLowerCase());
   return args;
 }
 

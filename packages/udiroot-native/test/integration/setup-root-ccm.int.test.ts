@@ -9,6 +9,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
+import { runSetupRoot } from '../../src/index.js';
 import { run, RuntimeEnv } from './runtime-env.js';
 
 const enabled = haveRoot() && haveServices('user');
@@ -46,9 +47,18 @@ describe.skipIf(!enabled)('setupRoot local / (CCM mode)', () => {
 
   it('builds the host tree as the root in the global namespace; shifter --image=local:/ reuses it; unsetupRoot removes it', async () => {
     env.writeConf('allowLocalChroot=1\n');
-    const setup = await setupRoot('-N', 'node1/2', 'local', '/');
+    // Through the TypeScript wrapper a prolog script would use: `setupRoot -N node1/2 … local /`.
+    const setup = await runSetupRoot({
+      programPath: env.setupRoot,
+      localRoot: '/',
+      user,
+      uid: Number(uid),
+      gid: Number(gid),
+      hosts: { node1: 2 },
+    });
+    expect(setup.args.slice(-2)).toEqual(['local', '/']);
     expect(setup.stderr).toBe('');
-    expect(setup.status).toBe(0);
+    expect(setup.exitCode).toBe(0);
     // Built in the global namespace: visible here, with the host's own directories and the site's generated /etc.
     expect(env.mounts()).toContain(env.udiMount);
     expect(existsSync(join(env.udiMount, 'usr', 'bin', 'env'))).toBe(true);
