@@ -219,14 +219,14 @@ gateway_pull() { # registry-host ref [concurrentDownloads] [proxy]
     echo "fail gateway pull of $2 ends READY" >>"$CHECKS"
   fi
   sqfs=$(find "$SCRATCH/gateway/images" -name '*.squashfs' -printf '%s\n' | head -1)
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["gatewayRssMB"]=sys.argv[2]; d["squashfsBytes"]=int(sys.argv[3] or 0); print(json.dumps(d))' \
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["gatewayRssMB"]=int(sys.argv[2]) if sys.argv[2].isdigit() else None; d["squashfsBytes"]=int(sys.argv[3] or 0); print(json.dumps(d))' \
     "$json" "$rss" "${sqfs:-0}" >"$SCRATCH/pull.json"
 }
 run_gateway() { # registry
   gateway_pull "$1" "$1/$image" "" "${PROXY_FOR_RUN:-}"
   cat "$SCRATCH/pull.json" >>"$SCRATCH/gateway.jsonl"
   if [[ $mode == loopback ]]; then
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print("gateway", d["pullToReadyMs"] / 1000, d["gatewayRssMB"], "-", d["squashfsBytes"])' <"$SCRATCH/pull.json" >>"$results"
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("gateway", d["pullToReadyMs"] / 1000, d["gatewayRssMB"] or "-", "-", d["squashfsBytes"])' <"$SCRATCH/pull.json" >>"$results"
   else
     python3 -c 'import json,sys; d=json.load(sys.stdin); print("gateway", d["pullToReadyMs"] / 1000, d["lastByteMs"] / 1000, d["readyMinusLastByteMs"] / 1000, d["maxConcurrentBlobGets"], d["blobGets"])' <"$SCRATCH/pull.json" >>"$results"
   fi
