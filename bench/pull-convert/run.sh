@@ -37,6 +37,7 @@
 #   LAYERS_LIMITS="default 6" ("" skips part 3)  LAYERS_COUNT=30  LAYER_KB=1024  LAYERS_MBPS=$THROTTLE_MBPS (25 if 0)
 #   POLL_MS=25  GATEWAY_FROM=source (the checkout's TypeScript through tsx) | dist (packages/gateway/dist: build first)
 #   GATEWAY_TOOL=  (unset: the gateway's default conversion.tool; or tar2sqfs / mksquashfs)
+#   GATEWAY_ROOT=  the checkout whose gateway runs (default: this one; e.g. another worktree, to compare a branch)
 # Example, gateway against the peer only, one round: ROUNDS=1 CONTENDERS="gateway peer" IMAGES=test/debian:latest \
 #   bash scripts/test-harness.sh run bash bench/pull-convert/run.sh
 set -euo pipefail
@@ -75,7 +76,8 @@ fi
 # The gateway's polls need one munge credential each, made ahead of the run through libmunge.
 GEN_CREDENTIALS=$ROOT/bench/out/gen-credentials
 gcc -O2 -o "$GEN_CREDENTIALS" "$ROOT/bench/gateway/gen-credentials.c" -lmunge
-GATEWAY_CMD=(node "$ROOT/packages/gateway/bin/shifter-gateway.js" serve)
+GATEWAY_ROOT=${GATEWAY_ROOT:-$ROOT}
+GATEWAY_CMD=(node "$GATEWAY_ROOT/packages/gateway/bin/shifter-gateway.js" serve)
 GATEWAY_ENV=SHIFTER_GATEWAY_FROM_SOURCE=1
 [[ $GATEWAY_FROM == dist ]] && GATEWAY_ENV=SHIFTER_GATEWAY_FROM_SOURCE=0
 
