@@ -19,16 +19,9 @@ import {
   type LookupMetric,
   type NewImageRecord,
 } from './image-record.js';
-import type {
-  ClaimOptions,
-  CreateOrGetResult,
-  FailJobOptions,
-  ImageRecordFilter,
-  JobFilter,
-  MetadataStore,
-  MetadataStoreOptions,
-  UpdateExpectations,
-} from './metadata-store.js';
+import type { ClaimOptions, FailJobOptions, JobFilter } from '../jobs/job-store.js';
+import type { CreateOrGetResult, ImageRecordFilter, UpdateExpectations } from './image-store.js';
+import type { MetadataStore, MetadataStoreOptions } from './metadata-store.js';
 import {
   applyPatch,
   attemptsExhausted,

@@ -17,7 +17,7 @@ import {
   isInFlightStatus,
   type NewImageRecord,
 } from './image-record.js';
-import type { UpdateExpectations } from './metadata-store.js';
+import type { UpdateExpectations } from './image-store.js';
 
 /** A new opaque id: 24 hex characters (96 random bits, the size of a MongoDB ObjectId). */
 export function newStoreId(): string {

@@ -45,16 +45,9 @@ import {
   type LookupMetric,
   type NewImageRecord,
 } from '../../metadata/image-record.js';
-import type {
-  ClaimOptions,
-  CreateOrGetResult,
-  FailJobOptions,
-  ImageRecordFilter,
-  JobFilter,
-  MetadataStore,
-  MetadataStoreOptions,
-  UpdateExpectations,
-} from '../../metadata/metadata-store.js';
+import type { ClaimOptions, FailJobOptions, JobFilter } from '../../jobs/job-store.js';
+import type { CreateOrGetResult, ImageRecordFilter, UpdateExpectations } from '../../metadata/image-store.js';
+import type { MetadataStore, MetadataStoreOptions } from '../../metadata/metadata-store.js';
 import {
   applyPatch,
   attemptsExhausted,
