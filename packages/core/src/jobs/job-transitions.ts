@@ -32,7 +32,7 @@ import {
 } from './job-record.js';
 import type { ClaimOptions, FailJobOptions, JobFilter, JobStore } from './job-store.js';
 
-/** The query of {@link JobTable.list}: {@link JobFilter} with the status list normalised and empty results ruled out. */
+/** The query of {@link JobTable.list}: a {@link JobFilter} normalised, with the empty answers ruled out. */
 export interface JobTableQuery {
   /** Only this system. */
   readonly system?: string;

@@ -580,8 +580,9 @@ export class SqliteMetadataStore implements MetadataStore {
         this.#read('listClaimableJobs', () =>
           parse(
             this.#stmt(
-              `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system) AND ((status = 'queued' AND not_before <= @now)
-                 OR (status = 'running' AND lease_expires_at < @now)) ORDER BY created_at, rowid`,
+              `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system)
+                 AND ((status = 'queued' AND not_before <= @now) OR (status = 'running' AND lease_expires_at < @now))
+                 ORDER BY created_at, rowid`,
             ).all({ system: system ?? null, now }) as { doc: string }[],
           ),
         ),
