@@ -197,15 +197,13 @@ export {
   type LayerSource,
 } from './convert/index.js';
 
-// Metadata store: image records, tags, lookup metrics, jobs.
+// Metadata store: image records and tags, lookup metrics, and (with the job store below) the whole store.
 export {
   IMAGE_STATUSES,
   IN_FLIGHT_STATUSES,
   SqliteMetadataStore,
   isInFlightStatus,
-  type ClaimOptions,
   type CreateOrGetResult,
-  type FailJobOptions,
   type ImageProgress,
   type AccessList,
   type ImageRecord,
@@ -213,8 +211,9 @@ export {
   type ImageRecordFilter,
   type ImageRecordPatch,
   type ImageStatus,
-  type JobFilter,
+  type ImageStore,
   type LookupMetric,
+  type LookupMetricsStore,
   type MetadataStore,
   type MetadataStoreOptions,
   type NewImageRecord,
@@ -223,20 +222,24 @@ export {
   type UpdateExpectations,
 } from './metadata/index.js';
 
-// Job queue.
+// Job queue and job store.
 export {
   InProcessJobQueue,
   JOB_KINDS,
   JOB_STATUSES,
+  type ClaimOptions,
   type CloseOptions,
+  type FailJobOptions,
   type InProcessJobQueueOptions,
   type JobContext,
   type JobError,
+  type JobFilter,
   type JobHandler,
   type JobKind,
   type JobQueue,
   type JobRecord,
   type JobStatus,
+  type JobStore,
   type JsonValue,
   type NewJob,
   type ProcessOptions,

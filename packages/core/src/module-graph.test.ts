@@ -79,6 +79,18 @@ describe('module graph of @shifter/core', () => {
     expect(cycles(graph)).toEqual([]);
   });
 
+  it('keeps jobs/ below metadata/: the queues take a JobStore, the stores implement it', () => {
+    const folder = (file: string): string => file.split('/')[0] as string;
+    const folders = new Map<string, string[]>();
+    for (const [file, targets] of graph) {
+      const from = folder(file);
+      folders.set(from, [...(folders.get(from) ?? []), ...targets.map(folder).filter((to) => to !== from)]);
+    }
+    expect(folders.get('metadata')).toContain('jobs');
+    expect(folders.get('jobs')).not.toContain('metadata');
+    expect(cycles(new Map([...folders].filter(([name]) => name === 'jobs' || name === 'metadata')))).toEqual([]);
+  });
+
   it('keeps layer/ below image-builder/ and convert/, and image-builder/ below convert/', () => {
     const offending = [...graph.entries()].flatMap(([file, targets]) =>
       targets

@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { JobStore } from './job-store.js';
 import type { CloseOptions, JobHandler, JobQueue, ProcessOptions } from './job-queue.js';
 import type { JobRecord, NewJob } from './job-record.js';
 import { JobRunner, newWorkerId, resolveProcessOptions } from './job-runner.js';
@@ -40,14 +40,14 @@ interface SystemWorker {
  * ```
  */
 export class InProcessJobQueue implements JobQueue {
-  readonly #store: MetadataStore;
+  readonly #store: JobStore;
   readonly #workerId: string;
   readonly #sweepIntervalMs: number | undefined;
   readonly #workers = new Map<string, SystemWorker>();
   #closed = false;
 
   /** @param store - where job state lives; the queue does not close it */
-  constructor(store: MetadataStore, options: InProcessJobQueueOptions = {}) {
+  constructor(store: JobStore, options: InProcessJobQueueOptions = {}) {
     this.#store = store;
     this.#workerId = options.workerId ?? newWorkerId();
     this.#sweepIntervalMs = options.sweepIntervalMs;

@@ -5,8 +5,8 @@
  * is slow to heartbeat is replaced), so handlers must be idempotent — each step must be safe to redo (write temp
  * files and rename, compare-and-set record states, treat "already there" as success).
  *
- * Job state lives in the {@link MetadataStore}; a backend only wakes workers. Two backends ship:
- * `InProcessJobQueue` (in `@shifter/core`) and `RedisJobQueue` (BullMQ, in `@shifter/core/redis`). Both pass
+ * Job state lives in a {@link JobStore} (the metadata store's job table); a backend only wakes workers. Two backends
+ * ship: `InProcessJobQueue` (in `@shifter/core`) and `RedisJobQueue` (BullMQ, in `@shifter/core/redis`). Both pass
  * `describeJobQueueContract` from `@shifter/core/testing`.
  *
  * @packageDocumentation

@@ -2,7 +2,7 @@
  * The job record: one unit of background work (a pull, an import, an expiry) and its lease.
  *
  * Job state lives in the metadata store, not in the queue backend, so the in-process queue and the Redis queue
- * behave the same: a backend only wakes workers; the store's atomic {@link MetadataStore.claimJob} decides who runs
+ * behave the same: a backend only wakes workers; the store's atomic {@link JobStore.claimJob} decides who runs
  * a job.
  *
  * @packageDocumentation
@@ -89,7 +89,7 @@ export const JOB_SECRETS_KEY = 'secrets';
 
 /**
  * The job as it must be stored once it has ended: `payload.secrets` removed when the job is done or failed, the job
- * unchanged otherwise. Every {@link MetadataStore} applies this on each write that ends a job.
+ * unchanged otherwise. Every {@link JobStore} applies this on each write that ends a job.
  */
 export function eraseEndedJobSecrets(job: JobRecord): JobRecord {
   if (job.status !== 'done' && job.status !== 'failed') return job;

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ShifterError, StoreError, toShifterError } from '../errors/index.js';
-import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { JobStore } from './job-store.js';
 import {
   DEFAULT_LEASE_MS,
   defaultRetryDelayMs,
@@ -64,7 +64,7 @@ export type RunOutcome = 'done' | 'retry' | 'failed' | 'lost';
  * Runs claimed jobs of one system for one worker id, tracking them so {@link JobRunner.close} can wait or abort.
  */
 export class JobRunner {
-  readonly #store: MetadataStore;
+  readonly #store: JobStore;
   readonly #handler: JobHandler;
   readonly #options: ResolvedProcessOptions;
   readonly #running = new Map<string, { promise: Promise<RunOutcome>; controller: AbortController }>();
@@ -77,7 +77,7 @@ export class JobRunner {
    * @param options - from {@link resolveProcessOptions}
    * @param workerId - the lease owner id the caller claimed jobs with
    */
-  constructor(store: MetadataStore, handler: JobHandler, options: ResolvedProcessOptions, workerId: string) {
+  constructor(store: JobStore, handler: JobHandler, options: ResolvedProcessOptions, workerId: string) {
     this.#store = store;
     this.#handler = handler;
     this.#options = options;

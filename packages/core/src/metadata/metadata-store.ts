@@ -1,248 +1,32 @@
 /**
- * The metadata store: image records, lookup metrics and job state behind one small interface.
+ * The metadata store: the gateway's persistent state, by concern — image records and tags ({@link ImageStore}),
+ * lookup metrics ({@link LookupMetricsStore}) and the job table ({@link JobStore}) — plus its lifecycle.
  *
  * Two implementations ship: `SqliteMetadataStore` (embedded, persistent default) in `@shifter/core` and
  * `MongoMetadataStore` in `@shifter/core/mongo`. Both pass `describeMetadataStoreContract` from
- * `@shifter/core/testing`, which is the executable form of the contracts written here.
+ * `@shifter/core/testing`, which runs the contract suite of each part. Code that needs one concern only takes that
+ * interface (the job queues take a {@link JobStore}); the composition root and site scripts hold the whole store.
  *
- * Consistency model: every method changes at most one record or job atomically (MongoDB-compatible servers such as
- * FerretDB have no multi-document transactions). Where an operation touches several records (`moveTag`), its order
- * of writes is documented so a reader never sees a tag vanish.
- *
- * Errors every implementation reports the same way (sentinels):
- * - `SHIFTER_IMAGE_NOT_FOUND` ({@link NotFoundError}): the record id does not exist.
- * - `SHIFTER_JOB_NOT_FOUND` ({@link NotFoundError}): the job id does not exist.
- * - `SHIFTER_JOB_CONFLICT` ({@link StoreError}): a compare-and-set expectation did not hold, or an in-flight
- *   record for the same (system, itype, pulltag, requester) exists.
- * - `SHIFTER_JOB_ATTEMPTS_EXHAUSTED` ({@link StoreError}): a claim found the job out of attempts (it is now failed).
- * - `SHIFTER_STORE_UNAVAILABLE` ({@link StoreError}): the backend cannot be reached or refused the operation.
+ * Errors every implementation reports the same way (sentinels): see each part. In short `SHIFTER_IMAGE_NOT_FOUND`
+ * and `SHIFTER_JOB_NOT_FOUND` ({@link NotFoundError}); `SHIFTER_JOB_CONFLICT`, `SHIFTER_JOB_ATTEMPTS_EXHAUSTED` and
+ * `SHIFTER_STORE_UNAVAILABLE` ({@link StoreError}).
  *
  * @packageDocumentation
  */
 // Imported for TSDoc links only.
 import type { NotFoundError, StoreError } from '../errors/index.js';
-import type { JobError, JobKind, JobRecord, JobStatus, JsonValue, NewJob } from '../jobs/job-record.js';
-import type {
-  AccessList,
-  ImageRecord,
-  ImageRecordPatch,
-  ImageStatus,
-  LookupMetric,
-  NewImageRecord,
-} from './image-record.js';
-
-/** Compare-and-set conditions of {@link MetadataStore.update}. All given conditions must hold. */
-export interface UpdateExpectations {
-  /** The record's status must be this one (or one of these). */
-  readonly expectStatus?: ImageStatus | readonly ImageStatus[];
-  /** The record's revision must be exactly this. */
-  readonly expectRevision?: number;
-}
-
-/** Filter of {@link MetadataStore.list}. Omitted fields do not filter. */
-export interface ImageRecordFilter {
-  /** Only this system. */
-  readonly system?: string;
-  /** Only this image type. */
-  readonly itype?: string;
-  /** Only this status (or these). */
-  readonly status?: ImageStatus | readonly ImageStatus[];
-  /** Only records whose `expiration` is set and `< expiresBefore` (epoch ms). */
-  readonly expiresBefore?: number;
-  /** Only records whose `lastPull` is null or `< lastPullBefore` (epoch ms). */
-  readonly lastPullBefore?: number;
-  /** At most this many (oldest `createdAt` first). */
-  readonly limit?: number;
-}
-
-/** Result of {@link MetadataStore.createOrGetInFlight}. */
-export interface CreateOrGetResult {
-  /** The record now in flight for the key: the new one, or the one that already existed. */
-  readonly record: ImageRecord;
-  /** True when this call created it (the caller must then start its job); false when it already existed. */
-  readonly created: boolean;
-}
-
-/** Filter of {@link MetadataStore.listJobs}. */
-export interface JobFilter {
-  /** Only this system. */
-  readonly system?: string;
-  /** Only this status (or these). */
-  readonly status?: JobStatus | readonly JobStatus[];
-  /** Only this kind. */
-  readonly kind?: JobKind;
-  /** At most this many (oldest first). */
-  readonly limit?: number;
-}
-
-/** Options of {@link MetadataStore.claimJob} and {@link MetadataStore.claimNextJob}. */
-export interface ClaimOptions {
-  /** Worker id that will own the lease. */
-  readonly owner: string;
-  /** Lease length in ms from now. */
-  readonly leaseMs: number;
-}
-
-/** Options of {@link MetadataStore.failJob}. */
-export interface FailJobOptions {
-  /** Put the job back to `queued` if attempts remain (otherwise it becomes `failed`). */
-  readonly retry: boolean;
-  /** With `retry`, epoch ms before which it must not be claimed again. */
-  readonly notBefore?: number;
-}
+import type { JobStore } from '../jobs/job-store.js';
+import type { ImageStore } from './image-store.js';
+import type { LookupMetricsStore } from './lookup-metrics-store.js';
 
 /**
- * Persistent state of the image gateway. Implementations are safe for concurrent use by many callers in one process
- * and, for shared backends (MongoDB), by many processes.
- *
- * Nothing returned is live: records are snapshots, frozen or copied; mutate through the methods.
+ * Persistent state of the image gateway: one object that is an {@link ImageStore}, a {@link LookupMetricsStore} and
+ * a {@link JobStore}, and owns the connection or file behind them. Implementations are safe for concurrent use by
+ * many callers in one process and, for shared backends (MongoDB), by many processes.
  *
  * @see {@link NotFoundError} {@link StoreError}
  */
-export interface MetadataStore {
-  // ----- image records --------------------------------------------------------------------------------------------
-
-  /**
-   * Insert a record as given (any status). Used for seeding and for records that need no dedup.
-   * @returns the stored record (with `recordId`, `revision` 1 and timestamps).
-   * @throws {@link StoreError} `SHIFTER_JOB_CONFLICT` when `input.status` is in flight and a record in flight for the
-   *   same (system, itype, pulltag, requester) exists; `SHIFTER_STORE_UNAVAILABLE`.
-   */
-  insert(input: NewImageRecord): Promise<ImageRecord>;
-
-  /**
-   * Atomically create the in-flight record for (system, itype, pulltag, requester), or return the one that exists. This is how
-   * 50 concurrent pull requests for one tag end up with exactly one record (and so one job): exactly one caller gets
-   * `created: true`. `input.status` must be in flight (e.g. `INIT`) and `input.pulltag` set.
-   *
-   * Idempotent: calling again while the record is in flight returns it with `created: false`. Once the record leaves
-   * the in-flight states (READY, FAILURE, …) the key is free again.
-   * @throws {@link StoreError} `SHIFTER_USAGE_INVALID_ARGUMENT` (a ShifterError) when status is not in flight or pulltag
-   *   is missing; `SHIFTER_STORE_UNAVAILABLE`.
-   */
-  createOrGetInFlight(input: NewImageRecord & { readonly pulltag: string }): Promise<CreateOrGetResult>;
-
-  /** The record with this id, or null. */
-  get(recordId: string): Promise<ImageRecord | null>;
-
-  /**
-   * Apply `patch` to one record atomically, bump its revision and `updatedAt`, and return the new record. With
-   * expectations it is a compare-and-set: the write happens only if they all hold at write time. Moving a record out
-   * of the in-flight states frees its (system, itype, pulltag, requester) key; moving one into them takes the key (conflict if
-   * taken).
-   * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND` when no such record;
-   *   {@link StoreError} `SHIFTER_JOB_CONFLICT` when an expectation did not hold (details carry the actual status and
-   *   revision) or the in-flight key is taken; `SHIFTER_STORE_UNAVAILABLE`.
-   */
-  update(recordId: string, patch: ImageRecordPatch, expectations?: UpdateExpectations): Promise<ImageRecord>;
-
-  /**
-   * The record in flight for (system, itype, pulltag, requester), or null. Without `requester` (or with null), the
-   * record of a request made without one (records written before requesters existed).
-   */
-  findInFlight(system: string, itype: string, pulltag: string, requester?: string | null): Promise<ImageRecord | null>;
-
-  /**
-   * The READY record carrying `tag` on (system, itype), or null. If a concurrent {@link moveTag} briefly leaves the tag
-   * on two records, the most recently updated one wins.
-   */
-  findReadyByTag(system: string, itype: string, tag: string): Promise<ImageRecord | null>;
-
-  /** The READY record with this image id on this system, or null (the newest if several). */
-  findReadyByImageId(system: string, imageId: string): Promise<ImageRecord | null>;
-
-  /** Every record (any status) carrying `tag` or having it as `pulltag` on (system, itype), newest first. */
-  findByTag(system: string, itype: string, tag: string): Promise<ImageRecord[]>;
-
-  /**
-   * Make `tag` point at `recordId` alone among records of the same (system, itype), with `access` as the tag's ACL
-   * on it (its {@link ImageRecord.tagAccess} entry; without `access`, the entry the target already has for the tag,
-   * else the target's record-level ACL). The tag and its entry leave every other record. Order of writes: the tag is
-   * added to the target first, then removed from every other record, so a concurrent reader sees the old or the new
-   * record, never none. Idempotent.
-   * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND`; {@link StoreError} `SHIFTER_STORE_UNAVAILABLE`.
-   */
-  moveTag(recordId: string, tag: string, access?: AccessList): Promise<ImageRecord>;
-
-  /**
-   * Remove `tag` and its access entry from the record (no-op when absent).
-   * @throws {@link NotFoundError} `SHIFTER_IMAGE_NOT_FOUND`.
-   */
-  removeTag(recordId: string, tag: string): Promise<ImageRecord>;
-
-  /** Records matching `filter`, oldest first. */
-  list(filter?: ImageRecordFilter): Promise<ImageRecord[]>;
-
-  /** Delete one record. @returns whether it existed. Idempotent. With `expectStatus`, deletes only in that state. */
-  delete(recordId: string, expectations?: Pick<UpdateExpectations, 'expectStatus'>): Promise<boolean>;
-
-  // ----- lookup metrics -------------------------------------------------------------------------------------------
-
-  /** Append metric rows (one batched write). Empty input is a no-op. */
-  insertLookupMetrics(rows: readonly LookupMetric[]): Promise<void>;
-
-  /** The last `limit` rows of a system by time, in ascending time order (the newest is last). */
-  listLookupMetrics(system: string, limit: number): Promise<LookupMetric[]>;
-
-  // ----- jobs -----------------------------------------------------------------------------------------------------
-
-  /** Create a queued job. @throws {@link StoreError} `SHIFTER_STORE_UNAVAILABLE`. */
-  createJob(input: NewJob): Promise<JobRecord>;
-
-  /** The job with this id, or null. */
-  getJob(id: string): Promise<JobRecord | null>;
-
-  /**
-   * Atomically claim one job: if it is `queued` (and `notBefore` has passed) or `running` with an expired lease, it
-   * becomes `running` with `owner` holding a lease of `leaseMs`, and `attempts` + 1. Exactly one of several
-   * concurrent claimers wins.
-   * @returns the claimed job, or null when it is not claimable (done, failed, leased by a live owner, not yet due,
-   *   or missing).
-   * @throws {@link StoreError} `SHIFTER_JOB_ATTEMPTS_EXHAUSTED` when it was claimable but `attempts` had reached
-   *   `maxAttempts`: the job is then marked `failed` with that code as `lastError` (details carry `jobId`).
-   */
-  claimJob(id: string, options: ClaimOptions): Promise<JobRecord | null>;
-
-  /**
-   * Claim the oldest claimable job of a system (same rules as {@link claimJob}). Jobs found out of attempts on the
-   * way are marked failed and reported through `onExhausted` instead of throwing.
-   * @returns the claimed job, or null when none is claimable.
-   */
-  claimNextJob(
-    system: string,
-    options: ClaimOptions & { readonly onExhausted?: (job: JobRecord) => void },
-  ): Promise<JobRecord | null>;
-
-  /**
-   * Extend the lease to `now + leaseMs` and record progress, only if `owner` still holds a running lease.
-   * @returns the updated job, or null when the lease was lost (another owner, no longer running, or missing) — the
-   *   caller must then stop working on the job.
-   */
-  heartbeatJob(id: string, options: ClaimOptions & { readonly progress?: JsonValue }): Promise<JobRecord | null>;
-
-  /** Mark done with `result`, only if `owner` still holds the lease. @returns the job, or null when it did not. */
-  completeJob(id: string, owner: string, result?: JsonValue): Promise<JobRecord | null>;
-
-  /**
-   * Record a failed attempt, only if `owner` still holds the lease: back to `queued` when `retry` and attempts remain,
-   * else `failed`. @returns the job, or null when the owner did not hold the lease.
-   */
-  failJob(id: string, owner: string, error: JobError, options: FailJobOptions): Promise<JobRecord | null>;
-
-  /** Jobs matching `filter`, oldest first. */
-  listJobs(filter?: JobFilter): Promise<JobRecord[]>;
-
-  /**
-   * Jobs that are claimable now: `running` with `leaseExpiresAt < now`, plus `queued` ones due now. Queue sweepers
-   * use it to re-dispatch work whose worker died.
-   */
-  listClaimableJobs(system?: string): Promise<JobRecord[]>;
-
-  /** Delete finished (`done`/`failed`) jobs last updated before `before` (epoch ms). @returns how many. */
-  pruneJobs(before: number): Promise<number>;
-
-  // ----- lifecycle ------------------------------------------------------------------------------------------------
-
+export interface MetadataStore extends ImageStore, LookupMetricsStore, JobStore {
   /** Release connections and file handles. Idempotent. Other methods must not be called afterwards. */
   close(): Promise<void>;
 }

@@ -10,7 +10,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ShifterError, StoreError } from '../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../jobs/job-record.js';
-import { eraseEndedJobSecrets } from '../jobs/job-record.js';
+import { type JobTable, JobTransitions } from '../jobs/job-transitions.js';
 import {
   fillImageRecord,
   type AccessList,
@@ -19,25 +19,15 @@ import {
   type LookupMetric,
   type NewImageRecord,
 } from './image-record.js';
-import type {
-  ClaimOptions,
-  CreateOrGetResult,
-  FailJobOptions,
-  ImageRecordFilter,
-  JobFilter,
-  MetadataStore,
-  MetadataStoreOptions,
-  UpdateExpectations,
-} from './metadata-store.js';
+import type { ClaimOptions, FailJobOptions, JobFilter } from '../jobs/job-store.js';
+import type { CreateOrGetResult, ImageRecordFilter, UpdateExpectations } from './image-store.js';
+import type { MetadataStore, MetadataStoreOptions } from './metadata-store.js';
 import {
   applyPatch,
-  attemptsExhausted,
   checkExpectations,
   inFlightConflict,
   inFlightKey,
   inFlightKeyOf,
-  isClaimable,
-  newJobRecord,
   newStoreId,
   recordNotFound,
   statusList,
@@ -164,6 +154,7 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #readyByTag = new Map<string, ImageRecord | null>();
   #dataVersion: number | undefined;
   #closed = false;
+  readonly #jobs: JobTransitions;
 
   /**
    * Open (creating or migrating) the database.
@@ -172,6 +163,11 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   constructor(options: SqliteMetadataStoreOptions) {
     this.#now = options.now ?? Date.now;
+    this.#jobs = new JobTransitions(this.#jobTable(), {
+      now: this.#now,
+      newId: newStoreId,
+      isClosed: () => this.#closed,
+    });
     try {
       // SECURITY: the database holds ACLs and, while a private pull runs, its registry login: a directory this store
       // creates is the gateway's alone.
@@ -546,15 +542,65 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   // ----- jobs -----------------------------------------------------------------------------------------------------
+  // The transitions live in jobs/job-transitions.ts; this store supplies the table: rows keyed by id, and an update
+  // that reads, decides and writes inside one IMMEDIATE transaction (atomic across processes sharing the file).
+
+  #jobTable(): JobTable {
+    const parse = (rows: { doc: string }[]): JobRecord[] => rows.map((row) => JSON.parse(row.doc) as JobRecord);
+    return {
+      insert: async (job) => this.#write('createJob', () => this.#saveJob(job, true)),
+      get: async (id) => this.#read('getJob', () => this.#getJob(id)),
+      update: async (id, change) =>
+        this.#write('updateJob', () => {
+          const job = this.#getJob(id);
+          const next = job && change(job);
+          if (next) this.#saveJob(next);
+          return next ?? null;
+        }),
+      list: async (query) => {
+        const where: string[] = [];
+        const params: Record<string, unknown> = {};
+        if (query.system !== undefined) {
+          where.push('system = @system');
+          params.system = query.system;
+        }
+        if (query.kind !== undefined) {
+          where.push('kind = @kind');
+          params.kind = query.kind;
+        }
+        if (query.statuses !== undefined) {
+          where.push(`status IN (${query.statuses.map((_, i) => `@status${i}`).join(', ')})`);
+          query.statuses.forEach((status, i) => (params[`status${i}`] = status));
+        }
+        const limit = query.limit === undefined ? '' : ` LIMIT ${query.limit}`;
+        const sql = `SELECT doc FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
+        return this.#read('listJobs', () => parse(this.#stmt(sql).all(params) as { doc: string }[]));
+      },
+      listClaimable: async (now, system) =>
+        this.#read('listClaimableJobs', () =>
+          parse(
+            this.#stmt(
+              `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system)
+                 AND ((status = 'queued' AND not_before <= @now) OR (status = 'running' AND lease_expires_at < @now))
+                 ORDER BY created_at, rowid`,
+            ).all({ system: system ?? null, now }) as { doc: string }[],
+          ),
+        ),
+      deleteEnded: async (before) =>
+        this.#write(
+          'pruneJobs',
+          () =>
+            this.#stmt(`DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before).changes,
+        ),
+    };
+  }
 
   #getJob(id: string): JobRecord | null {
     const row = this.#stmt('SELECT doc FROM jobs WHERE id = ?').get(id) as { doc: string } | undefined;
     return row ? (JSON.parse(row.doc) as JobRecord) : null;
   }
 
-  #saveJob(ended: JobRecord, insert = false): void {
-    // SECURITY: a job's secrets (a registry login) must not outlive it on disk.
-    const job = eraseEndedJobSecrets(ended);
+  #saveJob(job: JobRecord, insert = false): void {
     const columns = {
       id: job.id,
       system: job.system,
@@ -579,169 +625,47 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
-  async createJob(input: NewJob): Promise<JobRecord> {
-    const job = newJobRecord(input, newStoreId(), this.#now());
-    this.#write('createJob', () => this.#saveJob(job, true));
-    return job;
+  createJob(input: NewJob): Promise<JobRecord> {
+    return this.#jobs.createJob(input);
   }
 
-  async getJob(id: string): Promise<JobRecord | null> {
-    return this.#read('getJob', () => this.#getJob(id));
+  getJob(id: string): Promise<JobRecord | null> {
+    return this.#jobs.getJob(id);
   }
 
-  /** Claim inside a transaction; returns the claimed job, null, or the job it marked failed (exhausted). */
-  #claim(job: JobRecord, options: ClaimOptions): { claimed: JobRecord | null; exhausted: JobRecord | null } {
-    const now = this.#now();
-    if (!isClaimable(job, now)) return { claimed: null, exhausted: null };
-    if (job.attempts >= job.maxAttempts) {
-      const failed: JobRecord = {
-        ...job,
-        status: 'failed',
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED', message: attemptsExhausted(job).message },
-        updatedAt: now,
-      };
-      this.#saveJob(failed);
-      return { claimed: null, exhausted: failed };
-    }
-    const claimed: JobRecord = {
-      ...job,
-      status: 'running',
-      attempts: job.attempts + 1,
-      leaseOwner: options.owner,
-      leaseExpiresAt: now + options.leaseMs,
-      heartbeatAt: now,
-      updatedAt: now,
-    };
-    this.#saveJob(claimed);
-    return { claimed, exhausted: null };
+  claimJob(id: string, options: ClaimOptions): Promise<JobRecord | null> {
+    return this.#jobs.claimJob(id, options);
   }
 
-  async claimJob(id: string, options: ClaimOptions): Promise<JobRecord | null> {
-    const { claimed, exhausted } = this.#write('claimJob', () => {
-      const job = this.#getJob(id);
-      return job ? this.#claim(job, options) : { claimed: null, exhausted: null };
-    });
-    if (exhausted) throw attemptsExhausted(exhausted);
-    return claimed;
-  }
-
-  async claimNextJob(
+  claimNextJob(
     system: string,
     options: ClaimOptions & { readonly onExhausted?: (job: JobRecord) => void },
   ): Promise<JobRecord | null> {
-    const exhaustedJobs: JobRecord[] = [];
-    const claimed = this.#write('claimNextJob', () => {
-      const now = this.#now();
-      const rows = this.#stmt(
-        `SELECT doc FROM jobs WHERE system = ? AND ((status = 'queued' AND not_before <= ?)
-             OR (status = 'running' AND lease_expires_at < ?)) ORDER BY created_at, rowid`,
-      ).all(system, now, now) as { doc: string }[];
-      for (const row of rows) {
-        const result = this.#claim(JSON.parse(row.doc) as JobRecord, options);
-        if (result.exhausted) exhaustedJobs.push(result.exhausted);
-        if (result.claimed) return result.claimed;
-      }
-      return null;
-    });
-    for (const job of exhaustedJobs) options.onExhausted?.(job);
-    return claimed;
+    return this.#jobs.claimNextJob(system, options);
   }
 
-  async heartbeatJob(id: string, options: ClaimOptions & { readonly progress?: JsonValue }): Promise<JobRecord | null> {
-    return this.#write('heartbeatJob', () => {
-      const job = this.#getJob(id);
-      if (!job || job.status !== 'running' || job.leaseOwner !== options.owner) return null;
-      const now = this.#now();
-      const next: JobRecord = {
-        ...job,
-        leaseExpiresAt: now + options.leaseMs,
-        heartbeatAt: now,
-        progress: options.progress === undefined ? job.progress : options.progress,
-        updatedAt: now,
-      };
-      this.#saveJob(next);
-      return next;
-    });
+  heartbeatJob(id: string, options: ClaimOptions & { readonly progress?: JsonValue }): Promise<JobRecord | null> {
+    return this.#jobs.heartbeatJob(id, options);
   }
 
-  async completeJob(id: string, owner: string, result?: JsonValue): Promise<JobRecord | null> {
-    return this.#write('completeJob', () => {
-      const job = this.#getJob(id);
-      if (!job || job.status !== 'running' || job.leaseOwner !== owner) return null;
-      const next: JobRecord = {
-        ...job,
-        status: 'done',
-        result: result ?? null,
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        updatedAt: this.#now(),
-      };
-      this.#saveJob(next);
-      return next;
-    });
+  completeJob(id: string, owner: string, result?: JsonValue): Promise<JobRecord | null> {
+    return this.#jobs.completeJob(id, owner, result);
   }
 
-  async failJob(id: string, owner: string, error: JobError, options: FailJobOptions): Promise<JobRecord | null> {
-    return this.#write('failJob', () => {
-      const job = this.#getJob(id);
-      if (!job || job.status !== 'running' || job.leaseOwner !== owner) return null;
-      const retry = options.retry && job.attempts < job.maxAttempts;
-      const next: JobRecord = {
-        ...job,
-        status: retry ? 'queued' : 'failed',
-        notBefore: retry ? (options.notBefore ?? 0) : job.notBefore,
-        lastError: { code: error.code, message: error.message },
-        leaseOwner: null,
-        leaseExpiresAt: null,
-        updatedAt: this.#now(),
-      };
-      this.#saveJob(next);
-      return next;
-    });
+  failJob(id: string, owner: string, error: JobError, options: FailJobOptions): Promise<JobRecord | null> {
+    return this.#jobs.failJob(id, owner, error, options);
   }
 
-  async listJobs(filter: JobFilter = {}): Promise<JobRecord[]> {
-    const where: string[] = [];
-    const params: Record<string, unknown> = {};
-    if (filter.system !== undefined) {
-      where.push('system = @system');
-      params.system = filter.system;
-    }
-    if (filter.kind !== undefined) {
-      where.push('kind = @kind');
-      params.kind = filter.kind;
-    }
-    const statuses = statusList(filter.status);
-    if (statuses !== undefined) {
-      if (statuses.length === 0) return [];
-      where.push(`status IN (${statuses.map((_, i) => `@status${i}`).join(', ')})`);
-      statuses.forEach((status, i) => (params[`status${i}`] = status));
-    }
-    const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
-    const sql = `SELECT doc FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, rowid${limit}`;
-    return this.#read('listJobs', () =>
-      (this.#stmt(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as JobRecord),
-    );
+  listJobs(filter?: JobFilter): Promise<JobRecord[]> {
+    return this.#jobs.listJobs(filter);
   }
 
-  async listClaimableJobs(system?: string): Promise<JobRecord[]> {
-    const now = this.#now();
-    return this.#read('listClaimableJobs', () => {
-      const rows = this.#stmt(
-        `SELECT doc FROM jobs WHERE (@system IS NULL OR system = @system) AND ((status = 'queued' AND not_before <= @now)
-             OR (status = 'running' AND lease_expires_at < @now)) ORDER BY created_at, rowid`,
-      ).all({ system: system ?? null, now }) as { doc: string }[];
-      return rows.map((row) => JSON.parse(row.doc) as JobRecord);
-    });
+  listClaimableJobs(system?: string): Promise<JobRecord[]> {
+    return this.#jobs.listClaimableJobs(system);
   }
 
-  async pruneJobs(before: number): Promise<number> {
-    return this.#write('pruneJobs', () => {
-      const info = this.#stmt(`DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?`).run(before);
-      return info.changes;
-    });
+  pruneJobs(before: number): Promise<number> {
+    return this.#jobs.pruneJobs(before);
   }
 
   async close(): Promise<void> {

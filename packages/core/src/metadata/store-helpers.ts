@@ -1,12 +1,12 @@
 /**
- * Pieces every metadata store shares, so the backends agree on ids, errors, claim rules and record merging.
+ * Pieces every metadata store shares, so the backends agree on ids, errors and record merging (the job rules live in
+ * `jobs/job-transitions.ts`).
  * Internal to core (not exported from the barrel); the Mongo adapter imports it by path.
  *
  * @packageDocumentation
  */
 import { randomBytes } from 'node:crypto';
 import { NotFoundError, ShifterError, StoreError } from '../errors/index.js';
-import { DEFAULT_MAX_ATTEMPTS, JOB_KINDS, type JobRecord, type NewJob } from '../jobs/job-record.js';
 import {
   IMAGE_STATUSES,
   tagAccessFor,
@@ -17,7 +17,7 @@ import {
   isInFlightStatus,
   type NewImageRecord,
 } from './image-record.js';
-import type { UpdateExpectations } from './metadata-store.js';
+import type { UpdateExpectations } from './image-store.js';
 
 /** A new opaque id: 24 hex characters (96 random bits, the size of a MongoDB ObjectId). */
 export function newStoreId(): string {
@@ -153,13 +153,6 @@ export function inFlightConflict(record: Pick<ImageRecord, 'system' | 'itype' | 
   );
 }
 
-/** The error a claim raises (after marking the job failed) when the job is out of attempts. */
-export function attemptsExhausted(job: Pick<JobRecord, 'id' | 'attempts' | 'maxAttempts'>): StoreError {
-  return new StoreError('SHIFTER_JOB_ATTEMPTS_EXHAUSTED', `job ${job.id} used all ${job.maxAttempts} attempts`, {
-    details: { jobId: job.id, attempts: job.attempts, maxAttempts: job.maxAttempts },
-  });
-}
-
 /** Wrap a backend failure as `SHIFTER_STORE_UNAVAILABLE`; ShifterErrors pass through. */
 export function storeUnavailable(error: unknown, what: string): ShifterError {
   if (ShifterError.isInstance(error)) return error;
@@ -170,38 +163,6 @@ export function storeUnavailable(error: unknown, what: string): ShifterError {
       cause: error,
     },
   );
-}
-
-/** Build a fresh job record from a request. @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT`. */
-export function newJobRecord(input: NewJob, id: string, now: number): JobRecord {
-  if (!(JOB_KINDS as readonly string[]).includes(input.kind)) invalid(`unknown job kind ${String(input.kind)}`);
-  if (typeof input.system !== 'string' || input.system === '') invalid('job system must be a non-empty string');
-  const maxAttempts = input.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) invalid('maxAttempts must be an integer ≥ 1');
-  return {
-    id,
-    kind: input.kind,
-    system: input.system,
-    payload: input.payload ?? null,
-    status: 'queued',
-    attempts: 0,
-    maxAttempts,
-    leaseOwner: null,
-    leaseExpiresAt: null,
-    heartbeatAt: null,
-    notBefore: 0,
-    lastError: null,
-    progress: null,
-    result: null,
-    createdAt: now,
-    updatedAt: now,
-  };
-}
-
-/** Whether a job may be claimed at `now`: queued and due, or running with an expired lease. */
-export function isClaimable(job: JobRecord, now: number): boolean {
-  if (job.status === 'queued') return job.notBefore <= now;
-  return job.status === 'running' && job.leaseExpiresAt !== null && job.leaseExpiresAt < now;
 }
 
 /** Validate image statuses given as a filter. */

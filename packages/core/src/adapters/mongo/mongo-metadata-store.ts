@@ -30,7 +30,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Collection, type Db, MongoClient, type MongoClientOptions, ObjectId } from 'mongodb';
 import { ShifterError, StoreError } from '../../errors/index.js';
 import type { JobError, JobRecord, JsonValue, NewJob } from '../../jobs/job-record.js';
-import { eraseEndedJobSecrets } from '../../jobs/job-record.js';
+import { type JobTable, JobTransitions } from '../../jobs/job-transitions.js';
 import {
   migrateImageRecord,
   pendingStoreSchemaSteps,
@@ -45,25 +45,15 @@ import {
   type LookupMetric,
   type NewImageRecord,
 } from '../../metadata/image-record.js';
-import type {
-  ClaimOptions,
-  CreateOrGetResult,
-  FailJobOptions,
-  ImageRecordFilter,
-  JobFilter,
-  MetadataStore,
-  MetadataStoreOptions,
-  UpdateExpectations,
-} from '../../metadata/metadata-store.js';
+import type { ClaimOptions, FailJobOptions, JobFilter } from '../../jobs/job-store.js';
+import type { CreateOrGetResult, ImageRecordFilter, UpdateExpectations } from '../../metadata/image-store.js';
+import type { MetadataStore, MetadataStoreOptions } from '../../metadata/metadata-store.js';
 import {
   applyPatch,
-  attemptsExhausted,
   checkExpectations,
   inFlightConflict,
   inFlightKey,
   inFlightKeyOf,
-  isClaimable,
-  newJobRecord,
   recordNotFound,
   statusList,
   storeUnavailable,
@@ -153,6 +143,7 @@ export class MongoMetadataStore implements MetadataStore {
   readonly #tagPointers: Collection<TagPointerDocument>;
   readonly #prefix: string;
   readonly #now: () => number;
+  readonly #jobTransitions: JobTransitions;
   #closed = false;
 
   private constructor(client: MongoClient, ownsClient: boolean, db: Db, prefix: string, now: () => number) {
@@ -166,6 +157,11 @@ export class MongoMetadataStore implements MetadataStore {
     this.#tagPointers = db.collection<TagPointerDocument>(`${prefix}tags`);
     this.#prefix = prefix;
     this.#now = now;
+    this.#jobTransitions = new JobTransitions(this.#jobTable(), {
+      now,
+      newId: () => new ObjectId().toHexString(),
+      isClosed: () => this.#closed,
+    });
   }
 
   /**
@@ -563,31 +559,63 @@ export class MongoMetadataStore implements MetadataStore {
   }
 
   /**
-   * Read-modify-write one job with compare-and-set on its hidden `rev`. `change` returns the next job or null for
-   * "no write"; the result is `{ before, after }` (after null when nothing was written or the job is missing).
+   * The job table under the shared transitions (jobs/job-transitions.ts). Its atomic update is the lock document
+   * `job:<id>` plus compare-and-set on the hidden `rev` (see the module documentation): FerretDB applies a filtered
+   * update as a read then a write, so the lock is what makes two claims exclusive.
    */
-  async #casJob(
-    id: string,
-    change: (current: JobRecord) => JobRecord | null,
-  ): Promise<{ before: JobRecord | null; after: JobRecord | null }> {
-    return this.#withLock(`job:${id}`, () => this.#casJobLocked(id, change));
+  #jobTable(): JobTable {
+    const toJobs = (documents: JobDocument[]): JobRecord[] => documents.map((d) => this.#toJob(d)!);
+    return {
+      insert: async (job) => {
+        await this.#run('createJob', () => this.#jobs.insertOne(this.#toJobDocument(job, 1)));
+      },
+      get: async (id) => this.#run('getJob', async () => this.#toJob(await this.#jobs.findOne({ _id: id }))),
+      update: async (id, change) =>
+        this.#run('updateJob', () => this.#withLock(`job:${id}`, () => this.#casJobLocked(id, change))),
+      list: async (query) => {
+        const filter: Record<string, unknown> = {};
+        if (query.system !== undefined) filter.system = query.system;
+        if (query.kind !== undefined) filter.kind = query.kind;
+        if (query.statuses !== undefined) filter.status = { $in: [...query.statuses] };
+        return this.#run('listJobs', async () => {
+          let cursor = this.#jobs.find(filter).sort({ createdAt: 1, _id: 1 });
+          if (query.limit !== undefined) cursor = cursor.limit(query.limit);
+          return toJobs(await cursor.toArray());
+        });
+      },
+      listClaimable: async (now, system) => {
+        const filter: Record<string, unknown> = {
+          $or: [
+            { status: 'queued', notBefore: { $lte: now } },
+            { status: 'running', leaseExpiresAt: { $lt: now } },
+          ],
+        };
+        if (system !== undefined) filter.system = system;
+        return this.#run('listClaimableJobs', async () =>
+          toJobs(await this.#jobs.find(filter).sort({ createdAt: 1, _id: 1 }).toArray()),
+        );
+      },
+      deleteEnded: async (before) =>
+        this.#run('pruneJobs', async () => {
+          const result = await this.#jobs.deleteMany({
+            status: { $in: ['done', 'failed'] },
+            updatedAt: { $lt: before },
+          });
+          return result.deletedCount;
+        }),
+    };
   }
 
-  async #casJobLocked(
-    id: string,
-    change: (current: JobRecord) => JobRecord | null,
-  ): Promise<{ before: JobRecord | null; after: JobRecord | null }> {
+  /** Read-decide-write of one job, with the job's lock held: compare-and-set on `rev`, retried if it moved. */
+  async #casJobLocked(id: string, change: (current: JobRecord) => JobRecord | null): Promise<JobRecord | null> {
     for (let attempt = 0; attempt < MAX_CAS_RETRIES; attempt++) {
       const document = await this.#jobs.findOne({ _id: id });
-      if (!document) return { before: null, after: null };
-      const current = this.#toJob(document)!;
-      const changed = change(current);
-      if (!changed) return { before: current, after: null };
-      // SECURITY: a job's secrets (a registry login) must not outlive it in the database.
-      const next = eraseEndedJobSecrets(changed);
+      if (!document) return null;
+      const next = change(this.#toJob(document)!);
+      if (!next) return null;
       const { _id, ...rest } = this.#toJobDocument(next, document.rev + 1);
       const result = await this.#jobs.replaceOne({ _id: id, rev: document.rev }, rest);
-      if (result.matchedCount === 1) return { before: current, after: next };
+      if (result.matchedCount === 1) return next;
     }
     throw new StoreError('SHIFTER_JOB_CONFLICT', `job ${id} kept changing; gave up after ${MAX_CAS_RETRIES} tries`);
   }
@@ -604,163 +632,47 @@ export class MongoMetadataStore implements MetadataStore {
     };
   }
 
-  async createJob(input: NewJob): Promise<JobRecord> {
-    const job = newJobRecord(input, new ObjectId().toHexString(), this.#now());
-    return this.#run('createJob', async () => {
-      await this.#jobs.insertOne(this.#toJobDocument(job, 1));
-      return job;
-    });
+  createJob(input: NewJob): Promise<JobRecord> {
+    return this.#jobTransitions.createJob(input);
   }
 
-  async getJob(id: string): Promise<JobRecord | null> {
-    return this.#run('getJob', async () => this.#toJob(await this.#jobs.findOne({ _id: id })));
+  getJob(id: string): Promise<JobRecord | null> {
+    return this.#jobTransitions.getJob(id);
   }
 
-  /** One claim attempt by CAS. `exhausted` is the failed job when the claim found it out of attempts. */
-  async #claim(id: string, options: ClaimOptions): Promise<{ claimed: JobRecord | null; exhausted: JobRecord | null }> {
-    let exhausted = false;
-    const { after } = await this.#casJob(id, (job) => {
-      exhausted = false;
-      const now = this.#now();
-      if (!isClaimable(job, now)) return null;
-      if (job.attempts >= job.maxAttempts) {
-        exhausted = true;
-        return {
-          ...job,
-          status: 'failed',
-          leaseOwner: null,
-          leaseExpiresAt: null,
-          lastError: { code: 'SHIFTER_JOB_ATTEMPTS_EXHAUSTED', message: attemptsExhausted(job).message },
-          updatedAt: now,
-        };
-      }
-      return {
-        ...job,
-        status: 'running',
-        attempts: job.attempts + 1,
-        leaseOwner: options.owner,
-        leaseExpiresAt: now + options.leaseMs,
-        heartbeatAt: now,
-        updatedAt: now,
-      };
-    });
-    if (!after) return { claimed: null, exhausted: null };
-    return exhausted ? { claimed: null, exhausted: after } : { claimed: after, exhausted: null };
+  claimJob(id: string, options: ClaimOptions): Promise<JobRecord | null> {
+    return this.#jobTransitions.claimJob(id, options);
   }
 
-  async claimJob(id: string, options: ClaimOptions): Promise<JobRecord | null> {
-    const { claimed, exhausted } = await this.#run('claimJob', () => this.#claim(id, options));
-    if (exhausted) throw attemptsExhausted(exhausted);
-    return claimed;
-  }
-
-  async claimNextJob(
+  claimNextJob(
     system: string,
     options: ClaimOptions & { readonly onExhausted?: (job: JobRecord) => void },
   ): Promise<JobRecord | null> {
-    return this.#run('claimNextJob', async () => {
-      for (const candidate of await this.#claimableDocuments(system)) {
-        const { claimed, exhausted } = await this.#claim(candidate._id, options);
-        if (exhausted) options.onExhausted?.(exhausted);
-        if (claimed) return claimed;
-      }
-      return null;
-    });
+    return this.#jobTransitions.claimNextJob(system, options);
   }
 
-  async #claimableDocuments(system: string | undefined): Promise<JobDocument[]> {
-    const now = this.#now();
-    const query: Record<string, unknown> = {
-      $or: [
-        { status: 'queued', notBefore: { $lte: now } },
-        { status: 'running', leaseExpiresAt: { $lt: now } },
-      ],
-    };
-    if (system !== undefined) query.system = system;
-    return this.#jobs.find(query).sort({ createdAt: 1, _id: 1 }).toArray();
+  heartbeatJob(id: string, options: ClaimOptions & { readonly progress?: JsonValue }): Promise<JobRecord | null> {
+    return this.#jobTransitions.heartbeatJob(id, options);
   }
 
-  async heartbeatJob(id: string, options: ClaimOptions & { readonly progress?: JsonValue }): Promise<JobRecord | null> {
-    return this.#run('heartbeatJob', async () => {
-      const { after } = await this.#casJob(id, (job) => {
-        if (job.status !== 'running' || job.leaseOwner !== options.owner) return null;
-        const now = this.#now();
-        return {
-          ...job,
-          leaseExpiresAt: now + options.leaseMs,
-          heartbeatAt: now,
-          progress: options.progress === undefined ? job.progress : options.progress,
-          updatedAt: now,
-        };
-      });
-      return after;
-    });
+  completeJob(id: string, owner: string, result?: JsonValue): Promise<JobRecord | null> {
+    return this.#jobTransitions.completeJob(id, owner, result);
   }
 
-  async completeJob(id: string, owner: string, result?: JsonValue): Promise<JobRecord | null> {
-    return this.#run('completeJob', async () => {
-      const { after } = await this.#casJob(id, (job) => {
-        if (job.status !== 'running' || job.leaseOwner !== owner) return null;
-        return {
-          ...job,
-          status: 'done',
-          result: result ?? null,
-          leaseOwner: null,
-          leaseExpiresAt: null,
-          updatedAt: this.#now(),
-        };
-      });
-      return after;
-    });
+  failJob(id: string, owner: string, error: JobError, options: FailJobOptions): Promise<JobRecord | null> {
+    return this.#jobTransitions.failJob(id, owner, error, options);
   }
 
-  async failJob(id: string, owner: string, error: JobError, options: FailJobOptions): Promise<JobRecord | null> {
-    return this.#run('failJob', async () => {
-      const { after } = await this.#casJob(id, (job) => {
-        if (job.status !== 'running' || job.leaseOwner !== owner) return null;
-        const retry = options.retry && job.attempts < job.maxAttempts;
-        return {
-          ...job,
-          status: retry ? 'queued' : 'failed',
-          notBefore: retry ? (options.notBefore ?? 0) : job.notBefore,
-          lastError: { code: error.code, message: error.message },
-          leaseOwner: null,
-          leaseExpiresAt: null,
-          updatedAt: this.#now(),
-        };
-      });
-      return after;
-    });
+  listJobs(filter?: JobFilter): Promise<JobRecord[]> {
+    return this.#jobTransitions.listJobs(filter);
   }
 
-  async listJobs(filter: JobFilter = {}): Promise<JobRecord[]> {
-    const query: Record<string, unknown> = {};
-    if (filter.system !== undefined) query.system = filter.system;
-    if (filter.kind !== undefined) query.kind = filter.kind;
-    const statuses = statusList(filter.status);
-    if (statuses !== undefined) {
-      if (statuses.length === 0) return [];
-      query.status = { $in: [...statuses] };
-    }
-    if (filter.limit !== undefined && Math.floor(filter.limit) <= 0) return [];
-    return this.#run('listJobs', async () => {
-      let cursor = this.#jobs.find(query).sort({ createdAt: 1, _id: 1 });
-      if (filter.limit !== undefined) cursor = cursor.limit(Math.floor(filter.limit));
-      return (await cursor.toArray()).map((d) => this.#toJob(d)!);
-    });
+  listClaimableJobs(system?: string): Promise<JobRecord[]> {
+    return this.#jobTransitions.listClaimableJobs(system);
   }
 
-  async listClaimableJobs(system?: string): Promise<JobRecord[]> {
-    return this.#run('listClaimableJobs', async () =>
-      (await this.#claimableDocuments(system)).map((d) => this.#toJob(d)!),
-    );
-  }
-
-  async pruneJobs(before: number): Promise<number> {
-    return this.#run('pruneJobs', async () => {
-      const result = await this.#jobs.deleteMany({ status: { $in: ['done', 'failed'] }, updatedAt: { $lt: before } });
-      return result.deletedCount;
-    });
+  pruneJobs(before: number): Promise<number> {
+    return this.#jobTransitions.pruneJobs(before);
   }
 
   /** Drop this store's database (tests; irreversible). */

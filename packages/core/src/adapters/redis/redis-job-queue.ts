@@ -15,7 +15,7 @@ import { ShifterError, StoreError } from '../../errors/index.js';
 import type { CloseOptions, JobHandler, JobQueue, ProcessOptions } from '../../jobs/job-queue.js';
 import type { JobRecord, NewJob } from '../../jobs/job-record.js';
 import { JobRunner, newWorkerId, resolveProcessOptions } from '../../jobs/job-runner.js';
-import type { MetadataStore } from '../../metadata/metadata-store.js';
+import type { JobStore } from '../../jobs/job-store.js';
 
 /** Options of {@link RedisJobQueue}. */
 export interface RedisJobQueueOptions {
@@ -55,7 +55,7 @@ const SYSTEM_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
  * ```
  */
 export class RedisJobQueue implements JobQueue {
-  readonly #store: MetadataStore;
+  readonly #store: JobStore;
   readonly #url: string | undefined;
   readonly #producer: Redis;
   readonly #ownsProducer: boolean;
@@ -70,7 +70,7 @@ export class RedisJobQueue implements JobQueue {
    * @param store - where job state lives; the queue does not close it
    * @throws ShifterError `SHIFTER_USAGE_INVALID_ARGUMENT` when neither `url` nor `connection` is given.
    */
-  constructor(store: MetadataStore, options: RedisJobQueueOptions) {
+  constructor(store: JobStore, options: RedisJobQueueOptions) {
     if (!options.url && !options.connection) {
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', 'RedisJobQueue needs a url or a connection');
     }
