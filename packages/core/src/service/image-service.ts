@@ -8,13 +8,10 @@
  *
  * @packageDocumentation
  */
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { RegistryLogin } from '../auth/index.js';
 import type { ShifterConfig, SystemConfig } from '../config/index.js';
-import { parseDigest, digestHex } from '../digest/index.js';
 import {
   AuthError,
   NotFoundError,
@@ -55,13 +52,12 @@ import {
 } from './access.js';
 import { containsAll, unionIds, type Caller } from './caller.js';
 import { parseExpirationTimeout } from './expiration.js';
-import type { ImagePuller, PullProgress, PullTarget } from './image-puller.js';
+import type { ImagePuller } from './image-puller.js';
 import { checkSquashfs, sha256File } from './squashfs-check.js';
 import { auditRecord } from './audit.js';
 import { copyFileAsCaller, type ImportReadOptions } from './import-reader.js';
+import { PullJob, type PullPayload } from './jobs/pull-job.js';
 import { checkRegistryAllowed } from './registry-policy.js';
-
-const execFileAsync = promisify(execFile);
 
 /** Minimal logger (pino-compatible). */
 export interface ServiceLogger {
@@ -145,12 +141,6 @@ const DOCKER = 'docker';
 const CUSTOM = 'custom';
 const CUSTOM_TAG = /^[A-Za-z0-9][A-Za-z0-9_.\-/:@]{0,255}$/;
 
-interface PullPayload {
-  readonly recordId: string;
-  readonly tag: string;
-  /** Erased by the store when the job ends (JOB_SECRETS_KEY). */
-  readonly secrets?: { readonly login?: RegistryLogin };
-}
 interface ImportPayload {
   readonly recordId: string;
   readonly tag: string;
@@ -188,6 +178,7 @@ export class ImageService {
   private readonly progressStatus = new Map<string, ImageStatus>();
   private readonly parsedTags = new Map<string, { key: string; reference: ImageReference }>();
   private readonly referenceOptions: ParseReferenceOptions;
+  private readonly pullJob: PullJob;
 
   constructor(options: ImageServiceOptions) {
     this.config = options.config;
@@ -206,6 +197,25 @@ export class ImageService {
       ),
       ...(options.config.defaultRegistry ? { defaultLocation: options.config.defaultRegistry } : {}),
     };
+    this.pullJob = new PullJob({
+      config: this.config,
+      store: this.store,
+      transferFor: this.transferFor,
+      puller: this.puller,
+      now: this.now,
+      progressWrittenAt: this.progressWrittenAt,
+      progressStatus: this.progressStatus,
+      inFlightRecord: (recordId) => this.inFlightRecord(recordId),
+      system: (name) => this.system(name),
+      parseDockerTag: (tag) => this.parseDockerTag(tag),
+      scratchPrefix: (system) => this.scratchPrefix(system),
+      expirationFrom: (now) => this.expirationFrom(now),
+      setState: (recordId, status, progress, extra) => this.setState(recordId, status, progress, extra),
+      reportProgress: (recordId, status, progress, context) => this.reportProgress(recordId, status, progress, context),
+      attachTag: (target, request, tag, access, update, transfer) =>
+        this.attachTag(target, request, tag, access, update, transfer),
+      settleFileAccess: (system, id, written, transfer) => this.settleFileAccess(system, id, written, transfer),
+    });
   }
 
   // ----- helpers ------------------------------------------------------------------------------------------------
@@ -775,7 +785,7 @@ export class ImageService {
   async runJob(job: JobRecord, context: JobContext): Promise<JsonValue> {
     try {
       let result: JsonValue;
-      if (job.kind === 'pull') result = await this.runPull(job, job.payload as unknown as PullPayload, context);
+      if (job.kind === 'pull') result = await this.pullJob.runPull(job, job.payload as unknown as PullPayload, context);
       else if (job.kind === 'import')
         result = await this.runImport(job, job.payload as unknown as ImportPayload, context);
       else result = await this.runExpire(job, job.payload as unknown as ExpirePayload);
@@ -845,168 +855,6 @@ export class ImageService {
   private async inFlightRecord(recordId: string): Promise<ImageRecord | null> {
     const record = await this.store.get(recordId);
     return record && isInFlightStatus(record.status) ? record : null;
-  }
-
-  private async runPull(job: JobRecord, payload: PullPayload, context: JobContext): Promise<JsonValue> {
-    const record = await this.inFlightRecord(payload.recordId);
-    if (!record) return { skipped: true };
-    const systemConfig = this.system(job.system);
-    const transfer = this.transferFor(job.system);
-    const { reference } = this.parseDockerTag(payload.tag);
-    const target: PullTarget = {
-      reference,
-      platform: systemConfig.platform,
-      login: payload.secrets?.login,
-      signal: context.signal,
-    };
-
-    await this.setState(record.recordId, 'PULLING', { step: 'Resolving tag' });
-    const resolved = await this.puller.resolve(target);
-    const digest = parseDigest(resolved.digest);
-    const id = digestHex(digest);
-    const isPrivate = resolved.private;
-    const now = this.now();
-    // What this pull proved: the tag is public, or private to the ACL the request asked for.
-    const access: AccessList = isPrivate
-      ? { private: true, userAcl: [...record.userAcl], groupAcl: [...record.groupAcl] }
-      : PUBLIC_ACCESS;
-    // Known from here on: whether the queue may show this pull to others.
-    await this.setState(record.recordId, 'PULLING', { step: 'Resolved tag' }, { private: isPrivate });
-
-    const existing = await this.store.findReadyByImageId(job.system, id);
-    if (existing && (await transfer.exists(id, { signal: context.signal }))) {
-      // SECURITY: the image is on the system already, but this pull's registry must still prove, to this pull's
-      // login, that it serves every blob of it; a manifest naming someone else's private layers proves nothing.
-      await this.setState(record.recordId, 'PULLING', {
-        step: 'Image already on the system: checking the registry serves it',
-      });
-      await this.puller.prove({ ...target, digest });
-      await this.setState(record.recordId, 'TRANSFER', { step: 'Image already on the system: updating metadata' });
-      await this.attachTag(
-        existing,
-        record,
-        payload.tag,
-        access,
-        { manifestDigest: digest, now, onDisk: fileAccessOf(existing) },
-        transfer,
-      );
-      return { imageId: id, metadataOnly: true };
-    }
-
-    await mkdir(this.config.storage.expandDir, { recursive: true });
-    const scratch = await mkdtemp(join(this.config.storage.expandDir, this.scratchPrefix(job.system)));
-    try {
-      await this.setState(
-        record.recordId,
-        'PULLING',
-        { step: 'Pulling layers' },
-        { imageId: id, manifestDigest: digest },
-      );
-      const examiner = this.config.examiner;
-      const pulled = await this.puller.fetch(
-        {
-          ...target,
-          digest,
-          outDir: scratch,
-          scratchDir: scratch,
-          ...(examiner
-            ? {
-                examine: async (rootDir: string) => {
-                  await this.setState(record.recordId, 'EXAMINATION', { step: 'Examining image' });
-                  await runExaminer(examiner, rootDir, id, context.signal);
-                },
-              }
-            : {}),
-        },
-        (progress) => this.onPullProgress(record.recordId, progress, context),
-      );
-      // The file's ACL: this pull's, widened by a READY record of the same content (whose file this replaces).
-      const current = await this.store.findReadyByImageId(job.system, id);
-      const fileAcl = current ? mergeAccess(fileAccessOf(current), access) : access;
-      const metaPath = join(scratch, `${id}.meta`);
-      writeMetaFile(metaPath, {
-        format: 'squashfs',
-        entrypoint: pulled.metadata.entrypoint,
-        cmd: pulled.metadata.cmd,
-        workdir: pulled.metadata.workdir,
-        env: pulled.metadata.env,
-        userACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
-        groupACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
-      });
-      await this.setState(record.recordId, 'TRANSFER', { step: 'Transferring image' });
-      await transfer.put(pulled.squashfsPath, metaPath, id, {
-        private: !isPublicAccess(fileAcl),
-        signal: context.signal,
-      });
-
-      const metadata = pulled.metadata;
-      const patch: ImageRecordPatch = {
-        env: metadata.env,
-        entrypoint: metadata.entrypoint,
-        cmd: metadata.cmd,
-        workdir: metadata.workdir,
-        labels: this.config.enableLabels ? metadata.labels : {},
-        user: metadata.user,
-      };
-      const raced = await this.store.findReadyByImageId(job.system, id);
-      if (raced && raced.recordId !== record.recordId) {
-        await this.attachTag(
-          raced,
-          record,
-          payload.tag,
-          access,
-          { manifestDigest: digest, now, onDisk: fileAcl },
-          transfer,
-        );
-      } else {
-        await this.store.update(
-          record.recordId,
-          {
-            ...patch,
-            private: !isPublicAccess(fileAcl),
-            userAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
-            groupAcl: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
-            status: 'READY',
-            statusMessage: 'Image ready',
-            progress: null,
-            error: null,
-            imageId: id,
-            manifestDigest: digest,
-            lastPull: now,
-            expiration: this.expirationFrom(now),
-          },
-          { expectStatus: [...IN_FLIGHT_STATUSES] },
-        );
-        await this.store.moveTag(record.recordId, payload.tag, access);
-        await this.settleFileAccess(job.system, id, fileAcl, transfer);
-      }
-      this.progressWrittenAt.delete(record.recordId);
-      this.progressStatus.delete(record.recordId);
-      return { imageId: id, metadataOnly: false };
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
-    }
-  }
-
-  private onPullProgress(recordId: string, progress: PullProgress, context: JobContext): void {
-    if (progress.phase === 'download') {
-      this.reportProgress(
-        recordId,
-        'PULLING',
-        {
-          step: `Pulling layer ${progress.index + 1}/${progress.count}`,
-          layer: progress.layer,
-          bytesDone: progress.bytesDone,
-          bytesTotal: progress.bytesTotal,
-        },
-        context,
-      );
-    } else {
-      const layer =
-        progress.index !== undefined && progress.count !== undefined ? ` ${progress.index + 1}/${progress.count}` : '';
-      const status: ImageStatus = progress.step.startsWith('Extracting') ? 'PULLING' : 'CONVERSION';
-      this.reportProgress(recordId, status, { step: `${progress.step}${layer}`, layer: progress.layer }, context);
-    }
   }
 
   /**
@@ -1233,16 +1081,4 @@ export function pickLogin(
   const colon = entry.indexOf(':');
   if (colon <= 0) return undefined;
   return { username: entry.slice(0, colon), password: entry.slice(colon + 1) };
-}
-
-async function runExaminer(examiner: string, rootDir: string, id: string, signal: AbortSignal): Promise<void> {
-  try {
-    await execFileAsync(examiner, [rootDir, id], { signal, maxBuffer: 4 * 1024 * 1024 });
-  } catch (error) {
-    const failure = error as { code?: unknown; stderr?: string; stdout?: string };
-    throw new ShifterError('SHIFTER_EXAMINATION_FAILED', `the examiner rejected image ${id}`, {
-      cause: error,
-      details: { exitCode: failure.code, output: String(failure.stderr || failure.stdout || '').slice(0, 2000) },
-    });
-  }
 }
