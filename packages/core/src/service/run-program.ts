@@ -1,11 +1,13 @@
 /**
- * Running site programs from a worker: the examiner that may reject an image before it is converted.
+ * Running programs for the image service's jobs: the site examiner, and reading a file to import as the user who asked.
  *
  * @packageDocumentation
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ShifterError } from '../errors/index.js';
+import { copyFileAsCaller, type ImportReadOptions } from './import-reader.js';
+import type { ImportCaller } from './service-types.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -25,3 +27,18 @@ export async function runExaminer(examiner: string, rootDir: string, id: string,
     });
   }
 }
+
+/**
+ * Copies the file an import names, reading it as the caller who asked (see {@link copyFileAsCaller}, the default:
+ * regular files only, checked on the open descriptor, up to `limits.maxImportBytes`, under `limits.importTimeoutMs`
+ * and the job's signal).
+ */
+export type ReadFileAs = (
+  caller: ImportCaller,
+  path: string,
+  destination: string,
+  options: ImportReadOptions,
+) => Promise<unknown>;
+
+/** The default {@link ReadFileAs}: {@link copyFileAsCaller}. */
+export const defaultReadFileAs: ReadFileAs = copyFileAsCaller;

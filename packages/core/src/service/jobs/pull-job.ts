@@ -5,7 +5,6 @@
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RegistryLogin } from '../../auth/index.js';
 import type { ShifterConfig, SystemConfig } from '../../config/index.js';
 import { parseDigest, digestHex } from '../../digest/index.js';
 import type { JobContext, JobRecord, JsonValue } from '../../jobs/index.js';
@@ -13,8 +12,6 @@ import { writeMetaFile } from '../../meta/meta-format.js';
 import {
   IN_FLIGHT_STATUSES,
   type AccessList,
-  type ImageProgress,
-  type ImageRecord,
   type ImageRecordPatch,
   type ImageStatus,
   type MetadataStore,
@@ -23,86 +20,97 @@ import type { ImageReference } from '../../reference/index.js';
 import type { Transfer } from '../../transfer/index.js';
 import { fileAccessOf, isPublicAccess, mergeAccess, PUBLIC_ACCESS } from '../access.js';
 import type { ImagePuller, PullProgress, PullTarget } from '../image-puller.js';
+import type { ProgressReporter } from '../progress-reporter.js';
 import { runExaminer } from '../run-program.js';
+import type { ImagePlacement } from './image-placement.js';
+import { inFlightRecord, scratchPrefix } from './image-placement.js';
+import type { PullPayload } from './job-payloads.js';
 
-/** Payload of a `pull` job. */
-export interface PullPayload {
-  readonly recordId: string;
-  readonly tag: string;
-  /** Erased by the store when the job ends (JOB_SECRETS_KEY). */
-  readonly secrets?: { readonly login?: RegistryLogin };
-}
+export type { PullPayload } from './job-payloads.js';
 
-/** What the pull job uses of the image service. */
-export interface PullJobHost {
-  readonly config: ShifterConfig;
-  readonly store: MetadataStore;
-  readonly transferFor: (system: string) => Transfer;
+/** What a {@link PullJob} needs: nothing else of the service. */
+export interface PullJobDeps {
+  /** The settings the job reads. */
+  readonly config: Pick<ShifterConfig, 'examiner' | 'enableLabels'> & {
+    readonly storage: Pick<ShifterConfig['storage'], 'expandDir'>;
+  };
+  /** The record methods the job uses. */
+  readonly store: Pick<MetadataStore, 'get' | 'update' | 'findReadyByImageId' | 'moveTag'>;
+  /** Transfer of each system. */
+  readonly transferFor: (system: string) => Pick<Transfer, 'exists' | 'put' | 'putMeta'>;
+  /** Registry side. */
   readonly puller: ImagePuller;
+  /** Clock in epoch ms. */
   readonly now: () => number;
-  readonly progressWrittenAt: Map<string, number>;
-  readonly progressStatus: Map<string, ImageStatus>;
-  inFlightRecord(recordId: string): Promise<ImageRecord | null>;
-  system(name: string): SystemConfig;
-  parseDockerTag(tag: string): { key: string; reference: ImageReference };
-  scratchPrefix(system: string): string;
-  expirationFrom(now: number): number;
-  setState(
-    recordId: string,
-    status: ImageStatus,
-    progress: ImageProgress | null,
-    extra?: ImageRecordPatch,
-  ): Promise<ImageRecord>;
-  reportProgress(recordId: string, status: ImageStatus, progress: ImageProgress, context: JobContext): void;
-  attachTag(
-    target: ImageRecord,
-    request: ImageRecord,
-    tag: string,
-    access: AccessList,
-    update: { manifestDigest?: string; now: number; onDisk: AccessList },
-    transfer: Transfer,
-  ): Promise<void>;
-  settleFileAccess(system: string, id: string, written: AccessList, transfer: Transfer): Promise<void>;
+  /** The system's config (its platform). */
+  readonly system: (name: string) => Pick<SystemConfig, 'platform'>;
+  /** The reference a normalised docker tag names. */
+  readonly referenceOf: (tag: string) => ImageReference;
+  /** Expiration of an image used at `now`. */
+  readonly expirationFrom: (now: number) => number;
+  /** State and progress writes. */
+  readonly progress: Pick<ProgressReporter, 'setState' | 'report' | 'forget'>;
+  /** Steps shared with imports. */
+  readonly placement: Pick<ImagePlacement, 'attachTag' | 'settleFileAccess'>;
 }
 
-/** Runs `pull` jobs for the image service. */
+/**
+ * Runs `pull` jobs: `PULLING → [EXAMINATION] → CONVERSION → TRANSFER → READY`. Idempotent: a record no longer in
+ * flight is left alone, and an image already on the system (same content) only gains the tag once the registry proved
+ * to this pull's login that it serves every blob.
+ */
 export class PullJob {
-  private readonly config: ShifterConfig;
-  private readonly store: MetadataStore;
-  private readonly transferFor: (system: string) => Transfer;
+  private readonly config: PullJobDeps['config'];
+  private readonly store: PullJobDeps['store'];
+  private readonly transferFor: PullJobDeps['transferFor'];
   private readonly puller: ImagePuller;
   private readonly now: () => number;
-  private readonly progressWrittenAt: Map<string, number>;
-  private readonly progressStatus: Map<string, ImageStatus>;
-  private readonly inFlightRecord: PullJobHost['inFlightRecord'];
-  private readonly system: PullJobHost['system'];
-  private readonly parseDockerTag: PullJobHost['parseDockerTag'];
-  private readonly scratchPrefix: PullJobHost['scratchPrefix'];
-  private readonly expirationFrom: PullJobHost['expirationFrom'];
-  private readonly setState: PullJobHost['setState'];
-  private readonly reportProgress: PullJobHost['reportProgress'];
-  private readonly attachTag: PullJobHost['attachTag'];
-  private readonly settleFileAccess: PullJobHost['settleFileAccess'];
+  private readonly system: PullJobDeps['system'];
+  private readonly expirationFrom: PullJobDeps['expirationFrom'];
+  private readonly progress: PullJobDeps['progress'];
+  private readonly placement: PullJobDeps['placement'];
+  private readonly scratchPrefix = scratchPrefix;
 
-  constructor(host: PullJobHost) {
-    this.config = host.config;
-    this.store = host.store;
-    this.transferFor = host.transferFor;
-    this.puller = host.puller;
-    this.now = host.now;
-    this.progressWrittenAt = host.progressWrittenAt;
-    this.progressStatus = host.progressStatus;
-    this.inFlightRecord = (...a) => host.inFlightRecord(...a);
-    this.system = (...a) => host.system(...a);
-    this.parseDockerTag = (...a) => host.parseDockerTag(...a);
-    this.scratchPrefix = (...a) => host.scratchPrefix(...a);
-    this.expirationFrom = (...a) => host.expirationFrom(...a);
-    this.setState = (...a) => host.setState(...a);
-    this.reportProgress = (...a) => host.reportProgress(...a);
-    this.attachTag = (...a) => host.attachTag(...a);
-    this.settleFileAccess = (...a) => host.settleFileAccess(...a);
+  constructor(private readonly deps: PullJobDeps) {
+    this.config = deps.config;
+    this.store = deps.store;
+    this.transferFor = deps.transferFor;
+    this.puller = deps.puller;
+    this.now = deps.now;
+    this.system = deps.system;
+    this.expirationFrom = deps.expirationFrom;
+    this.progress = deps.progress;
+    this.placement = deps.placement;
   }
 
+  private inFlightRecord(recordId: string) {
+    return inFlightRecord(this.store, recordId);
+  }
+
+  private parseDockerTag(tag: string): { reference: ImageReference } {
+    return { reference: this.deps.referenceOf(tag) };
+  }
+
+  private setState(...args: Parameters<ProgressReporter['setState']>) {
+    return this.progress.setState(...args);
+  }
+
+  private reportProgress(...args: Parameters<ProgressReporter['report']>): void {
+    this.progress.report(...args);
+  }
+
+  private attachTag(...args: Parameters<ImagePlacement['attachTag']>) {
+    return this.placement.attachTag(...args);
+  }
+
+  private settleFileAccess(...args: Parameters<ImagePlacement['settleFileAccess']>) {
+    return this.placement.settleFileAccess(...args);
+  }
+
+  /**
+   * Run one pull job.
+   * @returns `{ imageId, metadataOnly }`, or `{ skipped: true }` when the record is no longer in flight
+   */
   async runPull(job: JobRecord, payload: PullPayload, context: JobContext): Promise<JsonValue> {
     const record = await this.inFlightRecord(payload.recordId);
     if (!record) return { skipped: true };
@@ -236,8 +244,7 @@ export class PullJob {
         await this.store.moveTag(record.recordId, payload.tag, access);
         await this.settleFileAccess(job.system, id, fileAcl, transfer);
       }
-      this.progressWrittenAt.delete(record.recordId);
-      this.progressStatus.delete(record.recordId);
+      this.progress.forget(record.recordId);
       return { imageId: id, metadataOnly: false };
     } finally {
       await rm(scratch, { recursive: true, force: true });
