@@ -37,7 +37,7 @@ export const ImportPayloadSchema = z.object({
   caller: z.object({
     uid: numericId,
     gid: numericId,
-    groups: z.array(numericId).max(65_536),
+    groups: z.array(numericId).max(65_536).readonly(),
     user: z.string().min(1).max(256),
   }),
 });
