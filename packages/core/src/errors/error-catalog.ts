@@ -95,6 +95,7 @@ export const ERROR_CATALOG = {
     false,
     'The worker died while running this job, on every allowed attempt',
   ),
+  SHIFTER_JOB_PAYLOAD_INVALID: e(500, ExitCode.SOFTWARE, false, 'A job carried a payload its kind does not accept'),
 
   // registry
   SHIFTER_REGISTRY_UNAVAILABLE: e(502, ExitCode.UNAVAILABLE, true, 'The registry could not be reached or failed'),
