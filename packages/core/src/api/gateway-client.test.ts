@@ -246,7 +246,10 @@ describe('GatewayClient', () => {
       status: 200,
       body: image({ status: states[Math.min(call++, states.length - 1)] }),
     }));
-    const client = new GatewayClient({ urls: [gw.url], system: 'cluster', authenticate });
+    // The pauses between polls are recorded, not waited for.
+    const pauses: number[] = [];
+    const sleep = async (ms: number): Promise<void> => void pauses.push(ms);
+    const client = new GatewayClient({ urls: [gw.url], system: 'cluster', authenticate, sleep });
     const seenStates: string[] = [];
     const done = await client.pullAndWait(
       'docker',
@@ -256,6 +259,7 @@ describe('GatewayClient', () => {
     );
     expect(done.status).toBe('READY');
     expect(seenStates).toEqual(states);
+    expect(pauses).toEqual([5, 5, 5]);
     expect(gw.seen.every((request) => request.method === 'POST')).toBe(true);
     expect(new Set(gw.seen.map((request) => request.authentication)).size).toBe(4);
   });

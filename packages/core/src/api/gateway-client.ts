@@ -86,6 +86,11 @@ export interface GatewayClientOptions {
   dispatcher?: Dispatcher;
   /** Source of randomness for the URL order (default `Math.random`); tests pass a fixed one. */
   random?: () => number;
+  /**
+   * The pause between the polls of {@link GatewayClient.pullAndWait} (default: a timer; resolves early when `signal`
+   * aborts). Tests pass one that records the pause instead of waiting for it.
+   */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /** Options of {@link GatewayClient.pull}. */
@@ -180,6 +185,7 @@ export class GatewayClient {
   readonly #authenticate: GatewayAuthenticator | undefined;
   readonly #dispatcher: Dispatcher | undefined;
   readonly #random: () => number;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   /**
    * @param options - gateway URLs, system and transport settings
@@ -224,6 +230,7 @@ export class GatewayClient {
     this.#authenticate = options.authenticate;
     this.#dispatcher = options.dispatcher;
     this.#random = options.random ?? Math.random;
+    this.#sleep = options.sleep ?? sleep;
   }
 
   /** The system this client asks about. */
@@ -313,7 +320,7 @@ export class GatewayClient {
         if (image.status === 'READY') return image;
         throw failedImageError(image, type, tag);
       }
-      await sleep(intervalMs, wait.signal);
+      await this.#sleep(intervalMs, wait.signal);
     }
   }
 
@@ -640,7 +647,7 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   // Already aborted (during the poll before): an abort listener would never fire.
   if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
