@@ -41,6 +41,7 @@ async function startGateway(handler: Handler): Promise<{ url: string; seen: Seen
         response.setHeader('content-type', 'application/json');
         response.end(answer.raw ?? (answer.body === undefined ? '' : JSON.stringify(answer.body)));
       };
+      // eslint-disable-next-line no-restricted-syntax -- only under vi.useFakeTimers ('treats a timeout as unreachable')
       if (answer.delayMs) setTimeout(send, answer.delayMs);
       else send();
     });
