@@ -9,7 +9,7 @@ export type JobTimer = unknown;
 
 /**
  * The current time and the timers of a job queue: lease heartbeats, sweeps for claimable jobs, retry back-offs and
- * the time-out of `close`. Production code uses {@link systemJobClock}; a test passes a clock it moves by hand
+ * the time-out of `close`. Production code uses the system clock (the default); a test passes a clock it moves by hand
  * (`ManualClock` in `@shifter/core/testing`), so those things happen when the test says so instead of after the
  * test has waited for them.
  */
