@@ -62,6 +62,37 @@ export default tseslint.config(
     },
   },
   {
+    // Unit tests and the contract suites wait for no wall-clock time (CONTRIBUTING.md, "Time in tests"): code under
+    // test takes a clock, a sleep or a deadline signal that the test controls, the test uses vi.useFakeTimers, or it
+    // waits for the event it means. A justified exception says why:
+    // `// eslint-disable-next-line no-restricted-syntax -- <why this must wait>`.
+    files: [
+      'packages/*/src/**/*.test.ts',
+      'packages/*/test/unit/**/*.ts',
+      'test/**/*.test.ts',
+      'packages/core/src/testing/contracts/**/*.ts',
+    ],
+    ignores: ['**/*.int.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        ...['node:timers', 'timers', 'node:timers/promises', 'timers/promises'].map((name) => ({
+          name,
+          message: 'Unit tests do not wait for wall-clock time: inject a clock or a sleep, or wait for an event.',
+        })),
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector:
+            "CallExpression[callee.name=/^(setTimeout|setInterval|sleep|delay)$/], CallExpression[callee.object.name='globalThis'][callee.property.name=/^(setTimeout|setInterval)$/]",
+          message:
+            'Unit tests do not wait for wall-clock time: inject a clock or a sleep, use vi.useFakeTimers, or wait for an event (CONTRIBUTING.md, "Time in tests").',
+        },
+      ],
+    },
+  },
+  {
     // Plain JavaScript (the oclif launcher, bench load generators, the harness token server): no type information.
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,

@@ -41,6 +41,7 @@ async function startGateway(handler: Handler): Promise<{ url: string; seen: Seen
         response.setHeader('content-type', 'application/json');
         response.end(answer.raw ?? (answer.body === undefined ? '' : JSON.stringify(answer.body)));
       };
+      // eslint-disable-next-line no-restricted-syntax -- only under vi.useFakeTimers ('treats a timeout as unreachable')
       if (answer.delayMs) setTimeout(send, answer.delayMs);
       else send();
     });
@@ -246,7 +247,10 @@ describe('GatewayClient', () => {
       status: 200,
       body: image({ status: states[Math.min(call++, states.length - 1)] }),
     }));
-    const client = new GatewayClient({ urls: [gw.url], system: 'cluster', authenticate });
+    // The pauses between polls are recorded, not waited for.
+    const pauses: number[] = [];
+    const sleep = async (ms: number): Promise<void> => void pauses.push(ms);
+    const client = new GatewayClient({ urls: [gw.url], system: 'cluster', authenticate, sleep });
     const seenStates: string[] = [];
     const done = await client.pullAndWait(
       'docker',
@@ -256,6 +260,7 @@ describe('GatewayClient', () => {
     );
     expect(done.status).toBe('READY');
     expect(seenStates).toEqual(states);
+    expect(pauses).toEqual([5, 5, 5]);
     expect(gw.seen.every((request) => request.method === 'POST')).toBe(true);
     expect(new Set(gw.seen.map((request) => request.authentication)).size).toBe(4);
   });

@@ -92,6 +92,11 @@ export interface GatewayClientOptions {
   ca?: string | readonly string[];
   /** Source of randomness for the URL order (default `Math.random`); tests pass a fixed one. */
   random?: () => number;
+  /**
+   * The pause between the polls of {@link GatewayClient.pullAndWait} (default: a timer; resolves early when `signal`
+   * aborts). Tests pass one that records the pause instead of waiting for it.
+   */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /** Options of {@link GatewayClient.pull}. */
@@ -217,6 +222,7 @@ export class GatewayClient {
   readonly #dispatcher: Dispatcher | undefined;
   readonly #ca: string | string[] | undefined;
   readonly #random: () => number;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   /**
    * @param options - gateway URLs, system and transport settings
@@ -262,6 +268,7 @@ export class GatewayClient {
     this.#dispatcher = options.dispatcher;
     this.#ca = typeof options.ca === 'string' || options.ca === undefined ? options.ca : [...options.ca];
     this.#random = options.random ?? Math.random;
+    this.#sleep = options.sleep ?? sleep;
   }
 
   /** The system this client asks about. */
@@ -351,7 +358,7 @@ export class GatewayClient {
         if (image.status === 'READY') return image;
         throw failedImageError(image, type, tag);
       }
-      await sleep(intervalMs, wait.signal);
+      await this.#sleep(intervalMs, wait.signal);
     }
   }
 
@@ -688,7 +695,7 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   // Already aborted (during the poll before): an abort listener would never fire.
   if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {

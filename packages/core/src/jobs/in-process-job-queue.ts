@@ -8,6 +8,7 @@ import type { JobStore } from './job-store.js';
 import type { CloseOptions, JobHandler, JobQueue, ProcessOptions } from './job-queue.js';
 import type { JobRecord, NewJob } from './job-record.js';
 import { JobRunner, newWorkerId, resolveProcessOptions } from './job-runner.js';
+import { systemJobClock, type JobClock, type JobTimer } from './job-clock.js';
 import { ShifterError } from '../errors/index.js';
 
 /** Options of {@link InProcessJobQueue}. */
@@ -19,14 +20,19 @@ export interface InProcessJobQueueOptions {
    * `min(leaseMs / 2, 5000)`): this is what takes over jobs whose worker died and runs retries that are due.
    */
   readonly sweepIntervalMs?: number;
+  /**
+   * The time and timers of sweeps, heartbeats, retry back-offs and close time-outs (default: the system clock).
+   * Tests pass a clock they move by hand; the metadata store should then take its `now` from the same clock.
+   */
+  readonly clock?: JobClock;
 }
 
 interface SystemWorker {
   readonly runner: JobRunner;
-  readonly sweeper: NodeJS.Timeout;
+  readonly sweeper: JobTimer;
   pumping: boolean;
   again: boolean;
-  readonly retryTimers: Set<NodeJS.Timeout>;
+  readonly retryTimers: Set<JobTimer>;
 }
 
 /**
@@ -43,6 +49,7 @@ export class InProcessJobQueue implements JobQueue {
   readonly #store: JobStore;
   readonly #workerId: string;
   readonly #sweepIntervalMs: number | undefined;
+  readonly #clock: JobClock;
   readonly #workers = new Map<string, SystemWorker>();
   #closed = false;
 
@@ -51,6 +58,7 @@ export class InProcessJobQueue implements JobQueue {
     this.#store = store;
     this.#workerId = options.workerId ?? newWorkerId();
     this.#sweepIntervalMs = options.sweepIntervalMs;
+    this.#clock = options.clock ?? systemJobClock;
   }
 
   async enqueue(job: NewJob): Promise<JobRecord> {
@@ -65,11 +73,11 @@ export class InProcessJobQueue implements JobQueue {
       throw new ShifterError('SHIFTER_USAGE_INVALID_ARGUMENT', `this queue already processes system ${system}`);
     }
     const resolved = resolveProcessOptions(options);
-    const runner = new JobRunner(this.#store, handler, resolved, this.#workerId);
+    const runner = new JobRunner(this.#store, handler, resolved, this.#workerId, this.#clock);
     const interval = this.#sweepIntervalMs ?? Math.min(Math.floor(resolved.leaseMs / 2), 5000);
     const worker: SystemWorker = {
       runner,
-      sweeper: setInterval(() => this.#pump(system), Math.max(10, interval)),
+      sweeper: this.#clock.setInterval(() => this.#pump(system), Math.max(10, interval)),
       pumping: false,
       again: false,
       retryTimers: new Set(),
@@ -123,12 +131,12 @@ export class InProcessJobQueue implements JobQueue {
       .then((jobs) => {
         const next = Math.min(...jobs.map((j) => j.notBefore));
         if (!Number.isFinite(next) || this.#closed) return;
-        const timer = setTimeout(
+        const timer = this.#clock.setTimeout(
           () => {
             worker.retryTimers.delete(timer);
             this.#pump(system);
           },
-          Math.max(0, next - Date.now()) + 5,
+          Math.max(0, next - this.#clock.now()) + 5,
         );
         worker.retryTimers.add(timer);
       })
@@ -139,8 +147,8 @@ export class InProcessJobQueue implements JobQueue {
     if (this.#closed) return;
     this.#closed = true;
     for (const worker of this.#workers.values()) {
-      clearInterval(worker.sweeper);
-      for (const timer of worker.retryTimers) clearTimeout(timer);
+      this.#clock.clearTimer(worker.sweeper);
+      for (const timer of worker.retryTimers) this.#clock.clearTimer(timer);
     }
     await Promise.all([...this.#workers.values()].map((worker) => worker.runner.close(options.timeoutMs)));
   }

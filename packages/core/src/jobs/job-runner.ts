@@ -16,6 +16,7 @@ import {
   type ProcessOptions,
 } from './job-queue.js';
 import type { JobRecord, JsonValue } from './job-record.js';
+import { systemJobClock, type JobClock } from './job-clock.js';
 
 /** {@link ProcessOptions} with every default filled in. */
 export interface ResolvedProcessOptions {
@@ -68,6 +69,7 @@ export class JobRunner {
   readonly #handler: JobHandler;
   readonly #options: ResolvedProcessOptions;
   readonly #running = new Map<string, { promise: Promise<RunOutcome>; controller: AbortController }>();
+  readonly #clock: JobClock;
   /** Worker id that owns the leases of the jobs this runner runs. */
   readonly workerId: string;
 
@@ -76,9 +78,17 @@ export class JobRunner {
    * @param handler - the job handler
    * @param options - from {@link resolveProcessOptions}
    * @param workerId - the lease owner id the caller claimed jobs with
+   * @param clock - heartbeat and close timers, and the time retry back-offs count from (default: the system clock)
    */
-  constructor(store: JobStore, handler: JobHandler, options: ResolvedProcessOptions, workerId: string) {
+  constructor(
+    store: JobStore,
+    handler: JobHandler,
+    options: ResolvedProcessOptions,
+    workerId: string,
+    clock: JobClock = systemJobClock,
+  ) {
     this.#store = store;
+    this.#clock = clock;
     this.#handler = handler;
     this.#options = options;
     this.workerId = workerId;
@@ -133,7 +143,7 @@ export class JobRunner {
         throw controller.signal.reason;
       }
     };
-    const timer = setInterval(
+    const timer = this.#clock.setInterval(
       () => {
         if (!controller.signal.aborted) beat().catch(() => undefined);
       },
@@ -145,7 +155,7 @@ export class JobRunner {
       try {
         result = await this.#handler(job, context);
       } catch (error) {
-        clearInterval(timer);
+        this.#clock.clearTimer(timer);
         if (lost) return 'lost';
         if (controller.signal.aborted) return 'lost'; // closing with abort: leave the lease to expire
         const failure = toShifterError(error);
@@ -154,7 +164,7 @@ export class JobRunner {
           job.id,
           owner,
           { code: failure.code, message: failure.message },
-          { retry, notBefore: Date.now() + this.#options.retryDelayMs(job.attempts) },
+          { retry, notBefore: this.#clock.now() + this.#options.retryDelayMs(job.attempts) },
         );
         if (!after) return 'lost';
         if (after.status === 'failed') {
@@ -163,7 +173,7 @@ export class JobRunner {
         }
         return 'retry';
       }
-      clearInterval(timer);
+      this.#clock.clearTimer(timer);
       if (lost || controller.signal.aborted) return 'lost';
       const done = await this.#store.completeJob(job.id, owner, result ?? null);
       if (!done) return 'lost';
@@ -174,7 +184,7 @@ export class JobRunner {
       console.error(`shifter job runner: could not record the outcome of job ${job.id}:`, error);
       return 'lost';
     } finally {
-      clearInterval(timer);
+      this.#clock.clearTimer(timer);
     }
   }
 
@@ -189,12 +199,12 @@ export class JobRunner {
   async close(timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
     const all = Promise.allSettled([...this.#running.values()].map((r) => r.promise));
     if (Number.isFinite(timeoutMs)) {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: unknown;
       const expired = await Promise.race([
         all.then(() => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+        new Promise<boolean>((resolve) => (timer = this.#clock.setTimeout(() => resolve(true), timeoutMs))),
       ]);
-      clearTimeout(timer);
+      this.#clock.clearTimer(timer);
       if (expired) {
         // Not awaited: a handler that ignores its signal must not hold close() up; whatever it does later is not
         // recorded (the runner sees the aborted signal), and its lease expires.

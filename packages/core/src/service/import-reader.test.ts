@@ -76,11 +76,17 @@ describe('copyFileAsCaller', () => {
     const source = join(dir, 'image.sqfs');
     writeFileSync(source, Buffer.alloc(4 * 1024 * 1024));
     const destination = join(dir, 'copy');
-    // A 1 ms deadline passes before the reader process has even started.
-    await expect(
-      copyFileAsCaller(self, source, destination, { ...limits, maxBytes: 8 * 1024 * 1024, timeoutMs: 1 }),
-    ).rejects.toMatchObject({
+    const deadline = new AbortController();
+    const copying = copyFileAsCaller(self, source, destination, {
+      ...limits,
+      maxBytes: 8 * 1024 * 1024,
+      deadline: () => deadline.signal,
+    });
+    // copyFileAsCaller starts the reader process before it first waits: the deadline passes while it reads.
+    deadline.abort(new DOMException('the deadline passed', 'TimeoutError'));
+    await expect(copying).rejects.toMatchObject({
       code: 'SHIFTER_IMPORT_TIMEOUT',
+      details: { timeoutMs: limits.timeoutMs },
     });
     expect(existsSync(destination)).toBe(false);
   });

@@ -34,6 +34,11 @@ export interface ImportReadOptions {
   readonly timeoutMs: number;
   /** The job's abort signal. */
   readonly signal?: AbortSignal;
+  /**
+   * Makes the signal that ends reading at the deadline (default `AbortSignal.timeout(timeoutMs)`). Tests pass one
+   * they abort themselves, so the deadline passes when they say instead of after they waited for it.
+   */
+  readonly deadline?: (timeoutMs: number) => AbortSignal;
 }
 
 /** Exit codes of the reader process (above 1, which node uses for an uncaught error). */
@@ -127,7 +132,7 @@ export async function copyFileAsCaller(
     );
   options.signal?.throwIfAborted();
 
-  const deadline = AbortSignal.timeout(options.timeoutMs);
+  const deadline = (options.deadline ?? AbortSignal.timeout)(options.timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
   const child = spawn(command[0]!, command.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,4 +10,5 @@ export * from './contracts/job-queue-contract.js';
 export * from './contracts/transfer-contract.js';
 export * from './netns.js';
 export * from './free-port.js';
+export * from './manual-clock.js';
 export * from './fake-registry.js';
