@@ -197,7 +197,8 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
       if (!request.headers.range && cut !== undefined && !cutDone.has(blob[2]!)) {
         cutDone.add(blob[2]!);
         response.writeHead(200, { 'content-length': served.length, 'content-type': 'application/octet-stream' });
-        response.write(served.subarray(0, cut), () => response.destroy());
+        // end(), not destroy(): the bytes written so far reach the client before the connection closes.
+        response.write(served.subarray(0, cut), () => response.socket?.end());
         return;
       }
       if (gate && options.holdAfterBytes !== undefined && !request.headers.range) {
