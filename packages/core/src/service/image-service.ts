@@ -933,6 +933,8 @@ export class ImageService {
       await transfer.put(pulled.squashfsPath, metaPath, id, {
         private: !isPublicAccess(fileAcl),
         signal: context.signal,
+        // The scratch files are this job's own and removed below: a local transfer renames instead of copying.
+        move: true,
       });
 
       const metadata = pulled.metadata;
