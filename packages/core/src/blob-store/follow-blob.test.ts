@@ -158,4 +158,19 @@ describe('followBlobWrite', () => {
     expect(await second).toEqual({ stored: false });
     expect(secondWriting).toBe(false);
   });
+
+  it('stores a blob larger than the background-sync step with fsync on, and a follower reads all of it', async () => {
+    const synced = new FsBlobStore(join(dir, 'synced'));
+    const blob = randomBytes(40 * 1024 * 1024);
+    let onWriting!: (write: LiveBlobWrite) => void;
+    const writing = new Promise<LiveBlobWrite>((resolve) => (onWriting = resolve));
+    const source = new PassThrough();
+    const put = synced.put(sha(blob), blob.length, source, { onWriting });
+    for (let at = 0; at < blob.length; at += 4 * 1024 * 1024) source.write(blob.subarray(at, at + 4 * 1024 * 1024));
+    source.end();
+    const follower = followBlobWrite(await writing, { verified: put, reopen: () => synced.open(sha(blob)) });
+    expect((await readAll(follower)).equals(blob)).toBe(true);
+    expect(await put).toEqual({ stored: true });
+    expect((await readAll(await synced.open(sha(blob)))).equals(blob)).toBe(true);
+  });
 });

@@ -356,11 +356,21 @@ class LiveWrite implements LiveBlobWrite {
   }
 }
 
-/** Appends to an open file, counting into a {@link LiveWrite} after each write completed; fsyncs and closes at the end. */
+/** With fsync on, a blob's written bytes are flushed in the background each time this many more are dirty. */
+const BACKGROUND_SYNC_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Appends to an open file, counting into a {@link LiveWrite} after each write completed; fsyncs and closes at the end.
+ * With fsync on, it also starts an fdatasync in the background (never waited for while writing, at most one at a
+ * time) after every {@link BACKGROUND_SYNC_BYTES}, so that the final fsync — which a pull waits for after the last
+ * byte arrived — has little left to write.
+ */
 class FileSink extends Writable {
   readonly #handle: FileHandle;
   readonly #fsync: boolean;
   readonly #live: LiveWrite;
+  #unsynced = 0;
+  #syncing: Promise<void> | undefined;
 
   constructor(handle: FileHandle, fsync: boolean, live: LiveWrite) {
     super({ highWaterMark: 1024 * 1024 });
@@ -375,6 +385,7 @@ class FileSink extends Writable {
 
   override _final(callback: (error?: Error | null) => void): void {
     (async () => {
+      await this.#syncing;
       if (this.#fsync) await this.#handle.sync();
       await this.#handle.close();
     })().then(() => callback(), callback);
@@ -385,6 +396,15 @@ class FileSink extends Writable {
     while (pending.length > 0) {
       const { bytesWritten } = await this.#handle.writev(pending);
       this.#live.advance(bytesWritten);
+      this.#unsynced += bytesWritten;
+      if (this.#fsync && this.#unsynced >= BACKGROUND_SYNC_BYTES && this.#syncing === undefined) {
+        this.#unsynced = 0;
+        // Errors here are not lost: the final fsync fails the same way.
+        this.#syncing = this.#handle
+          .datasync()
+          .catch(() => undefined)
+          .finally(() => (this.#syncing = undefined));
+      }
       // Short writes are rare on regular files; continue with what is left.
       let skip = bytesWritten;
       const rest: Buffer[] = [];
