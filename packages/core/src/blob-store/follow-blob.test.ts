@@ -88,7 +88,7 @@ describe('followBlobWrite', () => {
   it('fails instead of ending when the digest does not match, and the store keeps nothing', async () => {
     const blob = randomBytes(2 * 1024 * 1024);
     const served = Buffer.from(blob);
-    served[served.length - 1] ^= 0xff; // the last byte differs: everything before it looks right
+    served[served.length - 1] = served[served.length - 1]! ^ 0xff; // the last byte differs: everything before it looks right
     const { source, writing, put } = startPut(sha(blob), blob.length);
     source.write(served.subarray(0, 1024 * 1024));
     const live = await writing;
