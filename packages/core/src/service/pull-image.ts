@@ -162,12 +162,14 @@ export function resolvePullImageOptions(options: PullImageOptions): ResolvedPull
  * Pull an image from its registry and build `<outDir>/<id>.squashfs` and `<outDir>/<id>.meta`: the entry point of
  * site scripts (and of the gateway's workers).
  *
- * Steps: parse the reference → resolve the platform manifest and config → download layers into the blob cache
- * (in parallel, bounded, one download per digest even across concurrent pulls and processes) → flatten and build
- * the squashfs (the converter starts on layer 1 while later layers still download) → write `.meta`.
+ * Steps: parse the reference → resolve the platform manifest and config → run the pull pipeline (the one the
+ * gateway's workers run): download layers into the blob cache (at most `concurrency` at once, one download per digest
+ * even across concurrent pulls and processes) while the converter reads each layer as it downloads, flattens and
+ * builds the squashfs → write `.meta`.
  *
  * Contracts: idempotent (a cached layer is not downloaded again; an existing output is rebuilt atomically);
- * everything downloaded is digest- and size-verified before use; the outputs appear atomically or not at all.
+ * everything downloaded is digest- and size-verified before anything derived from it is published (a layer that
+ * fails verification aborts the conversion); the outputs appear atomically or not at all.
  *
  * @param reference - image reference (`ubuntu:22.04`, `127.0.0.1:5000/test/busybox:latest`, `site/app@sha256:…`)
  * @param options - cache and output directories, platform, registries, credentials, conversion, limits, progress
