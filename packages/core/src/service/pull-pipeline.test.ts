@@ -153,6 +153,15 @@ describe('the pull pipeline', () => {
     expect(readFileSync(a.squashfsPath).equals(readFileSync(b.squashfsPath))).toBe(true);
   });
 
+  it('reports the layer code of a hostile layer it was following, and publishes nothing', async () => {
+    const hostile = await makeLayer([{ path: 'etc/' }, { path: '../../../tmp/escaped', content: 'x' }]);
+    registry = await startFakeRegistry({ images: { 'test/hostile:1': buildFakeImage([hostile]) } });
+    await expect(pullImage(`${registry.host}/test/hostile:1`, options('out'))).rejects.toMatchObject({
+      code: 'SHIFTER_LAYER_UNSAFE_PATH',
+    });
+    expect(readdirSync(join(work, 'out'))).toEqual([]);
+  });
+
   it('stops downloads and conversion when cancelled mid-download, leaving nothing', async () => {
     const { lower, top } = await twoLayerImage();
     const image = buildFakeImage([gzipLayer(lower), gzipLayer(top)]);

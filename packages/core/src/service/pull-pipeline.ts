@@ -202,10 +202,12 @@ export async function runPullPipeline(options: PullPipelineOptions): Promise<Pul
       });
       await Promise.all(downloads);
     } catch (error) {
+      // A download that failed before the conversion did is the cause (the converter only saw its consequence: an
+      // aborted or failed layer). Downloads that fail from here on fail because of the abort below.
+      const cause = firstError;
       controller.abort(error);
       await Promise.allSettled(downloads);
-      // The download error is the cause; the converter only saw its consequence (an aborted or failed layer).
-      throw firstError ?? error;
+      throw cause ?? error;
     }
     return { converted, layers: { downloaded, cached, bytes } };
   } finally {
