@@ -12,6 +12,8 @@
  *   SHIFTER_PLATFORM    os/arch[/variant] to pick from multi-platform images; default linux/amd64
  *   SHIFTER_REGISTRY_USER, SHIFTER_REGISTRY_PASSWORD   credentials, sent only when the registry asks
  *   SHIFTER_CA_FILE     PEM bundle trusted for the reference's registry (e.g. a site CA)
+ *   SHIFTER_PULL_CONCURRENCY   layers downloaded at once (1..64, default 3); the converter reads each layer while it
+ *                       downloads
  *   HTTPS_PROXY, HTTP_PROXY, NO_PROXY   proxies (loopback registries are never proxied)
  */
 import { homedir } from 'node:os';
@@ -78,6 +80,7 @@ async function main(argv: string[]): Promise<number> {
     outDir: resolve(outDir),
     registries,
     ...(env.SHIFTER_PLATFORM ? { platform: env.SHIFTER_PLATFORM } : {}),
+    ...(env.SHIFTER_PULL_CONCURRENCY ? { concurrency: Number(env.SHIFTER_PULL_CONCURRENCY) } : {}),
     ...(credentials ? { credentials: () => credentials } : {}),
     proxy,
     onProgress: reportProgress,

@@ -181,6 +181,7 @@ export {
   type BlobStat,
   type BlobStore,
   type FsBlobStoreOptions,
+  type LiveBlobWrite,
 } from './blob-store/index.js';
 
 // Squashfs building.
@@ -191,6 +192,7 @@ export {
   convertImage,
   type ConversionConfig,
   type ConvertImageOptions,
+  type MetaAccess,
   type ConvertImageResult,
   type ConvertProgress,
   type ConvertSummary,

@@ -27,6 +27,31 @@ export interface BlobPutOptions {
   signal?: AbortSignal;
   /** Description used in error messages (e.g. `layer 2 of test/busybox:latest`). */
   what?: string;
+  /**
+   * Called once when THIS call starts writing the blob (not when the blob was already stored or another caller
+   * stores it), with a handle on the bytes written so far, so that a reader can follow the download
+   * (`followBlobWrite` in `@shifter/core/internal`). Must not throw. Stores that cannot expose a write never call it.
+   */
+  onWriting?: (write: LiveBlobWrite) => void;
+}
+
+/**
+ * A blob write in progress, as {@link BlobPutOptions.onWriting} hands it out. The bytes it exposes are NOT verified:
+ * they become trustworthy only when the `put` that wrote them resolved. Bytes are only ever appended, in order.
+ */
+export interface LiveBlobWrite {
+  /** The blob's digest. */
+  readonly digest: string;
+  /** Declared size; never more than this many bytes are written. */
+  readonly size: number;
+  /** Temporary file holding the bytes written so far (renamed into place or removed when the write settles). */
+  readonly path: string;
+  /** Bytes written to `path` so far (each is in the file and readable). */
+  written(): number;
+  /** `writing`, then `published` (verified and renamed into place) or `failed` (removed). */
+  state(): 'writing' | 'published' | 'failed';
+  /** Resolves at the next change: more bytes written, or the write settled (at once when settled). */
+  changed(signal?: AbortSignal): Promise<void>;
 }
 
 /**

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ShifterError, StoreError, NotFoundError } from '../errors/index.js';
 import { createVerifyingStream, digestAlgorithm, digestHex, parseDigest, type Digest } from '../digest/index.js';
-import type { BlobPutOptions, BlobPutResult, BlobSource, BlobStat, BlobStore } from './blob-store.js';
+import type { BlobPutOptions, BlobPutResult, BlobSource, BlobStat, BlobStore, LiveBlobWrite } from './blob-store.js';
 
 /** How often a writer refreshes its lock file's mtime, so waiters can tell a live writer from a dead one. */
 export const BLOB_LOCK_HEARTBEAT_MS = 2_000;
@@ -268,9 +268,17 @@ export class FsBlobStore implements BlobStore {
       throw ioError(`cannot create ${tempPath}`, error);
     });
     let published = false;
+    const live = new LiveWrite(digest, size, tempPath);
     try {
-      // The stream owns the handle from here: it fsyncs (flush) and closes it before pipeline resolves.
-      const output = createWriteStream(tempPath, { fd: handle, flush: this.#fsync, highWaterMark: 1024 * 1024 });
+      // The sink owns the handle from here: it fsyncs (when asked) and closes it before pipeline resolves.
+      const output = new FileSink(handle, this.#fsync, live);
+      if (options.onWriting) {
+        try {
+          options.onWriting(live);
+        } catch {
+          // a follower must not break the download
+        }
+      }
       await pipeline(
         input,
         createVerifyingStream({ digest, size, what: options.what ?? `blob ${digest}` }),
@@ -279,8 +287,10 @@ export class FsBlobStore implements BlobStore {
       );
       await rename(tempPath, finalPath);
       published = true;
+      live.settle('published');
       if (this.#fsync) await fsyncDirectory(join(this.#dir, digestAlgorithm(digest)));
     } catch (error) {
+      if (!published) live.settle('failed');
       input.destroy();
       if (!published) {
         await handle.close().catch(() => undefined);
@@ -290,6 +300,122 @@ export class FsBlobStore implements BlobStore {
       if (isErrno(error, 'ENOSPC') || isErrno(error, 'EIO') || isErrno(error, 'EDQUOT'))
         throw ioError(`cannot write blob ${digest}`, error);
       throw error;
+    }
+  }
+}
+
+/** The {@link LiveBlobWrite} of one `#write`: counts the bytes the sink wrote and wakes followers. */
+class LiveWrite implements LiveBlobWrite {
+  #written = 0;
+  #state: 'writing' | 'published' | 'failed' = 'writing';
+  #wake: Array<() => void> = [];
+
+  constructor(
+    readonly digest: string,
+    readonly size: number,
+    readonly path: string,
+  ) {}
+
+  written(): number {
+    return this.#written;
+  }
+
+  state(): 'writing' | 'published' | 'failed' {
+    return this.#state;
+  }
+
+  changed(signal?: AbortSignal): Promise<void> {
+    if (this.#state !== 'writing') return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(signal!.reason as Error);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#wake.push(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  /** `bytes` more are in the file. */
+  advance(bytes: number): void {
+    this.#written += bytes;
+    this.#notify();
+  }
+
+  settle(state: 'published' | 'failed'): void {
+    if (this.#state !== 'writing') return;
+    this.#state = state;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = [];
+    for (const resolve of wake) resolve();
+  }
+}
+
+/** With fsync on, a blob's written bytes are flushed in the background each time this many more are dirty. */
+const BACKGROUND_SYNC_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Appends to an open file, counting into a {@link LiveWrite} after each write completed; fsyncs and closes at the end.
+ * With fsync on, it also starts an fdatasync in the background (never waited for while writing, at most one at a
+ * time) after every {@link BACKGROUND_SYNC_BYTES}, so that the final fsync — which a pull waits for after the last
+ * byte arrived — has little left to write.
+ */
+class FileSink extends Writable {
+  readonly #handle: FileHandle;
+  readonly #fsync: boolean;
+  readonly #live: LiveWrite;
+  #unsynced = 0;
+  #syncing: Promise<void> | undefined;
+
+  constructor(handle: FileHandle, fsync: boolean, live: LiveWrite) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.#handle = handle;
+    this.#fsync = fsync;
+    this.#live = live;
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.#append(chunks.map((entry) => entry.chunk)).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    (async () => {
+      await this.#syncing;
+      if (this.#fsync) await this.#handle.sync();
+      await this.#handle.close();
+    })().then(() => callback(), callback);
+  }
+
+  async #append(buffers: Buffer[]): Promise<void> {
+    let pending = buffers;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.#handle.writev(pending);
+      this.#live.advance(bytesWritten);
+      this.#unsynced += bytesWritten;
+      if (this.#fsync && this.#unsynced >= BACKGROUND_SYNC_BYTES && this.#syncing === undefined) {
+        this.#unsynced = 0;
+        // Errors here are not lost: the final fsync fails the same way.
+        this.#syncing = this.#handle
+          .datasync()
+          .catch(() => undefined)
+          .finally(() => (this.#syncing = undefined));
+      }
+      // Short writes are rare on regular files; continue with what is left.
+      let skip = bytesWritten;
+      const rest: Buffer[] = [];
+      for (const buffer of pending) {
+        if (skip >= buffer.length) skip -= buffer.length;
+        else {
+          rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+          skip = 0;
+        }
+      }
+      pending = rest;
     }
   }
 }

@@ -302,6 +302,15 @@ export const ShifterConfigSchema = z
           .describe('How long reading a file to import may take before the import fails with SHIFTER_IMPORT_TIMEOUT'),
         requestTimeoutMs: z.number().int().positive().default(60_000),
         retries: z.number().int().min(0).default(4),
+        concurrentDownloads: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(3)
+          .describe(
+            'Layers one pull downloads at the same time (the gateway worker and pullImage); the converter follows them',
+          ),
       })
       .strict()
       .prefault({}),

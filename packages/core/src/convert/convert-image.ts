@@ -144,14 +144,16 @@ export async function convertImage(
     }
 
     progress({ phase: 'meta' });
+    const access = options.access ? await options.access() : { userACL: options.userACL, groupACL: options.groupACL };
+    options.signal?.throwIfAborted();
     writeMetaFile(metaPath, {
       format: 'squashfs',
       entrypoint: metadata.entrypoint,
       cmd: metadata.cmd,
       workdir: metadata.workdir,
       env: metadata.env,
-      userACL: options.userACL,
-      groupACL: options.groupACL,
+      userACL: access.userACL,
+      groupACL: access.groupACL,
     });
     progress({ phase: 'done', id: options.id });
     return {

@@ -15,6 +15,14 @@ export type ConvertProgress =
   | { phase: 'meta' }
   | { phase: 'done'; id: string };
 
+/** The ACL written into a `.meta` file (empty or absent lists: public). */
+export interface MetaAccess {
+  /** Uids allowed to use the image (`USERACL`). */
+  userACL?: number[] | undefined;
+  /** Gids allowed to use the image (`GROUPACL`). */
+  groupACL?: number[] | undefined;
+}
+
 /** Options of {@link convertImage}. */
 export interface ConvertImageOptions {
   /** Image id (lower-case hex of the platform manifest digest, given by the caller); names the output files. */
@@ -31,6 +39,11 @@ export interface ConvertImageOptions {
   userACL?: number[];
   /** Gids allowed to use a private image; written as `GROUPACL` to the `.meta` file when non-empty. */
   groupACL?: number[];
+  /**
+   * Supplies the `.meta` ACL when the `.meta` is written (after the squashfs was built), instead of `userACL` and
+   * `groupACL`; lets a caller merge in state that changed during the conversion. Its errors fail the conversion.
+   */
+  access?: () => MetaAccess | Promise<MetaAccess>;
   /** Keep device nodes (char/block) instead of dropping them (default false; needs root). */
   keepDevices?: boolean;
   /**

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { renameSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type ShifterConfig, ShifterConfigSchema } from '../config/index.js';
@@ -182,15 +183,51 @@ export async function buildSquashfsFromTar(
     tar.once('error', (error) => {
       streamError ??= error;
     });
+    const flusher = flushWhileWriting(temp);
     try {
       await runTool(conversion.tar2sqfsPath, args, { stdin: tar, signal: options.signal });
     } catch (error) {
       throw streamError === undefined ? error : inputError(streamError);
     } finally {
       tar.destroy();
+      await flusher.stop();
     }
     if (streamError !== undefined) throw inputError(streamError);
   });
+}
+
+/** How often {@link flushWhileWriting} flushes the file tar2sqfs is writing. */
+const FLUSH_INTERVAL_MS = 500;
+
+/**
+ * While tar2sqfs writes `path` (for as long as the top layer streams, on a slow network), flush what it wrote so
+ * far in the background (fdatasync, at most one at a time), so that whoever fsyncs the finished file (the transfer
+ * into the image directory) finds little left to write. Best effort: errors are ignored (the final fsync reports
+ * them).
+ */
+function flushWhileWriting(path: string): { stop(): Promise<void> } {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  let busy: Promise<void> | undefined;
+  let stopped = false;
+  const tick = (): void => {
+    if (busy || stopped) return;
+    busy = (async () => {
+      handle ??= await open(path, 'r').catch(() => undefined);
+      if (handle && !stopped) await handle.datasync();
+    })()
+      .catch(() => undefined)
+      .finally(() => (busy = undefined));
+  };
+  const timer = setInterval(tick, FLUSH_INTERVAL_MS);
+  timer.unref();
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await busy;
+      await handle?.close().catch(() => undefined);
+    },
+  };
 }
 
 /** A failure of the tar stream feeding tar2sqfs: its own ShifterError, or a local I/O failure. */

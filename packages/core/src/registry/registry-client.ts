@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { BlobStore } from '../blob-store/index.js';
+import type { BlobStore, LiveBlobWrite } from '../blob-store/index.js';
 import {
   computeDigest,
   DEFAULT_SIZE_LIMITS,
@@ -141,6 +141,11 @@ export interface FetchBlobOptions {
   onProgress?: (progress: BlobProgress) => void;
   /** Cancels the download. */
   signal?: AbortSignal;
+  /**
+   * {@link RegistryClient.fetchBlob} only: called when this call starts writing the blob into the store, with the
+   * live write a reader may follow (`followBlobWrite`); see `BlobPutOptions.onWriting`.
+   */
+  onWriting?: (write: LiveBlobWrite) => void;
 }
 
 /** Result of {@link RegistryClient.fetchBlob}. */
@@ -442,6 +447,7 @@ export class RegistryClient {
     if (!(await store.has(digest))) {
       const result = await store.put(digest, descriptor.size, () => this.openBlob(reference, descriptor, options), {
         ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onWriting ? { onWriting: options.onWriting } : {}),
         what: `blob ${digest} of ${reference.familiar}`,
       });
       if (result.stored) {

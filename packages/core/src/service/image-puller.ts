@@ -6,6 +6,7 @@
 import type { ImageReference } from '../reference/index.js';
 import type { ImageMetadata } from '../meta/index.js';
 import type { RegistryLogin } from '../auth/index.js';
+import type { MetaAccess } from '../convert/index.js';
 
 /** One pull as the puller sees it. */
 export interface PullTarget {
@@ -49,6 +50,8 @@ export type PullProgress =
 export interface PulledImage {
   /** Local path of the built `<id>.squashfs`. */
   readonly squashfsPath: string;
+  /** Local path of the `<id>.meta` written next to it, with the ACL `access` answered. */
+  readonly metaPath: string;
   /** Image metadata from the config. */
   readonly metadata: ImageMetadata;
 }
@@ -69,7 +72,8 @@ export interface ImagePuller {
    */
   prove(target: PullTarget & { readonly digest: string }): Promise<void>;
   /**
-   * Download (through the blob cache) and convert the image with manifest `digest` into `outDir/<id>.squashfs`.
+   * Download (through the blob cache) and convert the image with manifest `digest` into `outDir/<id>.squashfs` and
+   * `outDir/<id>.meta` (written once, with the ACL `access` answers).
    * @throws registry, layer and conversion errors with their catalogue codes
    */
   fetch(
@@ -79,6 +83,11 @@ export interface ImagePuller {
       readonly scratchDir: string;
       /** Called with the flattened tree before the squashfs is built (the site examiner); throw to refuse. */
       readonly examine?: (rootDir: string) => Promise<void>;
+      /**
+       * The `.meta` ACL, asked for once when the `.meta` is written (after the squashfs was built); public when
+       * absent. Lets the service merge in records that became READY during the pull.
+       */
+      readonly access?: () => Promise<MetaAccess>;
     },
     onProgress: (progress: PullProgress) => void,
   ): Promise<PulledImage>;

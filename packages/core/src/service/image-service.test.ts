@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config/index.js';
 import { IntegrityError, RegistryError, ShifterError } from '../errors/index.js';
 import type { JobContext, JobHandler, JobQueue, JobRecord, NewJob, ProcessOptions } from '../jobs/index.js';
-import { parseMeta } from '../meta/meta-format.js';
+import { parseMeta, writeMetaFile } from '../meta/meta-format.js';
+import type { MetaAccess } from '../convert/index.js';
 import { SqliteMetadataStore } from '../metadata/sqlite-metadata-store.js';
 import type { Transfer } from '../transfer/index.js';
 import type { Caller } from './caller.js';
@@ -120,14 +121,29 @@ class FakePuller implements ImagePuller {
     if (this.unproven.has(target.reference.familiar))
       throw new IntegrityError('SHIFTER_BLOB_UNPROVEN', 'the registry does not serve the blob');
   }
-  async fetch(target: PullTarget & { digest: string; outDir: string }, onProgress: (p: never) => void) {
+  async fetch(
+    target: PullTarget & { digest: string; outDir: string; access?: () => Promise<MetaAccess> },
+    onProgress: (p: never) => void,
+  ) {
     this.fetches++;
     onProgress({ phase: 'download', layer: 'sha256:aa', index: 0, count: 1, bytesDone: 10, bytesTotal: 10 } as never);
     const id = target.digest.slice(7);
     const squashfsPath = join(target.outDir, `${id}.squashfs`);
     writeFileSync(squashfsPath, `image ${id}`);
+    // As the real puller: the .meta is written once, with the ACL asked for after the squashfs exists.
+    const acl = (await target.access?.()) ?? {};
+    const metaPath = join(target.outDir, `${id}.meta`);
+    writeMetaFile(metaPath, {
+      format: 'squashfs',
+      env: ['PATH=/bin'],
+      cmd: ['/bin/sh'],
+      workdir: '/root',
+      entrypoint: null,
+      ...acl,
+    });
     return {
       squashfsPath,
+      metaPath,
       metadata: {
         env: ['PATH=/bin'],
         entrypoint: null,

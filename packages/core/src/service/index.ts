@@ -11,3 +11,4 @@ export * from './audit.js';
 export * from './import-reader.js';
 export * from './registry-policy.js';
 export * from './access.js';
+export * from './pull-pipeline.js';

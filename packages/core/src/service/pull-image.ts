@@ -1,16 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { FsBlobStore, type BlobStore } from '../blob-store/index.js';
-import {
-  convertImage,
-  type ConversionConfig,
-  type ConvertImageResult,
-  type ConvertProgress,
-  type LayerSource,
-} from '../convert/index.js';
+import type { ConversionConfig, ConvertImageResult } from '../convert/index.js';
 import { DEFAULT_SIZE_LIMITS, type Digest, type SizeLimits } from '../digest/index.js';
 import { ShifterError } from '../errors/index.js';
 import { DEFAULT_PLATFORM, parsePlatform, type PlatformSelector } from '../manifest/index.js';
@@ -24,6 +17,7 @@ import {
   type RegistryTimeouts,
   type RetryPolicy,
 } from '../registry/index.js';
+import { runPullPipeline, type PullImageProgress } from './pull-pipeline.js';
 
 /** Layers downloaded at the same time by default: enough to fill a link, few enough not to thrash a registry. */
 export const DEFAULT_PULL_CONCURRENCY = 3;
@@ -43,14 +37,7 @@ export const DEFAULT_PULL_LIMITS: Readonly<PullLimits> = Object.freeze({
   maxEntries: 5_000_000,
 });
 
-/** Progress of {@link pullImage}. */
-export type PullImageProgress =
-  | { phase: 'resolve'; reference: string }
-  | { phase: 'resolved'; id: string; manifestDigest: string; layers: number; totalBytes: number }
-  | { phase: 'download'; digest: string; index: number; receivedBytes: number; totalBytes: number; resumes: number }
-  | { phase: 'downloaded'; digest: string; index: number; cached: boolean }
-  | { phase: 'convert'; event: ConvertProgress }
-  | { phase: 'done'; id: string };
+export type { PullImageProgress } from './pull-pipeline.js';
 
 /** Options of {@link pullImage}. */
 export interface PullImageOptions {
@@ -72,8 +59,13 @@ export interface PullImageOptions {
   conversion?: Partial<ConversionConfig>;
   /** Byte and entry caps. */
   limits?: Partial<PullLimits>;
-  /** Parallel layer downloads; {@link DEFAULT_PULL_CONCURRENCY} by default. */
+  /** Parallel layer downloads (1..64); {@link DEFAULT_PULL_CONCURRENCY} by default (config: `limits.concurrentDownloads`). */
   concurrency?: number;
+  /**
+   * Let the converter read a layer while it downloads (default true); the layer's stream still ends only after its
+   * digest verified. False opens each layer only once its download finished.
+   */
+  followDownloads?: boolean;
   /** Network timeouts of the registry client. */
   timeouts?: Partial<RegistryTimeouts>;
   /** Retry policy of the registry client. */
@@ -166,37 +158,18 @@ export function resolvePullImageOptions(options: PullImageOptions): ResolvedPull
   };
 }
 
-/** Run `tasks` with at most `limit` running at once; each promise settles with its task. */
-function boundedParallel<T>(tasks: Array<() => Promise<T>>, limit: number): Array<Promise<T>> {
-  let running = 0;
-  const queue: Array<() => void> = [];
-  const release = (): void => {
-    running -= 1;
-    queue.shift()?.();
-  };
-  return tasks.map(
-    (task) =>
-      new Promise<T>((resolve, reject) => {
-        const start = (): void => {
-          running += 1;
-          task().then(resolve, reject).finally(release);
-        };
-        if (running < limit) start();
-        else queue.push(start);
-      }),
-  );
-}
-
 /**
  * Pull an image from its registry and build `<outDir>/<id>.squashfs` and `<outDir>/<id>.meta`: the entry point of
  * site scripts (and of the gateway's workers).
  *
- * Steps: parse the reference → resolve the platform manifest and config → download layers into the blob cache
- * (in parallel, bounded, one download per digest even across concurrent pulls and processes) → flatten and build
- * the squashfs (the converter starts on layer 1 while later layers still download) → write `.meta`.
+ * Steps: parse the reference → resolve the platform manifest and config → run the pull pipeline (the one the
+ * gateway's workers run): download layers into the blob cache (at most `concurrency` at once, one download per digest
+ * even across concurrent pulls and processes) while the converter reads each layer as it downloads, flattens and
+ * builds the squashfs → write `.meta`.
  *
  * Contracts: idempotent (a cached layer is not downloaded again; an existing output is rebuilt atomically);
- * everything downloaded is digest- and size-verified before use; the outputs appear atomically or not at all.
+ * everything downloaded is digest- and size-verified before anything derived from it is published (a layer that
+ * fails verification aborts the conversion); the outputs appear atomically or not at all.
  *
  * @param reference - image reference (`ubuntu:22.04`, `127.0.0.1:5000/test/busybox:latest`, `site/app@sha256:…`)
  * @param options - cache and output directories, platform, registries, credentials, conversion, limits, progress
@@ -239,12 +212,8 @@ export async function pullImage(
       ...(resolved.userAgent ? { userAgent: resolved.userAgent } : {}),
     });
   const store = resolved.blobStore ?? new FsBlobStore(resolved.cacheDir);
-  // One controller cancels downloads and conversion together: a failed download must stop the converter waiting
-  // for it, and a failed conversion must not leave downloads running.
-  const controller = new AbortController();
-  const onAbort = (): void => controller.abort(resolved.signal?.reason);
-  resolved.signal?.addEventListener('abort', onAbort, { once: true });
   try {
+    resolved.signal?.throwIfAborted();
     progress({ phase: 'resolve', reference: typeof reference === 'string' ? reference : reference.canonical });
     await Promise.all([
       mkdir(resolved.outDir, { recursive: true }),
@@ -256,7 +225,10 @@ export async function pullImage(
         { cause: error },
       );
     });
-    const image = await client.resolveImage(reference, { platform: resolved.platform, signal: controller.signal });
+    const image = await client.resolveImage(reference, {
+      platform: resolved.platform,
+      ...(resolved.signal ? { signal: resolved.signal } : {}),
+    });
     const totalBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
     progress({
       phase: 'resolved',
@@ -265,71 +237,24 @@ export async function pullImage(
       layers: image.layers.length,
       totalBytes,
     });
-
-    let downloaded = 0;
-    let cached = 0;
-    let bytes = 0;
-    let firstError: unknown;
-    const downloads = boundedParallel(
-      image.layers.map((layer, index) => async () => {
-        const result = await client.fetchBlob(image.reference, layer, store, {
-          signal: controller.signal,
-          onProgress: (p) =>
-            progress({
-              phase: 'download',
-              digest: layer.digest,
-              index,
-              receivedBytes: p.receivedBytes,
-              totalBytes: p.totalBytes,
-              resumes: p.resumes,
-            }),
-        });
-        if (result.cached) cached += 1;
-        else {
-          downloaded += 1;
-          bytes += layer.size;
-        }
-        progress({ phase: 'downloaded', digest: layer.digest, index, cached: result.cached });
-        return result;
-      }),
-      resolved.concurrency,
-    );
-    for (const download of downloads) {
-      download.catch((error: unknown) => {
-        firstError ??= error;
-        controller.abort(error);
-      });
-    }
-    const sources: LayerSource[] = image.layers.map((layer, index) => ({
-      digest: layer.digest,
-      mediaType: layer.mediaType,
-      size: layer.size,
-      // Waiting here lets the converter apply layer i while layers > i still download.
-      open: async (): Promise<Readable> => {
-        await downloads[index];
-        return store.open(layer.digest);
-      },
-    }));
-    let converted: ConvertImageResult;
-    try {
-      converted = await convertImage(sources, image.config, resolved.outDir, {
-        id: image.id,
-        expandDir: resolved.expandDir,
-        ...(resolved.conversion ? { conversion: resolved.conversion } : {}),
-        maxUnpackedBytes: resolved.limits.maxUnpackedBytes,
-        maxEntries: resolved.limits.maxEntries,
+    const { converted, layers } = await runPullPipeline({
+      client,
+      store,
+      image,
+      outDir: resolved.outDir,
+      expandDir: resolved.expandDir,
+      concurrency: resolved.concurrency,
+      conversion: resolved.conversion,
+      maxUnpackedBytes: resolved.limits.maxUnpackedBytes,
+      maxEntries: resolved.limits.maxEntries,
+      access: () => ({
         ...(image.usedCredentials && resolved.userACL ? { userACL: resolved.userACL } : {}),
         ...(image.usedCredentials && resolved.groupACL ? { groupACL: resolved.groupACL } : {}),
-        onProgress: (event) => progress({ phase: 'convert', event }),
-        signal: controller.signal,
-      });
-      await Promise.all(downloads);
-    } catch (error) {
-      controller.abort(error);
-      await Promise.allSettled(downloads);
-      // The download error is the cause; the converter only saw its consequence (an aborted open).
-      throw firstError ?? error;
-    }
+      }),
+      ...(resolved.followDownloads !== undefined ? { followDownloads: resolved.followDownloads } : {}),
+      onProgress: progress,
+      signal: resolved.signal,
+    });
     progress({ phase: 'done', id: image.id });
     return {
       id: image.id,
@@ -340,11 +265,10 @@ export async function pullImage(
       metaPath: converted.metaPath,
       metadata: converted.metadata,
       usedCredentials: image.usedCredentials,
-      layers: { downloaded, cached, bytes },
+      layers,
       conversion: converted.summary,
     };
   } finally {
-    resolved.signal?.removeEventListener('abort', onAbort);
     if (!resolved.registryClient) await client.close();
   }
 }

@@ -1,15 +1,16 @@
 /**
- * The default {@link ImagePuller}: the registry client resolves and downloads into the shared blob cache, then
- * `convertImage` flattens and builds the squashfs.
+ * The default {@link ImagePuller}: the registry client resolves; the pull pipeline (the one `pullImage` runs)
+ * downloads into the shared blob cache, at most `limits.concurrentDownloads` layers at once, while the converter
+ * follows the downloads and builds the squashfs and the `.meta`.
  *
  * @packageDocumentation
  */
 import { FsBlobStore, collectBlobCache } from '../blob-store/index.js';
 import type { ShifterConfig } from '../config/index.js';
-import { convertImage, type LayerSource } from '../convert/index.js';
 import { parsePlatform } from '../manifest/select-platform.js';
 import { BlobProofs, RegistryClient } from '../registry/index.js';
 import type { ImagePuller, PullTarget } from './image-puller.js';
+import { runPullPipeline } from './pull-pipeline.js';
 
 /**
  * Create the registry-backed puller for a config. Each pull gets its own registry client (its login is the
@@ -54,10 +55,20 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
           { ...target.reference, digest: target.digest },
           { platform: parsePlatform(target.platform), ...(target.signal ? { signal: target.signal } : {}) },
         );
+        // Bounded like a pull's downloads: a layer the cache lacks is downloaded here.
+        const queue = [...resolved.layers];
+        const worker = async (): Promise<void> => {
+          for (let layer = queue.shift(); layer; layer = queue.shift()) {
+            try {
+              await client.fetchBlob(target.reference, layer, blobs, target.signal ? { signal: target.signal } : {});
+            } catch (error) {
+              queue.length = 0; // one failure decides: start no further downloads
+              throw error;
+            }
+          }
+        };
         await Promise.all(
-          resolved.layers.map((layer) =>
-            client.fetchBlob(target.reference, layer, blobs, target.signal ? { signal: target.signal } : {}),
-          ),
+          Array.from({ length: Math.min(config.limits.concurrentDownloads, queue.length) }, () => worker()),
         );
       } finally {
         await client.close();
@@ -73,48 +84,40 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
           { platform: parsePlatform(target.platform), ...(target.signal ? { signal: target.signal } : {}) },
         );
         const count = resolved.layers.length;
-        // Downloads run in parallel (the blob store makes concurrent fetches of one digest a single download).
-        await Promise.all(
-          resolved.layers.map((layer, index) =>
-            client.fetchBlob(target.reference, layer, blobs, {
-              ...(target.signal ? { signal: target.signal } : {}),
-              onProgress: (progress) =>
-                onProgress({
-                  phase: 'download',
-                  layer: layer.digest,
-                  index,
-                  count,
-                  bytesDone: progress.receivedBytes,
-                  bytesTotal: progress.totalBytes,
-                }),
-            }),
-          ),
-        );
-        const layers: LayerSource[] = resolved.layers.map((layer) => ({
-          digest: layer.digest,
-          mediaType: layer.mediaType,
-          size: layer.size,
-          open: () => blobs.open(layer.digest),
-        }));
-        const result = await convertImage(layers, resolved.config, target.outDir, {
-          id: resolved.id,
+        // The one pull pipeline (as pullImage): bounded downloads, the converter following them, one .meta.
+        const { converted } = await runPullPipeline({
+          client,
+          store: blobs,
+          image: resolved,
+          outDir: target.outDir,
           expandDir: target.scratchDir,
+          concurrency: config.limits.concurrentDownloads,
           conversion: config.conversion,
           maxUnpackedBytes: config.limits.maxUnpackedBytes,
           maxEntries: config.limits.maxEntries,
-          ...(target.examine ? { examine: target.examine } : {}),
-          ...(target.signal ? { signal: target.signal } : {}),
+          examine: target.examine,
+          access: target.access,
+          signal: target.signal,
           onProgress: (event) => {
-            if (event.phase === 'layer')
+            if (event.phase === 'download')
+              onProgress({
+                phase: 'download',
+                layer: event.digest,
+                index: event.index,
+                count,
+                bytesDone: event.receivedBytes,
+                bytesTotal: event.totalBytes,
+              });
+            else if (event.phase === 'convert' && event.event.phase === 'layer')
               onProgress({
                 phase: 'convert',
                 step: 'Extracting layer',
-                layer: event.digest,
-                index: event.index,
-                count: event.count,
+                layer: event.event.digest,
+                index: event.event.index,
+                count: event.event.count,
               });
-            else if (event.phase === 'squashfs')
-              onProgress({ phase: 'convert', step: `Building squashfs (${event.tool})` });
+            else if (event.phase === 'convert' && event.event.phase === 'squashfs')
+              onProgress({ phase: 'convert', step: `Building squashfs (${event.event.tool})` });
           },
         });
         // Keep the cache under storage.cacheMaxBytes; this pull's blobs are the most recently used.
@@ -122,7 +125,7 @@ export function createRegistryPuller(config: ShifterConfig): ImagePuller {
           maxBytes: config.storage.cacheMaxBytes,
           keep: resolved.layers.map((layer) => layer.digest),
         }).catch(() => undefined);
-        return { squashfsPath: result.squashfsPath, metadata: result.metadata };
+        return { squashfsPath: converted.squashfsPath, metaPath: converted.metaPath, metadata: converted.metadata };
       } finally {
         await client.close();
       }

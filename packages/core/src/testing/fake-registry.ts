@@ -96,6 +96,14 @@ export interface FakeRegistryOptions {
   readonly yesBody?: Buffer;
   /** Digests of layers named by the manifests but never served (404), though the registry "has" the image. */
   readonly withhold?: readonly string[];
+  /** Bytes served instead of a blob's own, by digest (a registry, or a path, that corrupts content). */
+  readonly tamper?: Readonly<Record<string, Buffer>>;
+  /** Break the FIRST full answer of these blobs after this many body bytes (a dropped connection), by digest. */
+  readonly cutOnce?: Readonly<Record<string, number>>;
+  /** With {@link FakeRegistry.hold}: send this many body bytes of a full blob answer before holding the rest. */
+  readonly holdAfterBytes?: number;
+  /** Wait this long before answering a blob, so that downloads overlap (and concurrency shows). */
+  readonly blobDelayMs?: number;
 }
 
 /** One request a {@link FakeRegistry} received. */
@@ -112,6 +120,8 @@ export interface FakeRegistry {
   readonly host: string;
   /** Every request received, in order. */
   readonly requests: FakeRegistryRequest[];
+  /** Most blob `GET`s answered at the same time so far (from request to the end of the body). */
+  readonly maxConcurrentBlobGets: number;
   /** Hold back every blob answer until {@link FakeRegistry.release}; resolves when the first held request arrived. */
   hold(): Promise<void>;
   /** Let held blob answers go. */
@@ -140,6 +150,9 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
   let open: (() => void) | undefined;
   let arrived: (() => void) | undefined;
   let firstHeld: Promise<void> | undefined;
+  let blobGets = 0;
+  let maxBlobGets = 0;
+  const cutDone = new Set<string>();
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = new URL(request.url ?? '/', 'http://x').pathname;
@@ -175,22 +188,43 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
     const blob = /^\/v2\/(.+)\/blobs\/(sha256:[0-9a-f]{64})$/.exec(path);
     const bytes = blob ? blobs.get(blob[2]!) : undefined;
     if (blob && bytes && !(options.yesMan && !isConfig(blob[2]!))) {
+      blobGets += 1;
+      maxBlobGets = Math.max(maxBlobGets, blobGets);
+      response.once('close', () => (blobGets -= 1));
+      if (options.blobDelayMs) await new Promise((resolve) => setTimeout(resolve, options.blobDelayMs));
+      const served = options.tamper?.[blob[2]!] ?? bytes;
+      const cut = options.cutOnce?.[blob[2]!];
+      if (!request.headers.range && cut !== undefined && !cutDone.has(blob[2]!)) {
+        cutDone.add(blob[2]!);
+        response.writeHead(200, { 'content-length': served.length, 'content-type': 'application/octet-stream' });
+        // end(), not destroy(): the bytes written so far reach the client before the connection closes.
+        response.write(served.subarray(0, cut), () => response.socket?.end());
+        return;
+      }
+      if (gate && options.holdAfterBytes !== undefined && !request.headers.range) {
+        response.writeHead(200, { 'content-length': served.length, 'content-type': 'application/octet-stream' });
+        response.write(served.subarray(0, options.holdAfterBytes));
+        arrived?.();
+        await gate;
+        response.end(served.subarray(options.holdAfterBytes));
+        return;
+      }
       if (gate) {
         arrived?.();
         await gate;
       }
-      const range = /^bytes=(\d+)-(\d+)$/.exec(request.headers.range ?? '');
+      const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
       if (range) {
         const start = Number(range[1]);
-        const end = Math.min(Number(range[2]), bytes.length - 1);
+        const end = Math.min(range[2] ? Number(range[2]) : served.length - 1, served.length - 1);
         response.writeHead(206, {
-          'content-range': `bytes ${start}-${end}/${bytes.length}`,
+          'content-range': `bytes ${start}-${end}/${served.length}`,
           'content-length': end - start + 1,
         });
-        response.end(bytes.subarray(start, end + 1));
+        response.end(served.subarray(start, end + 1));
       } else {
-        response.writeHead(200, { 'content-length': bytes.length, 'content-type': 'application/octet-stream' });
-        response.end(bytes);
+        response.writeHead(200, { 'content-length': served.length, 'content-type': 'application/octet-stream' });
+        response.end(served);
       }
       return;
     }
@@ -216,6 +250,9 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
   return {
     host: `127.0.0.1:${port}`,
     requests,
+    get maxConcurrentBlobGets() {
+      return maxBlobGets;
+    },
     hold() {
       gate ??= new Promise<void>((resolve) => (open = resolve));
       firstHeld ??= new Promise<void>((resolve) => (arrived = resolve));

@@ -17,8 +17,8 @@ export interface LocalTransferOptions {
 }
 
 /**
- * {@link Transfer} to a local directory: copy to a temp file in the directory, fsync, chmod, rename, fsync the
- * directory.
+ * {@link Transfer} to a local directory: copy to a temp file in the directory (or, with `move`, rename the file
+ * there when it is on the same file system), fsync, chmod, rename, fsync the directory.
  *
  * @example
  * ```ts
@@ -42,8 +42,8 @@ export class LocalTransfer implements Transfer {
     const mode = imageMode(options.private);
     await this.#ensureDir();
     // Image first, meta last: a .meta means the image next to it is complete.
-    await this.#install(localImage, names.image, id, format, mode, options.signal);
-    await this.#install(localMeta, names.meta, id, 'meta', mode, options.signal);
+    await this.#install(localImage, names.image, id, format, mode, options.signal, options.move);
+    await this.#install(localMeta, names.meta, id, 'meta', mode, options.signal, options.move);
     await this.#syncDir();
   }
 
@@ -134,12 +134,16 @@ export class LocalTransfer implements Transfer {
     ext: string,
     mode: number,
     signal?: AbortSignal,
+    move = false,
   ): Promise<void> {
     signal?.throwIfAborted();
     const temp = join(this.imageDir, tempFileName(id, ext));
     try {
-      // COPYFILE_EXCL: the temp name is fresh; never follow something planted there.
-      await copyFile(source, temp, constants.COPYFILE_EXCL);
+      // A file the caller gave up is renamed to the temp name when both are on one file system (no copy, instant);
+      // otherwise (EXDEV, or not given up) it is copied. COPYFILE_EXCL: the temp name is fresh; never follow
+      // something planted there (rename onto a fresh random name cannot meet a planted file either).
+      const moved = move && (await moveFile(source, temp));
+      if (!moved) await copyFile(source, temp, constants.COPYFILE_EXCL);
       await chmod(temp, mode);
       const handle = await open(temp, 'r+');
       try {
@@ -173,6 +177,17 @@ export class LocalTransfer implements Transfer {
     } catch (error) {
       throw transferFailed(`sync ${this.imageDir}`, error);
     }
+  }
+}
+
+/** Rename `source` to `target`; false when they are on different file systems (the caller then copies). */
+async function moveFile(source: string, target: string): Promise<boolean> {
+  try {
+    await rename(source, target);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EXDEV') return false;
+    throw error;
   }
 }
 

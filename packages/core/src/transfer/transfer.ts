@@ -24,6 +24,12 @@ export interface TransferPutOptions {
   readonly private?: boolean;
   /** Cancels the copy; temp files are removed. */
   readonly signal?: AbortSignal;
+  /**
+   * The caller gives the local files up: a transfer may move (rename) them into place instead of copying when they
+   * are on the image directory's file system (instant), and they may be gone afterwards. Transfers that cannot
+   * move copy as usual.
+   */
+  readonly move?: boolean;
 }
 
 /** Options of {@link Transfer.exists} and {@link Transfer.remove}. */

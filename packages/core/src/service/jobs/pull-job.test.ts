@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { JobContext, JobRecord } from '../../jobs/index.js';
-import { parseMeta } from '../../meta/meta-format.js';
+import { parseMeta, writeMetaFile } from '../../meta/meta-format.js';
 import { parseReference } from '../../reference/index.js';
+import type { MetaAccess } from '../../convert/index.js';
 import type { ImagePuller, PullTarget } from '../image-puller.js';
 import { MemoryRecords, MemoryTransfer, recordingPlacement, recordingProgress } from './jobs.test-support.js';
 import { PullJob, type PullJobDeps } from './pull-job.js';
@@ -32,12 +33,24 @@ class FakePuller implements ImagePuller {
   async prove(target: PullTarget & { digest: string }) {
     this.calls.push({ method: 'prove', login: target.login });
   }
-  async fetch(target: PullTarget & { digest: string; outDir: string }) {
+  async fetch(target: PullTarget & { digest: string; outDir: string; access?: () => Promise<MetaAccess> }) {
     this.calls.push({ method: 'fetch', login: target.login });
     const squashfsPath = join(target.outDir, `${id}.squashfs`);
     writeFileSync(squashfsPath, 'image');
+    // As the real puller: the .meta is written once, with the ACL asked for after the squashfs exists.
+    const acl = (await target.access?.()) ?? {};
+    const metaPath = join(target.outDir, `${id}.meta`);
+    writeMetaFile(metaPath, {
+      format: 'squashfs',
+      env: ['A=1'],
+      cmd: ['/bin/sh'],
+      workdir: '/w',
+      entrypoint: null,
+      ...acl,
+    });
     return {
       squashfsPath,
+      metaPath,
       metadata: { env: ['A=1'], entrypoint: null, cmd: ['/bin/sh'], workdir: '/w', labels: { l: 'v' }, user: null },
     };
   }

@@ -167,12 +167,20 @@ export class PullJob {
         { imageId: id, manifestDigest: digest },
       );
       const examiner = this.config.examiner;
+      // The file's ACL: this pull's, widened by a READY record of the same content (whose file this replaces). The
+      // puller asks for it once, when it writes the .meta (after the squashfs), so the .meta is written once.
+      let fileAcl: AccessList = access;
       const pulled = await this.puller.fetch(
         {
           ...target,
           digest,
           outDir: scratch,
           scratchDir: scratch,
+          access: async () => {
+            const current = await this.store.findReadyByImageId(job.system, id);
+            fileAcl = current ? mergeAccess(fileAccessOf(current), access) : access;
+            return isPublicAccess(fileAcl) ? {} : { userACL: [...fileAcl.userAcl], groupACL: [...fileAcl.groupAcl] };
+          },
           ...(examiner
             ? {
                 examine: async (rootDir: string) => {
@@ -184,23 +192,13 @@ export class PullJob {
         },
         (progress) => this.onPullProgress(record.recordId, progress, context),
       );
-      // The file's ACL: this pull's, widened by a READY record of the same content (whose file this replaces).
-      const current = await this.store.findReadyByImageId(job.system, id);
-      const fileAcl = current ? mergeAccess(fileAccessOf(current), access) : access;
-      const metaPath = join(scratch, `${id}.meta`);
-      writeMetaFile(metaPath, {
-        format: 'squashfs',
-        entrypoint: pulled.metadata.entrypoint,
-        cmd: pulled.metadata.cmd,
-        workdir: pulled.metadata.workdir,
-        env: pulled.metadata.env,
-        userACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.userAcl],
-        groupACL: isPublicAccess(fileAcl) ? [] : [...fileAcl.groupAcl],
-      });
+      const metaPath = pulled.metaPath;
       await this.setState(record.recordId, 'TRANSFER', { step: 'Transferring image' });
       await transfer.put(pulled.squashfsPath, metaPath, id, {
         private: !isPublicAccess(fileAcl),
         signal: context.signal,
+        // The scratch files are this job's own and removed below: a local transfer renames instead of copying.
+        move: true,
       });
 
       const metadata = pulled.metadata;
