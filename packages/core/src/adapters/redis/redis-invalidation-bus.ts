@@ -80,7 +80,13 @@ export class RedisInvalidationBus implements InvalidationBus {
     if (this.#subscriber) throw new Error('RedisInvalidationBus.subscribe called twice');
     // Resubscribing is done here, after each (re)connection, so that "connected" is reported only once Redis has
     // confirmed the subscription: messages published from then on reach this process.
-    const subscriber = new Redis(this.#url, { lazyConnect: true, autoResubscribe: false, maxRetriesPerRequest: null });
+    const subscriber = new Redis(this.#url, {
+      lazyConnect: true,
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+      // Named so that an operator (or a test) can find the subscribers of a channel in CLIENT LIST.
+      connectionName: `shifter-invalidation:${this.#channel}`,
+    });
     this.#subscriber = subscriber;
     subscriber.on('error', () => undefined); // the connection retries on its own; 'close' reports the gap
     subscriber.on('close', () => listener.connected(false));
