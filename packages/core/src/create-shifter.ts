@@ -111,7 +111,8 @@ export async function openDefaultStore(config: ShifterConfig): Promise<MetadataS
  */
 async function openDistributedStore(config: ShifterConfig): Promise<MetadataStore> {
   const store = await openDefaultStore(config);
-  if (config.metadata.kind !== 'mongo' || config.queue.kind !== 'redis') return store;
+  if (config.metadata.kind !== 'mongo' || config.queue.kind !== 'redis' || config.metadata.lookupCacheMs === 0)
+    return store;
   try {
     const RedisInvalidationBus = await loadExport<{
       connect: (options: { url: string; channel: string }) => Promise<InvalidationBus>;
@@ -120,7 +121,7 @@ async function openDistributedStore(config: ShifterConfig): Promise<MetadataStor
       url: config.queue.url,
       channel: `${config.queue.prefix}:metadata:${config.metadata.database}`,
     });
-    return withLookupCache(store, bus);
+    return withLookupCache(store, bus, { ttlMs: config.metadata.lookupCacheMs });
   } catch (error) {
     await store.close();
     throw error;
