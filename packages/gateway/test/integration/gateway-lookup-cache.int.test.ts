@@ -2,7 +2,8 @@
  * The lookup cache of the distributed deployment, end to end: two `serve` processes (A runs the workers, B only
  * answers) share FerretDB on PostgreSQL and Redis; each keeps lookups in memory. Changes made through A — an import
  * made visible to another user, a tag moved to other content and made private, an expiry — must reach the lookups
- * of B, whose cache TTL is set to an hour here so that only the invalidations over Redis can explain it. Two real
+ * of B (itself two processes, `serve --processes 2`), whose cache TTL is set to an hour here so that only the
+ * invalidations over Redis can explain it. Two real
  * users with real munge credentials; the other user never sees the private image through B's cache.
  */
 import { randomBytes } from 'node:crypto';
@@ -88,7 +89,8 @@ describe.skipIf(!ready)('lookup cache across two serve instances (FerretDB on Po
       conversion: { compression: 'lz4' },
     });
     a = await startGatewayProcess(config(await freePort()), { dir, name: 'a', args: ['--with-workers'] });
-    b = await startGatewayProcess(config(await freePort()), { dir, name: 'b' });
+    // B is two processes itself (serve --processes 2): each has its own cache, and both must follow A's writes.
+    b = await startGatewayProcess(config(await freePort()), { dir, name: 'b', args: ['--processes', '2'] });
   });
 
   afterAll(async () => {
@@ -101,6 +103,25 @@ describe.skipIf(!ready)('lookup cache across two serve instances (FerretDB on Po
     } finally {
       await client.close();
     }
+  });
+
+  it('runs serve --processes 2 as two serve processes under one supervisor', () => {
+    const children = execFileSync('pgrep', ['-P', String(b!.child.pid)])
+      .toString()
+      .trim()
+      .split('\n');
+    expect(children).toHaveLength(2);
+  });
+
+  it('refuses serve --processes 2 on the embedded store', async () => {
+    const embedded = {
+      gateway: { host: '127.0.0.1', port: await freePort() },
+      metadata: { kind: 'sqlite', path: join(dir, 'embedded.db') },
+      systems: { [SYSTEM]: { transfer: { kind: 'local', imageDir: join(dir, 'images') } } },
+    };
+    await expect(startGatewayProcess(embedded, { dir, name: 'embedded', args: ['--processes', '2'] })).rejects.toThrow(
+      /SHIFTER_CONFIG_INVALID/,
+    );
   });
 
   it('shows visibility changes, a moved tag and an expiry made through A to the lookups of B', async () => {
