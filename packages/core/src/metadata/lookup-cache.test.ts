@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { describeMetadataStoreContract } from '../testing/contracts/metadata-store-contract.js';
-import type { InvalidationBus, InvalidationListener } from './lookup-cache.js';
+import type { Invalidation, InvalidationBus, InvalidationListener } from './lookup-cache.js';
 import { withLookupCache } from './lookup-cache.js';
 import type { MetadataStore } from './metadata-store.js';
 import { SqliteMetadataStore } from './sqlite-metadata-store.js';
@@ -9,9 +9,11 @@ import { SqliteMetadataStore } from './sqlite-metadata-store.js';
 class FakeBus implements InvalidationBus {
   listener: InvalidationListener | null = null;
   published = 0;
+  messages: Invalidation[] = [];
   closed = false;
-  async publish(): Promise<void> {
+  async publish(invalidation: Invalidation): Promise<void> {
     this.published += 1;
+    this.messages.push(invalidation);
   }
   subscribe(listener: InvalidationListener): void {
     this.listener = listener;
@@ -72,12 +74,49 @@ describe('withLookupCache', () => {
     await cached.close();
   });
 
+  it('drops only the answers a write can change, here and in the other processes', async () => {
+    const { store, reads, bus, cached } = setup();
+    const one = await cached.insert(readyImage);
+    const two = await cached.insert({ ...readyImage, tags: ['b:1'], imageId: 'i2' });
+    await cached.findReadyByTag('s', 'docker', 'a:1');
+    await cached.findReadyByTag('s', 'docker', 'b:1');
+    expect(await cached.findReadyByTag('s', 'docker', 'c:1')).toBeNull();
+    expect(reads).toHaveBeenCalledTimes(3);
+    // An expiration touch of one record: the other record's answer and the miss stay cached.
+    await cached.update(one.recordId, { expiration: 5 });
+    expect(bus.messages.at(-1)).toEqual({
+      records: [one.recordId],
+      keys: [expect.stringContaining('a:1'), expect.stringContaining('i1')],
+    });
+    expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).toBe(5);
+    await cached.findReadyByTag('s', 'docker', 'b:1');
+    await cached.findReadyByTag('s', 'docker', 'c:1');
+    expect(reads).toHaveBeenCalledTimes(4);
+    // A tag moved onto a record that had been cached as the miss of that tag: the miss goes.
+    await cached.moveTag(two.recordId, 'c:1');
+    expect((await cached.findReadyByTag('s', 'docker', 'c:1'))?.recordId).toBe(two.recordId);
+    // A record that becomes READY with a tag whose miss was cached.
+    expect(await cached.findReadyByTag('s', 'docker', 'd:1')).toBeNull();
+    const pulling = await store.insert({ ...readyImage, status: 'PULLING', tags: ['d:1'], imageId: 'i3' });
+    await cached.update(pulling.recordId, { status: 'READY' });
+    expect((await cached.findReadyByTag('s', 'docker', 'd:1'))?.recordId).toBe(pulling.recordId);
+    // Deleting the record a tag answered with.
+    await cached.delete(two.recordId);
+    expect(await cached.findReadyByTag('s', 'docker', 'b:1')).toBeNull();
+    // The same message from another process drops the same answers.
+    const fresh = await cached.findReadyByTag('s', 'docker', 'a:1');
+    await store.update(one.recordId, { expiration: 6 });
+    bus.listener!.invalidate({ records: [fresh!.recordId], keys: [] });
+    expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).toBe(6);
+    await cached.close();
+  });
+
   it('publishes after a write that failed, since it may have committed', async () => {
     const { bus, cached } = setup();
     await expect(cached.update('no-such-record', { status: 'EXPIRED' })).rejects.toMatchObject({
       code: 'SHIFTER_IMAGE_NOT_FOUND',
     });
-    expect(bus.published).toBe(1);
+    expect(bus.messages).toEqual([{ all: true }]);
     await cached.close();
   });
 
@@ -104,7 +143,7 @@ describe('withLookupCache', () => {
     await cached.findReadyByTag('s', 'docker', 'a:1');
     await store.update(record.recordId, { status: 'EXPIRED' });
     expect(await cached.findReadyByTag('s', 'docker', 'a:1')).not.toBeNull(); // not told yet
-    bus.listener!.invalidate();
+    bus.listener!.invalidate({ all: true });
     expect(await cached.findReadyByTag('s', 'docker', 'a:1')).toBeNull();
     expect(reads).toHaveBeenCalledTimes(2);
     await cached.close();
@@ -144,7 +183,7 @@ describe('withLookupCache', () => {
     const stale = cached.findReadyByTag('s', 'docker', 'a:1');
     await inFlight;
     await store.update(record.recordId, { status: 'EXPIRED' });
-    bus.listener!.invalidate();
+    bus.listener!.invalidate({ all: true });
     // A caller after the invalidation does not join the read in flight.
     expect(await cached.findReadyByTag('s', 'docker', 'a:1')).toBeNull();
     release();

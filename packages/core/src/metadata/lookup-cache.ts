@@ -5,8 +5,9 @@
  * In the distributed deployment several `serve` instances and workers share one MongoDB-compatible store; a lookup
  * (`findReadyByTag`) then costs a network round trip and a query on every request. {@link withLookupCache} wraps the
  * store so that `findReadyByTag` and `findReadyByImageId` answer from memory, and every write that can change their
- * answers (anything but the job, metric and plain read methods) empties the cache of this process and, through the
- * {@link InvalidationBus}, of every other process once it has committed.
+ * answers (anything but the job, metric and plain read methods) drops the answers it affects (the written record's,
+ * and those for its tags and image id; everything for a write it does not know or that failed) from the cache of this
+ * process and, through the {@link InvalidationBus}, of every other process once it has committed.
  *
  * Consistency bound: a lookup in process B that starts after a write in process A has returned, and after B has
  * received A's invalidation (one pub/sub hop, typically under a millisecond on a LAN), sees the write. A read that
@@ -23,10 +24,10 @@ import type { MetadataStore } from './metadata-store.js';
 /** What the cache needs from a broadcast channel between the processes that share a store. */
 export interface InvalidationBus {
   /**
-   * Tell every other subscriber that records changed. Resolves once sent; a failure is swallowed by the bus (the
-   * other processes' TTL bounds what they then miss) so a committed write never reports an error for it.
+   * Tell every other subscriber what changed. Resolves once sent; a failure is swallowed by the bus (the other
+   * processes' TTL bounds what they then miss) so a committed write never reports an error for it.
    */
-  publish(): Promise<void>;
+  publish(invalidation: Invalidation): Promise<void>;
   /**
    * Start receiving: `invalidate` for every message from another process; `connected(false)` whenever messages may
    * be missed from then on (subscription lost, reconnecting), `connected(true)` once the subscription is active
@@ -39,11 +40,19 @@ export interface InvalidationBus {
 
 /** Receiver of {@link InvalidationBus} events. */
 export interface InvalidationListener {
-  /** Another process changed records: forget everything cached. */
-  invalidate(): void;
+  /** Another process changed records: forget what they affect. */
+  invalidate(invalidation: Invalidation): void;
   /** Whether the subscription is active (messages from now on will arrive). */
   connected(up: boolean): void;
 }
+
+/**
+ * What a write changed, as carried between processes (JSON): everything, or some records and lookup keys. A cached
+ * answer is dropped when its key is listed or when it is one of the listed records.
+ */
+export type Invalidation =
+  | { readonly all: true }
+  | { readonly all?: false; readonly records: readonly string[]; readonly keys: readonly string[] };
 
 /** Options of {@link withLookupCache}. */
 export interface LookupCacheOptions {
@@ -98,6 +107,32 @@ const NON_INVALIDATING = new Set<string>([
   'pruneJobs',
 ]);
 
+const ALL: Invalidation = { all: true };
+const tagKey = (system: string, itype: string, tag: string): string => `t\u0000${system}\u0000${itype}\u0000${tag}`;
+const imageKey = (system: string, imageId: string): string => `i\u0000${system}\u0000${imageId}`;
+
+/** The answers a record can be (or have been) part of: itself, its tags, its image id. */
+function recordInvalidation(record: ImageRecord, ...extraTags: unknown[]): Invalidation {
+  const keys = record.tags.map((tag) => tagKey(record.system, record.itype, tag));
+  for (const tag of extraTags) if (typeof tag === 'string') keys.push(tagKey(record.system, record.itype, tag));
+  if (record.imageId) keys.push(imageKey(record.system, record.imageId));
+  return { records: [record.recordId], keys };
+}
+
+/**
+ * What each known write changes, from its arguments and result. Whatever an update does to a record, the answers it
+ * can change are the ones that were that record (dropped by record id) and the ones for its tags and image id
+ * afterwards (it may now win them). `delete` can only change answers that were the record. Unknown writes, and writes
+ * that failed (they may have committed; the result is unknown), invalidate everything.
+ */
+const RECORD_WRITES: Record<string, (args: unknown[], result: unknown) => Invalidation> = {
+  insert: (_args, result) => recordInvalidation(result as ImageRecord),
+  update: (_args, result) => recordInvalidation(result as ImageRecord),
+  moveTag: (args, result) => recordInvalidation(result as ImageRecord, args[1]),
+  removeTag: (args, result) => recordInvalidation(result as ImageRecord, args[1]),
+  delete: (args) => ({ records: [String(args[0])], keys: [] }),
+};
+
 const DEFAULT_TTL_MS = 5_000;
 const DEFAULT_MAX_ENTRIES = 10_000;
 
@@ -138,16 +173,25 @@ class LookupCache {
     this.#now = options.now ?? Date.now;
   }
 
-  invalidate(): void {
+  invalidate(invalidation: Invalidation): void {
+    // Reads in flight started before this write may carry the old answer: none of them is kept (generation).
     this.#generation += 1;
     this.#invalidations += 1;
-    this.#entries.clear();
     this.#pending.clear();
+    if (invalidation.all) {
+      this.#entries.clear();
+      return;
+    }
+    const keys = new Set(invalidation.keys);
+    const records = new Set(invalidation.records);
+    for (const [key, entry] of this.#entries) {
+      if (keys.has(key) || (entry.value !== null && records.has(entry.value.recordId))) this.#entries.delete(key);
+    }
   }
 
   connected(up: boolean): void {
     // Either way nothing cached so far can be trusted: messages may have been missed.
-    this.invalidate();
+    this.invalidate(ALL);
     this.#live = up;
   }
 
@@ -219,11 +263,11 @@ export function withLookupCache(
   options: LookupCacheOptions = {},
 ): CachedMetadataStore {
   const cache = new LookupCache(options);
-  bus.subscribe({ invalidate: () => cache.invalidate(), connected: (up) => cache.connected(up) });
+  bus.subscribe({ invalidate: (what) => cache.invalidate(what), connected: (up) => cache.connected(up) });
   const findReadyByTag = (system: string, itype: string, tag: string): Promise<ImageRecord | null> =>
-    cache.read(`t\u0000${system}\u0000${itype}\u0000${tag}`, () => store.findReadyByTag(system, itype, tag));
+    cache.read(tagKey(system, itype, tag), () => store.findReadyByTag(system, itype, tag));
   const findReadyByImageId = (system: string, imageId: string): Promise<ImageRecord | null> =>
-    cache.read(`i\u0000${system}\u0000${imageId}`, () => store.findReadyByImageId(system, imageId));
+    cache.read(imageKey(system, imageId), () => store.findReadyByImageId(system, imageId));
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -251,12 +295,16 @@ export function withLookupCache(
         wrapped.set(property, bound);
         return bound;
       }
+      const changes = Object.hasOwn(RECORD_WRITES, property) ? RECORD_WRITES[property] : undefined;
       const writer = async (...args: unknown[]): Promise<unknown> => {
+        let invalidation = ALL;
         try {
-          return await method.apply(target, args);
+          const result = await method.apply(target, args);
+          if (changes) invalidation = changes(args, result);
+          return result;
         } finally {
-          cache.invalidate();
-          await bus.publish();
+          cache.invalidate(invalidation);
+          await bus.publish(invalidation);
         }
       };
       wrapped.set(property, writer);

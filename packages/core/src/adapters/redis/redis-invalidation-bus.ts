@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { StoreError } from '../../errors/index.js';
-import type { InvalidationBus, InvalidationListener } from '../../metadata/lookup-cache.js';
+import type { Invalidation, InvalidationBus, InvalidationListener } from '../../metadata/lookup-cache.js';
 // Imported for TSDoc links only.
 import type { withLookupCache } from '../../metadata/lookup-cache.js';
 
@@ -25,8 +25,8 @@ export interface RedisInvalidationBusOptions {
 }
 
 /**
- * {@link InvalidationBus} on Redis pub/sub. Messages carry the sender's id so that a process ignores its own (it
- * has already emptied its cache when it wrote).
+ * {@link InvalidationBus} on Redis pub/sub. Messages are JSON invalidations carrying the sender's id, so that a
+ * process ignores its own (it applied them when it wrote); one it cannot read empties the whole cache.
  *
  * @example
  * ```ts
@@ -71,9 +71,10 @@ export class RedisInvalidationBus implements InvalidationBus {
     return new RedisInvalidationBus(options, publisher);
   }
 
-  async publish(): Promise<void> {
+  async publish(invalidation: Invalidation): Promise<void> {
     if (this.#closed) return;
-    await this.#publisher.publish(this.#channel, this.#origin).catch(() => undefined);
+    const message = JSON.stringify({ origin: this.#origin, ...invalidation });
+    await this.#publisher.publish(this.#channel, message).catch(() => undefined);
   }
 
   subscribe(listener: InvalidationListener): void {
@@ -102,7 +103,9 @@ export class RedisInvalidationBus implements InvalidationBus {
       );
     });
     subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.#channel && message !== this.#origin) listener.invalidate();
+      if (channel !== this.#channel) return;
+      const invalidation = parseInvalidation(message, this.#origin);
+      if (invalidation !== null) listener.invalidate(invalidation ?? { all: true });
     });
     subscriber.connect().catch(() => undefined); // retried by ioredis; 'ready' reports success
   }
@@ -113,4 +116,24 @@ export class RedisInvalidationBus implements InvalidationBus {
     this.#subscriber?.disconnect();
     this.#publisher.disconnect();
   }
+}
+
+/**
+ * The invalidation in a message; null for one this process sent (it has applied it already). A message that is not
+ * understood (another version, garbage) invalidates everything: the caller passes `{ all: true }` for `undefined`.
+ */
+function parseInvalidation(message: string, origin: string): Invalidation | null | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { origin: from, all, records, keys } = parsed as Record<string, unknown>;
+  if (from === origin) return null;
+  if (all === true) return { all: true };
+  const strings = (value: unknown): value is string[] =>
+    Array.isArray(value) && value.every((item) => typeof item === 'string');
+  return strings(records) && strings(keys) ? { records, keys } : undefined;
 }
