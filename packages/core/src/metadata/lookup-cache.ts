@@ -4,10 +4,12 @@
  *
  * In the distributed deployment several `serve` instances and workers share one MongoDB-compatible store; a lookup
  * (`findReadyByTag`) then costs a network round trip and a query on every request. {@link withLookupCache} wraps the
- * store so that `findReadyByTag` and `findReadyByImageId` answer from memory, and every write that can change their
- * answers (anything but the job, metric and plain read methods) drops the answers it affects (the written record's,
- * and those for its tags and image id; everything for a write it does not know or that failed) from the cache of this
- * process and, through the {@link InvalidationBus}, of every other process once it has committed.
+ * store so that `findReadyByTag` (the read of every lookup) answers from memory, and every write that can change its
+ * answers (anything but the job, metric and plain read methods) drops the answers it affects (those that were the
+ * written record, and those for its tags; everything for a write it does not know, a tag move, or a write that
+ * failed) from the cache of this process and, through the {@link InvalidationBus}, of every other process once it
+ * has committed. Other reads (`findReadyByImageId`, used by workers to share content, `get`, `list`…) go to the
+ * store.
  *
  * Consistency bound: a lookup in process B that starts after a write in process A has returned, and after B has
  * received A's invalidation (one pub/sub hop, typically under a millisecond on a LAN), sees the write. A read that
@@ -83,12 +85,13 @@ export type CachedMetadataStore = MetadataStore & {
 };
 
 /**
- * Methods that never change what `findReadyByTag`/`findReadyByImageId` return: reads, the job table, lookup metrics
+ * Methods that never change what `findReadyByTag` returns: reads, the job table, lookup metrics
  * and in-flight records (never READY). Every other method — including ones added to the store interface later — is
  * treated as a write that invalidates, so forgetting to list a new method costs a cache flush, never a stale answer.
  */
 const NON_INVALIDATING = new Set<string>([
   'get',
+  'findReadyByImageId',
   'findInFlight',
   'findByTag',
   'list',
@@ -109,26 +112,24 @@ const NON_INVALIDATING = new Set<string>([
 
 const ALL: Invalidation = { all: true };
 const tagKey = (system: string, itype: string, tag: string): string => `t\u0000${system}\u0000${itype}\u0000${tag}`;
-const imageKey = (system: string, imageId: string): string => `i\u0000${system}\u0000${imageId}`;
 
-/** The answers a record can be (or have been) part of: itself, its tags, its image id. */
+/** The answers a record can be (or have been) part of: itself and its tags. */
 function recordInvalidation(record: ImageRecord, ...extraTags: unknown[]): Invalidation {
   const keys = record.tags.map((tag) => tagKey(record.system, record.itype, tag));
   for (const tag of extraTags) if (typeof tag === 'string') keys.push(tagKey(record.system, record.itype, tag));
-  if (record.imageId) keys.push(imageKey(record.system, record.imageId));
   return { records: [record.recordId], keys };
 }
 
 /**
  * What each known write changes, from its arguments and result. Whatever an update does to a record, the answers it
- * can change are the ones that were that record (dropped by record id) and the ones for its tags and image id
- * afterwards (it may now win them). `delete` can only change answers that were the record. Unknown writes, and writes
- * that failed (they may have committed; the result is unknown), invalidate everything.
+ * can change are the ones that were that record (dropped by record id) and the ones for its tags afterwards (it may
+ * now win them). `delete` can only change answers that were the record. `moveTag` also takes the tag off other
+ * records, whose cached copies would still list it: everything goes (it runs once per pull or import). Unknown writes,
+ * and writes that failed (they may have committed; the result is unknown), invalidate everything.
  */
 const RECORD_WRITES: Record<string, (args: unknown[], result: unknown) => Invalidation> = {
   insert: (_args, result) => recordInvalidation(result as ImageRecord),
   update: (_args, result) => recordInvalidation(result as ImageRecord),
-  moveTag: (args, result) => recordInvalidation(result as ImageRecord, args[1]),
   removeTag: (args, result) => recordInvalidation(result as ImageRecord, args[1]),
   delete: (args) => ({ records: [String(args[0])], keys: [] }),
 };
@@ -266,8 +267,6 @@ export function withLookupCache(
   bus.subscribe({ invalidate: (what) => cache.invalidate(what), connected: (up) => cache.connected(up) });
   const findReadyByTag = (system: string, itype: string, tag: string): Promise<ImageRecord | null> =>
     cache.read(tagKey(system, itype, tag), () => store.findReadyByTag(system, itype, tag));
-  const findReadyByImageId = (system: string, imageId: string): Promise<ImageRecord | null> =>
-    cache.read(imageKey(system, imageId), () => store.findReadyByImageId(system, imageId));
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -279,7 +278,6 @@ export function withLookupCache(
     })());
   const wrapped = new Map<PropertyKey, unknown>([
     ['findReadyByTag', findReadyByTag],
-    ['findReadyByImageId', findReadyByImageId],
     ['close', close],
     ['lookupCacheStats', () => cache.stats()],
   ]);

@@ -125,14 +125,15 @@ describe.skipIf(!haveServices('mongoPg', 'redis'))(
           timeout: 10_000,
         });
         const other = await a.insert({ system: 's', itype: 'docker', status: 'READY', tags: [], imageId: 'i2' });
-        expect(await b.findReadyByImageId('s', 'i2')).not.toBeNull();
         await a.moveTag(other.recordId, 'a:1');
         await vi.waitFor(
           async () => expect((await b.findReadyByTag('s', 'docker', 'a:1'))?.recordId).toBe(other.recordId),
           { timeout: 10_000 },
         );
         await a.delete(other.recordId);
-        await vi.waitFor(async () => expect(await b.findReadyByImageId('s', 'i2')).toBeNull(), { timeout: 10_000 });
+        await vi.waitFor(async () => expect(await b.findReadyByTag('s', 'docker', 'a:1')).toBeNull(), {
+          timeout: 10_000,
+        });
       } finally {
         await a.close();
         await b.close();
