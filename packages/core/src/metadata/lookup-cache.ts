@@ -294,16 +294,40 @@ export function withLookupCache(
         return bound;
       }
       const changes = Object.hasOwn(RECORD_WRITES, property) ? RECORD_WRITES[property] : undefined;
-      const writer = async (...args: unknown[]): Promise<unknown> => {
-        let invalidation = ALL;
+      const invalidate = (invalidation: Invalidation): Promise<void> => {
+        cache.invalidate(invalidation);
+        return bus.publish(invalidation);
+      };
+      const affected = (args: unknown[], value: unknown): Invalidation => {
         try {
-          const result = await method.apply(target, args);
-          if (changes) invalidation = changes(args, result);
-          return result;
-        } finally {
-          cache.invalidate(invalidation);
-          await bus.publish(invalidation);
+          return changes ? changes(args, value) : ALL;
+        } catch {
+          return ALL; // a result not shaped as expected: never let that fail a committed write
         }
+      };
+      const writer = (...args: unknown[]): unknown => {
+        let result: unknown;
+        try {
+          result = method.apply(target, args);
+        } catch (error) {
+          void invalidate(ALL);
+          throw error;
+        }
+        // Store methods are asynchronous; a synchronous one keeps its result type (its publish is not awaited).
+        if (!(result instanceof Promise)) {
+          void invalidate(affected(args, result));
+          return result;
+        }
+        return result.then(
+          async (value: unknown) => {
+            await invalidate(affected(args, value));
+            return value;
+          },
+          async (error: unknown) => {
+            await invalidate(ALL);
+            throw error;
+          },
+        );
       };
       wrapped.set(property, writer);
       return writer;
