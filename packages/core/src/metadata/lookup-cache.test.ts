@@ -207,12 +207,28 @@ describe('withLookupCache', () => {
     const { reads, cached } = setup({ ttlMs: 100, now: () => clock });
     await cached.insert(readyImage);
     await cached.findReadyByTag('s', 'docker', 'a:1');
-    clock += 99;
+    clock += 49;
     await cached.findReadyByTag('s', 'docker', 'a:1');
     expect(reads).toHaveBeenCalledTimes(1);
-    clock += 1;
+    clock += 51; // 100 ms old: expired
     await cached.findReadyByTag('s', 'docker', 'a:1');
     expect(reads).toHaveBeenCalledTimes(2);
+    await cached.close();
+  });
+
+  it('reads a hot answer again in the background past half its TTL, and serves the new one', async () => {
+    let clock = 1_000;
+    const { store, reads, cached } = setup({ ttlMs: 100, now: () => clock });
+    const record = await cached.insert(readyImage);
+    await cached.findReadyByTag('s', 'docker', 'a:1');
+    await store.update(record.recordId, { expiration: 7 }); // not through the cache: only the TTL bounds this
+    clock += 60;
+    expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).not.toBe(7); // still within its TTL
+    await vi.waitFor(() => expect(reads).toHaveBeenCalledTimes(2));
+    clock += 60; // 120 ms after the first read, 60 after the second
+    // Served from the answer the background read brought, with no read on the caller's path.
+    expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).toBe(7);
+    expect(cached.lookupCacheStats().misses).toBe(1);
     await cached.close();
   });
 
