@@ -40,12 +40,14 @@ export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 # name → port; the registry names are also the directory names under .state/registry/.
 declare -A REGISTRY_PORT=([plain]=5000 [basic]=5001 [token]=5002)
 TOKEN_PORT=5003 MONGO_PORT=27017 REDIS_PORT=6379
+# The second FerretDB (PostgreSQL backend, the production-like one) and its PostgreSQL.
+MONGO_PG_PORT=27018 POSTGRES_PORT=5433
 SMALL_FIXTURES=(busybox whiteout multiarch weird)
 LARGE_FIXTURES=(big debian)
 
 APT_PACKAGES=(docker-registry skopeo umoci busybox-static debootstrap squashfs-tools squashfs-tools-ng squashfuse
   redis-server munge libmunge-dev apache2-utils openssl openssh-server openssh-client charliecloud jq iproute2 zstd
-  util-linux curl ca-certificates xfsprogs rsync clang-format cppcheck shellcheck libssl-dev slurmctld slurmd
+  util-linux curl ca-certificates postgresql xfsprogs rsync clang-format cppcheck shellcheck libssl-dev slurmctld slurmd
   slurm-client libslurm-dev
   # deploy tests: systemd-analyze (package systemd; PID 1 stays what it is), dockerd + docker-compose 1.29
   systemd docker.io docker-compose)
@@ -365,6 +367,53 @@ start_ferretdb() {
   harness_log "FerretDB up on 127.0.0.1:$MONGO_PORT (pid $pid)"
 }
 
+# PostgreSQL (Debian's server binaries, run directly as the postgres user, fresh cluster per start, TCP on loopback
+# only) behind a second FerretDB. Durability is off (fsync, synchronous_commit): the data is disposable test data.
+postgres_bin() { local dirs=(/usr/lib/postgresql/*/bin); printf '%s' "${dirs[-1]}"; }
+postgres_ready() { "$(postgres_bin)/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" 2>/dev/null; }
+
+start_postgres() {
+  local dir=$STATE/postgres bin
+  bin=$(postgres_bin)
+  if pidfile_alive "$PIDS/postgres" "$dir/data" >/dev/null && postgres_ready; then return; fi
+  port_open "$POSTGRES_PORT" && harness_die "port $POSTGRES_PORT is in use by something this harness did not start"
+  rm -rf "$dir"
+  install -d -o postgres -g postgres -m 0700 "$dir"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-instructions \
+    9>&- >"$LOGS/postgres-initdb.log" 2>&1 || {
+    tail -n 20 "$LOGS/postgres-initdb.log" >&2
+    harness_die "initdb failed"
+  }
+  runuser -u postgres -- setsid "$bin/postgres" -D "$dir/data" -p "$POSTGRES_PORT" -k "$dir" \
+    -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+    -c max_connections=200 9>&- >"$LOGS/postgres.log" 2>&1 </dev/null &
+  wait_for 30 postgres_ready || {
+    tail -n 20 "$LOGS/postgres.log" >&2
+    harness_die "PostgreSQL did not come up on :$POSTGRES_PORT"
+  }
+  head -n 1 "$dir/data/postmaster.pid" >"$PIDS/postgres"
+  "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres ferretdb
+  harness_log "PostgreSQL up on 127.0.0.1:$POSTGRES_PORT (pid $(<"$PIDS/postgres"))"
+}
+
+start_ferretdb_pg() {
+  local pid dir=$STATE/ferretdb-pg
+  if pidfile_alive "$PIDS/ferretdb-pg" ferretdb >/dev/null; then return; fi
+  port_open "$MONGO_PG_PORT" && harness_die "port $MONGO_PG_PORT is in use by something this harness did not start"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  setsid "$FERRETDB" --handler=postgresql --postgresql-url="postgres://postgres@127.0.0.1:$POSTGRES_PORT/ferretdb" \
+    --state-dir="$dir" --telemetry=disable --listen-addr="127.0.0.1:$MONGO_PG_PORT" --debug-addr=127.0.0.1:0 \
+    --log-level=warn 9>&- >"$LOGS/ferretdb-pg.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$PIDS/ferretdb-pg"
+  wait_for 30 port_open "$MONGO_PG_PORT" || {
+    tail -n 20 "$LOGS/ferretdb-pg.log" >&2
+    harness_die "FerretDB (PostgreSQL) did not come up on :$MONGO_PG_PORT"
+  }
+  harness_log "FerretDB (PostgreSQL backend) up on 127.0.0.1:$MONGO_PG_PORT (pid $pid)"
+}
+
 redis_ready() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 
 start_redis() {
@@ -419,6 +468,7 @@ write_env() {
     echo "export SHIFTER_TEST_TOKEN_TTL=$TOKEN_TTL"
     echo "export SHIFTER_TEST_FIXTURES=$STATE/fixtures"
     echo "export SHIFTER_TEST_MONGO_URL=mongodb://127.0.0.1:$MONGO_PORT/"
+    echo "export SHIFTER_TEST_MONGO_PG_URL=mongodb://127.0.0.1:$MONGO_PG_PORT/"
     echo "export SHIFTER_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "export SHIFTER_TEST_MUNGE_SOCKET=$MUNGE_SOCKET"
     echo "export SHIFTER_TEST_USER=$TEST_USER"
@@ -460,6 +510,8 @@ cmd_start() {
     fi
   done
   start_ferretdb
+  start_postgres
+  start_ferretdb_pg
   start_redis
   start_munged
   for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
@@ -483,6 +535,8 @@ cmd_stop() {
   for reg in plain basic token; do stop_pidfile "$PIDS/registry-$reg" "registry-$reg" "registry $reg"; done
   stop_pidfile "$PIDS/token-server" token-server.mjs "token server"
   stop_pidfile "$PIDS/ferretdb" ferretdb FerretDB
+  stop_pidfile "$PIDS/ferretdb-pg" ferretdb "FerretDB (PostgreSQL)"
+  stop_pidfile "$PIDS/postgres" "$STATE/postgres/data" PostgreSQL
   stop_pidfile "$PIDS/redis" redis-server redis
   stop_pidfile "$PIDS/munged" munged munged
   rm -f "$ENV_FILE"
@@ -508,6 +562,11 @@ cmd_status() {
     line ferretdb up "127.0.0.1:$MONGO_PORT $(pidfile_alive "$PIDS/ferretdb" ferretdb >/dev/null && echo "pid $(<"$PIDS/ferretdb")" || echo "(not started by the harness)")"
   else
     line ferretdb down "" && ok=3
+  fi
+  if postgres_ready && port_open "$MONGO_PG_PORT"; then
+    line ferretdb-pg up "127.0.0.1:$MONGO_PG_PORT on PostgreSQL 127.0.0.1:$POSTGRES_PORT"
+  else
+    line ferretdb-pg down "" && ok=3
   fi
   if redis_ready; then line redis up "127.0.0.1:$REDIS_PORT"; else line redis down "" && ok=3; fi
   if munge_ready; then line munged up "$MUNGE_SOCKET"; else line munged down "" && ok=3; fi

@@ -11,6 +11,10 @@
 # munged is left where it runs), BENCH_LOAD ("wrk", the default, with load-wrk.lua giving every request its own
 # credential; "node" for load.mjs, a raw-socket HTTP/1.1 client with exact percentiles; "autocannon" for
 # load-autocannon.mjs, the same measurement with about twice the client CPU per request).
+# BENCH_DISTRIBUTED_STORE ("postgresql", the default: FerretDB on PostgreSQL, SHIFTER_TEST_MONGO_PG_URL; "sqlite":
+# FerretDB on SQLite, SHIFTER_TEST_MONGO_URL), BENCH_INSTANCES (serve instances of the distributed backend, default 2:
+# `shifter-gateway serve --processes N` on BENCH_SERVER_CPUS; the unmunge peer run uses one).
+# BENCH_SEED_EXPIRATION_DAYS (seed.ts: 1 by default, so every image's first lookup also writes its expiration).
 # The layout actually used is printed before the results.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,6 +28,12 @@ CONNECTIONS=${BENCH_CONNECTIONS:-32}
 SOCKET=${SHIFTER_TEST_MUNGE_SOCKET:-/run/munge/munge.socket.2}
 TSX=(node --conditions=@shifter/source --import tsx)
 LOAD=wrk
+INSTANCES=${BENCH_INSTANCES:-2}
+case ${BENCH_DISTRIBUTED_STORE:-postgresql} in
+  postgresql) MONGO_URL=${SHIFTER_TEST_MONGO_PG_URL:-} ;;
+  sqlite) MONGO_URL=${SHIFTER_TEST_MONGO_URL:-} ;;
+  *) echo "BENCH_DISTRIBUTED_STORE must be postgresql or sqlite" >&2; exit 64 ;;
+esac
 case ${BENCH_LOAD:-wrk} in
   wrk) command -v wrk >/dev/null || { echo "missing wrk (apt-get install wrk)" >&2; exit 69; } ;;
   node) LOAD=$ROOT/bench/gateway/load.mjs ;;
@@ -58,7 +68,7 @@ write_config() { # name kind
   rm -rf "$dir"; mkdir -p "$dir/images"
   local metadata="{\"kind\":\"sqlite\",\"path\":\"$dir/gateway.db\"}" queue='{"kind":"in-process"}'
   if [[ $kind == distributed ]]; then
-    metadata="{\"kind\":\"mongo\",\"url\":\"$SHIFTER_TEST_MONGO_URL\",\"database\":\"bench$$\"}"
+    metadata="{\"kind\":\"mongo\",\"url\":\"$MONGO_URL\",\"database\":\"bench$$\"}"
     queue="{\"kind\":\"redis\",\"url\":\"$SHIFTER_TEST_REDIS_URL\",\"prefix\":\"bench$$\"}"
   fi
   cat >"$dir/config.json" <<JSON
@@ -75,6 +85,15 @@ start_gateway() { # dir verifier
   taskset -c "${BENCH_SERVER_CPUS:-0}" "${TSX[@]}" "$ROOT/bench/gateway/serve-bench.ts" "$1/config.json" "$2" >"$log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 300); do grep -q '^READY' "$log" && return; sleep 0.1; done
+  echo "gateway did not start:"; cat "$log"; exit 1
+}
+# The product's own multi-process serve (distributed backend): `shifter-gateway serve --processes N`.
+start_cli_gateway() { # dir instances port
+  local log=$1/serve-cli.log
+  taskset -c "${BENCH_SERVER_CPUS:-0}" "${TSX[@]}" "$ROOT/packages/gateway/src/cli.ts" serve --config "$1/config.json" \
+    --processes "$2" >"$log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$3/api/status" >/dev/null && return; sleep 0.1; done
   echo "gateway did not start:"; cat "$log"; exit 1
 }
 stop_gateway() { local pid=${PIDS[-1]}; kill "$pid"; wait "$pid" 2>/dev/null || true; unset 'PIDS[-1]'; }
@@ -105,13 +124,18 @@ lookup_run() { # name verifier count
 RESULTS=()
 passed=0 failed=0
 for backend in ${BENCH_BACKENDS:-embedded distributed}; do
-  if [[ $backend == distributed && ( -z ${SHIFTER_TEST_MONGO_URL:-} || -z ${SHIFTER_TEST_REDIS_URL:-} ) ]]; then
+  if [[ $backend == distributed && ( -z $MONGO_URL || -z ${SHIFTER_TEST_REDIS_URL:-} ) ]]; then
     echo "distributed backend skipped: harness not running"; continue
   fi
   p=$(write_config "$backend" "$backend")
   seed=1000; [[ $backend == distributed ]] && seed=100   # FerretDB inserts are slow; lookups spread over 100 tags
   "${TSX[@]}" "$ROOT/bench/gateway/seed.ts" "$OUT/$backend/config.json" "$seed" "$OUT/$backend/paths"
-  start_gateway "$OUT/$backend" libmunge
+  if [[ $backend == distributed ]]; then
+    echo "distributed: FerretDB (${BENCH_DISTRIBUTED_STORE:-postgresql} backend) + Redis, $INSTANCES serve instances"
+    start_cli_gateway "$OUT/$backend" "$INSTANCES" "$p"
+  else
+    start_gateway "$OUT/$backend" libmunge
+  fi
   lib=$(lookup_run "$backend" "$p" libmunge "$LOOKUPS")
   stop_gateway
   start_gateway "$OUT/$backend" unmunge
@@ -119,7 +143,9 @@ for backend in ${BENCH_BACKENDS:-embedded distributed}; do
   stop_gateway
   echo "$backend libmunge: $lib"
   echo "$backend unmunge:  $unm"
-  RESULTS+=("{\"backend\":\"$backend\",\"libmunge\":$lib,\"unmunge\":$unm}")
+  layout="{}"
+  [[ $backend == distributed ]] && layout="{\"store\":\"ferretdb-${BENCH_DISTRIBUTED_STORE:-postgresql}\",\"instances\":$INSTANCES}"
+  RESULTS+=("{\"backend\":\"$backend\",\"layout\":$layout,\"libmunge\":$lib,\"unmunge\":$unm}")
   if node -e "const r=$lib; process.exit(r.non2xx===0 && r.errors===0 ? 0 : 1)"; then passed=$((passed+1)); else failed=$((failed+1)); fi
 done
 

@@ -1,4 +1,7 @@
 // Seed N READY public images into the store of CONFIG and write their lookup paths: `seed.ts CONFIG N PATHS_OUT`.
+// Their expiration is BENCH_SEED_EXPIRATION_DAYS (default 1) from now: with the default, the first lookup of each
+// image (and then one a minute) pushes it forward, a store write; with a value beyond the configured
+// imageExpirationTimeout (90 days by default) no lookup of the run writes.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { openDefaultStore, parseConfig } from '@shifter/core';
 
@@ -20,7 +23,7 @@ for (let i = 0; i < Number(count); i++) {
       private: false,
       env: ['PATH=/bin'],
       lastPull: Date.now(),
-      expiration: Date.now() + 86_400_000,
+      expiration: Date.now() + Number(process.env.BENCH_SEED_EXPIRATION_DAYS ?? 1) * 86_400_000,
     });
     await store.moveTag(record.recordId, tag);
   }

@@ -11,6 +11,7 @@ import type { ShifterConfig, SystemConfig } from './config/index.js';
 import { ConfigError, ShifterError } from './errors/index.js';
 import type { JobQueue } from './jobs/index.js';
 import type { MetadataStore } from './metadata/index.js';
+import { type InvalidationBus, withLookupCache } from './metadata/lookup-cache.js';
 import { homedir, userInfo } from 'node:os';
 import { InProcessJobQueue } from './jobs/in-process-job-queue.js';
 import { SqliteMetadataStore } from './metadata/sqlite-metadata-store.js';
@@ -103,6 +104,30 @@ export async function openDefaultStore(config: ShifterConfig): Promise<MetadataS
   return store;
 }
 
+/**
+ * The default store for the config, and on the distributed deployment (mongo + redis) with its lookup reads cached
+ * in this process: every process that writes through it publishes an invalidation on Redis after each write, so
+ * lookups stay consistent across `serve` instances and workers (bound: docs/metadata-store.md).
+ */
+async function openDistributedStore(config: ShifterConfig): Promise<MetadataStore> {
+  const store = await openDefaultStore(config);
+  if (config.metadata.kind !== 'mongo' || config.queue.kind !== 'redis' || config.metadata.lookupCacheMs === 0)
+    return store;
+  try {
+    const RedisInvalidationBus = await loadExport<{
+      connect: (options: { url: string; channel: string }) => Promise<InvalidationBus>;
+    }>(() => import('./adapters/redis/index.js'), 'RedisInvalidationBus', 'the Redis invalidation bus');
+    const bus = await RedisInvalidationBus.connect({
+      url: config.queue.url,
+      channel: `${config.queue.prefix}:metadata:${config.metadata.database}`,
+    });
+    return withLookupCache(store, bus, { ttlMs: config.metadata.lookupCacheMs });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
 /** Default queue for the config: in-process, or Redis + BullMQ (one queue per system). */
 export async function createDefaultQueue(config: ShifterConfig, store: MetadataStore): Promise<JobQueue> {
   if (config.queue.kind === 'in-process') {
@@ -142,7 +167,7 @@ export async function createDefaultTransfer(systemConfig: SystemConfig): Promise
  * ```
  */
 export async function createShifter(config: ShifterConfig, components: ShifterComponents = {}): Promise<Shifter> {
-  const store = await (components.openStore ?? openDefaultStore)(config);
+  const store = components.openStore ? await components.openStore(config) : await openDistributedStore(config);
   let queue: JobQueue;
   try {
     queue = await (components.createQueue ?? createDefaultQueue)(config, store);

@@ -1,5 +1,5 @@
 /**
- * `shifter-gateway serve --config FILE [--host H] [--port P] [--with-workers]`,
+ * `shifter-gateway serve --config FILE [--host H] [--port P] [--with-workers] [--processes N]`,
  * `shifter-gateway worker --config FILE --system NAME` and
  * `shifter-gateway migrate-upstream --config FILE [--mongo-url URL] [--mongo-database NAME] [--image-dir SYSTEM=DIR]… [--dry-run] [--json]`.
  *
@@ -16,9 +16,10 @@ import {
 } from '@shifter/core';
 import { formatMigrationReport, runMigration } from './migrate-command.js';
 import { GATEWAY_VERSION, startGateway, startWorker } from './server.js';
+import { isServeProcess, MAX_SERVE_PROCESSES, superviseServeProcesses } from './serve-processes.js';
 
 const USAGE = `usage:
-  shifter-gateway serve  --config FILE [--host HOST] [--port PORT] [--with-workers]
+  shifter-gateway serve  --config FILE [--host HOST] [--port PORT] [--with-workers] [--processes N]
   shifter-gateway worker --config FILE --system NAME
   shifter-gateway migrate-upstream --config FILE [--mongo-url URL] [--mongo-database NAME]
                                    [--image-dir SYSTEM=DIR]... [--dry-run] [--json]
@@ -46,6 +47,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         port: { type: 'string' },
         system: { type: 'string' },
         'with-workers': { type: 'boolean' },
+        processes: { type: 'string' },
         'mongo-url': { type: 'string' },
         'mongo-database': { type: 'string' },
         'image-dir': { type: 'string', multiple: true },
@@ -108,6 +110,26 @@ export async function main(argv: readonly string[]): Promise<void> {
     } catch (error) {
       fail(error);
     }
+  }
+
+  let processes = 1;
+  if (values.processes !== undefined) {
+    processes = /^\d{1,3}$/.test(values.processes) ? Number(values.processes) : 0;
+    if (processes < 1 || processes > MAX_SERVE_PROCESSES || command !== 'serve')
+      fail(
+        new ShifterError(
+          'SHIFTER_USAGE_INVALID_ARGUMENT',
+          `--processes takes 1 to ${MAX_SERVE_PROCESSES} and only with serve, got ${values.processes}`,
+        ),
+      );
+  }
+  if (processes > 1 && !isServeProcess()) {
+    try {
+      superviseServeProcesses(config, processes, (line) => process.stderr.write(`shifter-gateway: ${line}\n`));
+    } catch (error) {
+      fail(error);
+    }
+    return;
   }
 
   let stop: () => Promise<void>;

@@ -198,6 +198,14 @@ export const ShifterConfigSchema = z
             kind: z.literal('mongo'),
             url: z.string().describe('MongoDB connection string'),
             database: z.string().default('Shifter').describe('Database name'),
+            lookupCacheMs: z
+              .number()
+              .int()
+              .min(0)
+              .default(5000)
+              .describe(
+                'With queue.kind "redis": lookups answered from memory for at most this many ms; every write empties the caches of all processes through Redis pub/sub, so this only bounds a lost invalidation (0: no cache)',
+              ),
           })
           .strict(),
       ])

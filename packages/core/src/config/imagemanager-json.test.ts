@@ -73,7 +73,12 @@ describe('translateImageManagerConfig', () => {
       authMethod: 'basic',
     });
     expect(parsed.defaultRegistry).toBe('index.docker.io');
-    expect(parsed.metadata).toEqual({ kind: 'mongo', url: 'mongodb://localhost/', database: 'Shifter' });
+    expect(parsed.metadata).toEqual({
+      kind: 'mongo',
+      url: 'mongodb://localhost/',
+      database: 'Shifter',
+      lookupCacheMs: 5000,
+    });
     expect(parsed.storage).toMatchObject({ cacheDir: '/images/cache/', expandDir: '/images/expand/' });
     expect(parsed.allowedRegistries).toBe('configured');
     expect(parsed.jobs.pullUpdateTimeout).toBe(300);

@@ -46,7 +46,12 @@ describe('loadConfig', () => {
   it('switches the store wholesale when the environment names another kind', async () => {
     const file = write('sqlite.json', { metadata: { kind: 'sqlite', path: '/tmp/x.db' } });
     const config = await loadConfig({ file, env: { SHIFTER_MONGO_URL: 'mongodb://127.0.0.1:27017/' } });
-    expect(config.metadata).toEqual({ kind: 'mongo', url: 'mongodb://127.0.0.1:27017/', database: 'Shifter' });
+    expect(config.metadata).toEqual({
+      kind: 'mongo',
+      url: 'mongodb://127.0.0.1:27017/',
+      database: 'Shifter',
+      lookupCacheMs: 5000,
+    });
   });
 
   it('returns a deeply frozen config', async () => {

@@ -5,3 +5,4 @@ export * from './metadata-store.js';
 export * from './sqlite-metadata-store.js';
 export * from './access-migration.js';
 export * from './store-schema.js';
+export * from './lookup-cache.js';

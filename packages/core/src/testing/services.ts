@@ -1,5 +1,6 @@
 /**
- * Gates for integration tests that need a real service (registry, MongoDB, Redis, munged, root).
+ * Gates for integration tests that need a real service (registry, MongoDB on two FerretDB backends, Redis, munged,
+ * root).
  *
  * `scripts/test-harness.sh start` starts every service on loopback and writes the variables below to
  * `.state/harness.env`; `scripts/test-all.sh` exports them before running vitest. On a developer's machine a missing
@@ -13,6 +14,7 @@ export const TEST_SERVICE_VARIABLES = {
   registryToken: 'SHIFTER_TEST_REGISTRY_TOKEN',
   fixtures: 'SHIFTER_TEST_FIXTURES',
   mongo: 'SHIFTER_TEST_MONGO_URL',
+  mongoPg: 'SHIFTER_TEST_MONGO_PG_URL',
   redis: 'SHIFTER_TEST_REDIS_URL',
   munge: 'SHIFTER_TEST_MUNGE_SOCKET',
   user: 'SHIFTER_TEST_USER',

@@ -264,6 +264,26 @@ describe.skipIf(!haveServices('mongo'))('harness MongoDB (FerretDB)', () => {
   });
 });
 
+describe.skipIf(!haveServices('mongoPg'))('harness MongoDB (FerretDB on PostgreSQL)', () => {
+  it('does a CRUD round trip, and plans its queries in PostgreSQL', async () => {
+    const client = new MongoClient(serviceValue('mongoPg'), { serverSelectionTimeoutMS: 5000 });
+    try {
+      await client.connect();
+      const db = client.db('harness_check');
+      const coll = db.collection<{ _id: string; n: number }>(`c${process.pid}`);
+      await coll.insertOne({ _id: 'a', n: 1 });
+      await coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } });
+      expect(await coll.findOne({ _id: 'a' })).toEqual({ _id: 'a', n: 2 });
+      // FerretDB answers explain with its backend's plan: PostgreSQL's EXPLAIN (FORMAT JSON) has "Node Type".
+      const explained = await db.command({ explain: { find: coll.collectionName, filter: { n: 2 } } });
+      expect(explained.queryPlanner?.Plan?.['Node Type']).toEqual(expect.any(String));
+      await coll.drop();
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe.skipIf(!haveServices('redis'))('harness Redis', () => {
   it('answers PING', async () => {
     const redis = new Redis(serviceValue('redis'), { maxRetriesPerRequest: 1, lazyConnect: true });

@@ -692,6 +692,7 @@ export class MongoMetadataStore implements MetadataStore {
 function isDuplicateKey(error: unknown): boolean {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (code === DUPLICATE_KEY) return true;
-  // FerretDB 1.x reports a unique-index violation on update as InternalError (code 1) carrying SQLite's message.
-  return code === 1 && typeof message === 'string' && message.includes('UNIQUE constraint failed');
+  // FerretDB 1.x reports a unique-index violation on update as InternalError (code 1) carrying its backend's message
+  // (SQLite: "UNIQUE constraint failed"; PostgreSQL: SQLSTATE 23505, unique_violation).
+  return code === 1 && typeof message === 'string' && /UNIQUE constraint failed|SQLSTATE 23505/.test(message);
 }
