@@ -14,7 +14,10 @@
 # BENCH_DISTRIBUTED_STORE ("postgresql", the default: FerretDB on PostgreSQL, SHIFTER_TEST_MONGO_PG_URL; "sqlite":
 # FerretDB on SQLite, SHIFTER_TEST_MONGO_URL), BENCH_INSTANCES (serve instances of the distributed backend, default 2:
 # `shifter-gateway serve --processes N` on BENCH_SERVER_CPUS; the unmunge peer run uses one).
-# BENCH_SEED_EXPIRATION_DAYS (seed.ts: 1 by default, so every image's first lookup also writes its expiration).
+# BENCH_SEED_EXPIRATION_DAYS (seed.ts: 1 by default, so every image's first lookup also writes its expiration),
+# BENCH_RATE (0: off; R: also measure each backend open-loop at R lookups/s with bench/gateway/load.mjs for
+# BENCH_RATE_SECONDS (10) over BENCH_RATE_CONNECTIONS (64) connections, latency counted from when each request was
+# due), BENCH_METRICS ("true", the default: lookups are recorded for /api/metrics; "false": the product default).
 # The layout actually used is printed before the results.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -29,6 +32,7 @@ SOCKET=${SHIFTER_TEST_MUNGE_SOCKET:-/run/munge/munge.socket.2}
 TSX=(node --conditions=@shifter/source --import tsx)
 LOAD=wrk
 INSTANCES=${BENCH_INSTANCES:-2}
+RATE=${BENCH_RATE:-0} RATE_SECONDS=${BENCH_RATE_SECONDS:-10} RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 case ${BENCH_DISTRIBUTED_STORE:-postgresql} in
   postgresql) MONGO_URL=${SHIFTER_TEST_MONGO_PG_URL:-} ;;
   sqlite) MONGO_URL=${SHIFTER_TEST_MONGO_URL:-} ;;
@@ -74,7 +78,7 @@ write_config() { # name kind
   cat >"$dir/config.json" <<JSON
 { "gateway": {"host":"127.0.0.1","port":$p}, "storage": {"cacheDir":"$dir/cache","expandDir":"$dir/expand"},
   "systems": {"bench": {"transfer": {"kind":"local","imageDir":"$dir/images"}, "mungeSocketPath":"$SOCKET", "admins":["root"]}},
-  "registries": {}, "allowedRegistries": "any", "metadata": $metadata, "queue": $queue, "metrics": true, "logLevel": "warn",
+  "registries": {}, "allowedRegistries": "any", "metadata": $metadata, "queue": $queue, "metrics": ${BENCH_METRICS:-true}, "logLevel": "warn",
   "conversion": {"compression":"lz4"} }
 JSON
   echo "$p"
@@ -137,15 +141,23 @@ for backend in ${BENCH_BACKENDS:-embedded distributed}; do
     start_gateway "$OUT/$backend" libmunge
   fi
   lib=$(lookup_run "$backend" "$p" libmunge "$LOOKUPS")
+  rated=null
+  if (( RATE > 0 )); then
+    # Open loop at a fixed rate (load.mjs, BENCH_RATE): does the deployment sustain RATE/s, and with what p99?
+    "$OUT/gen-credentials" $(( RATE * RATE_SECONDS + RATE )) "$SOCKET" >"$OUT/$backend/rate.creds"
+    rated=$(BENCH_RATE=$RATE taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "http://127.0.0.1:$p" "$OUT/$backend/paths" \
+      "$OUT/$backend/rate.creds" "$RATE_SECONDS" "$RATE_CONNECTIONS")
+  fi
   stop_gateway
   start_gateway "$OUT/$backend" unmunge
   unm=$(lookup_run "$backend" "$p" unmunge "$UNMUNGE_LOOKUPS")
   stop_gateway
   echo "$backend libmunge: $lib"
+  [[ $rated != null ]] && echo "$backend libmunge, open loop at $RATE/s: $rated"
   echo "$backend unmunge:  $unm"
   layout="{}"
   [[ $backend == distributed ]] && layout="{\"store\":\"ferretdb-${BENCH_DISTRIBUTED_STORE:-postgresql}\",\"instances\":$INSTANCES}"
-  RESULTS+=("{\"backend\":\"$backend\",\"layout\":$layout,\"libmunge\":$lib,\"unmunge\":$unm}")
+  RESULTS+=("{\"backend\":\"$backend\",\"layout\":$layout,\"libmunge\":$lib,\"openLoop\":$rated,\"unmunge\":$unm}")
   if node -e "const r=$lib; process.exit(r.non2xx===0 && r.errors===0 ? 0 : 1)"; then passed=$((passed+1)); else failed=$((failed+1)); fi
 done
 
