@@ -20,6 +20,9 @@ const latencies = new Float64Array(credentials.length);
 const CRLF2 = Buffer.from('\r\n\r\n');
 
 const rate = Number(process.env.BENCH_RATE ?? 0);
+/** BENCH_SLOW_MS: requests at least this slow are listed on stderr as [due ms since start, latency ms]. */
+const slowMs = Number(process.env.BENCH_SLOW_MS ?? 0);
+const slow = [];
 /** Open loop: due times of requests not yet sent, and connections waiting for one. */
 const dueQueue = [];
 const idle = [];
@@ -30,7 +33,11 @@ let completed = 0;
 let non2xx = 0;
 let errors = 0;
 const started = performance.now();
-const deadline = started + Number(duration) * 1000;
+/** BENCH_WARMUP_S (open loop): requests due in the first seconds are sent but not counted (connections and JIT warm). */
+const warmupMs = rate > 0 ? Number(process.env.BENCH_WARMUP_S ?? 0) * 1000 : 0;
+const measuredFrom = started + warmupMs;
+const deadline = measuredFrom + Number(duration) * 1000;
+let warmups = 0;
 
 /** Length of the complete response at the start of buf (head + body), 0 when more bytes are needed; -1 if unparsable. */
 function responseLength(buf) {
@@ -98,7 +105,16 @@ function connection() {
         socket.destroy();
         return;
       }
-      latencies[completed++] = performance.now() - sentAt;
+      const latency = performance.now() - sentAt;
+      if (sentAt < measuredFrom) {
+        warmups++;
+        pending = null;
+        buffered = Buffer.alloc(0);
+        send();
+        return;
+      }
+      latencies[completed++] = latency;
+      if (slowMs > 0 && latency >= slowMs) slow.push([Math.round(sentAt - started), Math.round(latency)]);
       const status = Number(buffered.toString('latin1', 9, 12));
       if (!(status >= 200 && status < 300)) non2xx++;
       pending = null;
@@ -122,6 +138,7 @@ if (rate > 0) {
     const now = performance.now();
     if (now >= deadline) {
       clearInterval(ticker);
+      if (slow.length > 0) process.stderr.write(`slow requests [due ms, latency ms]: ${JSON.stringify(slow)}\n`);
       for (const wake of idle.splice(0)) wake();
       return;
     }
@@ -132,7 +149,8 @@ if (rate > 0) {
 }
 await Promise.all(Array.from({ length: Number(connections) }, connection));
 clearInterval(ticker);
-const elapsed = (performance.now() - started) / 1000;
+if (slow.length > 0) process.stderr.write(`slow requests [due ms, latency ms]: ${JSON.stringify(slow)}\n`);
+const elapsed = (performance.now() - measuredFrom) / 1000;
 const sorted = latencies.subarray(0, completed).sort();
 const percentile = (p) =>
   completed === 0 ? 0 : Number(sorted[Math.min(completed - 1, Math.ceil((p / 100) * completed) - 1)].toFixed(2));
@@ -146,6 +164,6 @@ process.stdout.write(
     non2xx,
     errors,
     duration: Number(elapsed.toFixed(2)),
-    ...(rate > 0 ? { targetRps: rate, late: dueQueue.length } : {}),
+    ...(rate > 0 ? { targetRps: rate, late: dueQueue.length, warmupS: warmupMs / 1000, warmupRequests: warmups } : {}),
   })}\n`,
 );

@@ -17,7 +17,8 @@
 # BENCH_SEED_EXPIRATION_DAYS (seed.ts: 1 by default, so every image's first lookup also writes its expiration),
 # BENCH_RATE (0: off; R: also measure each backend open-loop at R lookups/s with bench/gateway/load.mjs for
 # BENCH_RATE_SECONDS (10) over BENCH_RATE_CONNECTIONS (64) connections, latency counted from when each request was
-# due), BENCH_METRICS ("true", the default: lookups are recorded for /api/metrics; "false": the product default).
+# due, after BENCH_WARMUP_S (2) seconds at that rate on fresh connections that are not counted; BENCH_SLOW_MS lists
+# slower requests on stderr), BENCH_METRICS ("true", the default: lookups are recorded for /api/metrics; "false": the product default).
 # The layout actually used is printed before the results.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -33,6 +34,7 @@ TSX=(node --conditions=@shifter/source --import tsx)
 LOAD=wrk
 INSTANCES=${BENCH_INSTANCES:-2}
 RATE=${BENCH_RATE:-0} RATE_SECONDS=${BENCH_RATE_SECONDS:-10} RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
+RATE_WARMUP=${BENCH_WARMUP_S:-2}
 case ${BENCH_DISTRIBUTED_STORE:-postgresql} in
   postgresql) MONGO_URL=${SHIFTER_TEST_MONGO_PG_URL:-} ;;
   sqlite) MONGO_URL=${SHIFTER_TEST_MONGO_URL:-} ;;
@@ -144,8 +146,8 @@ for backend in ${BENCH_BACKENDS:-embedded distributed}; do
   rated=null
   if (( RATE > 0 )); then
     # Open loop at a fixed rate (load.mjs, BENCH_RATE): does the deployment sustain RATE/s, and with what p99?
-    "$OUT/gen-credentials" $(( RATE * RATE_SECONDS + RATE )) "$SOCKET" >"$OUT/$backend/rate.creds"
-    rated=$(BENCH_RATE=$RATE taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "http://127.0.0.1:$p" "$OUT/$backend/paths" \
+    "$OUT/gen-credentials" $(( RATE * (RATE_SECONDS + RATE_WARMUP) + RATE )) "$SOCKET" >"$OUT/$backend/rate.creds"
+    rated=$(BENCH_RATE=$RATE BENCH_WARMUP_S=$RATE_WARMUP taskset -c 1 node "$ROOT/bench/gateway/load.mjs" "http://127.0.0.1:$p" "$OUT/$backend/paths" \
       "$OUT/$backend/rate.creds" "$RATE_SECONDS" "$RATE_CONNECTIONS")
   fi
   stop_gateway

@@ -23,13 +23,14 @@ class FakeBus implements InvalidationBus {
   }
 }
 
-function setup(options: { connected?: boolean; ttlMs?: number; now?: () => number } = {}) {
+function setup(options: { connected?: boolean; ttlMs?: number; now?: () => number; random?: () => number } = {}) {
   const store = new SqliteMetadataStore({ path: ':memory:' });
   const reads = vi.spyOn(store, 'findReadyByTag');
   const bus = new FakeBus();
   const cached = withLookupCache(store, bus, {
     ...(options.ttlMs === undefined ? {} : { ttlMs: options.ttlMs }),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.random ? { random: options.random } : {}),
   });
   if (options.connected ?? true) bus.listener!.connected(true);
   return { store, reads, bus, cached };
@@ -216,16 +217,20 @@ describe('withLookupCache', () => {
     await cached.close();
   });
 
-  it('reads a hot answer again in the background past half its TTL, and serves the new one', async () => {
+  it('reads a hot answer again in the background past its refresh point, and serves the new one', async () => {
     let clock = 1_000;
-    const { store, reads, cached } = setup({ ttlMs: 100, now: () => clock });
+    // random 0.25: the refresh point is at 50 % + 0.4 × 25 % = 60 % of the TTL.
+    const { store, reads, cached } = setup({ ttlMs: 100, now: () => clock, random: () => 0.25 });
     const record = await cached.insert(readyImage);
     await cached.findReadyByTag('s', 'docker', 'a:1');
     await store.update(record.recordId, { expiration: 7 }); // not through the cache: only the TTL bounds this
-    clock += 60;
+    clock += 59;
+    expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).not.toBe(7); // before its refresh point
+    expect(reads).toHaveBeenCalledTimes(1);
+    clock += 1;
     expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).not.toBe(7); // still within its TTL
     await vi.waitFor(() => expect(reads).toHaveBeenCalledTimes(2));
-    clock += 60; // 120 ms after the first read, 60 after the second
+    clock += 60; // 120 ms after the first read, 60 after the second (the new answer's refresh point is at +60)
     // Served from the answer the background read brought, with no read on the caller's path.
     expect((await cached.findReadyByTag('s', 'docker', 'a:1'))?.expiration).toBe(7);
     expect(cached.lookupCacheStats().misses).toBe(1);

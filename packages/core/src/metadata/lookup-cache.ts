@@ -64,6 +64,8 @@ export interface LookupCacheOptions {
   readonly maxEntries?: number;
   /** Clock (epoch ms); default `Date.now`. */
   readonly now?: () => number;
+  /** Source of the read-ahead jitter, in [0, 1); default `Math.random`. */
+  readonly random?: () => number;
 }
 
 /** Counters of a cached store, for tests and metrics. */
@@ -150,6 +152,8 @@ interface Entry {
   readonly value: ImageRecord | null;
   /** When the read that produced it started: its age counts from there. */
   readonly readAt: number;
+  /** When a lookup of this answer reads it again in the background (between half and 90 % of the TTL). */
+  readonly refreshAt: number;
 }
 
 interface Pending {
@@ -161,6 +165,7 @@ class LookupCache {
   readonly #ttlMs: number;
   readonly #maxEntries: number;
   readonly #now: () => number;
+  readonly #random: () => number;
   readonly #entries = new Map<string, Entry>();
   readonly #pending = new Map<string, Pending>();
   #generation = 0;
@@ -173,6 +178,7 @@ class LookupCache {
     this.#ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
     this.#maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
   }
 
   invalidate(invalidation: Invalidation): void {
@@ -210,10 +216,11 @@ class LookupCache {
     const entry = this.#entries.get(key);
     if (entry && now - entry.readAt < this.#ttlMs) {
       this.#hits += 1;
-      // Read ahead: past half its TTL a hot answer is read again in the background and replaced before it expires,
-      // so that hot tags never miss together when their TTL runs out (which made the tail of the latency).
-      if (now - entry.readAt >= this.#ttlMs / 2 && !this.#pending.has(key))
-        this.#fill(key, load).catch(() => undefined);
+      // Read ahead: past its refresh point a hot answer is read again in the background and replaced before it
+      // expires, so that hot tags never miss together when their TTL runs out (which made the tail of the latency).
+      // The points are spread over 50–90 % of the TTL: answers filled together are not read again in one burst,
+      // which on a small shared host stalled every process for hundreds of ms.
+      if (now >= entry.refreshAt && !this.#pending.has(key)) this.#fill(key, load).catch(() => undefined);
       return Promise.resolve(entry.value);
     }
     if (entry) this.#entries.delete(key);
@@ -242,7 +249,8 @@ class LookupCache {
             const oldest = this.#entries.keys().next();
             if (!oldest.done) this.#entries.delete(oldest.value);
           }
-          this.#entries.set(key, { value: frozen, readAt });
+          const refreshAt = readAt + this.#ttlMs * (0.5 + 0.4 * this.#random());
+          this.#entries.set(key, { value: frozen, readAt, refreshAt });
         }
         return frozen;
       },

@@ -96,4 +96,59 @@ describe('LookupBatcher', () => {
     expect(store.updates).toEqual([['r1', { expiration: 2 }]]);
     expect(warnings).toEqual(['dropping lookup metrics']);
   });
+
+  it('writes one batch at a time: rows that arrive meanwhile go into the next, larger batch', async () => {
+    const store = fakeStore();
+    const inserts: Array<() => void> = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const slow = {
+      ...store,
+      async insertLookupMetrics(rows: readonly LookupMetric[]) {
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise<void>((resolve) => inserts.push(resolve));
+        inFlight -= 1;
+        store.batches.push([...rows]);
+      },
+    };
+    const batcher = new LookupBatcher({ store: slow, logger });
+    for (let i = 0; i < LOOKUP_FLUSH_ROWS; i++) batcher.recordMetric(row(i)); // starts batch 1
+    await vi.waitFor(() => expect(inserts).toHaveLength(1));
+    for (let i = 0; i < 3 * LOOKUP_FLUSH_ROWS; i++) batcher.recordMetric(row(1000 + i)); // no second insert yet
+    expect(inserts).toHaveLength(1);
+    inserts.shift()!(); // batch 1 done: the waiting rows go at once, as one batch
+    await vi.waitFor(() => expect(inserts).toHaveLength(1));
+    const done = batcher.flush(); // waits for batch 2, then has nothing left to write
+    inserts.shift()!();
+    await done;
+    expect(maxInFlight).toBe(1);
+    expect(store.batches.map((batch) => batch.length)).toEqual([LOOKUP_FLUSH_ROWS, 3 * LOOKUP_FLUSH_ROWS]);
+  });
+
+  it('keeps at most maxBufferedRows while the store is stuck, dropping the oldest and saying so', async () => {
+    const store = fakeStore();
+    let release: () => void = () => {};
+    const stuck = {
+      ...store,
+      async insertLookupMetrics(rows: readonly LookupMetric[]) {
+        await new Promise<void>((resolve) => (release = resolve));
+        store.batches.push([...rows]);
+      },
+    };
+    const batcher = new LookupBatcher({ store: stuck, logger, maxBufferedRows: 1000 });
+    for (let i = 0; i < LOOKUP_FLUSH_ROWS; i++) batcher.recordMetric(row(i)); // batch 1, stuck
+    for (let i = 0; i < 2500; i++) batcher.recordMetric(row(10_000 + i));
+    release();
+    await vi.waitFor(() => expect(store.batches).toHaveLength(1));
+    const done = batcher.flush();
+    await vi.waitFor(() => release !== undefined);
+    release();
+    await done;
+    const second = store.batches[1]!;
+    expect(second.length).toBeLessThanOrEqual(1000);
+    expect(second.at(-1)!.time).toBe(10_000 + 2499); // the newest rows are kept
+    expect(2500 - second.length).toBeGreaterThan(0);
+    expect(warnings).toContain('dropped lookup metrics: the store is slower than the lookups');
+  });
 });
