@@ -4,12 +4,7 @@
  * resolves the tag through that gateway (munge-authenticated lookup from its unprivileged child) and runs the image.
  * A private image pulled by one user is refused to the other, by the gateway (lookup) and by the runtime (id:).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
 import {
@@ -21,18 +16,15 @@ import {
   serviceValue,
   startFakeRegistry,
 } from '@shifter/core/testing';
-import { RuntimeEnv, credentialOf } from './runtime-env.js';
+import { RuntimeEnv, credentialOf, startRuntimeGateway, type RuntimeGateway } from './runtime-env.js';
 
-const execFileAsync = promisify(execFile);
 const enabled = haveRoot() && haveServices('user', 'registry', 'registryToken', 'munge');
-const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
 const system = 'testsys';
 
-/** A munge credential encoded as `user` (so the gateway sees that uid), optionally carrying a payload. */
 describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => {
   let env: RuntimeEnv;
-  let gateway: ChildProcess | undefined;
-  let log = '';
+  let gateway: RuntimeGateway | undefined;
+  const log = () => gateway?.log() ?? '';
   let url: string;
   let user: string;
   let user2: string;
@@ -51,67 +43,26 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
     env = new RuntimeEnv();
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    const state = join(env.dir, 'gateway');
-    mkdirSync(state, { recursive: true, mode: 0o700 });
-    const config = join(state, 'gateway.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        gateway: { host: '127.0.0.1', port },
-        storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        systems: {
-          [system]: {
-            transfer: { kind: 'local', imageDir: env.imagePath },
-            mungeSocketPath: serviceValue('munge'),
-            admins: ['root'],
-          },
-        },
-        // The harness registry is no configured location (allowedRegistries defaults to "configured").
-        allowedRegistries: 'any',
-        metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
-        queue: { kind: 'in-process', concurrency: 2 },
-        logLevel: 'warn',
-      }),
-    );
-    gateway = spawn(process.execPath, [gatewayBin, 'serve', '--config', config], {
-      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    gateway.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    gateway.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (gateway.exitCode !== null) throw new Error(`gateway exited ${gateway.exitCode}:\n${log}`);
-      try {
-        if ((await fetch(`${url}/api/status`)).ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`gateway did not start:\n${log}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    gateway = await startRuntimeGateway(env, system, { port });
     env.writeConf(`imageGateway=${url}\nsystem=${system}\ndefaultImageType=docker\ngatewayTimeout=30\n`);
   }, 300_000);
 
   afterAll(async () => {
-    if (gateway && gateway.exitCode === null) {
-      gateway.kill('SIGTERM');
-      await new Promise((resolve) => gateway?.once('exit', resolve));
-    }
+    await gateway?.stop();
     env?.cleanup();
   });
 
   it('pulls a public image through the gateway and runs it by tag as the user', async () => {
     const tag = `${serviceValue('registry')}/test/busybox:latest`;
     const image = await client(user).pullAndWait('docker', tag);
-    expect(image.status, log).toBe('READY');
+    expect(image.status, log()).toBe('READY');
     const r = await env.runAs(user, [
       `--image=docker:${tag}`,
       'sh',
       '-c',
       'echo $SHIFTER_IMAGE; cat /etc/os-release | head -1',
     ]);
-    expect(r.stderr, log).toBe('');
+    expect(r.stderr, log()).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.split('\n')[0]).toBe(image.id);
     // The other user sees the same public image.
@@ -126,16 +77,16 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
       default: `${process.env.SHIFTER_TEST_REGISTRY_USER}:${process.env.SHIFTER_TEST_REGISTRY_PASSWORD}`,
     };
     const image = await client(user).pullAndWait('docker', tag, { credentials });
-    expect(image.status, log).toBe('READY');
+    expect(image.status, log()).toBe('READY');
     const own = await env.runAs(user, [`--image=docker:${tag}`, 'echo', 'mine']);
-    expect(own.stderr, log).toBe('');
+    expect(own.stderr, log()).toBe('');
     expect(own.stdout).toBe('mine\n');
     // The private tag is the puller's alone: the gateway does not show it to the other user.
     const byTag = await env.runAs(user2, [`--image=docker:${tag}`, 'echo', 'stolen']);
     expect(byTag.status).toBe(66);
     // The public tag, and the public file behind both, keep working for everyone.
     const publicRun = await env.runAs(user2, [`--image=docker:${publicTag}`, 'echo', 'still public']);
-    expect(publicRun.stderr, log).toBe('');
+    expect(publicRun.stderr, log()).toBe('');
     expect(publicRun.stdout).toBe('still public\n');
     const byId = await env.runAs(user2, [`--image=id:${image.id}`, 'echo', 'public content']);
     expect(byId.stdout).toBe('public content\n');
@@ -166,9 +117,9 @@ describe.skipIf(!enabled)('registry → real gateway → setuid runtime', () => 
       const image = await client(user).pullAndWait('docker', tag, {
         credentials: { default: `${login.username}:${login.password}` },
       });
-      expect(image.status, log).toBe('READY');
+      expect(image.status, log()).toBe('READY');
       const own = await env.runAs(user, [`--image=docker:${tag}`, 'cat', '/secret/key.txt']);
-      expect(own.stderr, log).toBe('');
+      expect(own.stderr, log()).toBe('');
       expect(own.stdout).toContain(`only ${user}`);
       const byTag = await env.runAs(user2, [`--image=docker:${tag}`, 'cat', '/secret/key.txt']);
       expect(byTag.status).toBe(66); // the gateway does not show it to them

@@ -4,7 +4,7 @@
  * (`shifter-gateway serve`, SQLite store) listens on plain HTTP and is fronted by a small TLS proxy (node:tls), as a
  * site fronts it with a TLS terminator; a TLS gateway double checks the munge credential to show who asked.
  */
-import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
@@ -15,11 +15,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
 import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
-import { RuntimeEnv, credentialOf } from './runtime-env.js';
+import { RuntimeEnv, credentialOf, startRuntimeGateway, type RuntimeGateway } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
 const enabled = haveRoot() && haveServices('user', 'registry', 'munge');
-const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
 const system = 'testsys';
 
 /** A CA (`name`-ca.pem/-key.pem) and, signed by it, server certificates for the given subjectAltNames. */
@@ -115,15 +114,14 @@ async function listening<
   return (server.address() as AddressInfo).port;
 }
 
-/** A munge credential encoded as `user`, optionally carrying a payload (for the test's own gateway client). */
 describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', () => {
   let env: RuntimeEnv;
   let user: string;
   let uid: number;
   let user2: string;
   let uid2: number;
-  let gateway: ChildProcess | undefined;
-  let log = '';
+  let gateway: RuntimeGateway | undefined;
+  const log = () => gateway?.log() ?? '';
   let httpUrl: string; // the real gateway, plain HTTP
   let httpsUrl: string; // the real gateway behind the TLS proxy (certificate for 127.0.0.1 and localhost)
   let doubleUrl: string; // TLS gateway double that decodes the credential
@@ -163,44 +161,7 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
     // The real gateway on plain HTTP.
     const port = await freePort();
     httpUrl = `http://127.0.0.1:${port}`;
-    const state = join(env.dir, 'gateway');
-    mkdirSync(state, { recursive: true, mode: 0o700 });
-    writeFileSync(
-      join(state, 'gateway.json'),
-      JSON.stringify({
-        gateway: { host: '127.0.0.1', port },
-        storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        // The harness registry is no configured location (allowedRegistries defaults to "configured").
-        allowedRegistries: 'any',
-        systems: {
-          [system]: {
-            transfer: { kind: 'local', imageDir: env.imagePath },
-            mungeSocketPath: serviceValue('munge'),
-            admins: ['root'],
-          },
-        },
-        metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
-        queue: { kind: 'in-process', concurrency: 1 },
-        logLevel: 'warn',
-      }),
-    );
-    gateway = spawn(process.execPath, [gatewayBin, 'serve', '--config', join(state, 'gateway.json')], {
-      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    gateway.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    gateway.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (gateway.exitCode !== null) throw new Error(`gateway exited ${gateway.exitCode}:\n${log}`);
-      try {
-        if ((await fetch(`${httpUrl}/api/status`)).ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`gateway did not start:\n${log}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    gateway = await startRuntimeGateway(env, system, { port, concurrency: 1 });
 
     // TLS in front of it: each TLS connection becomes one TCP connection to the gateway.
     const proxy = createTlsServer({ key: serverCert.key, cert: serverCert.cert }, (client) => {
@@ -273,17 +234,14 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
       authenticate: (payload) => credentialOf(user, payload || undefined),
     });
     const image = await client.pullAndWait('docker', tag);
-    expect(image.status, log).toBe('READY');
+    expect(image.status, log()).toBe('READY');
     imageId = image.id;
   }, 300_000);
 
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
     for (const server of servers) await new Promise((resolve) => server.close(resolve));
-    if (gateway && gateway.exitCode === null) {
-      gateway.kill('SIGTERM');
-      await new Promise((resolve) => gateway?.once('exit', resolve));
-    }
+    await gateway?.stop();
     env?.cleanup();
   });
 
@@ -295,7 +253,7 @@ describe.skipIf(!enabled)('gateway lookup over https from the setuid runtime', (
   it('looks a tag up through the real gateway behind TLS, verified against gatewayCaPath (file or directory), and runs it', async () => {
     conf(httpsUrl, testCa);
     const r = await env.runAs(user, [`--image=docker:${tag}`, 'sh', '-c', 'echo $SHIFTER_IMAGE']);
-    expect(r.stderr, log).toBe('');
+    expect(r.stderr, log()).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(`${imageId}\n`);
     // gatewayCaPath may also be a hashed directory, read lazily.

@@ -226,3 +226,79 @@ export async function credentialOf(user: string, payload?: string): Promise<stri
   ];
   return (await promisify(execFile)('runuser', args)).stdout.trim();
 }
+
+const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
+
+/** The real gateway started by {@link startRuntimeGateway}. */
+export interface RuntimeGateway {
+  readonly url: string;
+  /** What the gateway printed so far (for assertion messages). */
+  log(): string;
+  /** SIGTERM and wait; idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start the real gateway (`shifter-gateway serve`, from source) as the runtime tests use it: embedded defaults
+ * (SQLite store, in-process queue), one system delivering into `env.imagePath` by local transfer, munge from the
+ * harness, root as admin, and any registry allowed (the harness registry is no configured location). State lives
+ * in `<env.dir>/gateway` and survives a restart on the same port. Resolves once /api/status answers.
+ */
+export async function startRuntimeGateway(
+  env: RuntimeEnv,
+  system: string,
+  options: { port: number; concurrency?: number },
+): Promise<RuntimeGateway> {
+  const state = join(env.dir, 'gateway');
+  mkdirSync(state, { recursive: true, mode: 0o700 });
+  const config = join(state, 'gateway.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      gateway: { host: '127.0.0.1', port: options.port },
+      storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
+      allowedRegistries: 'any',
+      systems: {
+        [system]: {
+          transfer: { kind: 'local', imageDir: env.imagePath },
+          mungeSocketPath: serviceValue('munge'),
+          admins: ['root'],
+        },
+      },
+      metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
+      queue: { kind: 'in-process', concurrency: options.concurrency ?? 2 },
+      logLevel: 'warn',
+    }),
+  );
+  const url = `http://127.0.0.1:${options.port}`;
+  const child = spawn(process.execPath, [gatewayBin, 'serve', '--config', config], {
+    env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}:\n${log}`);
+    try {
+      if ((await fetch(`${url}/api/status`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`gateway did not start:\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return {
+    url,
+    log: () => log,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

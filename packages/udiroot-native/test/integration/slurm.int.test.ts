@@ -4,7 +4,7 @@
  * submitted by an unprivileged user (shiftertest; shiftertest2 for the node-sharing case), and every row of the
  * failure table in docs/slurm.md is exercised.
  */
-import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,10 +12,16 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayClient } from '@shifter/core';
 import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
-import { RuntimeEnv, run, type RunResult, credentialOf } from './runtime-env.js';
+import {
+  RuntimeEnv,
+  run,
+  type RunResult,
+  credentialOf,
+  startRuntimeGateway,
+  type RuntimeGateway,
+} from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
-const gatewayBin = fileURLToPath(new URL('../../../gateway/bin/shifter-gateway.js', import.meta.url));
 const slurmNode = fileURLToPath(new URL('../../../../scripts/lib/slurm-node.sh', import.meta.url));
 const system = 'testsys';
 
@@ -32,8 +38,8 @@ const enabled = haveRoot() && haveServices('user', 'registry', 'munge') && haveS
 
 describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   let env: RuntimeEnv;
-  let gateway: ChildProcess | undefined;
-  let gatewayLog = '';
+  let gateway: RuntimeGateway | undefined;
+  const gatewayLog = () => gateway?.log() ?? '';
   let gatewayPort: number;
   let url: string;
   let user: string;
@@ -112,53 +118,11 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
   const node = (...args: string[]) => execFileSync(slurmNode, args, { stdio: 'pipe' });
 
   async function startGateway(): Promise<void> {
-    const state = join(env.dir, 'gateway');
-    mkdirSync(state, { recursive: true, mode: 0o700 });
-    const config = join(state, 'gateway.json');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        gateway: { host: '127.0.0.1', port: gatewayPort },
-        storage: { cacheDir: join(state, 'cache'), expandDir: join(state, 'expand') },
-        // The harness registry is no configured location (allowedRegistries defaults to "configured").
-        allowedRegistries: 'any',
-        systems: {
-          [system]: {
-            transfer: { kind: 'local', imageDir: env.imagePath },
-            mungeSocketPath: serviceValue('munge'),
-            admins: ['root'],
-          },
-        },
-        metadata: { kind: 'sqlite', path: join(state, 'gateway.db') },
-        queue: { kind: 'in-process', concurrency: 2 },
-        logLevel: 'warn',
-      }),
-    );
-    gateway = spawn(process.execPath, [gatewayBin, 'serve', '--config', config], {
-      env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    gateway.stdout?.on('data', (chunk: Buffer) => (gatewayLog += chunk.toString()));
-    gateway.stderr?.on('data', (chunk: Buffer) => (gatewayLog += chunk.toString()));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (gateway.exitCode !== null) throw new Error(`gateway exited ${gateway.exitCode}:\n${gatewayLog}`);
-      try {
-        if ((await fetch(`${url}/api/status`)).ok) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`gateway did not start:\n${gatewayLog}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
+    gateway = await startRuntimeGateway(env, system, { port: gatewayPort });
   }
 
   async function stopGateway(): Promise<void> {
-    if (gateway && gateway.exitCode === null) {
-      const g = gateway;
-      g.kill('SIGTERM');
-      await new Promise((resolve) => g.once('exit', resolve));
-    }
+    await gateway?.stop();
     gateway = undefined;
   }
 
@@ -182,10 +146,10 @@ describe.skipIf(!enabled)('Slurm SPANK plugin on a real Slurm', () => {
     debianTag = `${serviceValue('registry')}/test/debian:latest`;
     busyboxTag = `${serviceValue('registry')}/test/busybox:latest`;
     const debian = await client(user).pullAndWait('docker', debianTag);
-    expect(debian.status, gatewayLog).toBe('READY');
+    expect(debian.status, gatewayLog()).toBe('READY');
     debianId = debian.id!;
     const busybox = await client(user2).pullAndWait('docker', busyboxTag);
-    expect(busybox.status, gatewayLog).toBe('READY');
+    expect(busybox.status, gatewayLog()).toBe('READY');
     busyboxId = busybox.id!;
     slurmDir = join(env.dir, 'slurm');
     node('start', slurmDir, String(await freePort()), String(await freePort()), `required ${plugin}`);
