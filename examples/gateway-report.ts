@@ -6,9 +6,10 @@
  *
  * Each request carries a fresh munge credential made in-process by @shifter/core's libmunge binding (munged's socket
  * defaults to /run/munge/munge.socket.2). On failure it prints `CODE: message` and exits with the catalogue's exit
- * code, like every Shifter tool.
+ * code, like every Shifter tool. For an `https://` gateway signed by a site CA, set SHIFTER_GATEWAY_CA to the same
+ * file or hashed directory as `gatewayCaPath` in udiRoot.conf; it then replaces Node's default CAs.
  */
-import { GatewayClient, ShifterError, mungeEncode, toShifterError } from '@shifter/core';
+import { GatewayClient, ShifterError, mungeEncode, readTrustAnchors, toShifterError } from '@shifter/core';
 
 async function main(argv: string[]): Promise<number> {
   const [url, system, socketPath = '/run/munge/munge.socket.2'] = argv;
@@ -16,10 +17,12 @@ async function main(argv: string[]): Promise<number> {
     console.error('usage: gateway-report.ts GATEWAY_URL SYSTEM [MUNGE_SOCKET]');
     return 64;
   }
+  const caPath = process.env.SHIFTER_GATEWAY_CA;
   const client = new GatewayClient({
     urls: [url],
     system,
     timeoutMs: 10_000,
+    ...(caPath ? { ca: await readTrustAnchors(caPath) } : {}),
     authenticate: (payload) => mungeEncode(payload, { socketPath }),
   });
   const images = await client.list();
