@@ -254,23 +254,14 @@ export class RegistryTransport {
         url = next;
         continue;
       }
+      const body = await readErrorBody(response.body);
       if (status === 401 && spec.auth && toRegistry && spec.scope !== undefined && authRounds < MAX_AUTH_ROUNDS) {
-        const body = await readErrorBody(response.body);
         const challenges = parseWwwAuthenticate(response.headers['www-authenticate']);
         if (await spec.auth.handleChallenge(spec.endpoint, spec.scope, challenges, authRounds, spec.signal)) {
           authRounds += 1;
           continue;
         }
-        throw registryResponseError({
-          status,
-          headers: response.headers,
-          ...(body ? { body } : {}),
-          kind: spec.kind,
-          what: spec.what,
-        });
-      }
-      const body = await readErrorBody(response.body);
-      if (RETRYABLE_STATUSES.has(status) && retries + 1 < this.#retry.attempts) {
+      } else if (RETRYABLE_STATUSES.has(status) && retries + 1 < this.#retry.attempts) {
         const retryAfter = parseRetryAfter(response.headers['retry-after'], this.#now());
         if (retryAfter === undefined || retryAfter <= this.#retry.maxRetryAfterMs) {
           retries += 1;
