@@ -20,6 +20,10 @@ async function mungeCli(args: string[], input: string, user?: string): Promise<s
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     child.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`munge exited ${code}: ${err}`))));
+    // `munge -n` reads no input and may exit before it is written: its exit status decides, not the EPIPE.
+    child.stdin.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') reject(error);
+    });
     child.stdin.end(input);
   });
 }
