@@ -6,7 +6,7 @@
  * hostile records are skipped with their reasons, and upstream's collections are left as they were. Both store
  * backends: SQLite, and MongoDB in the very database upstream uses (the collection names never meet).
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ import { MongoMetadataStore } from '@shifter/core/mongo';
 import { freePort, haveRoot, haveServices, serviceValue } from '@shifter/core/testing';
 import { Double, MongoClient, ObjectId } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RuntimeEnv } from './runtime-env.js';
+import { RuntimeEnv, startGatewayOn } from './runtime-env.js';
 
 const execFileAsync = promisify(execFile);
 const ready = haveServices('mongo', 'munge', 'user') && haveRoot();
@@ -43,38 +43,6 @@ const ejson = (documents: unknown[]) =>
     return raw && typeof raw === 'object' && raw._bsontype ? `${raw._bsontype}:${raw.toString()}` : value;
   });
 
-/** `shifter-gateway serve` on `config` from the sources; resolves when it answers. */
-async function startGateway(config: string, port: number): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [...NODE_ARGS, GATEWAY_CLI, 'serve', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}:\n${log}`);
-    try {
-      if ((await fetch(`${url}/api/status`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`gateway did not start:\n${log}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return {
-    url,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 const idOf = (tag: string) =>
   upstreamImages().find((d) => (Array.isArray(d.tag) ? d.tag.includes(tag) : d.tag === tag))!.id as string;
 
@@ -287,7 +255,7 @@ describe.skipIf(!ready)('migrate-upstream: an upstream site moves to this gatewa
       });
 
       it("the gateway lists and looks up the migrated images, with upstream's access, expiry and metrics", async () => {
-        const gateway = await startGateway(configFile, port);
+        const gateway = await startGatewayOn(configFile, port);
         try {
           const credentialOf = async (as: string) =>
             (

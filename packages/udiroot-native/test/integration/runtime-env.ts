@@ -270,7 +270,12 @@ export async function startRuntimeGateway(
       logLevel: 'warn',
     }),
   );
-  const url = `http://127.0.0.1:${options.port}`;
+  return startGatewayOn(config, options.port);
+}
+
+/** `shifter-gateway serve --config <config>` from source, listening on `port`; resolves once /api/status answers. */
+export async function startGatewayOn(config: string, port: number): Promise<RuntimeGateway> {
+  const url = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, [gatewayBin, 'serve', '--config', config], {
     env: { ...process.env, SHIFTER_GATEWAY_FROM_SOURCE: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
